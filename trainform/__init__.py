@@ -1,0 +1,5 @@
+"""trainform: declarative infrastructure and runs for machine-learning training."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Loading configuration directories (HCL and YAML) into the typed model."""

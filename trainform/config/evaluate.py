@@ -1,0 +1,308 @@
+"""Evaluating a :class:`Module`: variables, locals, resource instances and outputs, in
+dependency order. Values of other resources that are known only after apply come from a
+resolver the caller supplies (the planner at plan time, the engine at apply time)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from trainform.config import schema as S
+from trainform.config.expr import Ref, Scope, evaluate, references
+from trainform.config.model import Evaluated, Instance, Module, Resource
+from trainform.config.source import Expr, RawBlock
+from trainform.config.values import UNKNOWN, FunctionContext, is_unknown
+from trainform.config.variables import VariableValues, convert, spec_name, value_from_text
+from trainform.errors import ConfigError, Diagnostic
+from trainform.graph import evaluation_order
+
+Resolver = Callable[[Instance], dict[str, Any]]
+"""resolver(instance) -> the computed attributes other resources may read (UNKNOWN if not yet
+known)."""
+
+Prompt = Callable[[str, str, bool], str]
+
+
+def resolve_variables(
+    module: Module, raw: VariableValues, prompt: Prompt | None, functions: FunctionContext
+) -> dict[str, Any]:
+    """Convert and validate every declared variable. A required variable with no value is
+    asked for through ``prompt`` (on a TTY), otherwise it is an error naming the variable."""
+    values: dict[str, Any] = {}
+    errors: list[Diagnostic] = []
+    scope = Scope({}, functions)
+    for name, var in sorted(module.variables.items()):
+        if name in raw.values:
+            value, where = raw.values[name], raw.origin[name]
+        elif var.default is not None:
+            value, where = evaluate(var.default, scope), str(var.default.pos)
+        elif prompt is not None:
+            value, where = prompt(name, var.description, var.sensitive), "prompt"
+            value = value_from_text(value, var.type)
+        else:
+            errors.append(
+                Diagnostic(
+                    f"no value for required variable {name!r}",
+                    var.pos,
+                    f"pass --var {name}=..., set TRAINFORM_VAR_{name}, or add it to trainform.tfvars",
+                )
+            )
+            continue
+        try:
+            value = convert(value, var.type)
+        except ValueError as exc:
+            shown = "(sensitive value)" if var.sensitive else repr(value)
+            errors.append(
+                Diagnostic(
+                    f"invalid value {shown} for variable {name!r} (from {where}): {exc}",
+                    var.pos,
+                    f"the variable's type is {spec_name(var.type)}",
+                )
+            )
+            continue
+        if value is None and not var.nullable:
+            errors.append(Diagnostic(f"variable {name!r} must not be null", var.pos))
+            continue
+        vscope = Scope({"var": {name: value}}, functions)
+        for v in var.validations:
+            ok = evaluate(v.condition, vscope)
+            if ok is False:
+                msg = evaluate(v.error_message, vscope)
+                errors.append(Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos))
+            elif ok is not True:
+                errors.append(Diagnostic("a validation condition must be true or false", v.condition.pos))
+        values[name] = value
+    if errors:
+        raise ConfigError(errors)
+    return values
+
+
+class Evaluator:
+    """Evaluates one module against fixed variable values; reusable for re-evaluation at apply
+    time once dependencies are known."""
+
+    def __init__(self, module: Module, variables: dict[str, Any], functions: FunctionContext) -> None:
+        self.module = module
+        self.variables = variables
+        self.functions = functions
+        self.order = evaluation_order(module.dependencies)
+        self._resource_closure = self._resource_dependencies()
+
+    def _resource_dependencies(self) -> dict[str, tuple[str, ...]]:
+        """For each resource, the resources it depends on through any chain of locals."""
+        out: dict[str, tuple[str, ...]] = {}
+        cache: dict[str, set[str]] = {}
+
+        def reach(node: str) -> set[str]:
+            if node in cache:
+                return cache[node]
+            found: set[str] = set()
+            for dep in self.module.dependencies.get(node, ()):
+                if dep in self.module.resources:
+                    found.add(dep)
+                else:
+                    found |= reach(dep)
+            cache[node] = found
+            return found
+
+        for addr in self.module.resources:
+            out[addr] = tuple(sorted(reach(addr)))
+        return out
+
+    def sensitive_vars(self) -> set[str]:
+        return {n for n, v in self.module.variables.items() if v.sensitive}
+
+    def run(self, resolver: Resolver, only: Iterable[str] | None = None) -> Evaluated:
+        """Evaluate every node (or only the given nodes, which must include what they depend
+        on). Raises ConfigError."""
+        wanted = set(only) if only is not None else None
+        result = Evaluated(variables=dict(self.variables))
+        sensitive_nodes = {f"var.{n}" for n in self.sensitive_vars()}
+        sensitive_attrs: dict[str, set[str]] = {}
+        cwd = os.getcwd()
+        directory = str(self.module.directory)
+        values: dict[str, Any] = {
+            "var": self.variables,
+            "local": result.locals,
+            "path": {"module": directory, "root": directory, "cwd": cwd},
+            **{k: {} for k in S.RESOURCE_KINDS},
+        }
+
+        def is_sensitive(refs: list[Ref]) -> bool:
+            for ref in refs:
+                if ref.key in sensitive_nodes:
+                    return True
+                if ref.root in S.RESOURCE_KINDS and ref.key in sensitive_attrs:
+                    attrs = sensitive_attrs[ref.key]
+                    res = self.module.resources[ref.key]
+                    rest = list(ref.steps[1:])
+                    if rest and (res.count is not None or res.for_each is not None):
+                        rest = rest[1:]
+                    attr = rest[0] if rest else None
+                    if attrs and (attr is None or attr in attrs):
+                        return True
+            return False
+
+        errors: list[Diagnostic] = []
+        for node in self.order:
+            if wanted is not None and node not in wanted:
+                continue
+            kind, _, name = node.partition(".")
+            try:
+                if kind == "local":
+                    loc = self.module.locals[name]
+                    result.locals[name] = evaluate(loc.value, Scope(values, self.functions))
+                    if is_sensitive(references(loc.value)):
+                        sensitive_nodes.add(node)
+                elif kind == "output":
+                    out = self.module.outputs[name]
+                    value = evaluate(out.value, Scope(values, self.functions))
+                    if is_sensitive(references(out.value)) and not out.sensitive:
+                        raise ConfigError(
+                            Diagnostic(
+                                f"output {name!r} refers to sensitive values",
+                                out.value.pos,
+                                "set sensitive = true in the output block",
+                            )
+                        )
+                    result.outputs[name] = (value, out.sensitive)
+                elif node in self.module.resources:
+                    res = self.module.resources[node]
+                    instances = self._instances(res, values, is_sensitive, resolver)
+                    sens = set(res.schema.user_attributes()) & {
+                        k for k, a in res.schema.attributes.items() if a.sensitive
+                    }
+                    for inst in instances:
+                        result.instances[inst.address] = inst
+                        sens |= inst.sensitive
+                    sensitive_attrs[node] = sens
+            except ConfigError as exc:
+                errors.extend(exc.diagnostics)
+                if len(errors) > 20:
+                    break
+        if errors:
+            raise ConfigError(errors)
+        return result
+
+    def _instances(
+        self,
+        res: Resource,
+        values: dict[str, Any],
+        is_sensitive: Callable[[list[Ref]], bool],
+        resolver: Resolver,
+    ) -> list[Instance]:
+        scope = Scope(values, self.functions)
+        keyed: list[tuple[int | str | None, dict[str, Any]]] = []
+        if res.count is not None:
+            n = evaluate(res.count, scope)
+            if n is UNKNOWN:
+                raise ConfigError(
+                    Diagnostic("count depends on values known only after apply", res.count.pos,
+                               "use values known at plan time, or apply with --target first")
+                )
+            if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0 or int(n) != n:
+                raise ConfigError(Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos))
+            keyed = [(i, {"count": {"index": i}}) for i in range(int(n))]
+        elif res.for_each is not None:
+            coll = evaluate(res.for_each, scope)
+            if is_unknown(coll):
+                raise ConfigError(
+                    Diagnostic("for_each depends on values known only after apply", res.for_each.pos)
+                )
+            if isinstance(coll, dict):
+                keyed = [(k, {"each": {"key": k, "value": coll[k]}}) for k in sorted(coll)]
+            elif isinstance(coll, list) and all(isinstance(x, str) for x in coll):
+                if len(set(coll)) != len(coll):
+                    raise ConfigError(Diagnostic("for_each set has duplicate elements", res.for_each.pos))
+                keyed = [(k, {"each": {"key": k, "value": k}}) for k in sorted(coll)]
+            else:
+                raise ConfigError(
+                    Diagnostic(
+                        "for_each must be a map or a list of strings", res.for_each.pos,
+                        "use toset([...]) or a map",
+                    )
+                )
+        else:
+            keyed = [(None, {})]
+
+        exprs_refs = {k: references(e) for k, e in res.attributes.items()}
+        sens_attrs = frozenset(
+            k for k, refs in exprs_refs.items() if is_sensitive(refs)
+        ) | frozenset(k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes)
+        depends = self._resource_closure[res.address]
+        instances: list[Instance] = []
+        for key, extra in keyed:
+            iscope = Scope({**values, **extra}, self.functions) if extra else scope
+            attrs = self._attributes(res.schema, res.attributes, res.blocks, iscope, res)
+            unknown = any(is_unknown(v) for v in attrs.values())
+            inst = Instance(res, key, attrs, sens_attrs, depends, unknown)
+            instances.append(inst)
+        self._publish(res, instances, values, resolver)
+        return instances
+
+    def _attributes(
+        self,
+        schema: S.BlockSchema,
+        exprs: dict[str, Expr],
+        blocks: tuple[RawBlock, ...] | list[RawBlock],
+        scope: Scope,
+        res: Resource,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, attr in schema.user_attributes().items():
+            if name in exprs:
+                value = evaluate(exprs[name], scope)
+                pos = exprs[name].pos
+                value, err = S.check_type(value, attr.type)
+                if err:
+                    raise ConfigError(Diagnostic(f"{res.address}: attribute {name!r}: {err}", pos))
+                if attr.allowed and value is not UNKNOWN and value not in attr.allowed:
+                    raise ConfigError(
+                        Diagnostic(
+                            f"{res.address}: attribute {name!r} must be one of "
+                            + ", ".join(repr(a) for a in attr.allowed),
+                            pos,
+                            S.did_you_mean(str(value), [str(a) for a in attr.allowed]),
+                        )
+                    )
+                out[name] = value
+            else:
+                out[name] = attr.default
+        for bname, nested in schema.blocks.items():
+            found = [b for b in blocks if b.type == bname]
+            values = [
+                self._attributes(nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res)
+                for b in found
+            ]
+            if nested.many:
+                out[bname] = values
+            else:
+                out[bname] = values[0] if values else None
+        if res.kind == "compute":
+            out["type"] = res.provider
+        return out
+
+    def _publish(
+        self, res: Resource, instances: list[Instance], values: dict[str, Any], resolver: Resolver
+    ) -> None:
+        """Make the instances visible to later expressions as ``kind.name``."""
+
+        def value_of(inst: Instance) -> dict[str, Any]:
+            return {**inst.attributes, **resolver(inst), "name": res.name}
+
+        if res.count is not None:
+            shown: Any = [value_of(i) for i in instances]
+        elif res.for_each is not None:
+            shown = {str(i.key): value_of(i) for i in instances}
+        else:
+            shown = value_of(instances[0])
+        values[res.kind][res.name] = shown
+
+
+def block_nodes(module: Module, addresses: Iterable[str]) -> set[str]:
+    """Graph nodes needed to evaluate the given resource blocks (themselves and what they
+    depend on)."""
+    from trainform.graph import dependencies_closure
+
+    return dependencies_closure(module.dependencies, addresses)

@@ -1,0 +1,580 @@
+"""The expression evaluator: walks python-hcl2 parse trees (never Python ``eval``).
+
+Evaluation is a pure function of the expression and a :class:`Scope`. Unknown values
+(:data:`UNKNOWN`) propagate through every operation. Errors are :class:`ConfigError` with the
+``file:line:column`` of the offending sub-expression.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lark import Token, Tree
+
+from trainform.config.functions import FUNCTIONS, function_names
+from trainform.config.schema import did_you_mean, type_of
+from trainform.config.source import Expr, Literal, Template, node_pos, template_from_text
+from trainform.config.values import UNKNOWN, FunctionContext, FunctionError, is_unknown
+from trainform.errors import ConfigError, Diagnostic, Pos
+
+_SKIP = ("new_line_or_comment",)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A static reference found in an expression: ``root.first`` plus the rest of the path."""
+
+    root: str
+    steps: tuple[str | int, ...]
+    pos: Pos
+
+    @property
+    def key(self) -> str:
+        return f"{self.root}.{self.steps[0]}" if self.steps else self.root
+
+
+@dataclass
+class Scope:
+    """What an expression may refer to: root name -> value, and the function context."""
+
+    values: dict[str, Any]
+    functions: FunctionContext
+    locals_: dict[str, Any] = field(default_factory=dict)  # for-expression variables
+
+    def child(self, extra: dict[str, Any]) -> Scope:
+        return Scope(self.values, self.functions, {**self.locals_, **extra})
+
+
+def _kids(node: Tree) -> list[Any]:
+    """Children that matter (no newline/comment filler, no punctuation tokens)."""
+    return [c for c in node.children if isinstance(c, Tree) and c.data not in _SKIP]
+
+
+# --------------------------------------------------------------------------- references
+
+
+def traversal(node: Any) -> tuple[str, list[str | int], Any] | None:
+    """If ``node`` is a static traversal (``a.b[0].c``), return (root, steps, root node)."""
+    steps: list[str | int] = []
+    while isinstance(node, Tree):
+        if node.data == "expr_term":
+            kids = _kids(node)
+            if len(kids) != 1 or any(isinstance(c, Token) and c.type == "LPAR" for c in node.children):
+                return None
+            node = kids[0]
+        elif node.data == "identifier":
+            steps.reverse()
+            return str(node.children[0]), steps, node
+        elif node.data == "get_attr_expr_term":
+            attr = node.children[1].children[1]
+            steps.append(str(attr.children[0]) if isinstance(attr, Tree) else str(attr))
+            node = node.children[0]
+        elif node.data == "index_expr_term":
+            idx = node.children[1]
+            if idx.data == "short_index":
+                steps.append(int(idx.children[1]))
+            else:
+                inner = _kids(idx)[0]
+                lit = _static_key(inner)
+                steps.clear() if lit is None else steps.append(lit)
+            node = node.children[0]
+        elif node.data in ("attr_splat_expr_term", "full_splat_expr_term"):
+            steps.clear()
+            node = node.children[0]
+        else:
+            return None
+    return None
+
+
+def _static_key(node: Any) -> str | int | None:
+    if isinstance(node, Tree) and node.data == "expr_term" and len(_kids(node)) == 1:
+        node = _kids(node)[0]
+    if isinstance(node, Tree) and node.data == "int_lit":
+        return int(node.children[0])
+    if isinstance(node, Tree) and node.data == "string":
+        parts = [c for c in node.children if isinstance(c, Tree)]
+        if all(isinstance(p.children[0], Token) for p in parts):
+            return "".join(str(p.children[0]) for p in parts)
+    return None
+
+
+def references(expr: Expr) -> list[Ref]:
+    """Every reference an expression makes (``var.x``, ``compute.gpu[0].facts``, ...)."""
+    out: list[Ref] = []
+    _collect(expr.node, expr.pos, frozenset(), out)
+    return out
+
+
+def _collect(node: Any, pos: Pos, bound: frozenset[str], out: list[Ref]) -> None:
+    if isinstance(node, Template):
+        for part in node.parts:
+            if isinstance(part, Tree):
+                _collect(part, pos, bound, out)
+        return
+    if isinstance(node, list):
+        for item in node:
+            _collect(item.node, item.pos, bound, out)
+        return
+    if isinstance(node, dict):
+        for item in node.values():
+            _collect(item.node, item.pos, bound, out)
+        return
+    if not isinstance(node, Tree):
+        return
+    trav = traversal(node)
+    if trav is not None:
+        root, steps, root_node = trav
+        if root not in bound:
+            out.append(Ref(root, tuple(steps), node_pos(root_node, pos.file, pos)))
+        # indexes that are expressions may hold references of their own
+        for sub in node.iter_subtrees():
+            if sub.data == "braces_index":
+                _collect(_kids(sub)[0], pos, bound, out)
+        return
+    if node.data == "function_call":
+        for arg in node.children[1:]:
+            if isinstance(arg, Tree):
+                _collect(arg, pos, bound, out)
+        return
+    if node.data == "object_elem":
+        key = node.children[0]
+        key_expr = _kids(key)[0] if _kids(key) else None
+        if not (key_expr is not None and _bare_name(key_expr) is not None):
+            _collect(key, pos, bound, out)
+        _collect(node.children[-1], pos, bound, out)
+        return
+    if node.data in ("for_tuple_expr", "for_object_expr"):
+        intro = next(c for c in node.children if isinstance(c, Tree) and c.data == "for_intro")
+        names = [str(c.children[0]) for c in intro.children if isinstance(c, Tree) and c.data == "identifier"]
+        _collect(_kids(intro)[-1], pos, bound, out)
+        inner = bound | set(names)
+        for child in node.children:
+            if isinstance(child, Tree) and child is not intro:
+                _collect(child, pos, inner, out)
+        return
+    for child in node.children:
+        if isinstance(child, Tree):
+            _collect(child, pos, bound, out)
+
+
+def _bare_name(node: Any) -> str | None:
+    if isinstance(node, Tree) and node.data == "expr_term":
+        kids = _kids(node)
+        if len(kids) == 1 and kids[0].data == "identifier":
+            return str(kids[0].children[0])
+    if isinstance(node, Tree) and node.data == "keyword":
+        return str(node.children[0])
+    return None
+
+
+def static_names(expr: Expr) -> list[tuple[str, Pos]]:
+    """A list of bare names or addresses (``depends_on``, ``ignore_changes``) as written.
+
+    Accepts HCL traversals (``compute.gpu``) and, for YAML, strings (``"compute.gpu"``).
+    """
+    node = expr.node
+    items: list[tuple[Any, Pos]]
+    if isinstance(node, list):
+        items = [(e.node, e.pos) for e in node]
+    elif isinstance(node, Tree):
+        inner = _kids(node)[0] if node.data == "expr_term" and _kids(node) else node
+        if not (isinstance(inner, Tree) and inner.data == "tuple"):
+            raise ConfigError(Diagnostic("expected a list", expr.pos))
+        items = [(c, node_pos(c, expr.pos.file, expr.pos)) for c in _kids(inner)]
+    else:
+        raise ConfigError(Diagnostic("expected a list", expr.pos))
+    names = []
+    for item, pos in items:
+        if isinstance(item, Template) and len(item.parts) == 1 and isinstance(item.parts[0], str):
+            names.append((item.parts[0], pos))
+            continue
+        if isinstance(item, Tree):
+            key = _static_key(item)
+            if isinstance(key, str):
+                names.append((key, pos))
+                continue
+            trav = traversal(item)
+            if trav is not None:
+                root, steps, _ = trav
+                names.append((".".join([root, *(str(s) for s in steps)]), pos))
+                continue
+        raise ConfigError(Diagnostic("expected a name or address, not an expression", pos))
+    return names
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(expr: Expr, scope: Scope) -> Any:
+    """Evaluate an expression. Raises :class:`ConfigError` with the position of the fault."""
+    return _Evaluator(scope, expr.pos).value(expr.node)
+
+
+class _Evaluator:
+    def __init__(self, scope: Scope, pos: Pos) -> None:
+        self.scope = scope
+        self.pos = pos
+
+    def fail(self, message: str, node: Any = None, hint: str = "") -> ConfigError:
+        pos = node_pos(node, self.pos.file, self.pos) if node is not None else self.pos
+        return ConfigError(Diagnostic(message, pos, hint))
+
+    def value(self, node: Any) -> Any:
+        if isinstance(node, Expr):
+            return _Evaluator(self.scope, node.pos).value(node.node)
+        if isinstance(node, Literal):
+            return node.value
+        if isinstance(node, Template):
+            return self.template(node.parts, node)
+        if isinstance(node, list):
+            return [self.value(e) for e in node]
+        if isinstance(node, dict):
+            return {k: self.value(e) for k, e in node.items()}
+        handler = getattr(self, "_" + node.data, None)
+        if handler is None:
+            raise self.fail(f"unsupported expression ({node.data})", node)
+        return handler(node)
+
+    # -- terms
+    def _expr_term(self, node: Tree) -> Any:
+        return self.value(_kids(node)[0])
+
+    def _int_lit(self, node: Tree) -> Any:
+        return int(node.children[0])
+
+    def _float_lit(self, node: Tree) -> Any:
+        return _norm(float(node.children[0]))
+
+    def _literal_value(self, node: Tree) -> Any:
+        return {"true": True, "false": False, "null": None}[str(node.children[0])]
+
+    def _identifier(self, node: Tree) -> Any:
+        name = str(node.children[0])
+        if name in self.scope.locals_:
+            return self.scope.locals_[name]
+        if name in self.scope.values:
+            return self.scope.values[name]
+        candidates = [*self.scope.values, *self.scope.locals_]
+        raise self.fail(f"unknown reference {name!r}", node, did_you_mean(name, candidates))
+
+    def _string(self, node: Tree) -> Any:
+        parts: list[str | Tree] = []
+        for part in node.children:
+            if not (isinstance(part, Tree) and part.data == "string_part"):
+                continue
+            inner = part.children[0]
+            if isinstance(inner, Tree):
+                if inner.data != "interpolation":
+                    raise self.fail(
+                        "template directives (%{...}) are not supported; "
+                        "use a conditional expression inside ${...}",
+                        part,
+                    )
+                parts.append(_kids(inner)[0])
+            elif inner.type == "ESCAPED_INTERPOLATION":
+                parts.append(str(inner)[1:])
+            elif inner.type == "ESCAPED_DIRECTIVE":
+                parts.append(str(inner)[1:])
+            else:
+                parts.append(_unescape(str(inner)))
+        return self.template(parts, node)
+
+    def _heredoc_template(self, node: Tree, trim: bool = False) -> Any:
+        raw = str(node.children[0])
+        first_nl = raw.index("\n")
+        body = raw[first_nl + 1 :]
+        body = body[: body.rstrip("\n").rfind("\n") + 1] if "\n" in body.rstrip("\n") else ""
+        if trim:
+            body = textwrap.dedent(body)
+        pos = node_pos(node, self.pos.file, self.pos)
+        tpl = template_from_text(body, Pos(pos.file, pos.line + 1, 1))
+        return self.template(tpl.parts, node)
+
+    def _heredoc_template_trim(self, node: Tree) -> Any:
+        return self._heredoc_template(node, trim=True)
+
+    def template(self, parts: tuple[str | Tree, ...] | list[str | Tree], node: Any) -> Any:
+        if len(parts) == 1 and isinstance(parts[0], Tree):
+            return self.value(parts[0])  # "${x}" keeps x's type, as in Terraform
+        out: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            val = self.value(part)
+            if val is UNKNOWN:
+                return UNKNOWN
+            out.append(self.to_string(val, part))
+        return "".join(out)
+
+    def to_string(self, val: Any, node: Any) -> str:
+        if isinstance(val, bool):
+            return "true" if val else "false"
+        if isinstance(val, (int, float)):
+            return _num_str(val)
+        if isinstance(val, str):
+            return val
+        if val is None:
+            raise self.fail("cannot interpolate null into a string", node)
+        raise self.fail(
+            f"cannot interpolate a {type_of(val)} into a string", node, "use jsonencode() or join()"
+        )
+
+    def _template_string(self, node: Tree) -> Any:
+        return json.loads(str(node.children[0]).replace('\\"', '"'))
+
+    def _tuple(self, node: Tree) -> Any:
+        return [self.value(c) for c in _kids(node)]
+
+    def _object(self, node: Tree) -> Any:
+        out: dict[str, Any] = {}
+        for elem in _kids(node):
+            key_node = elem.children[0]
+            key_expr = _kids(key_node)[0]
+            name = _bare_name(key_expr)
+            key = name if name is not None else self.value(key_expr)
+            if key is UNKNOWN:
+                return UNKNOWN
+            if isinstance(key, (int, float)) and not isinstance(key, bool):
+                key = _num_str(key)
+            if not isinstance(key, str):
+                raise self.fail(f"object keys must be strings, got {type_of(key)}", key_node)
+            out[key] = self.value(elem.children[-1])
+        return out
+
+    # -- operators
+    def _conditional(self, node: Tree) -> Any:
+        cond_node, yes, no = _kids(node)
+        cond = self.value(cond_node)
+        if cond is UNKNOWN:
+            return UNKNOWN
+        if not isinstance(cond, bool):
+            raise self.fail(f"condition must be a bool, got {type_of(cond)}", cond_node)
+        return self.value(yes if cond else no)
+
+    def _binary_op(self, node: Tree) -> Any:
+        left_node, term = _kids(node)[:2]
+        op = str(term.children[0].children[0])
+        right_node = _kids(term)[-1]
+        left = self.value(left_node)
+        if op == "&&" and left is False:
+            return False
+        if op == "||" and left is True:
+            return True
+        right = self.value(right_node)
+        if left is UNKNOWN or right is UNKNOWN:
+            return UNKNOWN
+        if op in ("==", "!="):
+            equal = _equal(left, right)
+            return equal if op == "==" else not equal
+        if op in ("&&", "||"):
+            for val, n in ((left, left_node), (right, right_node)):
+                if not isinstance(val, bool):
+                    raise self.fail(f"operator {op} needs bools, got {type_of(val)}", n)
+            return (left and right) if op == "&&" else (left or right)
+        a = self.number(left, left_node, op)
+        b = self.number(right, right_node, op)
+        if op == "+":
+            return _norm(a + b)
+        if op == "-":
+            return _norm(a - b)
+        if op == "*":
+            return _norm(a * b)
+        if op in ("/", "%"):
+            if b == 0:
+                raise self.fail("division by zero", right_node)
+            return _norm(a / b) if op == "/" else _norm(math.fmod(a, b))
+        return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
+
+    def number(self, val: Any, node: Any, op: str) -> int | float:
+        if isinstance(val, bool) or not isinstance(val, (int, float, str)):
+            raise self.fail(f"operator {op} needs numbers, got {type_of(val)}", node)
+        if isinstance(val, str):
+            try:
+                return _norm(float(val))
+            except ValueError:
+                raise self.fail(f"operator {op} needs numbers, got string {val!r}", node) from None
+        return val
+
+    def _unary_op(self, node: Tree) -> Any:
+        op = str(node.children[0])
+        val = self.value(node.children[1])
+        if val is UNKNOWN:
+            return UNKNOWN
+        if op == "!":
+            if not isinstance(val, bool):
+                raise self.fail(f"operator ! needs a bool, got {type_of(val)}", node)
+            return not val
+        return -self.number(val, node, "-")
+
+    # -- calls
+    def _function_call(self, node: Tree) -> Any:
+        name = str(node.children[0].children[0])
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            raise self.fail(
+                f"unknown function {name!r}", node, did_you_mean(name, function_names())
+            )
+        args_node = next(
+            (c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None
+        )
+        args: list[Any] = []
+        if args_node is not None:
+            args = [self.value(c) for c in _kids(args_node)]
+            if any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in args_node.children):
+                last = args.pop()
+                if last is UNKNOWN:
+                    return UNKNOWN
+                if not isinstance(last, list):
+                    raise self.fail("'...' expands a list", node)
+                args.extend(last)
+        if any(is_unknown(a) for a in args):
+            return UNKNOWN
+        try:
+            return fn(self.scope.functions, *args)
+        except FunctionError as exc:
+            raise self.fail(f"{name}(): {exc}" if not str(exc).startswith(name) else str(exc), node) from None
+
+    # -- traversal
+    def _get_attr_expr_term(self, node: Tree) -> Any:
+        return self.get_attr(self.value(node.children[0]), node.children[1], node)
+
+    def get_attr(self, obj: Any, get_attr: Tree, node: Any) -> Any:
+        attr_node = get_attr.children[1]
+        name = str(attr_node.children[0])
+        if obj is UNKNOWN:
+            return UNKNOWN
+        if isinstance(obj, dict):
+            if name in obj:
+                return obj[name]
+            raise self.fail(
+                f"no attribute {name!r}", attr_node, did_you_mean(name, [str(k) for k in obj])
+            )
+        if isinstance(obj, list):
+            raise self.fail(
+                f"cannot read attribute {name!r} of a list",
+                attr_node,
+                "index it first ([0]) or use a splat ([*])",
+            )
+        raise self.fail(f"cannot read attribute {name!r} of a {type_of(obj)}", attr_node)
+
+    def _index_expr_term(self, node: Tree) -> Any:
+        return self.index(self.value(node.children[0]), node.children[1], node)
+
+    def index(self, obj: Any, idx_node: Tree, node: Any) -> Any:
+        if idx_node.data == "short_index":
+            key: Any = int(idx_node.children[1])
+        else:
+            key = self.value(_kids(idx_node)[0])
+        if obj is UNKNOWN or key is UNKNOWN:
+            return UNKNOWN
+        if isinstance(obj, list):
+            if isinstance(key, str) and key.lstrip("-").isdigit():
+                key = int(key)
+            if not isinstance(key, int) or isinstance(key, bool):
+                raise self.fail(f"a list index must be a number, got {type_of(key)}", idx_node)
+            if not 0 <= key < len(obj):
+                raise self.fail(f"index {key} out of range (length {len(obj)})", idx_node)
+            return obj[key]
+        if isinstance(obj, dict):
+            if isinstance(key, (int, float)) and not isinstance(key, bool):
+                key = _num_str(key)
+            if key not in obj:
+                raise self.fail(
+                    f"no key {key!r}", idx_node, did_you_mean(str(key), [str(k) for k in obj])
+                )
+            return obj[key]
+        raise self.fail(f"cannot index a {type_of(obj)}", idx_node)
+
+    def _splat(self, node: Tree) -> Any:
+        obj = self.value(node.children[0])
+        if obj is UNKNOWN:
+            return UNKNOWN
+        items = obj if isinstance(obj, list) else [] if obj is None else [obj]
+        steps = [c for c in node.children[1].children if isinstance(c, Tree)]
+        out = []
+        for item in items:
+            for step in steps:
+                if step.data == "get_attr":
+                    item = self.get_attr(item, step, node)
+                else:
+                    item = self.index(item, step, node)
+            out.append(item)
+        return out
+
+    _attr_splat_expr_term = _splat
+    _full_splat_expr_term = _splat
+
+    # -- for expressions
+    def _for(self, node: Tree) -> Iterator[Scope]:
+        intro = next(c for c in node.children if isinstance(c, Tree) and c.data == "for_intro")
+        names = [str(c.children[0]) for c in intro.children if isinstance(c, Tree) and c.data == "identifier"]
+        coll = self.value(_kids(intro)[-1])
+        cond = next((c for c in node.children if isinstance(c, Tree) and c.data == "for_cond"), None)
+        if isinstance(coll, dict):
+            pairs: list[tuple[Any, Any]] = list(coll.items())
+        elif isinstance(coll, list):
+            pairs = list(enumerate(coll))
+        else:
+            raise self.fail(f"cannot iterate over a {type_of(coll)}", intro)
+        for k, v in pairs:
+            bound = {names[0]: v} if len(names) == 1 else {names[0]: k, names[1]: v}
+            inner = self.scope.child(bound)
+            if cond is not None:
+                ok = _Evaluator(inner, self.pos).value(_kids(cond)[0])
+                if ok is not True:
+                    continue
+            yield inner
+
+    def _for_tuple_expr(self, node: Tree) -> Any:
+        body = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][0]
+        return [_Evaluator(s, self.pos).value(body) for s in self._for(node)]
+
+    def _for_object_expr(self, node: Tree) -> Any:
+        key_node, val_node = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][:2]
+        group = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
+        out: dict[str, Any] = {}
+        for s in self._for(node):
+            ev = _Evaluator(s, self.pos)
+            key = ev.value(key_node)
+            if not isinstance(key, str):
+                key = ev.to_string(key, key_node)
+            val = ev.value(val_node)
+            if group:
+                out.setdefault(key, []).append(val)
+            elif key in out:
+                raise self.fail(f"duplicate key {key!r} in for expression", node, "add '...' to group")
+            else:
+                out[key] = val
+        return out
+
+
+def _unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    try:
+        return json.loads('"' + text.replace('"', '\\"').replace('\\\\"', '\\"') + '"')
+    except json.JSONDecodeError:
+        return text.encode().decode("unicode_escape")
+
+
+def _norm(num: float | int) -> int | float:
+    if isinstance(num, float) and num.is_integer() and abs(num) < 2**53:
+        return int(num)
+    return num
+
+
+def _num_str(value: int | float) -> str:
+    value = _norm(value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (type(a) is type(b) and a == b)
+    return bool(a == b)

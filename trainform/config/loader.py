@@ -1,0 +1,506 @@
+"""Building a :class:`Module` from a configuration directory, with static checks: block
+types, labels, attributes against schemas, references, and dependency cycles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainform.config import schema as S
+from trainform.config.expr import Ref, Scope, evaluate, references, static_names
+from trainform.config.model import (
+    Lifecycle,
+    Local,
+    Module,
+    Output,
+    Resource,
+    Settings,
+    Validation,
+    Variable,
+)
+from trainform.config.source import (
+    Expr,
+    RawBlock,
+    config_files,
+    parse_hcl,
+    parse_yaml,
+)
+from trainform.config.values import FunctionContext
+from trainform.config.variables import type_spec
+from trainform.errors import ConfigError, Diagnostic, Pos, TrainformError
+from trainform.graph import find_cycle
+from trainform.providers.registry import provider_class, provider_names
+
+FIXED_PROVIDERS = {"workspace": "workspace", "environment": "environment", "run": "run"}
+REFERENCE_ROOTS = ("var", "local", "count", "each", "path", *S.RESOURCE_KINDS)
+
+
+class _Collector:
+    """Gathers diagnostics so one run reports every independent problem it can."""
+
+    def __init__(self) -> None:
+        self.errors: list[Diagnostic] = []
+
+    def add(self, message: str, pos: Pos | None, hint: str = "") -> None:
+        self.errors.append(Diagnostic(message, pos, hint))
+
+    def guard(self, exc: ConfigError) -> None:
+        self.errors.extend(exc.diagnostics)
+
+
+def _literal(expr: Expr, what: str) -> Any:
+    try:
+        return evaluate(expr, Scope({}, FunctionContext(Path("."))))
+    except ConfigError:
+        raise ConfigError(Diagnostic(f"{what} must be a literal value", expr.pos)) from None
+
+
+def _nested_blocks(path: list[str], raw: dict[str, Any]) -> dict[str, int]:
+    """Nested block names per block path, for reading YAML (see source.NestedBlocks)."""
+    if path[0] == "compute" and len(path) == 1:
+        names = {"lifecycle": 0}
+        typ = getattr(raw.get("type"), "value", None)
+        if isinstance(typ, str):
+            try:
+                names.update({k: b.labels for k, b in provider_class(typ).schema.blocks.items()})
+            except TrainformError:
+                pass
+        return names
+    sch = _schema_for_path(path)
+    names = {k: b.labels for k, b in sch.blocks.items()} if sch else {}
+    if path[0] in S.RESOURCE_KINDS and len(path) == 1:
+        names["lifecycle"] = 0
+    return names
+
+
+def _schema_for_path(path: list[str]) -> S.BlockSchema | None:
+    sch: S.BlockSchema | None = {
+        "trainform": S.SETTINGS,
+        "variable": S.VARIABLE,
+        "output": S.OUTPUT,
+        "workspace": S.WORKSPACE,
+        "environment": S.ENVIRONMENT,
+        "run": S.RUN,
+    }.get(path[0])
+    for step in path[1:]:
+        if sch is None or step not in sch.blocks:
+            return None
+        sch = sch.blocks[step].schema
+    return sch
+
+
+def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
+    """Parse every configuration file of ``directory``; raise ConfigError listing each file's
+    first syntax error."""
+    if not directory.is_dir():
+        raise ConfigError(Diagnostic(f"configuration directory {str(directory)!r} does not exist"))
+    files = config_files(directory)
+    if not files:
+        raise ConfigError(
+            Diagnostic(
+                f"no configuration files (*.train.hcl, *.train.yaml) in {directory}",
+                hint="run `trainform init --example` to write a starter configuration",
+            )
+        )
+    blocks: list[RawBlock] = []
+    errors: list[Diagnostic] = []
+    for path in files:
+        rel = _display(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            errors.append(Diagnostic("file is not valid UTF-8", Pos(rel, 1, 1)))
+            continue
+        try:
+            if path.name.endswith(".train.hcl"):
+                root = parse_hcl(text, rel)
+            else:
+                root = parse_yaml(text, rel, _nested_blocks, S.TOP_LEVEL_LABELS)
+        except ConfigError as exc:
+            errors.extend(exc.diagnostics)
+            continue
+        for name, attr in root.attrs.items():
+            errors.append(
+                Diagnostic(f"unexpected attribute {name!r} at top level", attr.pos, "only blocks may appear here")
+            )
+        blocks.extend(root.blocks)
+    if errors:
+        raise ConfigError(errors)
+    return files, blocks
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_module(directory: Path) -> Module:
+    """Read and statically check a configuration directory. Raises ConfigError."""
+    directory = directory.resolve()
+    files, blocks = read_blocks(directory)
+    c = _Collector()
+    settings = Settings()
+    variables: dict[str, Variable] = {}
+    locals_: dict[str, Local] = {}
+    outputs: dict[str, Output] = {}
+    resources: dict[str, Resource] = {}
+    first_seen: dict[str, Pos] = {}
+
+    for blk in blocks:
+        if blk.type not in S.TOP_LEVEL_LABELS:
+            c.add(
+                f"unknown block type {blk.type!r}",
+                blk.pos,
+                S.did_you_mean(blk.type, list(S.TOP_LEVEL_LABELS)),
+            )
+            continue
+        want = S.TOP_LEVEL_LABELS[blk.type]
+        if len(blk.labels) != want:
+            c.add(
+                f"block {blk.type!r} takes {want} label{'s' if want != 1 else ''}, got {len(blk.labels)}",
+                blk.pos,
+                f'e.g. {blk.type} "name" {{ ... }}' if want else "",
+            )
+            continue
+        if want:
+            key = f"{blk.type}.{blk.labels[0]}"
+            if key in first_seen:
+                c.add(f"{key} is declared twice", blk.pos, f"first declared at {first_seen[key]}")
+                continue
+            first_seen[key] = blk.pos
+        try:
+            if blk.type == "trainform":
+                settings = _settings(blk)
+            elif blk.type == "variable":
+                variables[blk.labels[0]] = _variable(blk)
+            elif blk.type == "locals":
+                for name, attr in blk.attrs.items():
+                    if name in locals_:
+                        c.add(f"local.{name} is declared twice", attr.pos, f"first at {locals_[name].pos}")
+                    locals_[name] = Local(name, attr.pos, attr.expr)
+                for nested in blk.blocks:
+                    c.add("locals hold only attributes", nested.pos)
+            elif blk.type == "output":
+                outputs[blk.labels[0]] = _output(blk)
+            else:
+                res = _resource(blk)
+                resources[res.address] = res
+        except ConfigError as exc:
+            c.guard(exc)
+
+    deps: dict[str, tuple[str, ...]] = {}
+    if not c.errors:
+        deps = _dependencies(variables, locals_, outputs, resources, c)
+    if c.errors:
+        raise ConfigError(c.errors)
+    return Module(directory, tuple(files), settings, variables, locals_, outputs, resources, deps)
+
+
+def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str, ...] = ()) -> None:
+    errors: list[Diagnostic] = []
+    user = sch.user_attributes()
+    if not sch.open_attributes:
+        for name, attr in blk.attrs.items():
+            if name in user or name in extra:
+                continue
+            if name in sch.attributes:
+                errors.append(Diagnostic(f"{name!r} is computed by trainform and cannot be set", attr.pos))
+                continue
+            if name in sch.blocks:
+                errors.append(
+                    Diagnostic(f"{name!r} is a block, not an attribute", attr.pos, f"write {name} {{ ... }}")
+                )
+                continue
+            errors.append(
+                Diagnostic(
+                    f"unsupported attribute {name!r} in {what}",
+                    attr.pos,
+                    S.did_you_mean(name, [*user, *extra, *sch.blocks]),
+                )
+            )
+        for name, a in user.items():
+            if a.required and name not in blk.attrs:
+                errors.append(Diagnostic(f"{what} requires attribute {name!r}", blk.pos, a.description))
+    allowed_blocks = set(sch.blocks) | ({"lifecycle"} if "count" in extra else set())
+    counts: dict[str, int] = {}
+    for nested in blk.blocks:
+        if nested.type not in allowed_blocks:
+            hint = S.did_you_mean(nested.type, sorted(allowed_blocks | set(user)))
+            if nested.type in user:
+                hint = f"{nested.type!r} is an attribute: write {nested.type} = {{ ... }}"
+            errors.append(Diagnostic(f"unsupported block {nested.type!r} in {what}", nested.pos, hint))
+            continue
+        counts[nested.type] = counts.get(nested.type, 0) + 1
+        if nested.type == "lifecycle":
+            _check_attrs(nested, S.LIFECYCLE, "lifecycle")
+            continue
+        spec = sch.blocks[nested.type]
+        if counts[nested.type] > 1 and not spec.many:
+            errors.append(Diagnostic(f"only one {nested.type!r} block is allowed here", nested.pos))
+        if len(nested.labels) != spec.labels:
+            errors.append(Diagnostic(f"block {nested.type!r} takes {spec.labels} label(s)", nested.pos))
+        try:
+            _check_attrs(nested, spec.schema, f"{nested.type} block")
+        except ConfigError as exc:
+            errors.extend(exc.diagnostics)
+    if errors:
+        raise ConfigError(errors)
+
+
+def _settings(blk: RawBlock) -> Settings:
+    _check_attrs(blk, S.SETTINGS, "the trainform block")
+    path = None
+    providers: list[str] = []
+    for nested in blk.blocks:
+        if nested.type == "backend":
+            if nested.labels[0] != "sqlite":
+                raise ConfigError(
+                    Diagnostic(
+                        f"unsupported backend {nested.labels[0]!r}",
+                        nested.pos,
+                        S.did_you_mean(nested.labels[0], ["sqlite"]) or 'the supported backend is "sqlite"',
+                    )
+                )
+            if "path" in nested.attrs:
+                path = str(_literal(nested.attrs["path"].expr, "backend path"))
+        elif nested.type == "required_providers":
+            providers.extend(nested.attrs)
+    return Settings("sqlite", path, tuple(providers))
+
+
+def _flag(blk: RawBlock, name: str) -> bool:
+    if name not in blk.attrs:
+        return False
+    value = _literal(blk.attrs[name].expr, name)
+    if not isinstance(value, bool):
+        raise ConfigError(Diagnostic(f"{name} must be true or false", blk.attrs[name].expr.pos))
+    return value
+
+
+def _text(blk: RawBlock, name: str) -> str:
+    return str(_literal(blk.attrs[name].expr, name)) if name in blk.attrs else ""
+
+
+def _variable(blk: RawBlock) -> Variable:
+    _check_attrs(blk, S.VARIABLE, f'variable "{blk.labels[0]}"')
+    name = blk.labels[0]
+    if name in ("count", "for_each", "depends_on", "lifecycle", "providers", "source", "version"):
+        raise ConfigError(Diagnostic(f"{name!r} is a reserved name and cannot be a variable", blk.pos))
+    validations = tuple(
+        Validation(v.attrs["condition"].expr, v.attrs["error_message"].expr) for v in blk.blocks
+    )
+    for v in validations:
+        bad = [r for r in references(v.condition) if r.key != f"var.{name}" and r.root not in ("count", "each")]
+        if bad:
+            raise ConfigError(
+                Diagnostic("a validation condition may refer only to the variable itself", bad[0].pos)
+            )
+    return Variable(
+        name=name,
+        pos=blk.pos,
+        type=type_spec(blk.attrs["type"].expr) if "type" in blk.attrs else "any",
+        default=blk.attrs["default"].expr if "default" in blk.attrs else None,
+        description=_text(blk, "description"),
+        sensitive=_flag(blk, "sensitive"),
+        nullable=_flag(blk, "nullable") if "nullable" in blk.attrs else True,
+        validations=validations,
+    )
+
+
+def _output(blk: RawBlock) -> Output:
+    _check_attrs(blk, S.OUTPUT, f'output "{blk.labels[0]}"')
+    return Output(
+        name=blk.labels[0],
+        pos=blk.pos,
+        value=blk.attrs["value"].expr,
+        description=_text(blk, "description"),
+        sensitive=_flag(blk, "sensitive"),
+    )
+
+
+def resource_schema(kind: str, provider: str) -> S.BlockSchema:
+    if kind == "workspace":
+        return S.WORKSPACE
+    if kind == "environment":
+        return S.ENVIRONMENT
+    if kind == "run":
+        return S.RUN
+    return provider_class(provider).schema
+
+
+def _resource(blk: RawBlock) -> Resource:
+    kind, name = blk.type, blk.labels[0]
+    what = f'{kind} "{name}"'
+    if kind == "compute":
+        if "type" not in blk.attrs:
+            raise ConfigError(
+                Diagnostic(f"{what} requires attribute 'type'", blk.pos, f"one of: {', '.join(_compute_types())}")
+            )
+        provider = _literal(blk.attrs["type"].expr, "compute type")
+        if not isinstance(provider, str) or provider not in _compute_types():
+            raise ConfigError(
+                Diagnostic(
+                    f"unknown compute type {provider!r}",
+                    blk.attrs["type"].expr.pos,
+                    S.did_you_mean(str(provider), _compute_types()) or f"one of: {', '.join(_compute_types())}",
+                )
+            )
+    else:
+        provider = FIXED_PROVIDERS[kind]
+    try:
+        sch = resource_schema(kind, provider)
+    except TrainformError as exc:
+        raise ConfigError(Diagnostic(str(exc), blk.pos)) from None
+    meta = ("count", "for_each", "depends_on", *(("type",) if kind == "compute" else ()))
+    _check_attrs(blk, sch, what, meta)
+    if "count" in blk.attrs and "for_each" in blk.attrs:
+        raise ConfigError(Diagnostic("count and for_each cannot both be set", blk.attrs["for_each"].pos))
+    lifecycle = Lifecycle()
+    nested = []
+    for n in blk.blocks:
+        if n.type == "lifecycle":
+            ignore = (
+                tuple(x for x, _ in static_names(n.attrs["ignore_changes"].expr))
+                if "ignore_changes" in n.attrs
+                else ()
+            )
+            for item in ignore:
+                if item not in sch.user_attributes() and item != "all":
+                    raise ConfigError(
+                        Diagnostic(
+                            f"ignore_changes: {what} has no attribute {item!r}",
+                            n.attrs["ignore_changes"].expr.pos,
+                            S.did_you_mean(item, list(sch.user_attributes())),
+                        )
+                    )
+            lifecycle = Lifecycle(
+                _flag(n, "prevent_destroy"), ignore, _flag(n, "create_before_destroy")
+            )
+        else:
+            nested.append(n)
+    depends = tuple(x for x, _ in static_names(blk.attrs["depends_on"].expr)) if "depends_on" in blk.attrs else ()
+    attrs = {k: a.expr for k, a in blk.attrs.items() if k not in meta}
+    return Resource(
+        kind=kind,
+        name=name,
+        provider=provider,
+        pos=blk.pos,
+        schema=sch,
+        attributes=attrs,
+        blocks=tuple(nested),
+        count=blk.attrs["count"].expr if "count" in blk.attrs else None,
+        for_each=blk.attrs["for_each"].expr if "for_each" in blk.attrs else None,
+        depends_on=depends,
+        lifecycle=lifecycle,
+    )
+
+
+def _compute_types() -> list[str]:
+    return [n for n in provider_names() if n not in ("workspace", "environment")]
+
+
+def resource_expressions(res: Resource) -> list[Expr]:
+    """Every expression of a resource block, nested blocks included."""
+    out = list(res.attributes.values())
+    stack = list(res.blocks)
+    while stack:
+        b = stack.pop()
+        out.extend(a.expr for a in b.attrs.values())
+        stack.extend(b.blocks)
+    out.extend(e for e in (res.count, res.for_each) if e is not None)
+    return out
+
+
+def _dependencies(
+    variables: dict[str, Variable],
+    locals_: dict[str, Local],
+    outputs: dict[str, Output],
+    resources: dict[str, Resource],
+    c: _Collector,
+) -> dict[str, tuple[str, ...]]:
+    """Check every reference and return the dependency edges; report cycles."""
+    deps: dict[str, tuple[str, ...]] = {}
+    node_pos: dict[str, Pos] = {}
+    declared = {
+        "var": set(variables),
+        "local": set(locals_),
+        **{k: {r.name for r in resources.values() if r.kind == k} for k in S.RESOURCE_KINDS},
+    }
+
+    def resolve(owner: str, exprs: list[Expr], res: Resource | None = None) -> None:
+        found: list[str] = []
+        for expr in exprs:
+            for ref in references(expr):
+                target = _check_ref(ref, declared, res, c)
+                if target and target != owner:
+                    found.append(target)
+                elif target == owner:
+                    c.add(f"{owner} refers to itself", ref.pos)
+        deps[owner] = tuple(dict.fromkeys(found))
+
+    for v in variables.values():
+        node_pos[f"var.{v.name}"] = v.pos
+        exprs = [v.default] if v.default is not None else []
+        resolve(f"var.{v.name}", exprs)
+        for d in exprs:
+            if references(d):
+                c.add("a variable's default must be a literal value", d.pos)
+        deps[f"var.{v.name}"] = ()
+    for loc in locals_.values():
+        node_pos[f"local.{loc.name}"] = loc.pos
+        resolve(f"local.{loc.name}", [loc.value])
+    for res in resources.values():
+        node_pos[res.address] = res.pos
+        resolve(res.address, resource_expressions(res), res)
+        extra = []
+        for addr in res.depends_on:
+            parts = addr.split(".")
+            if len(parts) != 2 or parts[0] not in S.RESOURCE_KINDS or parts[1] not in declared[parts[0]]:
+                c.add(
+                    f"depends_on: {addr!r} is not a resource in this configuration",
+                    res.pos,
+                    S.did_you_mean(addr, [r for r in resources if r != res.address]),
+                )
+            else:
+                extra.append(addr)
+        deps[res.address] = tuple(dict.fromkeys([*deps[res.address], *extra]))
+    for out in outputs.values():
+        node_pos[f"output.{out.name}"] = out.pos
+        resolve(f"output.{out.name}", [out.value])
+    if not c.errors:
+        cycle = find_cycle(deps)
+        if cycle:
+            chain = " -> ".join([*cycle, cycle[0]])
+            c.add(f"dependency cycle: {chain}", node_pos.get(cycle[0]), "break one of these references")
+    return deps
+
+
+def _check_ref(ref: Ref, declared: dict[str, set[str]], res: Resource | None, c: _Collector) -> str | None:
+    """Validate one reference; return the graph node it points at (or None)."""
+    if ref.root not in REFERENCE_ROOTS:
+        c.add(f"unknown reference {ref.root!r}", ref.pos, S.did_you_mean(ref.root, list(REFERENCE_ROOTS)))
+        return None
+    if ref.root in ("count", "each", "path"):
+        allowed = {"count": ("index",), "each": ("key", "value"), "path": ("module", "root", "cwd")}[ref.root]
+        if ref.root == "count" and (res is None or res.count is None):
+            c.add("count.index is only available in a resource that sets count", ref.pos)
+        elif ref.root == "each" and (res is None or res.for_each is None):
+            c.add(f"{ref.root}.* is only available in a resource that sets for_each", ref.pos)
+        elif not ref.steps or ref.steps[0] not in allowed:
+            c.add(f"unknown reference {ref.key!r}", ref.pos, f"one of: {', '.join(ref.root + '.' + a for a in allowed)}")
+        return None
+    if not ref.steps or not isinstance(ref.steps[0], str):
+        c.add(f"{ref.root!r} must be followed by a name, as in {ref.root}.NAME", ref.pos)
+        return None
+    name = ref.steps[0]
+    if name not in declared[ref.root]:
+        what = {"var": "variable", "local": "local value"}.get(ref.root, ref.root)
+        c.add(
+            f"reference to undeclared {what} {ref.key!r}",
+            ref.pos,
+            S.did_you_mean(name, list(declared[ref.root])),
+        )
+        return None
+    return ref.key

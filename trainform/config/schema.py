@@ -1,0 +1,290 @@
+"""Per-type schemas: the attributes and nested blocks a block takes.
+
+A schema drives validation ("did you mean"), type conversion, defaults, which attributes are
+sensitive (stored only as salted hashes), which force replacement, and the reference docs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainform.config.values import UNKNOWN
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of a block.
+
+    ``type`` is one of ``string``, ``number``, ``bool``, ``list(string)``, ``list(number)``,
+    ``map(string)``, ``list``, ``map``, ``any``. ``computed`` attributes are set by the provider,
+    never by the user (facts, ids, paths).
+    """
+
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    sensitive: bool = False
+    force_new: bool = False
+    computed: bool = False
+    allowed: tuple[Any, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BlockSchema:
+    """Attributes and nested blocks of a block type (nested block -> (schema, labels, many))."""
+
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+    blocks: dict[str, NestedBlock] = field(default_factory=dict)
+    description: str = ""
+    open_attributes: bool = False  # `locals`: any attribute name is accepted
+
+    def user_attributes(self) -> dict[str, Attribute]:
+        return {k: a for k, a in self.attributes.items() if not a.computed}
+
+
+@dataclass(frozen=True)
+class NestedBlock:
+    schema: BlockSchema
+    labels: int = 0
+    many: bool = False
+    force_new: bool = False
+    description: str = ""
+
+
+def did_you_mean(name: str, candidates: list[str] | set[str] | tuple[str, ...]) -> str:
+    """A "did you mean ..." hint for a misspelt name, or ``""``."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f'did you mean "{close[0]}"?' if close else ""
+
+
+def check_type(value: Any, type_name: str) -> tuple[Any, str]:
+    """Convert ``value`` to ``type_name`` the way HCL does (numbers to strings and back).
+
+    Returns ``(converted, "")`` or ``(value, error message)``. Unknown values pass.
+    """
+    if value is UNKNOWN or value is None or type_name == "any":
+        return value, ""
+    if type_name == "string":
+        if isinstance(value, bool):
+            return ("true" if value else "false"), ""
+        if isinstance(value, (int, float)):
+            return _num_str(value), ""
+        if isinstance(value, str):
+            return value, ""
+        return value, f"expected a string, got {type_of(value)}"
+    if type_name == "number":
+        if isinstance(value, bool):
+            return value, "expected a number, got bool"
+        if isinstance(value, (int, float)):
+            return value, ""
+        if isinstance(value, str):
+            try:
+                num = float(value)
+            except ValueError:
+                return value, f"expected a number, got string {value!r}"
+            return (int(num) if num.is_integer() and "." not in value else num), ""
+        return value, f"expected a number, got {type_of(value)}"
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value, ""
+        if value in ("true", "false"):
+            return value == "true", ""
+        return value, f"expected a bool, got {type_of(value)}"
+    if type_name.startswith("list"):
+        if not isinstance(value, list):
+            return value, f"expected a list, got {type_of(value)}"
+        inner = type_name[5:-1] if "(" in type_name else "any"
+        out = []
+        for i, item in enumerate(value):
+            conv, err = check_type(item, inner)
+            if err:
+                return value, f"element {i}: {err}"
+            out.append(conv)
+        return out, ""
+    if type_name.startswith("map"):
+        if not isinstance(value, dict):
+            return value, f"expected a map, got {type_of(value)}"
+        inner = type_name[4:-1] if "(" in type_name else "any"
+        outm = {}
+        for k, item in value.items():
+            conv, err = check_type(item, inner)
+            if err:
+                return value, f"key {k!r}: {err}"
+            outm[k] = conv
+        return outm, ""
+    raise ValueError(f"unknown schema type {type_name}")
+
+
+def type_of(value: Any) -> str:
+    """The HCL name of a value's type, for messages."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _num_str(value: int | float) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+LIFECYCLE = BlockSchema(
+    attributes={
+        "prevent_destroy": Attribute("bool", default=False, description="Refuse to destroy."),
+        "ignore_changes": Attribute(
+            "list", default=[], description="Attributes whose changes are not planned."
+        ),
+        "create_before_destroy": Attribute(
+            "bool", default=False, description="On replacement, create the new one first."
+        ),
+    },
+    description="How trainform treats changes to this resource.",
+)
+
+META_ATTRIBUTES = {
+    "count": Attribute("number", description="Create this many instances (`count.index`)."),
+    "for_each": Attribute("any", description="One instance per map key or set element."),
+    "depends_on": Attribute("list", description="Explicit dependencies (resource addresses)."),
+}
+
+WORKSPACE = BlockSchema(
+    attributes={
+        "description": Attribute(description="Free text."),
+        "artifact_store": Attribute(
+            force_new=True,
+            description="Folder for snapshots, logs and outputs "
+            "(default `.trainform/workspaces/<name>` beside the configuration).",
+        ),
+        "tags": Attribute("map(string)", default={}, description="Labels."),
+        "force_destroy": Attribute(
+            "bool", default=False, description="Allow destroying a workspace that holds run history."
+        ),
+        "path": Attribute(computed=True, description="Absolute path of the artifact store."),
+        "id": Attribute(computed=True, description="Workspace id."),
+    },
+    description="A workspace: an artifact store and a run registry.",
+)
+
+ENVIRONMENT = BlockSchema(
+    attributes={
+        "python": Attribute(
+            default="python3", description="Interpreter: command name, path, or version like 3.11."
+        ),
+        "user_managed": Attribute("bool", default=False, description="Use the interpreter as is."),
+        "pip": Attribute("list(string)", default=[], description="Requirement strings."),
+        "requirements_file": Attribute(description="A pip requirements file."),
+        "conda_file": Attribute(description="A conda environment file."),
+        "variables": Attribute("map(string)", default={}, description="Environment variables."),
+        "hash": Attribute(computed=True, description="Content hash that keys the built environment."),
+    },
+    blocks={
+        "docker": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "image": Attribute(description="Image to run in."),
+                    "dockerfile": Attribute(description="Dockerfile to build."),
+                    "build_context": Attribute(description="Build context folder."),
+                    "build_args": Attribute("map(string)", default={}, description="Build args."),
+                    "gpus": Attribute("any", description='"all" or a count.'),
+                    "shm_size": Attribute(description="Shared memory size."),
+                }
+            ),
+            description="Run inside a container.",
+        )
+    },
+    description="A Python environment, materialised per target when a run needs it.",
+)
+
+RUN = BlockSchema(
+    attributes={
+        "experiment": Attribute(required=True, description="Experiment name."),
+        "workspace": Attribute("any", description="The workspace that records the run."),
+        "compute": Attribute("any", required=True, description="Where the run executes."),
+        "environment": Attribute("any", description="The environment it runs in."),
+        "source_dir": Attribute(default=".", description="Folder snapshotted for the run."),
+        "script": Attribute(description="Python file to run (relative to source_dir)."),
+        "command": Attribute("list(string)", description="Argument vector to run instead."),
+        "arguments": Attribute("list", default=[], description="Arguments (strings, numbers)."),
+        "env": Attribute("map(string)", default={}, description="Environment variables."),
+        "max_duration": Attribute(description='Time limit such as "90s" or "2h".'),
+        "node_count": Attribute("number", default=1, description="Nodes for a multi-node run."),
+        "metrics": Attribute(
+            "map(string)", default={}, description="Metric name -> regex with one group."
+        ),
+        "outputs_dir": Attribute(default="outputs", description="Folder collected as outputs."),
+        "tags": Attribute("map(string)", default={}, description="Labels."),
+        "wait": Attribute("bool", default=True, description="Wait for the run to finish."),
+    },
+    description="A training run (validated; execution arrives with the runs issue).",
+)
+
+VARIABLE = BlockSchema(
+    attributes={
+        "type": Attribute("any", description="Type constraint: string, number, bool, list(T), ..."),
+        "default": Attribute("any", description="Value when none is given."),
+        "description": Attribute(description="Shown in prompts and docs."),
+        "sensitive": Attribute("bool", default=False, description="Never shown or stored in clear."),
+        "nullable": Attribute("bool", default=True, description="Whether null is accepted."),
+    },
+    blocks={
+        "validation": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "condition": Attribute("any", required=True),
+                    "error_message": Attribute(required=True),
+                }
+            ),
+            many=True,
+        )
+    },
+)
+
+OUTPUT = BlockSchema(
+    attributes={
+        "value": Attribute("any", required=True, description="The value."),
+        "description": Attribute(description="Free text."),
+        "sensitive": Attribute("bool", default=False, description="Hide the value."),
+    }
+)
+
+SETTINGS = BlockSchema(
+    attributes={"required_version": Attribute(description="Accepted trainform versions.")},
+    blocks={
+        "backend": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "path": Attribute(description="State database (default .trainform/state.db).")
+                }
+            ),
+            labels=1,
+        ),
+        "required_providers": NestedBlock(BlockSchema(open_attributes=True)),
+    },
+)
+
+LOCALS = BlockSchema(open_attributes=True)
+
+RESOURCE_KINDS = ("workspace", "compute", "environment", "run")
+TOP_LEVEL_LABELS = {
+    "trainform": 0,
+    "variable": 1,
+    "locals": 0,
+    "output": 1,
+    "workspace": 1,
+    "compute": 1,
+    "environment": 1,
+    "run": 1,
+}

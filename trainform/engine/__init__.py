@@ -1,0 +1,1 @@
+"""Apply and destroy: a parallel walk of the plan's changes through providers."""

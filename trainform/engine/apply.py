@@ -1,0 +1,324 @@
+"""The engine: applies a :class:`Plan` by walking its changes in dependency order, in
+parallel, calling providers, and persisting every completed change before its dependents
+start. Providers run in worker threads; state is written only from the calling thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainform.config.evaluate import Evaluator
+from trainform.config.model import Evaluated, Instance
+from trainform.config.values import UNKNOWN, is_unknown
+from trainform.errors import ProviderError, TrainformError
+from trainform.planner.types import DELETE, Change, Plan
+from trainform.providers.base import ResourceState
+from trainform.providers.registry import Providers
+from trainform.state import secrets
+from trainform.state.store import SQLiteStateStore
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of one change, for the CLI to show: start, done, failed, skipped."""
+
+    kind: str
+    change: Change
+    elapsed: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class ApplyResult:
+    succeeded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.interrupted
+
+
+def _order(changes: list[Change]) -> dict[str, set[str]]:
+    """change address -> addresses of changes that must finish first."""
+    by_block: dict[str, list[Change]] = {}
+    for c in changes:
+        by_block.setdefault(c.address.split("[")[0], []).append(c)
+    before: dict[str, set[str]] = {c.address: set() for c in changes}
+    for c in changes:
+        for dep in c.depends_on:
+            for d in by_block.get(dep.split("[")[0], []):
+                if d.address == c.address:
+                    continue
+                if c.actions == DELETE and d.actions == DELETE:
+                    before[d.address].add(c.address)  # dependents are destroyed first
+                elif c.actions != DELETE and d.actions != DELETE:
+                    before[c.address].add(d.address)
+    return before
+
+
+class DesiredValues:
+    """The real (unmasked) desired attributes of each instance at apply time. Instances whose
+    attributes were unknown at plan time are re-evaluated once what they depend on is known."""
+
+    def __init__(self, evaluator: Evaluator, evaluated: Evaluated, store: SQLiteStateStore) -> None:
+        self.evaluator = evaluator
+        self.evaluated = evaluated
+        self.store = store
+        self._state: dict[str, ResourceState] = {}
+
+    def from_state(self, inst: Instance) -> dict[str, Any]:
+        prior = self._state.get(inst.address)
+        computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+        return {k: (prior.computed.get(k, UNKNOWN) if prior else UNKNOWN) for k in computed}
+
+    def get(self, address: str) -> Instance:
+        inst = self.evaluated.instances[address]
+        if not inst.unknown_inputs:
+            return inst
+        from trainform.config.evaluate import block_nodes
+
+        self._state = self.store.resources()
+        fresh = self.evaluator.run(self.from_state, block_nodes(self.evaluator.module, [inst.resource.address]))
+        inst = fresh.instances[address]
+        unknown = sorted(k for k, v in inst.attributes.items() if is_unknown(v))
+        if unknown:
+            raise TrainformError(
+                f"{address}: {', '.join(unknown)} still unknown after its dependencies were applied"
+            )
+        return inst
+
+    def outputs(self) -> dict[str, tuple[Any, bool]]:
+        self._state = self.store.resources()
+        return self.evaluator.run(self.from_state).outputs
+
+
+def sealed_attributes(inst: Instance) -> dict[str, Any]:
+    """Attributes as stored in state: sensitive values replaced by salted hashes."""
+    sensitive = set(inst.sensitive) | {
+        k for k, a in inst.resource.schema.attributes.items() if a.sensitive
+    }
+    return {
+        k: (secrets.seal(v) if k in sensitive and v is not None else v)
+        for k, v in inst.attributes.items()
+    }
+
+
+class Engine:
+    def __init__(
+        self,
+        store: SQLiteStateStore,
+        providers: Providers,
+        desired: DesiredValues | None,
+        parallelism: int = 10,
+        cancel: threading.Event | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.desired = desired
+        self.parallelism = max(1, parallelism)
+        self.cancel = cancel or threading.Event()
+        self.on_event = on_event or (lambda e: None)
+        self._prior: dict[str, ResourceState] = {}
+
+    def apply(self, plan: Plan, command: str) -> ApplyResult:
+        """Apply every change of ``plan``. Never raises for a provider failure: failures are
+        in the result. Raises StateError if state cannot be written."""
+        result = ApplyResult()
+        apply_id = self.store.begin_apply(command)
+        self._prior = self.store.resources()
+        try:
+            self._persist_refresh(plan)
+            self._walk(plan, result)
+            if plan.mode != "destroy" and not result.interrupted and self.desired is not None:
+                self._persist_outputs(result)
+            elif plan.mode == "destroy" and not result.failed and not result.interrupted:
+                self.store.put_outputs({})
+        finally:
+            outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "failed")
+            summary = [
+                {"address": c.address, "actions": list(c.actions),
+                 "outcome": "ok" if c.address in result.succeeded else
+                 "failed" if c.address in result.failed else "skipped"}
+                for c in plan.resource_changes
+            ]
+            self.store.finish_apply(apply_id, outcome, summary)
+        return result
+
+    def _persist_refresh(self, plan: Plan) -> None:
+        prior = self._prior
+        touched = {c.address for c in plan.resource_changes}
+        for addr, computed in plan.refreshed.items():
+            rs = prior.get(addr)
+            if rs is not None and addr not in touched and computed != rs.computed:
+                self.store.put_resource(_with(rs, computed=computed))
+        for addr in plan.gone:
+            if addr in prior and addr not in touched:
+                self.store.remove_resource(addr)
+
+    def _walk(self, plan: Plan, result: ApplyResult) -> None:
+        changes = {c.address: c for c in plan.resource_changes}
+        waits = _order(list(changes.values()))
+        pending = dict(waits)
+        blocked: set[str] = set()
+        running: dict[Future[Any], tuple[Change, float, Instance | None]] = {}
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+            while pending or running:
+                if not self.cancel.is_set():
+                    ready = [a for a, w in pending.items() if not w]
+                    for addr in sorted(ready):
+                        if len(running) >= self.parallelism:
+                            break
+                        del pending[addr]
+                        change = changes[addr]
+                        try:
+                            inst = self._prepare(change)
+                        except TrainformError as exc:
+                            self._fail(change, str(exc), result, pending, blocked)
+                            continue
+                        self.on_event(Event("start", change))
+                        fut = pool.submit(self._execute, change, inst)
+                        running[fut] = (change, time.monotonic(), inst)
+                if not running:
+                    if self.cancel.is_set():
+                        result.interrupted = True
+                        result.not_started.extend(sorted(pending))
+                        return
+                    if pending:  # everything left waits on something that failed
+                        for addr in sorted(pending):
+                            result.skipped.append(addr)
+                            self.on_event(Event("skipped", changes[addr]))
+                        return
+                    continue
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    change, started, inst = running.pop(fut)
+                    elapsed = time.monotonic() - started
+                    try:
+                        computed = fut.result()
+                    except TrainformError as exc:
+                        self._record_failure(change, inst)
+                        self._fail(change, str(exc), result, pending, blocked, elapsed)
+                        continue
+                    except Exception as exc:  # a provider bug must not lose state
+                        self._record_failure(change, inst)
+                        self._fail(change, f"unexpected error: {exc!r}", result, pending, blocked, elapsed)
+                        continue
+                    self._record_success(change, inst, computed)
+                    result.succeeded.append(change.address)
+                    self.on_event(Event("done", change, elapsed))
+                    for w in pending.values():
+                        w.discard(change.address)
+            if self.cancel.is_set() and pending:
+                result.interrupted = True
+                result.not_started.extend(sorted(pending))
+
+    def _fail(
+        self,
+        change: Change,
+        message: str,
+        result: ApplyResult,
+        pending: dict[str, set[str]],
+        blocked: set[str],
+        elapsed: float = 0.0,
+    ) -> None:
+        result.failed[change.address] = message
+        self.on_event(Event("failed", change, elapsed, message))
+        # Dependents of a failure are skipped; independent branches go on.
+        stack = [change.address]
+        while stack:
+            failed = stack.pop()
+            for addr in [a for a, w in pending.items() if failed in w]:
+                del pending[addr]
+                result.skipped.append(addr)
+                blocked.add(addr)
+                stack.append(addr)
+
+    def _prepare(self, change: Change) -> Instance | None:
+        """Real desired values, and a "pending" record so a crash mid-create is noticed."""
+        if change.actions == DELETE:
+            return None
+        if self.desired is None:
+            raise TrainformError(f"{change.address}: no configuration to apply")
+        inst = self.desired.get(change.address)
+        if "create" in change.actions and change.address not in self._prior:
+            self.store.put_resource(self._state_of(inst, {}, "pending"))
+        return inst
+
+    def _execute(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
+        provider = self.providers.get(change.provider)
+        prior = self._prior.get(change.address)
+        try:
+            if change.actions == DELETE:
+                assert prior is not None
+                provider.delete(prior)
+                return None
+            assert inst is not None
+            attrs = inst.attributes
+            if change.actions == ("update",):
+                assert prior is not None
+                return provider.update(change.address, attrs, prior, list(change.changed))
+            if change.actions == ("delete", "create") and prior is not None:
+                self.providers.get(prior.provider).delete(prior)
+            computed = provider.create(change.address, attrs)
+            if change.actions == ("create", "delete") and prior is not None:
+                self.providers.get(prior.provider).delete(prior)
+            return computed
+        except TrainformError:
+            raise
+        except OSError as exc:
+            raise ProviderError(f"{change.address}: {exc}", address=change.address) from None
+
+    def _state_of(self, inst: Instance, computed: dict[str, Any], status: str) -> ResourceState:
+        res = inst.resource
+        return ResourceState(
+            address=inst.address, kind=res.kind, name=res.name, key=inst.key,
+            provider=res.provider, attributes=sealed_attributes(inst), computed=computed,
+            dependencies=inst.depends_on, status=status,
+        )
+
+    def _record_success(self, change: Change, inst: Instance | None, computed: dict[str, Any] | None) -> None:
+        if change.actions == DELETE:
+            self.store.remove_resource(change.address)
+            return
+        assert inst is not None
+        self.store.put_resource(self._state_of(inst, computed or {}, "ready"))
+
+    def _record_failure(self, change: Change, inst: Instance | None) -> None:
+        if change.actions == DELETE or inst is None:
+            return
+        if "create" in change.actions:
+            prior = self._prior.get(change.address)
+            self.store.put_resource(self._state_of(inst, prior.computed if prior else {}, "tainted"))
+
+    def _persist_outputs(self, result: ApplyResult) -> None:
+        assert self.desired is not None
+        current = self.store.outputs()
+        outputs: dict[str, dict[str, Any]] = {}
+        for name, (value, sensitive) in self.desired.outputs().items():
+            if is_unknown(value):
+                if name in current:
+                    outputs[name] = current[name]
+                continue
+            prior = current.get(name)
+            if sensitive and prior and prior["sensitive"] and secrets.matches(prior["value"], value):
+                outputs[name] = prior  # keep the salt so an unchanged secret does not bump serial
+            else:
+                outputs[name] = {"value": secrets.seal(value) if sensitive else value, "sensitive": sensitive}
+        self.store.put_outputs(outputs)
+        result.outputs = outputs
+
+
+def _with(rs: ResourceState, **changes: Any) -> ResourceState:
+    from dataclasses import replace
+
+    return replace(rs, **changes)

@@ -1,0 +1,183 @@
+"""One command's view of a configuration: its module, variables, state and providers.
+
+This is the library entry point the CLI is a thin layer over::
+
+    session = Session.open(Path("."), VariableInputs())
+    with session.locked("plan"):
+        plan = session.plan(PlanOptions())
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainform.config.evaluate import Evaluator, Prompt, resolve_variables
+from trainform.config.loader import load_module
+from trainform.config.model import Module
+from trainform.config.values import FunctionContext
+from trainform.config.variables import VariableInputs, VariableValues, collect_values
+from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event
+from trainform.errors import ConfigError, Diagnostic, StalePlanError, TrainformError
+from trainform.planner import planfile
+from trainform.planner.diff import Observations, PlanOptions, Planner, canonical
+from trainform.planner.refresh import refresh
+from trainform.planner.types import Plan
+from trainform.providers.base import ProviderContext
+from trainform.providers.registry import Providers
+from trainform.state import secrets
+from trainform.state.store import LockInfo, SQLiteStateStore
+
+DATA_DIR = ".trainform"
+
+
+def state_path(module: Module) -> Path:
+    configured = module.settings.state_path
+    if configured:
+        p = Path(configured).expanduser()
+        return p if p.is_absolute() else module.directory / p
+    return module.directory / DATA_DIR / "state.db"
+
+
+@dataclass
+class Session:
+    module: Module
+    raw_vars: VariableValues
+    variables: dict[str, Any]
+    functions: FunctionContext
+    store: SQLiteStateStore
+    providers: Providers
+    parallelism: int = 10
+    warnings: list[Diagnostic] = field(default_factory=list)
+    lock: LockInfo | None = None
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        inputs: VariableInputs,
+        prompt: Prompt | None = None,
+        parallelism: int = 10,
+        fixed_variables: dict[str, Any] | None = None,
+    ) -> Session:
+        """Load and check the configuration, resolve variables, open state. Raises
+        ConfigError / StateError."""
+        module = load_module(directory)
+        functions = FunctionContext(module.directory)
+        raw = collect_values(module.directory, module.variables, inputs, functions)
+        if fixed_variables is not None:
+            for name, value in fixed_variables.items():
+                raw.values[name] = value
+                raw.origin[name] = "the saved plan"
+        variables = resolve_variables(module, raw, prompt, functions)
+        store = SQLiteStateStore(state_path(module))
+        data_dir = module.directory / DATA_DIR
+        providers = Providers(ProviderContext(module.directory, data_dir))
+        return cls(module, raw, variables, functions, store, providers, parallelism, list(raw.warnings))
+
+    @contextmanager
+    def locked(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
+        """Hold the state lock for the duration of the block."""
+        lock = self.store.acquire_lock(operation, timeout)
+        self.lock = lock
+        try:
+            yield lock
+        finally:
+            self.store.release_lock(lock)
+            self.lock = None
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.module, self.variables, self.functions)
+
+    def make_plan(self, options: PlanOptions, do_refresh: bool = True) -> tuple[Plan, Planner]:
+        """Refresh (unless told not to) and plan. Raises ConfigError, PlanError,
+        ProviderNotFound."""
+        prior = self.store.resources()
+        observations = refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
+        lineage, serial = self.store.lineage_serial()
+        run_counts = {a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"}
+        planner = Planner(
+            self.module, self.evaluator(), prior, observations, options, lineage, serial,
+            self.store.outputs(), run_counts,
+        )
+        plan = planner.plan()
+        self._validate(planner)
+        return plan, planner
+
+    def _validate(self, planner: Planner) -> None:
+        if planner.evaluated is None:
+            return
+        problems = []
+        for addr, inst in planner.evaluated.instances.items():
+            if inst.resource.kind == "run":
+                continue
+            try:
+                provider = self.providers.get(inst.resource.provider)
+            except TrainformError as exc:
+                problems.append(Diagnostic(str(exc), inst.resource.pos))
+                continue
+            for msg in provider.validate(addr, inst.attributes):
+                problems.append(Diagnostic(f"{addr}: {msg}", inst.resource.pos))
+        if problems:
+            raise ConfigError(problems)
+
+    def saved(self, plan: Plan) -> planfile.SavedPlan:
+        """The plan with what is needed to detect staleness, and no secrets."""
+        sensitive = {n for n, v in self.module.variables.items() if v.sensitive}
+        inputs = planfile.file_hashes(list(self.module.files))
+        inputs.update(self.raw_vars.files)
+        inputs.update(self.functions.files_read)
+        return planfile.SavedPlan(
+            plan=plan,
+            config_dir=str(self.module.directory),
+            inputs=inputs,
+            variables={k: v for k, v in self.variables.items() if k not in sensitive},
+            sensitive_variables={k: secrets.seal(v) for k, v in self.variables.items() if k in sensitive},
+        )
+
+    def check_saved(self, saved: planfile.SavedPlan) -> Planner:
+        """Verify a saved plan still describes what applying it would do; return the planner
+        whose evaluation supplies the real values. Raises StalePlanError / PlanError."""
+        planfile.check_inputs(saved, list(self.module.files))
+        lineage, serial = self.store.lineage_serial()
+        planfile.check_state(saved, lineage, serial)
+        sensitive = {n for n, v in self.module.variables.items() if v.sensitive}
+        planfile.check_sensitive(saved, {k: v for k, v in self.variables.items() if k in sensitive})
+        options = PlanOptions(saved.plan.mode, saved.plan.targets, saved.plan.replace)
+        fresh, planner = self.make_plan(options)
+        old, new = saved.plan.to_dict(), fresh.to_dict()
+        for key in ("changes", "outputs"):
+            if canonical(old[key]) != canonical(new[key]):
+                before = {c["address"]: c for c in old["changes"]}
+                after = {c["address"]: c for c in new["changes"]}
+                moved = sorted(
+                    a for a in set(before) | set(after)
+                    if canonical(before.get(a)) != canonical(after.get(a))
+                )
+                what = moved[0] if moved else "the outputs"
+                raise StalePlanError(
+                    f"the saved plan is stale: {what} no longer plans the same way "
+                    "(the infrastructure changed since the plan was made); run `trainform plan` again"
+                )
+        return planner
+
+    def apply(
+        self,
+        plan: Plan,
+        planner: Planner,
+        command: str,
+        cancel: threading.Event | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> ApplyResult:
+        desired = None
+        if planner.evaluated is not None and plan.mode != "destroy":
+            desired = DesiredValues(planner.evaluator, planner.evaluated, self.store)
+        engine = Engine(self.store, self.providers, desired, self.parallelism, cancel, on_event)
+        return engine.apply(plan, command)
+
+    def close(self) -> None:
+        self.store.close()

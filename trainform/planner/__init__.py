@@ -1,0 +1,1 @@
+"""Planning: the pure diff of (configuration, prior state, observed reality) into a Plan."""

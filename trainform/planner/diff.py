@@ -1,0 +1,387 @@
+"""The planner: a pure function of (configuration, prior state, observed reality) -> Plan.
+
+Refreshing (asking providers what exists) happens before, in :mod:`trainform.planner.refresh`;
+nothing here has side effects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainform.config.evaluate import Evaluator
+from trainform.config.model import Evaluated, Instance, Module
+from trainform.config.schema import BlockSchema, did_you_mean
+from trainform.config.values import UNKNOWN, is_unknown
+from trainform.errors import PlanError
+from trainform.graph import dependencies_closure
+from trainform.planner.types import (
+    CREATE,
+    DELETE,
+    NOOP,
+    REPLACE,
+    REPLACE_CBD,
+    UPDATE,
+    Change,
+    Drift,
+    OutputChange,
+    Plan,
+)
+from trainform.providers.base import ResourceState
+from trainform.state import secrets
+
+PLANNED_KINDS = ("workspace", "compute", "environment")
+
+
+@dataclass
+class PlanOptions:
+    mode: str = "normal"  # normal | destroy | refresh-only
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+
+
+@dataclass
+class Observations:
+    """What refresh found: computed attributes per address, addresses found gone, and
+    addresses that could not be read (with the reason)."""
+
+    computed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _mask(values: dict[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:
+    hidden = set(sensitive)
+    return {k: (None if k in hidden else v) for k, v in values.items() if v is not UNKNOWN}
+
+
+def _sealed_names(attrs: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in attrs.items() if secrets.is_sealed(v)))
+
+
+def attribute_changed(prior: Any, desired: Any) -> bool:
+    if desired is UNKNOWN or is_unknown(desired):
+        return True
+    if secrets.is_sealed(prior):
+        return not secrets.matches(prior, desired)
+    return canonical(prior) != canonical(desired)
+
+
+class Planner:
+    """Plans one configuration against one prior state. Use :meth:`plan`."""
+
+    def __init__(
+        self,
+        module: Module,
+        evaluator: Evaluator,
+        prior: dict[str, ResourceState],
+        observed: Observations,
+        options: PlanOptions,
+        lineage: str | None,
+        serial: int,
+        prior_outputs: dict[str, dict[str, Any]],
+        run_counts: dict[str, int] | None = None,
+    ) -> None:
+        self.module = module
+        self.evaluator = evaluator
+        self.prior = prior
+        self.observed = observed
+        self.options = options
+        self.lineage = lineage
+        self.serial = serial
+        self.prior_outputs = prior_outputs
+        self.run_counts = run_counts or {}
+        self.changes: dict[str, Change] = {}
+        self.evaluated: Evaluated | None = None
+
+    # -- the resolver the evaluator calls as each resource is evaluated
+    def resolve(self, inst: Instance) -> dict[str, Any]:
+        change = self._plan_instance(inst)
+        self.changes[inst.address] = change
+        computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+        if change.actions in (NOOP, UPDATE):
+            known = self._current_computed(inst.address)
+            return {k: known.get(k, UNKNOWN) for k in computed}
+        return {k: UNKNOWN for k in computed}
+
+    def _current_computed(self, address: str) -> dict[str, Any]:
+        if address in self.observed.computed:
+            return self.observed.computed[address]
+        prior = self.prior.get(address)
+        return prior.computed if prior else {}
+
+    def _live_prior(self, address: str) -> ResourceState | None:
+        prior = self.prior.get(address)
+        if prior is None or address in self.observed.gone:
+            return None
+        return prior
+
+    def _plan_instance(self, inst: Instance) -> Change:
+        res = inst.resource
+        verbs = self._verbs(res.kind, res.provider)
+        prior = self._live_prior(inst.address)
+        desired = inst.attributes
+        after = _mask(desired, inst.sensitive)
+        after_unknown = tuple(
+            sorted(
+                [k for k, v in desired.items() if is_unknown(v)]
+                + [k for k, a in res.schema.attributes.items() if a.computed]
+            )
+        )
+        base = dict(
+            address=inst.address, kind=res.kind, name=res.name, key=inst.key,
+            provider=res.provider, after_sensitive=tuple(sorted(inst.sensitive)),
+            depends_on=inst.depends_on,
+        )
+        if self.options.mode == "refresh-only":
+            return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)  # type: ignore[arg-type]
+        if prior is None:
+            reason = "has been deleted outside trainform" if inst.address in self.prior else ""
+            return Change(actions=CREATE, verb=verbs["create"], before=None, after=after,
+                          after_unknown=after_unknown, reason=reason, **base)  # type: ignore[arg-type]
+        before = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed}
+        ignored = set(res.lifecycle.ignore_changes)
+        changed = []
+        for name in res.schema.user_attributes():
+            if name in ignored or "all" in ignored:
+                if name in prior.attributes:
+                    after[name] = None if name in inst.sensitive else prior.attributes[name]
+                continue
+            if attribute_changed(prior.attributes.get(name), desired.get(name)):
+                changed.append(name)
+        if res.kind == "compute" and prior.provider != res.provider:
+            changed.append("type")
+        force = [n for n in changed if n == "type" or res.schema.attributes[n].force_new]
+        for bname, spec in res.schema.blocks.items():
+            if bname in changed and spec.force_new:
+                force.append(bname)
+        computed_after = {k: v for k, v in prior.computed.items()}
+        before_sensitive = _sealed_names(prior.attributes)
+        replace_reason = ""
+        if prior.status in ("tainted", "pending"):
+            replace_reason = (
+                "is tainted, so must be replaced"
+                if prior.status == "tainted"
+                else "was left half-created by an interrupted apply, so must be replaced"
+            )
+        elif self._forced_replace(inst.address):
+            replace_reason = "will be replaced, as requested"
+        elif force:
+            replace_reason = "must be replaced"
+        if replace_reason:
+            self._check_prevent_destroy(inst.address, res.lifecycle.prevent_destroy)
+            actions = REPLACE_CBD if res.lifecycle.create_before_destroy else REPLACE
+            return Change(actions=actions, verb="replace", before=before, after=after,
+                          after_unknown=after_unknown, before_sensitive=before_sensitive,
+                          changed=tuple(changed), replace_paths=tuple(sorted(force)),
+                          reason=replace_reason, **base)  # type: ignore[arg-type]
+        after = {**after, **computed_after}
+        unknown_now = tuple(sorted(k for k, v in desired.items() if is_unknown(v)))
+        if changed:
+            return Change(actions=UPDATE, verb="update", before=before, after=after,
+                          after_unknown=unknown_now, before_sensitive=before_sensitive,
+                          changed=tuple(changed), reason="will be updated in-place", **base)  # type: ignore[arg-type]
+        return Change(actions=NOOP, verb="no-op", before=before, after=after,
+                      before_sensitive=before_sensitive, **base)  # type: ignore[arg-type]
+
+    def _verbs(self, kind: str, provider: str) -> dict[str, str]:
+        from trainform.providers.registry import provider_class
+
+        try:
+            return provider_class(provider).verbs
+        except Exception:  # a missing provider is reported by refresh/validation
+            return {"create": "create", "delete": "destroy"}
+
+    def _forced_replace(self, address: str) -> bool:
+        return any(address == r or address.startswith(r + "[") for r in self.options.replace)
+
+    def _check_prevent_destroy(self, address: str, prevent: bool) -> None:
+        if prevent:
+            raise PlanError(
+                f"{address} has lifecycle.prevent_destroy set, but the plan would destroy it; "
+                "remove prevent_destroy (or the change that forces replacement) to proceed"
+            )
+
+    def _delete_change(self, prior: ResourceState, reason: str) -> Change:
+        res = self.module.resources.get(f"{prior.kind}.{prior.name}")
+        if res is not None:
+            self._check_prevent_destroy(prior.address, res.lifecycle.prevent_destroy)
+        if prior.kind == "workspace":
+            runs = self.run_counts.get(prior.address, 0)
+            force = prior.attributes.get("force_destroy") is True
+            if runs and not force:
+                raise PlanError(
+                    f"{prior.address} holds the history of {runs} run(s); set force_destroy = true "
+                    "on the workspace (and apply) to destroy it with its history"
+                )
+        verbs = self._verbs(prior.kind, prior.provider)
+        return Change(
+            address=prior.address, kind=prior.kind, name=prior.name, key=prior.key,
+            provider=prior.provider, actions=DELETE, verb=verbs["delete"],
+            before={**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed},
+            after=None, before_sensitive=_sealed_names(prior.attributes),
+            reason=reason, depends_on=prior.dependencies,
+        )
+
+    # -- the whole plan
+    def plan(self) -> Plan:
+        if self.options.targets:
+            self._check_targets()
+        if self.options.mode == "destroy":
+            self.evaluated = Evaluated()
+            changes = self._destroy_changes()
+        else:
+            planned = {a: r for a, r in self.module.resources.items() if r.kind in PLANNED_KINDS}
+            only = None
+            if self.options.targets:
+                blocks = {t.split("[")[0] for t in self.options.targets}
+                only = dependencies_closure(self.module.dependencies, blocks)
+            self.evaluated = self.evaluator.run(self.resolve, only)
+            for addr, inst in self.evaluated.instances.items():
+                if inst.resource.address in planned and addr not in self.changes:
+                    self.changes[addr] = self._plan_instance(inst)
+            changes = [c for a, c in self.changes.items() if self.module.resources[a.split("[")[0]].kind in PLANNED_KINDS]
+            if self.options.mode == "normal":
+                for addr, prior in sorted(self.prior.items()):
+                    if addr in self.evaluated.instances or addr in self.observed.gone:
+                        continue
+                    if only is not None and prior.address.split("[")[0] not in only:
+                        continue
+                    block = self.module.resources.get(f"{prior.kind}.{prior.name}")
+                    reason = (
+                        "is not in the configuration" if block is None
+                        else "is no longer produced by count/for_each"
+                    )
+                    changes.append(self._delete_change(prior, reason))
+        if self.options.targets:
+            keep = self._targeted(changes)
+            changes = [c for c in changes if c.address in keep]
+        outputs = self._output_changes()
+        drift = self._drift()
+        return Plan(
+            mode=self.options.mode,
+            changes=tuple(sorted(changes, key=lambda c: c.address)),
+            outputs=outputs,
+            drift=drift,
+            lineage=self.lineage,
+            serial=self.serial,
+            refreshed={a: v for a, v in sorted(self.observed.computed.items())},
+            gone=tuple(sorted(self.observed.gone)),
+            targets=self.options.targets,
+            replace=self.options.replace,
+        )
+
+    def _check_targets(self) -> None:
+        known = set(self.module.resources) | set(self.prior)
+        known |= {a.split("[")[0] for a in self.prior}
+        for t in self.options.targets:
+            if t not in known and t.split("[")[0] not in known:
+                raise PlanError(
+                    f"--target {t}: no such resource in the configuration or state"
+                    + (f"; {did_you_mean(t, sorted(known))}" if did_you_mean(t, sorted(known)) else "")
+                )
+
+    def _matches_target(self, address: str) -> bool:
+        return any(
+            address == t or address.split("[")[0] == t for t in self.options.targets
+        )
+
+    def _targeted(self, changes: list[Change]) -> set[str]:
+        by_addr = {c.address: c for c in changes}
+        keep = {c.address for c in changes if self._matches_target(c.address)}
+        if self.options.mode == "destroy":
+            # destroying a target destroys what depends on it
+            grew = True
+            while grew:
+                grew = False
+                for c in changes:
+                    if c.address not in keep and any(
+                        d in keep or any(k.split("[")[0] == d for k in keep) for d in c.depends_on
+                    ):
+                        keep.add(c.address)
+                        grew = True
+            return keep
+        stack = list(keep)
+        while stack:
+            c = by_addr[stack.pop()]
+            for dep in c.depends_on:
+                for other in by_addr:
+                    if (other == dep or other.split("[")[0] == dep) and other not in keep:
+                        keep.add(other)
+                        stack.append(other)
+        return keep
+
+    def _destroy_changes(self) -> list[Change]:
+        return [
+            self._delete_change(prior, "will be destroyed")
+            for prior in self.prior.values()
+            if prior.address not in self.observed.gone
+        ]
+
+    def _output_changes(self) -> tuple[OutputChange, ...]:
+        out: list[OutputChange] = []
+        new: dict[str, tuple[Any, bool]] = {}
+        if self.options.mode == "normal" and self.evaluated is not None:
+            new = self.evaluated.outputs
+        if self.options.targets:
+            return ()
+        for name in sorted(set(new) | set(self.prior_outputs)):
+            prior = self.prior_outputs.get(name)
+            if name not in new:
+                if self.options.mode != "refresh-only":
+                    out.append(OutputChange(name, DELETE, before=None if prior and prior["sensitive"] else (prior or {}).get("value"), sensitive=bool(prior and prior["sensitive"])))
+                continue
+            value, sensitive = new[name]
+            unknown = is_unknown(value)
+            shown = None if (sensitive or unknown) else value
+            if prior is None:
+                actions = CREATE
+            elif unknown or attribute_changed(prior["value"], value) or prior["sensitive"] != sensitive:
+                actions = UPDATE
+            else:
+                actions = NOOP
+            before = None if prior is None or prior["sensitive"] else prior["value"]
+            out.append(OutputChange(name, actions, before, shown, sensitive, unknown))
+        return tuple(out)
+
+    def _drift(self) -> tuple[Drift, ...]:
+        drift = []
+        for addr, prior in sorted(self.prior.items()):
+            if addr in self.observed.gone:
+                drift.append(Drift(addr, "deleted", "has been deleted"))
+            elif addr in self.observed.unreachable:
+                drift.append(Drift(addr, "unreachable", self.observed.unreachable[addr]))
+            elif addr in self.observed.computed:
+                now = self.observed.computed[addr]
+                if canonical(now) != canonical(prior.computed):
+                    before, after = _changed_leaves(prior.computed, now)
+                    drift.append(Drift(addr, "changed", "has changed", before, after))
+        return tuple(drift)
+
+
+def _changed_leaves(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flattened ``path -> value`` of the leaves that differ between two computed dicts."""
+    b: dict[str, Any] = {}
+    a: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        path = f"{prefix}{key}"
+        x, y = before.get(key), after.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            sb, sa = _changed_leaves(x, y, path + ".")
+            b.update(sb)
+            a.update(sa)
+        elif canonical(x) != canonical(y):
+            b[path], a[path] = x, y
+    return b, a
+
+
+def schema_of(kind: str, provider: str) -> BlockSchema:
+    from trainform.config.loader import resource_schema
+
+    return resource_schema(kind, provider)

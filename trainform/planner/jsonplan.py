@@ -1,0 +1,78 @@
+"""The machine-readable plan format (``plan --json``, ``show --json PLANFILE``).
+
+Versioned by ``format_version`` (a change that removes or renames a field bumps the major
+number). Modelled on Terraform's JSON plan: ``resource_changes`` with ``change.actions``,
+``before``/``after``, and ``after_unknown``/``before_sensitive``/``after_sensitive`` as
+objects mirroring the values with ``true`` where a value is unknown or sensitive. Sensitive
+values are never present: they appear as ``null`` and are flagged in ``*_sensitive``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainform import __version__
+from trainform.planner.types import Plan
+
+FORMAT_VERSION = "1.0"
+
+
+def _flags(names: tuple[str, ...]) -> dict[str, bool]:
+    return {n: True for n in sorted(names)}
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as a JSON-serialisable dict (deterministic: sorted addresses)."""
+    changes = []
+    for c in plan.changes:
+        after = None
+        if c.after is not None:
+            after = {k: v for k, v in c.after.items() if k not in c.after_unknown}
+        changes.append(
+            {
+                "address": c.address,
+                "mode": "managed",
+                "type": c.kind,
+                "name": c.name,
+                "index": c.key,
+                "provider": c.provider,
+                "change": {
+                    "actions": list(c.actions),
+                    "before": c.before,
+                    "after": after,
+                    "after_unknown": _flags(c.after_unknown),
+                    "before_sensitive": _flags(c.before_sensitive),
+                    "after_sensitive": _flags(c.after_sensitive),
+                    "replace_paths": [[p] for p in c.replace_paths],
+                },
+                "action_reason": c.reason,
+                "depends_on": list(c.depends_on),
+            }
+        )
+    outputs = {
+        o.name: {
+            "actions": list(o.actions),
+            "before": o.before,
+            "after": o.after,
+            "after_unknown": o.after_unknown,
+            "before_sensitive": o.sensitive,
+            "after_sensitive": o.sensitive,
+        }
+        for o in plan.outputs
+    }
+    drift = [
+        {"address": d.address, "kind": d.kind, "message": d.message, "before": d.before, "after": d.after}
+        for d in plan.drift
+    ]
+    return {
+        "format_version": FORMAT_VERSION,
+        "trainform_version": __version__,
+        "mode": plan.mode,
+        "prior_state": {"lineage": plan.lineage, "serial": plan.serial},
+        "resource_changes": changes,
+        "resource_drift": drift,
+        "output_changes": outputs,
+        "targets": list(plan.targets),
+        "replace": list(plan.replace),
+        "has_changes": plan.has_changes,
+    }

@@ -1,0 +1,128 @@
+"""Plan data: pure, serialisable, and free of secrets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CREATE = ("create",)
+UPDATE = ("update",)
+DELETE = ("delete",)
+NOOP = ("no-op",)
+REPLACE = ("delete", "create")
+REPLACE_CBD = ("create", "delete")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One planned change to one resource instance.
+
+    ``before``/``after`` hold attribute values with sensitive ones replaced by ``None`` (their
+    names are in ``before_sensitive``/``after_sensitive``) and unknown ones omitted from
+    ``after`` (named in ``after_unknown``).
+    """
+
+    address: str
+    kind: str
+    name: str
+    key: int | str | None
+    provider: str
+    actions: tuple[str, ...]
+    verb: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    after_unknown: tuple[str, ...] = ()
+    before_sensitive: tuple[str, ...] = ()
+    after_sensitive: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    replace_paths: tuple[str, ...] = ()
+    reason: str = ""
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def is_noop(self) -> bool:
+        return self.actions == NOOP
+
+    @property
+    def is_replace(self) -> bool:
+        return len(self.actions) == 2
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A difference between recorded state and what a provider observed."""
+
+    address: str
+    kind: str  # changed | deleted | unreachable
+    message: str
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    name: str
+    actions: tuple[str, ...]
+    before: Any = None
+    after: Any = None
+    sensitive: bool = False
+    after_unknown: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: resource changes, output changes, drift, and what it was made from."""
+
+    mode: str  # normal | destroy | refresh-only
+    changes: tuple[Change, ...]
+    outputs: tuple[OutputChange, ...]
+    drift: tuple[Drift, ...]
+    lineage: str | None
+    serial: int
+    refreshed: dict[str, dict[str, Any]] = field(default_factory=dict)  # address -> computed
+    gone: tuple[str, ...] = ()  # recorded resources found deleted outside trainform
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def resource_changes(self) -> list[Change]:
+        return [c for c in self.changes if not c.is_noop]
+
+    @property
+    def has_changes(self) -> bool:
+        if self.mode == "refresh-only":
+            return bool(self.drift)
+        return bool(self.resource_changes) or any(o.actions != ("no-op",) for o in self.outputs)
+
+    def counts(self) -> dict[str, int]:
+        out = {"add": 0, "change": 0, "destroy": 0}
+        for c in self.resource_changes:
+            if "create" in c.actions:
+                out["add"] += 1
+            if "delete" in c.actions:
+                out["destroy"] += 1
+            if c.actions == UPDATE:
+                out["change"] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        def tup(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+            return {k: tuple(v) if k in keys and isinstance(v, list) else v for k, v in d.items()}
+
+        changes = tuple(
+            Change(**tup(c, "actions", "after_unknown", "before_sensitive", "after_sensitive",
+                         "changed", "replace_paths", "depends_on"))
+            for c in data["changes"]
+        )
+        outputs = tuple(OutputChange(**tup(o, "actions")) for o in data["outputs"])
+        drift = tuple(Drift(**d) for d in data["drift"])
+        rest = tup(
+            {k: v for k, v in data.items() if k not in ("changes", "outputs", "drift")},
+            "gone", "targets", "replace", "warnings",
+        )
+        return cls(changes=changes, outputs=outputs, drift=drift, **rest)

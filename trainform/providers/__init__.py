@@ -1,0 +1,1 @@
+"""Provider plugins: the contract (:mod:`.base`), the registry, and the built-in providers."""

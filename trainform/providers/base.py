@@ -1,0 +1,118 @@
+"""The provider contract.
+
+A provider manages one kind of resource (``workspace``, ``environment``) or one compute type
+(``compute`` blocks with ``type = "local"``, ``"ssh"``, ...). It is a class registered under the
+entry-point group ``trainform.providers``; built-in providers are registered the same way as
+third-party ones. Heavy SDKs must be imported inside methods, never at module level, so that
+``trainform --help`` stays fast and a missing extra disables only that provider.
+
+Providers never print and never prompt. Every error they raise derives from
+:class:`trainform.errors.TrainformError`; SDK exceptions are translated into
+:class:`trainform.errors.ProviderError` (with address, host, command, exit code, stderr tail)
+at the provider boundary.
+
+Values passed in and out:
+
+* ``desired``: the attributes the configuration asks for (after evaluation and defaults), a
+  plain dict. Sensitive attributes hold their real values here, and only here.
+* ``prior``: a :class:`ResourceState` from the state store: ``attributes`` are the configured
+  values as last applied (sensitive ones replaced by a salted-hash marker), ``computed`` what
+  the provider returned last time.
+* ``Observed``: what the provider reports about the real object: a dict of computed
+  attributes (facts, ids, paths). Keys must be JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trainform.config.schema import BlockSchema
+
+Observed = dict[str, Any]
+
+# Optional capabilities a provider may declare; the planner rejects, at plan time, a run that
+# asks a compute target for one it lacks.
+RUNS = "runs"
+MULTI_NODE = "multi_node"
+DOCKER = "docker"
+SCALING = "scaling"
+
+
+@dataclass(frozen=True)
+class ResourceState:
+    """A resource as recorded in state."""
+
+    address: str
+    kind: str
+    name: str
+    key: int | str | None
+    provider: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    computed: dict[str, Any] = field(default_factory=dict)
+    dependencies: tuple[str, ...] = ()
+    status: str = "ready"  # ready | tainted | pending (a create that never reported back)
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What a provider may know about where it runs: the configuration directory and the
+    directory trainform keeps its own files in (``.trainform/``)."""
+
+    config_dir: Path
+    data_dir: Path
+
+
+class Provider:
+    """Base class of every provider. Subclasses set the class attributes and implement the
+    lifecycle methods. All methods may block; none may print.
+
+    Class attributes:
+
+    * ``name``: the provider's name (the compute ``type``, or the resource kind).
+    * ``kind``: the block type it manages: ``"compute"``, ``"workspace"``, ``"environment"``.
+    * ``schema``: a :class:`BlockSchema` of the attributes a block takes (type, required,
+      default, sensitive, ``force_new``, computed, description).
+    * ``capabilities``: a frozenset of :data:`RUNS`, :data:`MULTI_NODE`, :data:`DOCKER`,
+      :data:`SCALING`.
+    * ``verbs``: how plan text names create and delete (``{"create": "attach",
+      "delete": "detach"}`` for compute that already exists elsewhere).
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "compute"
+    schema: ClassVar[BlockSchema] = BlockSchema()
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    verbs: ClassVar[dict[str, str]] = {"create": "create", "delete": "destroy"}
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        """Problems with ``desired`` beyond what the schema checks, as messages. Pure; the
+        default finds none."""
+        return []
+
+    def read(self, resource: ResourceState) -> Observed | None:
+        """What exists now for a recorded resource: its computed attributes, or ``None`` if it
+        is gone. No side effects. May raise ProviderError if the answer cannot be had (a host
+        is unreachable); the planner shows that as drift."""
+        raise NotImplementedError
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        """Create or attach the resource and return its computed attributes. Idempotent: if it
+        already exists in the desired form, return it. Raises ProviderError on failure."""
+        raise NotImplementedError
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        """Change the attributes named in ``changed`` in place (none of them is force_new) and
+        return the computed attributes. Raises ProviderError on failure."""
+        raise NotImplementedError
+
+    def delete(self, prior: ResourceState) -> None:
+        """Destroy or detach the resource. Idempotent: deleting what is already gone
+        succeeds. Raises ProviderError on failure."""
+        raise NotImplementedError

@@ -1,0 +1,61 @@
+"""Finding providers through the ``trainform.providers`` entry-point group.
+
+Entry points are listed without importing them; a provider's module is imported only when a
+configuration uses it, so a broken or heavy provider costs nothing until then.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib.metadata import EntryPoint, entry_points
+
+from trainform.config.schema import did_you_mean
+from trainform.errors import ProviderNotFound
+from trainform.providers.base import Provider, ProviderContext
+
+GROUP = "trainform.providers"
+
+
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def provider_names() -> list[str]:
+    """Names of every installed provider (built-in and third-party)."""
+    return sorted(_entry_points())
+
+
+@functools.lru_cache(maxsize=None)
+def provider_class(name: str) -> type[Provider]:
+    """The provider class registered as ``name``. Raises ProviderNotFound with a hint."""
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise ProviderNotFound(
+            f"no provider {name!r} is installed "
+            f"(installed: {', '.join(provider_names()) or 'none'})"
+            + (f"; {did_you_mean(name, provider_names())}" if did_you_mean(name, provider_names()) else "")
+        )
+    try:
+        cls = ep.load()
+    except ImportError as exc:
+        raise ProviderNotFound(
+            f"provider {name!r} cannot be loaded: {exc} "
+            f"(is the package that provides it installed with its extras?)"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ProviderNotFound(f"entry point {name!r} ({ep.value}) is not a trainform Provider")
+    return cls
+
+
+class Providers:
+    """Provider instances for one command, created on first use and shared."""
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+        self._instances: dict[str, Provider] = {}
+
+    def get(self, name: str) -> Provider:
+        if name not in self._instances:
+            self._instances[name] = provider_class(name)(self.context)
+        return self._instances[name]

@@ -1,0 +1,76 @@
+"""Workspaces: an artifact store folder (snapshots, logs, outputs) and a run registry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from trainform.config.schema import WORKSPACE
+from trainform.errors import ProviderError
+from trainform.providers.base import Observed, Provider, ResourceState
+
+MARKER = ".trainform-workspace"
+LAYOUT = ("snapshots", "runs", "environments")
+
+
+class WorkspaceProvider(Provider):
+    """Creates the artifact store folder and its layout. Deleting removes the folder only if
+    trainform created it; a folder that existed before keeps everything but the marker."""
+
+    name = "workspace"
+    kind = "workspace"
+    schema = WORKSPACE
+
+    def store_path(self, name: str, desired: dict[str, Any]) -> Path:
+        configured = desired.get("artifact_store")
+        if configured:
+            path = Path(os.path.expanduser(configured))
+            return path if path.is_absolute() else self.context.config_dir / path
+        return self.context.data_dir / "workspaces" / name
+
+    def read(self, resource: ResourceState) -> Observed | None:
+        path = Path(resource.computed.get("path", ""))
+        if not resource.computed.get("path") or not (path / MARKER).is_file():
+            return None
+        return dict(resource.computed)
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        name = address.split(".", 1)[1]
+        path = self.store_path(name, desired).resolve()
+        created = not path.exists()
+        try:
+            for sub in LAYOUT:
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            if not (path / MARKER).exists():
+                (path / MARKER).write_text(f"{address}\n")
+        except OSError as exc:
+            raise ProviderError(
+                f"cannot create artifact store {path}: {exc.strerror}", address=address
+            ) from None
+        ident = hashlib.sha256(f"{address}:{path}".encode()).hexdigest()[:16]
+        return {"path": str(path), "id": ident, "created_dir": created}
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        return dict(prior.computed) or self.create(address, desired)
+
+    def delete(self, prior: ResourceState) -> None:
+        path = Path(prior.computed.get("path", ""))
+        if not prior.computed.get("path") or not path.exists():
+            return
+        try:
+            if prior.computed.get("created_dir"):
+                shutil.rmtree(path)
+            else:
+                (path / MARKER).unlink(missing_ok=True)
+                for sub in LAYOUT:
+                    if (path / sub).is_dir() and not any((path / sub).iterdir()):
+                        (path / sub).rmdir()
+        except OSError as exc:
+            raise ProviderError(
+                f"cannot remove artifact store {path}: {exc.strerror}", address=prior.address
+            ) from None

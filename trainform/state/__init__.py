@@ -1,0 +1,1 @@
+"""State: prior resources, outputs, apply history, run history and the lock."""

@@ -1,0 +1,371 @@
+"""The state store: the :class:`StateStore` protocol and its SQLite implementation.
+
+Every write is one transaction; a change to managed resources or outputs increments the
+serial (and assigns the lineage on first write), so a saved plan can tell that state moved.
+SQLite errors are translated into :class:`StateError` here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import sqlite_utils
+
+from trainform.errors import LockError, StateError
+from trainform.providers.base import ResourceState
+from trainform.state.locking import current_user, hostname, process_alive, process_start_time
+
+SCHEMA_VERSION = 2
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    id: str
+    who: str
+    operation: str
+    created: str
+    pid: int
+    host: str
+    taken_over: str = ""  # the id of a dead holder's lock this one replaced
+
+    def describe(self) -> str:
+        return (
+            f"lock {self.id} held by {self.who}@{self.host} (pid {self.pid}) "
+            f"for {self.operation!r} since {self.created}"
+        )
+
+
+class StateStore(Protocol):
+    """What the planner and engine need from a state backend."""
+
+    def lineage_serial(self) -> tuple[str | None, int]: ...
+    def resources(self) -> dict[str, ResourceState]: ...
+    def put_resource(self, resource: ResourceState) -> None: ...
+    def remove_resource(self, address: str) -> None: ...
+    def outputs(self) -> dict[str, dict[str, Any]]: ...
+    def put_outputs(self, outputs: dict[str, dict[str, Any]]) -> None: ...
+    def count_runs(self, workspace: str) -> int: ...
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _translate(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(self: SQLiteStateStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            text = str(exc)
+            if "disk is full" in text or "disk I/O" in text:
+                hint = "free some disk space and run the command again; state was not changed"
+            elif "readonly" in text or "unable to open" in text:
+                hint = "check that the state file and its folder are writable"
+            else:
+                hint = "the state database may be damaged; keep a copy before repairing it"
+            raise StateError(f"state database {self.path}: {text} ({hint})") from None
+
+    return wrapper
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["resources"].create(
+        {
+            "address": str,
+            "kind": str,
+            "name": str,
+            "key": str,
+            "provider": str,
+            "attributes": str,
+            "computed": str,
+            "dependencies": str,
+            "status": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="address",
+    )
+    db["outputs"].create({"name": str, "value": str, "sensitive": int}, pk="name")
+    db["lock"].create(
+        {"name": str, "id": str, "who": str, "operation": str, "created": str, "pid": int,
+         "host": str, "pid_start": str},
+        pk="name",
+    )
+    db["apply_history"].create(
+        {"id": int, "started": str, "finished": str, "who": str, "host": str, "command": str,
+         "changes": str, "outcome": str, "serial": int},
+        pk="id",
+    )
+
+
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    # Run history outlives resources: it is keyed by run id, not by address.
+    db["runs"].create(
+        {"id": str, "address": str, "workspace": str, "experiment": str, "status": str,
+         "fingerprint": str, "created": str, "finished": str, "record": str},
+        pk="id",
+    )
+    db["runs"].create_index(["workspace"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+
+
+class SQLiteStateStore:
+    """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
+    command uses it from one thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._open()
+
+    @_translate
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = 0
+            if "meta" in self.db.table_names():
+                row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state database {self.path} has schema version {version}, newer than this "
+                    f"trainform understands ({SCHEMA_VERSION}); upgrade trainform"
+                )
+            for step in MIGRATIONS[version:]:
+                step(self.db)
+            if version != SCHEMA_VERSION:
+                self.db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
+        return row[0] if row else None
+
+    def _bump(self) -> None:
+        if self._meta("lineage") is None:
+            self.db["meta"].upsert({"key": "lineage", "value": str(uuid.uuid4())}, pk="key")
+        serial = int(self._meta("serial") or 0) + 1
+        self.db["meta"].upsert({"key": "serial", "value": str(serial)}, pk="key")
+
+    @_translate
+    def lineage_serial(self) -> tuple[str | None, int]:
+        return self._meta("lineage"), int(self._meta("serial") or 0)
+
+    @_translate
+    def schema_version(self) -> int:
+        return int(self._meta("schema_version") or 0)
+
+    # ------------------------------------------------------------------ resources
+    @_translate
+    def resources(self) -> dict[str, ResourceState]:
+        out = {}
+        for row in self.db.execute(
+            "SELECT address, kind, name, key, provider, attributes, computed, dependencies, status "
+            "FROM resources ORDER BY address"
+        ):
+            out[row[0]] = ResourceState(
+                address=row[0],
+                kind=row[1],
+                name=row[2],
+                key=json.loads(row[3]),
+                provider=row[4],
+                attributes=json.loads(row[5]),
+                computed=json.loads(row[6]),
+                dependencies=tuple(json.loads(row[7])),
+                status=row[8],
+            )
+        return out
+
+    @_translate
+    def put_resource(self, resource: ResourceState) -> None:
+        stamp = now()
+        with self._tx():
+            existing = self.db.execute(
+                "SELECT created_at FROM resources WHERE address=?", [resource.address]
+            ).fetchone()
+            self.db["resources"].upsert(
+                {
+                    "address": resource.address,
+                    "kind": resource.kind,
+                    "name": resource.name,
+                    "key": json.dumps(resource.key),
+                    "provider": resource.provider,
+                    "attributes": json.dumps(resource.attributes, sort_keys=True),
+                    "computed": json.dumps(resource.computed, sort_keys=True),
+                    "dependencies": json.dumps(list(resource.dependencies)),
+                    "status": resource.status,
+                    "created_at": existing[0] if existing else stamp,
+                    "updated_at": stamp,
+                },
+                pk="address",
+            )
+            self._bump()
+
+    @_translate
+    def remove_resource(self, address: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM resources WHERE address=?", [address])
+            self._bump()
+
+    @_translate
+    def move_resource(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
+                [dest, kind, name, json.dumps(key), source],
+            )
+            self._bump()
+
+    # ------------------------------------------------------------------ outputs
+    @_translate
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return {
+            row[0]: {"value": json.loads(row[1]), "sensitive": bool(row[2])}
+            for row in self.db.execute("SELECT name, value, sensitive FROM outputs ORDER BY name")
+        }
+
+    @_translate
+    def put_outputs(self, outputs: dict[str, dict[str, Any]]) -> None:
+        """Replace all outputs (values already sealed where sensitive); bumps the serial only
+        if something changed."""
+        if outputs == self.outputs():
+            return
+        with self._tx():
+            self.db.execute("DELETE FROM outputs")
+            for name, out in outputs.items():
+                self.db["outputs"].insert(
+                    {"name": name, "value": json.dumps(out["value"], sort_keys=True),
+                     "sensitive": int(out["sensitive"])}
+                )
+            self._bump()
+
+    # ------------------------------------------------------------------ history
+    @_translate
+    def count_runs(self, workspace: str) -> int:
+        row = self.db.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
+        return int(row[0])
+
+    @_translate
+    def begin_apply(self, command: str) -> int:
+        with self._tx():
+            table = self.db["apply_history"]
+            table.insert(
+                {"started": now(), "finished": None, "who": current_user(), "host": hostname(),
+                 "command": command, "changes": "[]", "outcome": "running", "serial": None}
+            )
+            return int(table.last_pk)
+
+    @_translate
+    def finish_apply(self, apply_id: int, outcome: str, changes: list[dict[str, Any]]) -> None:
+        with self._tx():
+            self.db["apply_history"].update(
+                apply_id,
+                {"finished": now(), "outcome": outcome, "changes": json.dumps(changes),
+                 "serial": self._meta("serial")},
+            )
+
+    @_translate
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, started, finished, who, host, command, changes, outcome, serial "
+            "FROM apply_history ORDER BY id DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+        keys = ("id", "started", "finished", "who", "host", "command", "changes", "outcome", "serial")
+        return [dict(zip(keys, r)) for r in rows]
+
+    # ------------------------------------------------------------------ locking
+    def _holder(self) -> tuple[LockInfo, str] | None:
+        row = self.db.execute(
+            "SELECT id, who, operation, created, pid, host, pid_start FROM lock WHERE name='state'"
+        ).fetchone()
+        if row is None:
+            return None
+        return LockInfo(row[0], row[1], row[2], row[3], row[4], row[5]), row[6]
+
+    @_translate
+    def acquire_lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
+        """Take the state lock, waiting up to ``timeout`` seconds. A lock left by a process
+        that died on this host is taken over; a live holder's never is. Raises LockError
+        naming the holder."""
+        deadline = time.monotonic() + timeout
+        pid = os.getpid()
+        me = LockInfo(str(uuid.uuid4()), current_user(), operation, now(), pid, hostname())
+        while True:
+            with self._tx():
+                held = self._holder()
+                if held is not None:
+                    info, start = held
+                    if info.host == me.host and not process_alive(info.pid, start):
+                        self.db.execute("DELETE FROM lock WHERE name='state'")
+                        me = LockInfo(me.id, me.who, me.operation, me.created, pid, me.host, info.id)
+                        held = None
+                if held is None:
+                    self.db["lock"].insert(
+                        {"name": "state", "id": me.id, "who": me.who, "operation": operation,
+                         "created": me.created, "pid": pid, "host": me.host,
+                         "pid_start": process_start_time(pid)}
+                    )
+                    return me
+            if time.monotonic() >= deadline:
+                raise LockError(
+                    f"state is locked: {held[0].describe()}. If that process is gone and was on "
+                    f"another host, run `trainform force-unlock {held[0].id}`",
+                    holder=held[0].__dict__,
+                )
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+    @_translate
+    def release_lock(self, lock: LockInfo) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM lock WHERE name='state' AND id=?", [lock.id])
+
+    @_translate
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        """Remove the lock with this id. Raises LockError if no such lock is held."""
+        with self._tx():
+            held = self._holder()
+            if held is None:
+                raise LockError("state is not locked")
+            if held[0].id != lock_id:
+                raise LockError(
+                    f"lock id {lock_id!r} does not match the current lock: {held[0].describe()}",
+                    holder=held[0].__dict__,
+                )
+            self.db.execute("DELETE FROM lock WHERE name='state'")
+            return held[0]
+
+    def close(self) -> None:
+        self.db.conn.close()
