@@ -58,7 +58,10 @@ def normalize_args(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                     i += 1
                 ordered.append(("file" if name == "var-file" else "var", value))
                 continue
-        out.append(arg)
+        if arg == "--no-color":
+            out.insert(0, arg)  # accepted anywhere, as in Terraform; it is a global option
+        else:
+            out.append(arg)
         i += 1
     return out, ordered
 
@@ -338,18 +341,20 @@ def validate(ctx: click.Context, as_json: bool) -> None:
     """Check the configuration's syntax, schemas and references (no state, no providers)."""
     import json as _json
 
-    from trainform.config.loader import load_module
+    from trainform.config.variables import VariableInputs
+    from trainform.engine.session import validate_config
     from trainform.errors import ConfigError
 
+    inputs = VariableInputs(cli=ctx.find_root().obj.get("var_order", []))
     if not as_json:
         with _errors(ctx):
-            module = load_module(_config_dir(ctx))
+            module = validate_config(_config_dir(ctx), inputs)
             n = len(module.resources)
             _print(ctx, f"[green bold]Success![/green bold] The configuration is valid "
                         f"({len(module.files)} file(s), {n} resource block(s)).")
         return
     try:
-        load_module(_config_dir(ctx))
+        validate_config(_config_dir(ctx), inputs)
         diags: list[dict[str, Any]] = []
     except ConfigError as exc:
         diags = [

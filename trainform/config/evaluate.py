@@ -25,10 +25,15 @@ Prompt = Callable[[str, str, bool], str]
 
 
 def resolve_variables(
-    module: Module, raw: VariableValues, prompt: Prompt | None, functions: FunctionContext
+    module: Module,
+    raw: VariableValues,
+    prompt: Prompt | None,
+    functions: FunctionContext,
+    lenient: bool = False,
 ) -> dict[str, Any]:
     """Convert and validate every declared variable. A required variable with no value is
-    asked for through ``prompt`` (on a TTY), otherwise it is an error naming the variable."""
+    asked for through ``prompt`` (on a TTY), otherwise it is an error naming the variable
+    (or, with ``lenient``, unknown: ``validate`` checks a configuration without inputs)."""
     values: dict[str, Any] = {}
     errors: list[Diagnostic] = []
     scope = Scope({}, functions)
@@ -37,6 +42,9 @@ def resolve_variables(
             value, where = raw.values[name], raw.origin[name]
         elif var.default is not None:
             value, where = evaluate(var.default, scope), str(var.default.pos)
+        elif lenient:
+            values[name] = UNKNOWN
+            continue
         elif prompt is not None:
             value, where = prompt(name, var.description, var.sensitive), "prompt"
             value = value_from_text(value, var.type)

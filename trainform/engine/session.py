@@ -18,8 +18,8 @@ from typing import Any
 
 from trainform.config.evaluate import Evaluator, Prompt, resolve_variables
 from trainform.config.loader import load_module
-from trainform.config.model import Module
-from trainform.config.values import FunctionContext
+from trainform.config.model import Instance, Module
+from trainform.config.values import UNKNOWN, FunctionContext
 from trainform.config.variables import VariableInputs, VariableValues, collect_values
 from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event
 from trainform.errors import ConfigError, Diagnostic, StalePlanError, TrainformError
@@ -41,6 +41,32 @@ def state_path(module: Module) -> Path:
         p = Path(configured).expanduser()
         return p if p.is_absolute() else module.directory / p
     return module.directory / DATA_DIR / "state.db"
+
+
+def validate_config(directory: Path, inputs: VariableInputs) -> Module:
+    """Check a configuration without state or providers' side effects: syntax, schemas,
+    references, and evaluation with missing variables and other resources' facts unknown.
+    Raises ConfigError."""
+    module = load_module(directory)
+    functions = FunctionContext(module.directory)
+    raw = collect_values(module.directory, module.variables, inputs, functions)
+    variables = resolve_variables(module, raw, None, functions, lenient=True)
+    evaluator = Evaluator(module, variables, functions)
+
+    def unknown_facts(inst: Instance) -> dict[str, Any]:
+        return {k: UNKNOWN for k, a in inst.resource.schema.attributes.items() if a.computed}
+
+    evaluated = evaluator.run(unknown_facts)
+    providers = Providers(ProviderContext(module.directory, module.directory / DATA_DIR))
+    problems = []
+    for addr, inst in evaluated.instances.items():
+        if inst.resource.kind == "run":
+            continue
+        for msg in providers.get(inst.resource.provider).validate(addr, inst.attributes):
+            problems.append(Diagnostic(f"{addr}: {msg}", inst.resource.pos))
+    if problems:
+        raise ConfigError(problems)
+    return module
 
 
 @dataclass

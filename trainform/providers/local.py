@@ -7,6 +7,7 @@ import platform
 import shutil
 import socket
 import subprocess
+import threading
 from typing import Any, ClassVar
 
 from trainform.config.schema import Attribute, BlockSchema
@@ -103,12 +104,14 @@ class LocalComputeProvider(Provider):
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
         self._facts: dict[str, Any] | None = None
+        self._lock = threading.Lock()
 
     def facts(self) -> dict[str, Any]:
         # Facts are the same for every local compute block; gather them once per command.
-        if self._facts is None:
-            self._facts = gather_local_facts()
-        return self._facts
+        with self._lock:
+            if self._facts is None:
+                self._facts = gather_local_facts()
+            return self._facts
 
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         n = desired.get("max_concurrent_runs")
