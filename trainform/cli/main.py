@@ -485,7 +485,7 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
 
     from rich.markup import escape
 
-    from trainform.cli.render import ING, PAST
+    from trainform.cli.render import ing, past
 
     cancel = threading.Event()
 
@@ -493,9 +493,9 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
         c = e.change
         verb = c.verb
         if e.kind == "start":
-            _print(ctx, f"{escape(c.address)}: {ING.get(verb, verb.capitalize() + 'ing')}...")
+            _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
         elif e.kind == "done":
-            _print(ctx, f"{escape(c.address)}: {PAST.get(verb, verb + 'd').capitalize()} after {e.elapsed:.1f}s")
+            _print(ctx, f"{escape(c.address)}: {past(verb).capitalize()} after {e.elapsed:.1f}s")
         elif e.kind == "failed":
             _print(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
         elif e.kind == "skipped":

@@ -23,10 +23,20 @@ SYMBOLS = {
 KNOWN_AFTER = "(known after apply)"
 SENSITIVE = "(sensitive value)"
 
-PAST = {"attach": "attached", "detach": "detached", "create": "created", "destroy": "destroyed",
-        "update": "updated in-place", "replace": "replaced", "define": "defined", "forget": "forgotten"}
-ING = {"attach": "Attaching", "detach": "Detaching", "create": "Creating", "destroy": "Destroying",
-       "update": "Modifying", "replace": "Replacing", "define": "Defining", "forget": "Forgetting"}
+_PAST = {"update": "updated in-place", "forget": "forgotten"}
+
+
+def past(verb: str) -> str:
+    """attach -> attached, create -> created (provider verbs are regular English verbs)."""
+    return _PAST.get(verb) or (verb + "d" if verb.endswith("e") else verb + "ed")
+
+
+def ing(verb: str) -> str:
+    """attach -> Attaching, create -> Creating."""
+    if verb == "update":
+        return "Modifying"
+    stem = verb[:-1] if verb.endswith("e") and not verb.endswith("ee") else verb
+    return (stem + "ing").capitalize()
 
 
 def value_text(value: Any) -> str:
@@ -63,9 +73,9 @@ def _header(c: Change) -> str:
 
 def _title(c: Change) -> str:
     if c.actions == ("create",):
-        base = f"will be {PAST.get(c.verb, c.verb + 'd')}"
+        base = f"will be {past(c.verb)}"
     elif c.actions == ("delete",):
-        base = f"will be {PAST.get(c.verb, c.verb + 'd')}"
+        base = f"will be {past(c.verb)}"
     elif c.actions == ("update",):
         base = "will be updated in-place"
     elif len(c.actions) == 2:
