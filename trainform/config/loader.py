@@ -3,9 +3,13 @@ types, labels, attributes against schemas, references, and dependency cycles."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
+from trainform import __version__
 from trainform.config import schema as S
 from trainform.config.expr import Ref, Scope, evaluate, references, static_names
 from trainform.config.model import (
@@ -112,10 +116,7 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
             errors.append(Diagnostic("file is not valid UTF-8", Pos(rel, 1, 1)))
             continue
         try:
-            if path.name.endswith(".train.hcl"):
-                root = parse_hcl(text, rel)
-            else:
-                root = parse_yaml(text, rel, _nested_blocks, S.TOP_LEVEL_LABELS)
+            root = _parse_cached(directory, path, rel, text)
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
             continue
@@ -127,6 +128,43 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
     if errors:
         raise ConfigError(errors)
     return files, blocks
+
+
+def _parse(path: Path, rel: str, text: str) -> RawBlock:
+    if path.name.endswith(".train.hcl"):
+        return parse_hcl(text, rel)
+    return parse_yaml(text, rel, _nested_blocks, S.TOP_LEVEL_LABELS)
+
+
+def _parse_cached(directory: Path, path: Path, rel: str, text: str) -> RawBlock:
+    """Parse a file, reusing the parse tree of an identical earlier version of it.
+
+    Loading python-hcl2's grammar costs more than a whole plan of a small configuration, so
+    parse results are kept in ``.trainform/cache/`` keyed by content, name and version. The
+    cache is trainform's own (beside its state) and only an optimisation: any problem with
+    it falls back to parsing.
+    """
+    key = hashlib.sha256(
+        "\0".join([__version__, path.name, rel, text]).encode()
+    ).hexdigest()[:32]
+    cache = directory / ".trainform" / "cache" / f"parse-{key}.pickle"
+    try:
+        with cache.open("rb") as fh:
+            cached = pickle.load(fh)
+        if isinstance(cached, RawBlock):
+            return cached
+    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError):
+        pass
+    root = _parse(path, rel, text)
+    if (directory / ".trainform").is_dir():
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(root, protocol=pickle.HIGHEST_PROTOCOL))
+            tmp.replace(cache)
+        except (OSError, pickle.PickleError, RecursionError):
+            pass
+    return root
 
 
 def _display(path: Path) -> str:

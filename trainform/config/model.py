@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ class Instance:
     depends_on: tuple[str, ...] = ()  # resource block addresses
     unknown_inputs: bool = False
 
-    @property
+    @cached_property
     def address(self) -> str:
         return instance_address(self.resource.address, self.key)
 

@@ -66,11 +66,13 @@ def _sealed_names(attrs: dict[str, Any]) -> tuple[str, ...]:
 
 
 def attribute_changed(prior: Any, desired: Any) -> bool:
+    """Whether a recorded attribute differs from the desired value (sealed secrets are
+    compared by hash; values are schema-typed, so Python equality is exact enough)."""
     if desired is UNKNOWN or is_unknown(desired):
         return True
     if secrets.is_sealed(prior):
         return not secrets.matches(prior, desired)
-    return canonical(prior) != canonical(desired)
+    return bool(prior != desired or type(prior) is not type(desired) and isinstance(prior, bool))
 
 
 class Planner:
@@ -359,7 +361,7 @@ class Planner:
                 drift.append(Drift(addr, "unreachable", self.observed.unreachable[addr]))
             elif addr in self.observed.computed:
                 now = self.observed.computed[addr]
-                if canonical(now) != canonical(prior.computed):
+                if now != prior.computed:
                     before, after = _changed_leaves(prior.computed, now)
                     drift.append(Drift(addr, "changed", "has changed", before, after))
         return tuple(drift)

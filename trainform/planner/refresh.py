@@ -35,11 +35,14 @@ def refresh(
         else:
             obs.computed[res.address] = found
 
-    items = list(prior.values())
-    if len(items) <= 1 or parallelism <= 1:
-        for res in items:
+    slow = [r for r in prior.values() if providers.get(r.provider).parallel_reads]
+    for res in prior.values():
+        if not providers.get(res.provider).parallel_reads:
+            read(res)
+    if len(slow) <= 1 or parallelism <= 1:
+        for res in slow:
             read(res)
     else:
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
-            list(pool.map(read, items))
+            list(pool.map(read, slow))
     return obs

@@ -78,6 +78,9 @@ class Provider:
       :data:`SCALING`.
     * ``verbs``: how plan text names create and delete (``{"create": "attach",
       "delete": "detach"}`` for compute that already exists elsewhere).
+    * ``parallel_reads``: whether refresh should call ``read`` from a thread pool (true for
+      providers that wait on the network; false where a read is a cheap local lookup and
+      threads would cost more than they save).
     """
 
     name: ClassVar[str] = ""
@@ -85,6 +88,7 @@ class Provider:
     schema: ClassVar[BlockSchema] = BlockSchema()
     capabilities: ClassVar[frozenset[str]] = frozenset()
     verbs: ClassVar[dict[str, str]] = {"create": "create", "delete": "destroy"}
+    parallel_reads: ClassVar[bool] = True
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context

@@ -18,6 +18,7 @@ class EnvironmentProvider(Provider):
     name = "environment"
     kind = "environment"
     schema = ENVIRONMENT
+    parallel_reads = False
     verbs = {"create": "define", "delete": "forget"}
 
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:

@@ -44,7 +44,7 @@ def _python() -> dict[str, str]:
         return {"python": "", "python_version": ""}
     try:
         out = subprocess.run(
-            [exe, "-c", "import platform; print(platform.python_version())"],
+            [exe, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
             capture_output=True, text=True, timeout=20, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -83,6 +83,7 @@ class LocalComputeProvider(Provider):
     name = "local"
     kind = "compute"
     capabilities = frozenset({RUNS})
+    parallel_reads = False
     verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
     schema = BlockSchema(
         attributes={

@@ -23,6 +23,7 @@ class WorkspaceProvider(Provider):
     name = "workspace"
     kind = "workspace"
     schema = WORKSPACE
+    parallel_reads = False
 
     def store_path(self, name: str, desired: dict[str, Any]) -> Path:
         configured = desired.get("artifact_store")

@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from trainform.errors import LockError, StateError
 from trainform.providers.base import ResourceState
 from trainform.state.locking import current_user, hostname, process_alive, process_start_time
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SCHEMA_VERSION = 2
 T = TypeVar("T")
@@ -139,12 +140,32 @@ class SQLiteStateStore:
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
         self._migrate()
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def _upsert(self, table: str, row: dict[str, Any], pk: str) -> None:
+        cols = list(row)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != pk)
+        self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT({pk}) DO UPDATE SET {updates}",
+            [row[c] for c in cols],
+        )
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        cols = list(row)
+        cur = self.conn.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [row[c] for c in cols],
+        )
+        return int(cur.lastrowid or 0)
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        conn = self.db.conn
+        conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -156,28 +177,34 @@ class SQLiteStateStore:
     def _migrate(self) -> None:
         with self._tx():
             version = 0
-            if "meta" in self.db.table_names():
-                row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            has_meta = self.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if has_meta:
+                row = self.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StateError(
                     f"state database {self.path} has schema version {version}, newer than this "
                     f"trainform understands ({SCHEMA_VERSION}); upgrade trainform"
                 )
-            for step in MIGRATIONS[version:]:
-                step(self.db)
-            if version != SCHEMA_VERSION:
-                self.db["meta"].upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+            if version < SCHEMA_VERSION:
+                import sqlite_utils  # only needed to create tables
+
+                db = sqlite_utils.Database(self.conn)
+                for step in MIGRATIONS[version:]:
+                    step(db)
+                self._upsert("meta", {"key": "schema_version", "value": str(SCHEMA_VERSION)}, "key")
 
     def _meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
+        row = self.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
     def _bump(self) -> None:
         if self._meta("lineage") is None:
-            self.db["meta"].upsert({"key": "lineage", "value": str(uuid.uuid4())}, pk="key")
+            self._upsert("meta", {"key": "lineage", "value": str(uuid.uuid4())}, "key")
         serial = int(self._meta("serial") or 0) + 1
-        self.db["meta"].upsert({"key": "serial", "value": str(serial)}, pk="key")
+        self._upsert("meta", {"key": "serial", "value": str(serial)}, "key")
 
     @_translate
     def lineage_serial(self) -> tuple[str | None, int]:
@@ -191,7 +218,7 @@ class SQLiteStateStore:
     @_translate
     def resources(self) -> dict[str, ResourceState]:
         out = {}
-        for row in self.db.execute(
+        for row in self.execute(
             "SELECT address, kind, name, key, provider, attributes, computed, dependencies, status "
             "FROM resources ORDER BY address"
         ):
@@ -212,10 +239,11 @@ class SQLiteStateStore:
     def put_resource(self, resource: ResourceState) -> None:
         stamp = now()
         with self._tx():
-            existing = self.db.execute(
+            existing = self.execute(
                 "SELECT created_at FROM resources WHERE address=?", [resource.address]
             ).fetchone()
-            self.db["resources"].upsert(
+            self._upsert(
+                "resources",
                 {
                     "address": resource.address,
                     "kind": resource.kind,
@@ -229,20 +257,20 @@ class SQLiteStateStore:
                     "created_at": existing[0] if existing else stamp,
                     "updated_at": stamp,
                 },
-                pk="address",
+                "address",
             )
             self._bump()
 
     @_translate
     def remove_resource(self, address: str) -> None:
         with self._tx():
-            self.db.execute("DELETE FROM resources WHERE address=?", [address])
+            self.execute("DELETE FROM resources WHERE address=?", [address])
             self._bump()
 
     @_translate
     def move_resource(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
         with self._tx():
-            self.db.execute(
+            self.execute(
                 "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
                 [dest, kind, name, json.dumps(key), source],
             )
@@ -253,7 +281,7 @@ class SQLiteStateStore:
     def outputs(self) -> dict[str, dict[str, Any]]:
         return {
             row[0]: {"value": json.loads(row[1]), "sensitive": bool(row[2])}
-            for row in self.db.execute("SELECT name, value, sensitive FROM outputs ORDER BY name")
+            for row in self.execute("SELECT name, value, sensitive FROM outputs ORDER BY name")
         }
 
     @_translate
@@ -263,42 +291,41 @@ class SQLiteStateStore:
         if outputs == self.outputs():
             return
         with self._tx():
-            self.db.execute("DELETE FROM outputs")
+            self.execute("DELETE FROM outputs")
             for name, out in outputs.items():
-                self.db["outputs"].insert(
+                self._insert(
+                    "outputs",
                     {"name": name, "value": json.dumps(out["value"], sort_keys=True),
-                     "sensitive": int(out["sensitive"])}
+                     "sensitive": int(out["sensitive"])},
                 )
             self._bump()
 
     # ------------------------------------------------------------------ history
     @_translate
     def count_runs(self, workspace: str) -> int:
-        row = self.db.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
+        row = self.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
         return int(row[0])
 
     @_translate
     def begin_apply(self, command: str) -> int:
         with self._tx():
-            table = self.db["apply_history"]
-            table.insert(
+            return self._insert(
+                "apply_history",
                 {"started": now(), "finished": None, "who": current_user(), "host": hostname(),
-                 "command": command, "changes": "[]", "outcome": "running", "serial": None}
+                 "command": command, "changes": "[]", "outcome": "running", "serial": None},
             )
-            return int(table.last_pk)
 
     @_translate
     def finish_apply(self, apply_id: int, outcome: str, changes: list[dict[str, Any]]) -> None:
         with self._tx():
-            self.db["apply_history"].update(
-                apply_id,
-                {"finished": now(), "outcome": outcome, "changes": json.dumps(changes),
-                 "serial": self._meta("serial")},
+            self.execute(
+                "UPDATE apply_history SET finished=?, outcome=?, changes=?, serial=? WHERE id=?",
+                [now(), outcome, json.dumps(changes), self._meta("serial"), apply_id],
             )
 
     @_translate
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.db.execute(
+        rows = self.execute(
             "SELECT id, started, finished, who, host, command, changes, outcome, serial "
             "FROM apply_history ORDER BY id DESC LIMIT ?",
             [limit],
@@ -308,7 +335,7 @@ class SQLiteStateStore:
 
     # ------------------------------------------------------------------ locking
     def _holder(self) -> tuple[LockInfo, str] | None:
-        row = self.db.execute(
+        row = self.execute(
             "SELECT id, who, operation, created, pid, host, pid_start FROM lock WHERE name='state'"
         ).fetchone()
         if row is None:
@@ -329,14 +356,15 @@ class SQLiteStateStore:
                 if held is not None:
                     info, start = held
                     if info.host == me.host and not process_alive(info.pid, start):
-                        self.db.execute("DELETE FROM lock WHERE name='state'")
+                        self.execute("DELETE FROM lock WHERE name='state'")
                         me = LockInfo(me.id, me.who, me.operation, me.created, pid, me.host, info.id)
                         held = None
                 if held is None:
-                    self.db["lock"].insert(
+                    self._insert(
+                        "lock",
                         {"name": "state", "id": me.id, "who": me.who, "operation": operation,
                          "created": me.created, "pid": pid, "host": me.host,
-                         "pid_start": process_start_time(pid)}
+                         "pid_start": process_start_time(pid)},
                     )
                     return me
             if time.monotonic() >= deadline:
@@ -350,7 +378,7 @@ class SQLiteStateStore:
     @_translate
     def release_lock(self, lock: LockInfo) -> None:
         with self._tx():
-            self.db.execute("DELETE FROM lock WHERE name='state' AND id=?", [lock.id])
+            self.execute("DELETE FROM lock WHERE name='state' AND id=?", [lock.id])
 
     @_translate
     def force_unlock(self, lock_id: str) -> LockInfo:
@@ -364,8 +392,8 @@ class SQLiteStateStore:
                     f"lock id {lock_id!r} does not match the current lock: {held[0].describe()}",
                     holder=held[0].__dict__,
                 )
-            self.db.execute("DELETE FROM lock WHERE name='state'")
+            self.execute("DELETE FROM lock WHERE name='state'")
             return held[0]
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
