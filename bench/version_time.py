@@ -26,7 +26,8 @@ def main() -> None:
         [sys.executable, "-X", "importtime", "-m", "trainform", "--version"],
         check=True, capture_output=True, text=True,
     ).stderr
-    loaded = sorted({h for h in HEAVY for line in probe.splitlines() if line.rstrip().endswith(f"| {h}")})
+    imported = {line.split("|")[-1].strip() for line in probe.splitlines() if "|" in line}
+    loaded = sorted(h for h in HEAVY if h in imported)
     print(f"trainform --version: median {statistics.median(times):.3f} s, "
           f"best {min(times):.3f} s over {RUNS} runs")
     print(f"heavy modules imported: {', '.join(loaded) or 'none'}")

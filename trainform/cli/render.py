@@ -134,7 +134,9 @@ def change_lines(c: Change) -> list[str]:
 
 def plan_text(plan: Plan) -> list[str]:
     """The whole plan as rich-markup lines."""
-    out: list[str] = []
+    out: list[str] = [f"[yellow bold]Warning:[/yellow bold] {escape(w)}" for w in plan.warnings]
+    if out:
+        out.append("")
     if plan.drift:
         out.append("[bold]Note: Objects have changed outside of trainform[/bold]")
         out.append("")

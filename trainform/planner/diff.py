@@ -266,6 +266,11 @@ class Planner:
             changes = [c for c in changes if c.address in keep]
         outputs = self._output_changes()
         drift = self._drift()
+        warnings = tuple(
+            f"{addr}: run blocks are validated but not executed by this version of trainform"
+            for addr, r in sorted(self.module.resources.items())
+            if r.kind == "run"
+        )
         return Plan(
             mode=self.options.mode,
             changes=tuple(sorted(changes, key=lambda c: c.address)),
@@ -277,6 +282,7 @@ class Planner:
             gone=tuple(sorted(self.observed.gone)),
             targets=self.options.targets,
             replace=self.options.replace,
+            warnings=warnings,
         )
 
     def _check_targets(self) -> None:

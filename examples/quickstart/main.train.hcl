@@ -1,0 +1,66 @@
+# Quick start: a workspace, the local machine as compute (plus a counted pool of two local
+# "slots"), an environment, and outputs. Runs only on the embedded defaults: SQLite state in
+# .trainform/ beside this file and the built-in local provider.
+
+variable "team" {
+  type        = string
+  default     = "vision"
+  description = "Who owns these resources"
+}
+
+variable "slots" {
+  type    = number
+  default = 2
+  validation {
+    condition     = var.slots >= 1 && var.slots <= 8
+    error_message = "slots must be between 1 and 8"
+  }
+}
+
+variable "tracking_token" {
+  type        = string
+  sensitive   = true
+  default     = "change-me"
+  description = "Token for an experiment tracker (stored only as a salted hash)"
+}
+
+locals {
+  labels = { team = var.team, managed_by = "trainform" }
+}
+
+workspace "main" {
+  description = "Experiments of team ${var.team}"
+  tags        = local.labels
+}
+
+compute "workstation" {
+  type                = "local"
+  max_concurrent_runs = 1
+  tags                = merge(local.labels, { role = "dev" })
+}
+
+compute "slot" {
+  type                = "local"
+  count               = var.slots
+  max_concurrent_runs = 1
+  tags                = merge(local.labels, { slot = tostring(count.index) })
+}
+
+environment "sklearn" {
+  python    = "python3"
+  pip       = ["scikit-learn==1.5.2", "numpy"]
+  variables = { TRACKING_TOKEN = var.tracking_token }
+}
+
+output "workstation_cpus" {
+  value       = compute.workstation.facts.cpus
+  description = "CPUs found on the workstation"
+}
+
+output "slot_hosts" {
+  value = compute.slot[*].facts.hostname
+}
+
+output "artifact_store" {
+  value = workspace.main.path
+}
