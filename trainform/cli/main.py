@@ -571,13 +571,32 @@ def apply(ctx: click.Context, planfile: str | None, auto_approve: bool, destroy:
                    refresh, lock_timeout, parallelism, use_input, "apply")
 
 
+def _redacted_command(args: list[str]) -> str:
+    """The command line for the apply history, with every --var value hidden (any of them
+    may be a secret; the history must not hold one)."""
+    out: list[str] = []
+    hide_next = False
+    for arg in args:
+        if hide_next:
+            out.append(arg.split("=", 1)[0] + "=***")
+            hide_next = False
+        elif arg.lstrip("-") == "var":
+            out.append(arg)
+            hide_next = True
+        elif arg.lstrip("-").startswith("var=") and arg.startswith("-"):
+            out.append(arg.split("=", 2)[0] + "=" + arg.split("=", 2)[1] + "=***")
+        else:
+            out.append(arg)
+    return " ".join(["trainform", *out])[:500]
+
+
 def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: bool, mode: str,
                    target: tuple[str, ...], replace: tuple[str, ...], refresh: bool,
                    lock_timeout: str, parallelism: int, use_input: bool, command: str) -> None:
     from trainform.planner import planfile as pf
     from trainform.planner.diff import PlanOptions
 
-    argv = " ".join(["trainform", *sys.argv[1:]])[:500]
+    argv = _redacted_command(sys.argv[1:])
     with _errors(ctx):
         if planfile_arg:
             if target or replace or mode != "normal":

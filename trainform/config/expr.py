@@ -126,6 +126,9 @@ def _collect(node: Any, pos: Pos, bound: frozenset[str], out: list[Ref]) -> None
         return
     if not isinstance(node, Tree):
         return
+    if node.data in ("heredoc_template", "heredoc_template_trim"):
+        _collect(heredoc(node, pos), pos, bound, out)
+        return
     trav = traversal(node)
     if trav is not None:
         root, steps, root_node = trav
@@ -207,6 +210,18 @@ def static_names(expr: Expr) -> list[tuple[str, Pos]]:
     return names
 
 
+def heredoc(node: Tree, pos: Pos) -> Template:
+    """The template of a heredoc (``<<EOT`` or, indentation removed, ``<<-EOT``)."""
+    raw = str(node.children[0])
+    first_nl = raw.index("\n")
+    body = raw[first_nl + 1 :]
+    body = body[: body.rstrip("\n").rfind("\n") + 1] if "\n" in body.rstrip("\n") else ""
+    if node.data == "heredoc_template_trim":
+        body = textwrap.dedent(body)
+    start = node_pos(node, pos.file, pos)
+    return template_from_text(body, Pos(start.file, start.line + 1, 1))
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -284,19 +299,10 @@ class _Evaluator:
                 parts.append(_unescape(str(inner)))
         return self.template(parts, node)
 
-    def _heredoc_template(self, node: Tree, trim: bool = False) -> Any:
-        raw = str(node.children[0])
-        first_nl = raw.index("\n")
-        body = raw[first_nl + 1 :]
-        body = body[: body.rstrip("\n").rfind("\n") + 1] if "\n" in body.rstrip("\n") else ""
-        if trim:
-            body = textwrap.dedent(body)
-        pos = node_pos(node, self.pos.file, self.pos)
-        tpl = template_from_text(body, Pos(pos.file, pos.line + 1, 1))
-        return self.template(tpl.parts, node)
+    def _heredoc_template(self, node: Tree) -> Any:
+        return self.template(heredoc(node, self.pos).parts, node)
 
-    def _heredoc_template_trim(self, node: Tree) -> Any:
-        return self._heredoc_template(node, trim=True)
+    _heredoc_template_trim = _heredoc_template
 
     def template(self, parts: tuple[str | Tree, ...] | list[str | Tree], node: Any) -> Any:
         if len(parts) == 1 and isinstance(parts[0], Tree):

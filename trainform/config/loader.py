@@ -162,9 +162,17 @@ def _parse_cached(directory: Path, path: Path, rel: str, text: str) -> RawBlock:
             tmp = cache.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(pickle.dumps(root, protocol=pickle.HIGHEST_PROTOCOL))
             tmp.replace(cache)
+            _prune(cache.parent)
         except (OSError, pickle.PickleError, RecursionError):
             pass
     return root
+
+
+def _prune(folder: Path, keep: int = 64) -> None:
+    """Keep the cache small: old versions of edited files are dropped, newest first kept."""
+    entries = sorted(folder.glob("parse-*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def _display(path: Path) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 from trainform.errors import ConfigError, Diagnostic, Pos
 
@@ -178,14 +179,40 @@ def template_from_text(text: str, pos: Pos) -> Template:
             continue
         if not src:
             raise ConfigError(Diagnostic("empty interpolation '${}'", pos))
+        offset += len(text[offset:]) - len(text[offset:].lstrip())
+        newlines = text.count("\n", 0, offset)
+        line = pos.line + newlines
+        column = offset - text.rfind("\n", 0, offset) if newlines else pos.column + offset
         try:
-            parts.append(parse_expression_text(src))
+            # The snippet is parsed as `__e = SRC`: SRC starts at line 1, column 7.
+            parts.append(_moved(parse_expression_text(src), line - 1, column - 7))
         except UnexpectedInput as exc:
-            d = syntax_error(exc, pos.file, pos.line - 1, pos.column + offset - 6)
+            d = syntax_error(exc, pos.file, line - 1, column - 7)
             raise ConfigError(Diagnostic(f"in interpolation ${{{src}}}: {d.message}", d.pos)) from None
         except ValueError:
             raise ConfigError(Diagnostic(f"invalid interpolation ${{{src}}}", pos)) from None
     return Template(tuple(parts), text)
+
+
+def _moved(node: Any, lines: int, columns: int) -> Any:
+    """A copy of a parsed snippet with its positions moved to where it is written: down by
+    ``lines``, and right by ``columns`` on its first line. Parsed snippets are cached and
+    shared, so they are never changed in place."""
+    if isinstance(node, Token):
+        tok = Token.new_borrow_pos(node.type, node.value, node)
+        if tok.line is not None:
+            tok.column = tok.column + columns if tok.line == 1 and tok.column else tok.column
+            tok.line += lines
+        return tok
+    if not isinstance(node, Tree):
+        return node
+    meta = Meta()
+    if not node.meta.empty:
+        meta.__dict__.update(node.meta.__dict__)
+        if meta.line == 1:
+            meta.column += columns
+        meta.line += lines
+    return type(node)(node.data, [_moved(c, lines, columns) for c in node.children], meta)
 
 
 # --------------------------------------------------------------------------- HCL
