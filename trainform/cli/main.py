@@ -210,14 +210,12 @@ def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    text = text.strip()
-    for unit in ("ms", "s", "m", "h"):
-        if text.endswith(unit) and text[: -len(unit)].replace(".", "", 1).isdigit():
-            return float(text[: -len(unit)]) * units[unit]
-    if text.replace(".", "", 1).isdigit():
-        return float(text)
-    raise click.BadParameter(f"{text!r} is not a duration such as 30s, 2m or 1h")
+    from trainform.units import parse_duration as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class Group(click.Group):
@@ -479,7 +477,8 @@ def _confirm(ctx: click.Context, auto_approve: bool, what: str) -> None:
         raise SystemExit(1)
 
 
-def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: Any, command: str) -> None:
+def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: Any, command: str,
+               detach: bool = False) -> None:
     import signal
     import threading
 
@@ -488,18 +487,28 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
     from trainform.cli.render import ing, past
 
     cancel = threading.Event()
+    printing = threading.Lock()  # events arrive from worker threads
+    width = max((len(c.address) for c in the_plan.resource_changes), default=0)
 
     def on_event(e: Any) -> None:
         c = e.change
         verb = c.verb
-        if e.kind == "start":
-            _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
-        elif e.kind == "done":
-            _print(ctx, f"{escape(c.address)}: {past(verb).capitalize()} after {e.elapsed:.1f}s")
-        elif e.kind == "failed":
-            _print(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
-        elif e.kind == "skipped":
-            _print(ctx, f"[yellow]{escape(c.address)}: skipped (a dependency failed)[/yellow]")
+        with printing:
+            if e.kind == "start":
+                _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
+            elif e.kind == "done":
+                what = "Completed" if c.kind == "run" and verb in ("submit", "resubmit") else past(verb).capitalize()
+                _print(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
+            elif e.kind == "failed":
+                _print(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
+            elif e.kind == "skipped":
+                _print(ctx, f"[yellow]{escape(c.address)}: skipped (a dependency failed)[/yellow]")
+            elif e.kind == "submitted":
+                _print(ctx, f"{escape(c.address)}: submitted as run [bold]{escape(e.message)}[/bold]")
+            elif e.kind == "status":
+                _print(ctx, f"[cyan]{escape(c.address)}: {escape(e.message)}[/cyan]")
+            elif e.kind == "log":
+                click.echo(f"{c.address.ljust(width)} | {e.message}")
 
     def on_sigint(signum: int, frame: Any) -> None:
         if cancel.is_set():
@@ -510,7 +519,7 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        result = session.apply(the_plan, planner, command, cancel, on_event)
+        result = session.apply(the_plan, planner, command, cancel, on_event, detach)
     finally:
         signal.signal(signal.SIGINT, old)
     counts = {"add": 0, "change": 0, "destroy": 0}
@@ -536,6 +545,9 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             _print(ctx, f"  [yellow]skipped[/yellow] {escape(addr)}")
         for addr in result.not_started:
             _print(ctx, f"  [yellow]not started[/yellow] {escape(addr)}")
+    for addr in result.detached:
+        _print(ctx, f"{escape(addr)} keeps running in the background; follow it with "
+                    f"`trainform runs wait {escape(addr)}`")
         _print(ctx, "State records exactly what was done; run the command again to continue.")
     if result.outputs and the_plan.mode == "normal":
         _print(ctx, "\nOutputs:\n")
@@ -561,14 +573,16 @@ def _outputs_lines(outputs: dict[str, dict[str, Any]]) -> list[str]:
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
 @click.option("--destroy", is_flag=True, help="Destroy everything in state.")
 @click.option("--refresh-only", is_flag=True, help="Only record real-world changes in state.")
+@click.option("--detach", is_flag=True, help="Return once runs are submitted; do not wait.")
 @plan_options
 @click.pass_context
 def apply(ctx: click.Context, planfile: str | None, auto_approve: bool, destroy: bool,
-          refresh_only: bool, target: tuple[str, ...], replace: tuple[str, ...], refresh: bool,
-          lock_timeout: str, parallelism: int, use_input: bool, **_: Any) -> None:
-    """Make the real world match the configuration (or apply a saved plan exactly)."""
+          refresh_only: bool, detach: bool, target: tuple[str, ...], replace: tuple[str, ...],
+          refresh: bool, lock_timeout: str, parallelism: int, use_input: bool, **_: Any) -> None:
+    """Make the real world match the configuration (or apply a saved plan exactly). Runs are
+    submitted and waited for, their logs streamed, unless --detach."""
     _apply_command(ctx, planfile, auto_approve, _plan_mode(destroy, refresh_only), target, replace,
-                   refresh, lock_timeout, parallelism, use_input, "apply")
+                   refresh, lock_timeout, parallelism, use_input, "apply", detach)
 
 
 def _redacted_command(args: list[str]) -> str:
@@ -592,7 +606,8 @@ def _redacted_command(args: list[str]) -> str:
 
 def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: bool, mode: str,
                    target: tuple[str, ...], replace: tuple[str, ...], refresh: bool,
-                   lock_timeout: str, parallelism: int, use_input: bool, command: str) -> None:
+                   lock_timeout: str, parallelism: int, use_input: bool, command: str,
+                   detach: bool = False) -> None:
     from trainform.planner import planfile as pf
     from trainform.planner.diff import PlanOptions
 
@@ -614,7 +629,7 @@ def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: b
                 if not the_plan.has_changes and not the_plan.drift:
                     _show_plan(ctx, the_plan)
                     return
-                _run_apply(ctx, session, the_plan, planner, argv)
+                _run_apply(ctx, session, the_plan, planner, argv, detach)
             return
         session = _open_session(ctx, use_input, parallelism)
         with session.locked(command, parse_duration(lock_timeout)):
@@ -627,7 +642,7 @@ def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: b
                     mode, "perform these actions")
                 _confirm(ctx, auto_approve, what)
             _print(ctx, "")
-            _run_apply(ctx, session, the_plan, planner, argv)
+            _run_apply(ctx, session, the_plan, planner, argv, detach)
 
 
 @cli.command()
@@ -919,5 +934,7 @@ def version(as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import trainform.cli.runs  # noqa: F401  (registers `runs` and `submit`)
+
     args, ordered = normalize_args(list(sys.argv[1:] if argv is None else argv))
     cli.main(args=args, prog_name="trainform", obj={"var_order": ordered})

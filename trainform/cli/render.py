@@ -23,7 +23,8 @@ SYMBOLS = {
 KNOWN_AFTER = "(known after apply)"
 SENSITIVE = "(sensitive value)"
 
-_PAST = {"update": "updated in-place", "forget": "forgotten"}
+_PAST = {"update": "updated in-place", "forget": "forgotten", "submit": "submitted",
+         "resubmit": "resubmitted"}
 
 
 def past(verb: str) -> str:
@@ -35,6 +36,8 @@ def ing(verb: str) -> str:
     """attach -> Attaching, create -> Creating."""
     if verb == "update":
         return "Modifying"
+    if verb in ("submit", "resubmit"):
+        return verb.capitalize() + "ting"
     stem = verb[:-1] if verb.endswith("e") and not verb.endswith("ee") else verb
     return (stem + "ing").capitalize()
 
@@ -76,6 +79,8 @@ def _title(c: Change) -> str:
         base = f"will be {past(c.verb)}"
     elif c.actions == ("delete",):
         base = f"will be {past(c.verb)}"
+    elif c.actions == ("update",) and c.verb == "resubmit":
+        return f"# {c.address} will be resubmitted: {c.reason}"
     elif c.actions == ("update",):
         base = "will be updated in-place"
     elif len(c.actions) == 2:
@@ -160,6 +165,11 @@ def plan_text(plan: Plan) -> list[str]:
             out.append("This is a refresh-only plan, so trainform will not take any actions to undo")
             out.append("these. Applying it records them in the state.")
             out.append("")
+    running = [c for c in plan.changes if c.is_noop and c.kind == "run" and c.reason]
+    for c in running:
+        out.append(f"[cyan]{escape(c.address)} {escape(c.reason)}; its inputs are unchanged.[/cyan]")
+    if running:
+        out.append("")
     changes = plan.resource_changes
     if not changes and not any(o.actions != ("no-op",) for o in plan.outputs):
         if plan.mode == "refresh-only" and not plan.drift:

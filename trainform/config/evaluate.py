@@ -61,9 +61,11 @@ def resolve_variables(
             value = convert(value, var.type)
         except ValueError as exc:
             shown = "(sensitive value)" if var.sensitive else repr(value)
+            # the reason may quote the value ("got 'hunter2'"), so a secret gets none
+            reason = "it does not match the type" if var.sensitive else str(exc)
             errors.append(
                 Diagnostic(
-                    f"invalid value {shown} for variable {name!r} (from {where}): {exc}",
+                    f"invalid value {shown} for variable {name!r} (from {where}): {reason}",
                     var.pos,
                     f"the variable's type is {spec_name(var.type)}",
                 )
@@ -77,6 +79,8 @@ def resolve_variables(
             ok = evaluate(v.condition, vscope)
             if ok is False:
                 msg = evaluate(v.error_message, vscope)
+                if var.sensitive and references(v.error_message):
+                    msg = "(the error message refers to the sensitive value, so it is not shown)"
                 errors.append(Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos))
             elif ok is not True:
                 errors.append(Diagnostic("a validation condition must be true or false", v.condition.pos))
@@ -238,6 +242,14 @@ class Evaluator:
         sens_attrs = frozenset(
             k for k, refs in exprs_refs.items() if is_sensitive(refs)
         ) | frozenset(k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes)
+        for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute
+            stack, refs = [blk], []
+            while stack:
+                b = stack.pop()
+                refs.extend(r for a in b.attrs.values() for r in references(a.expr))
+                stack.extend(b.blocks)
+            if is_sensitive(refs):
+                sens_attrs |= {blk.type}
         depends = self._resource_closure[res.address]
         instances: list[Instance] = []
         for key, extra in keyed:
@@ -297,7 +309,7 @@ class Evaluator:
         """Make the instances visible to later expressions as ``kind.name``."""
 
         def value_of(inst: Instance) -> dict[str, Any]:
-            return {**inst.attributes, **resolver(inst), "name": res.name}
+            return {**inst.attributes, **resolver(inst), "name": res.name, "address": inst.address}
 
         if res.count is not None:
             shown: Any = [value_of(i) for i in instances]

@@ -444,7 +444,7 @@ def _resource(blk: RawBlock) -> Resource:
 
 
 def _compute_types() -> list[str]:
-    return [n for n in provider_names() if n not in ("workspace", "environment")]
+    return [n for n in provider_names() if n not in ("workspace", "environment", "run")]
 
 
 def resource_expressions(res: Resource) -> list[Expr]:

@@ -227,8 +227,19 @@ RUN = BlockSchema(
         "outputs_dir": Attribute(default="outputs", description="Folder collected as outputs."),
         "tags": Attribute("map(string)", default={}, description="Labels."),
         "wait": Attribute("bool", default=True, description="Wait for the run to finish."),
+        "grace_period": Attribute(
+            default="10s", description="Between SIGTERM and SIGKILL when a run is stopped."
+        ),
+        "run_id": Attribute(computed=True, description="Id of the latest run."),
+        "fingerprint": Attribute(computed=True, description="Hash of everything that decides the result."),
+        "status": Attribute(computed=True, description="queued, preparing, running, completed, ..."),
+        "snapshot_id": Attribute(computed=True, description="Manifest id of the source snapshot."),
+        "snapshot_files": Attribute("number", computed=True, description="Files in the snapshot."),
+        "exit_code": Attribute("number", computed=True, description="Exit code of the command."),
+        "outputs_path": Attribute(computed=True, description="Where the outputs were collected."),
     },
-    description="A training run (validated; execution arrives with the runs issue).",
+    description="A training run: snapshotted, launched, watched; its logs, metrics and outputs "
+    "collected.",
 )
 
 VARIABLE = BlockSchema(

@@ -7,6 +7,7 @@ Precedence, lowest first: ``default``, ``TRAINFORM_VAR_name`` environment variab
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -200,9 +201,10 @@ def collect_values(
         out.files[str(path.resolve())] = hashlib.sha256(path.read_bytes()).hexdigest()
 
     for key, value in inputs.environ.items():
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :] in declared:
-            out.values[key[len(ENV_PREFIX) :]] = value_from_text(value, declared[key[len(ENV_PREFIX) :]])
-            out.origin[key[len(ENV_PREFIX) :]] = f"environment variable {key}"
+        var = key[len(ENV_PREFIX) :]
+        if key.startswith(ENV_PREFIX) and var in declared:
+            out.values[var] = value_from_text(value, _type_of(declared[var]))
+            out.origin[var] = f"environment variable {key}"
 
     def take_file(path: Path) -> None:
         if not path.is_file():
@@ -239,15 +241,24 @@ def collect_values(
         if not sep:
             raise ConfigError(Diagnostic(f"--var {arg!r}: expected NAME=VALUE"))
         if name not in declared:
+            # Point at the declaration the name resembles, so the user sees where it lives.
+            close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
             raise ConfigError(
                 Diagnostic(
                     f"--var {name}: no variable {name!r} is declared",
+                    getattr(declared[close[0]], "pos", None) if close else None,
                     hint=did_you_mean(name, list(declared)),
                 )
             )
-        out.values[name] = value_from_text(text, declared[name])
+        out.values[name] = value_from_text(text, _type_of(declared[name]))
         out.origin[name] = f"--var {name}"
     return out
+
+
+def _type_of(declared: Any) -> Any:
+    """The type spec of a declared variable (a :class:`~trainform.config.model.Variable` or
+    already a spec), so that text for a string variable stays the text that was given."""
+    return getattr(declared, "type", declared)
 
 
 def value_from_text(text: str, spec: Any) -> Any:

@@ -40,6 +40,7 @@ class ApplyResult:
     skipped: list[str] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     interrupted: bool = False
+    detached: list[str] = field(default_factory=list)  # runs left running (Ctrl-C, --detach)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -121,7 +122,9 @@ class Engine:
         parallelism: int = 10,
         cancel: threading.Event | None = None,
         on_event: Callable[[Event], None] | None = None,
+        detach: bool = False,
     ) -> None:
+        self.detach = detach
         self.store = store
         self.providers = providers
         self.desired = desired
@@ -160,17 +163,44 @@ class Engine:
         for addr, computed in plan.refreshed.items():
             rs = prior.get(addr)
             if rs is not None and addr not in touched and computed != rs.computed:
+                if rs.kind == "run":
+                    computed = self._settle_run(rs, computed)
                 self.store.put_resource(_with(rs, computed=computed))
         for addr in plan.gone:
             if addr in prior and addr not in touched:
                 self.store.remove_resource(addr)
 
+    def _settle_run(self, rs: ResourceState, computed: dict[str, Any]) -> dict[str, Any]:
+        """A run that ended while nobody watched (``--detach``): collect its outputs and
+        metrics and update its history."""
+        from trainform.providers.base import TERMINAL
+        from trainform.runs.history import record_run, workspace_of
+
+        results = None
+        if computed.get("status") in TERMINAL and computed.get("run_id"):
+            try:
+                results = self.providers.get(rs.provider).collect(computed)  # type: ignore[attr-defined]
+                computed = {**computed, "outputs_path": results["outputs_path"]}
+            except TrainformError:
+                results = None  # unreachable now; the next refresh tries again
+        if computed.get("run_id"):
+            record_run(self.store, rs.address, workspace_of(rs.attributes), computed, results)
+        return computed
+
     def _walk(self, plan: Plan, result: ApplyResult) -> None:
         changes = {c.address: c for c in plan.resource_changes}
-        waits = _order(list(changes.values()))
-        pending = dict(waits)
+        pending = _order(list(changes.values()))
         blocked: set[str] = set()
-        running: dict[Future[Any], tuple[Change, float, Instance | None]] = {}
+        # future -> (change, start time, instance, phase): phase "apply" calls the provider;
+        # phase "watch" follows a submitted run to its end.
+        running: dict[Future[Any], tuple[Change, float, Instance | None, str]] = {}
+
+        def release(change: Change, elapsed: float) -> None:
+            result.succeeded.append(change.address)
+            self.on_event(Event("done", change, elapsed))
+            for w in pending.values():
+                w.discard(change.address)
+
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
             while pending or running:
                 if not self.cancel.is_set():
@@ -187,7 +217,7 @@ class Engine:
                             continue
                         self.on_event(Event("start", change))
                         fut = pool.submit(self._execute, change, inst)
-                        running[fut] = (change, time.monotonic(), inst)
+                        running[fut] = (change, time.monotonic(), inst, "apply")
                 if not running:
                     if self.cancel.is_set():
                         result.interrupted = True
@@ -201,26 +231,81 @@ class Engine:
                     continue
                 done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    change, started, inst = running.pop(fut)
+                    change, started, inst, phase = running.pop(fut)
                     elapsed = time.monotonic() - started
                     try:
-                        computed = fut.result()
+                        outcome = fut.result()
                     except TrainformError as exc:
-                        self._record_failure(change, inst)
+                        if phase == "apply":
+                            self._record_failure(change, inst)
                         self._fail(change, str(exc), result, pending, blocked, elapsed)
                         continue
                     except Exception as exc:  # a provider bug must not lose state
-                        self._record_failure(change, inst)
+                        if phase == "apply":
+                            self._record_failure(change, inst)
                         self._fail(change, f"unexpected error: {exc!r}", result, pending, blocked, elapsed)
                         continue
-                    self._record_success(change, inst, computed)
-                    result.succeeded.append(change.address)
-                    self.on_event(Event("done", change, elapsed))
-                    for w in pending.values():
-                        w.discard(change.address)
+                    if phase == "watch":
+                        failure = self._finish_run(change, inst, outcome, result)
+                        if failure:
+                            self._fail(change, failure, result, pending, blocked, elapsed)
+                        elif change.address not in result.detached:
+                            release(change, elapsed)
+                        continue
+                    self._record_success(change, inst, outcome)
+                    if self._is_submission(change, outcome) and inst is not None:
+                        self.on_event(Event("submitted", change, elapsed, str(outcome["run_id"])))
+                        if not self.detach and inst.attributes.get("wait", True):
+                            fut = pool.submit(self._watch, change, outcome)
+                            running[fut] = (change, started, inst, "watch")
+                            continue
+                    release(change, elapsed)
             if self.cancel.is_set() and pending:
                 result.interrupted = True
                 result.not_started.extend(sorted(pending))
+
+    @staticmethod
+    def _is_submission(change: Change, computed: dict[str, Any] | None) -> bool:
+        return (
+            change.kind == "run"
+            and bool(computed)
+            and ("create" in change.actions or "rerun" in change.changed)
+        )
+
+    def _watch(self, change: Change, computed: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
+        from trainform.runs.watch import follow
+
+        provider = self.providers.get(change.provider)
+        return follow(
+            provider,
+            computed,
+            lambda line: self.on_event(Event("log", change, message=line)),
+            lambda status, msg: self.on_event(Event("status", change, message=status)),
+            self.cancel,
+        )
+
+    def _finish_run(
+        self, change: Change, inst: Instance | None, outcome: tuple[dict[str, Any], Any, list[str]],
+        result: ApplyResult,
+    ) -> str:
+        """Persist a watched run's end; return a failure message, or "" if it completed (or
+        was left running because the user interrupted)."""
+        from trainform.runs.history import record_run, workspace_of
+
+        computed, results, tail = outcome
+        assert inst is not None
+        self.store.put_resource(self._state_of(inst, computed, "ready"))
+        record_run(self.store, change.address, workspace_of(inst.attributes), computed, results)
+        if results is None:
+            result.detached.append(change.address)
+            return ""
+        if computed.get("status") == "completed":
+            return ""
+        lines = "\n".join(f"    {line}" for line in tail[-10:])
+        message = f"run {computed.get('run_id')} {computed.get('status')}"
+        if computed.get("message"):
+            message += f": {computed['message']}"
+        return message + (f"\n  last log lines:\n{lines}" if lines else "")
 
     def _fail(
         self,
@@ -292,6 +377,10 @@ class Engine:
             return
         assert inst is not None
         self.store.put_resource(self._state_of(inst, computed or {}, "ready"))
+        if change.kind == "run" and computed and computed.get("run_id"):
+            from trainform.runs.history import record_run, workspace_of
+
+            record_run(self.store, change.address, workspace_of(inst.attributes), computed)
 
     def _record_failure(self, change: Change, inst: Instance | None) -> None:
         if change.actions == DELETE or inst is None:

@@ -60,8 +60,6 @@ def validate_config(directory: Path, inputs: VariableInputs) -> Module:
     providers = Providers(ProviderContext(module.directory, module.directory / DATA_DIR))
     problems = []
     for addr, inst in evaluated.instances.items():
-        if inst.resource.kind == "run":
-            continue
         for msg in providers.get(inst.resource.provider).validate(addr, inst.attributes):
             problems.append(Diagnostic(f"{addr}: {msg}", inst.resource.pos))
     if problems:
@@ -128,7 +126,7 @@ class Session:
         run_counts = {a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"}
         planner = Planner(
             self.module, self.evaluator(), prior, observations, options, lineage, serial,
-            self.store.outputs(), run_counts,
+            self.store.outputs(), run_counts, self.providers,
         )
         plan = planner.plan()
         self._validate(planner)
@@ -139,8 +137,6 @@ class Session:
             return
         problems = []
         for addr, inst in planner.evaluated.instances.items():
-            if inst.resource.kind == "run":
-                continue
             try:
                 provider = self.providers.get(inst.resource.provider)
             except TrainformError as exc:
@@ -198,11 +194,14 @@ class Session:
         command: str,
         cancel: threading.Event | None = None,
         on_event: Callable[[Event], None] | None = None,
+        detach: bool = False,
     ) -> ApplyResult:
         desired = None
         if planner.evaluated is not None and plan.mode != "destroy":
             desired = DesiredValues(planner.evaluator, planner.evaluated, self.store)
-        engine = Engine(self.store, self.providers, desired, self.parallelism, cancel, on_event)
+        engine = Engine(
+            self.store, self.providers, desired, self.parallelism, cancel, on_event, detach
+        )
         return engine.apply(plan, command)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance, Module
 from trainform.config.schema import BlockSchema, did_you_mean
 from trainform.config.values import UNKNOWN, is_unknown
-from trainform.errors import PlanError
+from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
 from trainform.planner.types import (
     CREATE,
@@ -29,10 +29,12 @@ from trainform.planner.types import (
     OutputChange,
     Plan,
 )
-from trainform.providers.base import ResourceState
+from trainform.providers.base import PlanValues, ResourceState
+from trainform.providers.registry import Providers
+from trainform.runs.spec import FINGERPRINTED
 from trainform.state import secrets
 
-PLANNED_KINDS = ("workspace", "compute", "environment")
+PLANNED_KINDS = ("workspace", "compute", "environment", "run")
 
 
 @dataclass
@@ -58,7 +60,9 @@ def canonical(value: Any) -> str:
 
 def _mask(values: dict[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:
     hidden = set(sensitive)
-    return {k: (None if k in hidden else v) for k, v in values.items() if v is not UNKNOWN}
+    # A value with an unknown anywhere inside (a map with one unknown entry) is left out
+    # whole: it is named in after_unknown, and a plan must stay JSON-serialisable.
+    return {k: (None if k in hidden else v) for k, v in values.items() if not is_unknown(v)}
 
 
 def _sealed_names(attrs: dict[str, Any]) -> tuple[str, ...]:
@@ -89,6 +93,7 @@ class Planner:
         serial: int,
         prior_outputs: dict[str, dict[str, Any]],
         run_counts: dict[str, int] | None = None,
+        providers: Providers | None = None,
     ) -> None:
         self.module = module
         self.evaluator = evaluator
@@ -99,8 +104,10 @@ class Planner:
         self.serial = serial
         self.prior_outputs = prior_outputs
         self.run_counts = run_counts or {}
+        self.providers = providers
         self.changes: dict[str, Change] = {}
         self.evaluated: Evaluated | None = None
+        self.warnings: list[str] = []
 
     # -- the resolver the evaluator calls as each resource is evaluated
     def resolve(self, inst: Instance) -> dict[str, Any]:
@@ -136,21 +143,24 @@ class Planner:
                 + [k for k, a in res.schema.attributes.items() if a.computed]
             )
         )
-        base = dict(
+        base: dict[str, Any] = dict(
             address=inst.address, kind=res.kind, name=res.name, key=inst.key,
             provider=res.provider, after_sensitive=tuple(sorted(inst.sensitive)),
             depends_on=inst.depends_on,
         )
         if self.options.mode == "refresh-only":
-            return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)  # type: ignore[arg-type]
+            return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)
+        if res.kind == "run":
+            return self._plan_run(inst, prior, after, after_unknown, base)
         if prior is None:
             reason = "has been deleted outside trainform" if inst.address in self.prior else ""
             return Change(actions=CREATE, verb=verbs["create"], before=None, after=after,
-                          after_unknown=after_unknown, reason=reason, **base)  # type: ignore[arg-type]
+                          after_unknown=after_unknown, reason=reason, **base)
         before = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed}
         ignored = set(res.lifecycle.ignore_changes)
         changed = []
-        for name in res.schema.user_attributes():
+        # nested blocks (environment's docker { ... }) are recorded and compared as attributes
+        for name in [*res.schema.user_attributes(), *res.schema.blocks]:
             if name in ignored or "all" in ignored:
                 if name in prior.attributes:
                     after[name] = None if name in inst.sensitive else prior.attributes[name]
@@ -159,7 +169,8 @@ class Planner:
                 changed.append(name)
         if res.kind == "compute" and prior.provider != res.provider:
             changed.append("type")
-        force = [n for n in changed if n == "type" or res.schema.attributes[n].force_new]
+        attrs = res.schema.attributes
+        force = [n for n in changed if n == "type" or (n in attrs and attrs[n].force_new)]
         for bname, spec in res.schema.blocks.items():
             if bname in changed and spec.force_new:
                 force.append(bname)
@@ -182,15 +193,92 @@ class Planner:
             return Change(actions=actions, verb="replace", before=before, after=after,
                           after_unknown=after_unknown, before_sensitive=before_sensitive,
                           changed=tuple(changed), replace_paths=tuple(sorted(force)),
-                          reason=replace_reason, **base)  # type: ignore[arg-type]
+                          reason=replace_reason, **base)
         after = {**after, **computed_after}
         unknown_now = tuple(sorted(k for k, v in desired.items() if is_unknown(v)))
         if changed:
             return Change(actions=UPDATE, verb="update", before=before, after=after,
                           after_unknown=unknown_now, before_sensitive=before_sensitive,
-                          changed=tuple(changed), reason="will be updated in-place", **base)  # type: ignore[arg-type]
+                          changed=tuple(changed), reason="will be updated in-place", **base)
         return Change(actions=NOOP, verb="no-op", before=before, after=after,
-                      before_sensitive=before_sensitive, **base)  # type: ignore[arg-type]
+                      before_sensitive=before_sensitive, **base)
+
+    def _plan_run(
+        self,
+        inst: Instance,
+        prior: ResourceState | None,
+        after: dict[str, Any],
+        after_unknown: tuple[str, ...],
+        base: dict[str, Any],
+    ) -> Change:
+        """Runs are declarative: a completed run whose fingerprint matches is up to date; a
+        changed fingerprint or a failed run means a new run (``~ resubmit``); a running run
+        whose inputs changed is cancelled and resubmitted (``-/+``)."""
+        res = inst.resource
+        desired = inst.attributes
+        compute = desired.get("compute")
+        if self.providers is None or not (
+            isinstance(compute, dict) and isinstance(compute.get("type"), str)
+        ):
+            pv = PlanValues()
+        else:
+            try:
+                pv = self.providers.get(res.provider).plan_values(inst.address, desired, prior)
+            except TrainformError as exc:
+                raise PlanError(f"{inst.address}: {exc}") from None
+        self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
+        # References to other resources show (and are stored in plans) as their addresses.
+        refs = {k for k, v in desired.items() if isinstance(v, dict) and isinstance(v.get("address"), str)}
+        after = {k: (desired[k]["address"] if k in refs and k not in inst.sensitive else v)
+                 for k, v in after.items()}
+        after.update({k: desired[k]["address"] for k in refs if k not in inst.sensitive})
+        after.update(pv.computed)
+        after_unknown = tuple(k for k in after_unknown if k not in pv.computed and k not in refs)
+        if prior is None:
+            return Change(actions=CREATE, verb="submit", before=None, after=after,
+                          after_unknown=after_unknown, **base)
+        current = {**prior.computed, **self.observed.computed.get(inst.address, {})}
+        before = {k: (v.get("address", v) if isinstance(v, dict) and not secrets.is_sealed(v) else v)
+                  for k, v in {**_mask(prior.attributes, _sealed_names(prior.attributes)), **current}.items()}
+        status = current.get("status")
+        run = f"run {current.get('run_id')}"
+        fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get("fingerprint")
+        forced = self._forced_replace(inst.address)
+        inputs = ", ".join(pv.reasons) or "its inputs changed"
+        others = [
+            n for n in res.schema.user_attributes()
+            if n not in ("compute", "workspace", "environment", *FINGERPRINTED, "arguments")
+            and attribute_changed(prior.attributes.get(n), desired.get(n))
+        ]
+        common = dict(before=before, after=after, before_sensitive=_sealed_names(prior.attributes),
+                      **base)
+        if status in ("queued", "preparing", "running") and prior.status != "pending":
+            if fp_changed or forced:
+                why = inputs if fp_changed else "replacement was requested"
+                return Change(actions=REPLACE, verb="resubmit", changed=("rerun",),
+                              reason=f"is running ({run}) and will be canceled and resubmitted: {why}",
+                              after_unknown=after_unknown, **common)
+            if others:
+                return Change(actions=UPDATE, verb="update", changed=tuple(others),
+                              reason="will be updated in-place", **common)
+            return Change(actions=NOOP, verb="no-op", reason=f"is running ({run})", **common)
+        reason = ""
+        if prior.status == "pending":
+            reason = "was left half-submitted by an interrupted apply"
+        elif fp_changed:
+            reason = inputs
+        elif status in ("failed", "canceled", "timed_out", "lost"):
+            detail = current.get("message") or ""
+            reason = f"is tainted: {run} {status}" + (f" ({detail})" if detail else "")
+        elif forced:
+            reason = "will be resubmitted, as requested"
+        if reason:
+            return Change(actions=UPDATE, verb="resubmit", changed=("rerun", *others),
+                          reason=reason, after_unknown=after_unknown, **common)
+        if others:
+            return Change(actions=UPDATE, verb="update", changed=tuple(others),
+                          reason="will be updated in-place", **common)
+        return Change(actions=NOOP, verb="no-op", **common)
 
     def _verbs(self, kind: str, provider: str) -> dict[str, str]:
         from trainform.providers.registry import provider_class
@@ -253,7 +341,8 @@ class Planner:
                 for addr, prior in sorted(self.prior.items()):
                     if addr in self.evaluated.instances or addr in self.observed.gone:
                         continue
-                    if only is not None and prior.address.split("[")[0] not in only:
+                    block_addr = prior.address.split("[")[0]
+                    if only is not None and block_addr not in only and not self._matches_target(addr):
                         continue
                     block = self.module.resources.get(f"{prior.kind}.{prior.name}")
                     reason = (
@@ -266,11 +355,7 @@ class Planner:
             changes = [c for c in changes if c.address in keep]
         outputs = self._output_changes()
         drift = self._drift()
-        warnings = tuple(
-            f"{addr}: run blocks are validated but not executed by this version of trainform"
-            for addr, r in sorted(self.module.resources.items())
-            if r.kind == "run"
-        )
+        warnings = tuple(self.warnings)
         return Plan(
             mode=self.options.mode,
             changes=tuple(sorted(changes, key=lambda c: c.address)),

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from trainform.config.schema import BlockSchema
+from trainform.errors import ProviderError
 
 Observed = dict[str, Any]
 
@@ -53,6 +54,44 @@ class ResourceState:
     computed: dict[str, Any] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
     status: str = "ready"  # ready | tainted | pending (a create that never reported back)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a compute provider needs to start one run.
+
+    ``spec`` is the launcher's spec (see :mod:`trainform.runs.launcher`) without the paths
+    that only the target knows (``blob_dir``, ``lib_dir``, ``environment.cache_dir``);
+    ``manifest`` is the snapshot to materialise, whose blobs are in ``blob_dir`` on this
+    machine; ``compute`` holds the compute target's attributes as recorded in state.
+    """
+
+    run_id: str
+    address: str
+    compute: dict[str, Any]
+    spec: dict[str, Any]
+    manifest: dict[str, Any]
+    blob_dir: Path
+    node_count: int = 1
+
+
+Handle = dict[str, Any]
+"""Where a submitted run lives on its target (JSON-serialisable; kept in state)."""
+
+TERMINAL = ("completed", "failed", "canceled", "timed_out", "lost")
+"""Run statuses after which nothing more happens. ``lost``: the launcher vanished without
+recording an outcome (the machine rebooted, the process was killed)."""
+
+
+@dataclass(frozen=True)
+class PlanValues:
+    """Computed attributes a provider can know at plan time (a content fingerprint), the
+    human reasons a change is planned ("src/train.py changed"), and warnings for the user
+    (a source folder past its size thresholds)."""
+
+    computed: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,3 +159,38 @@ class Provider:
         """Destroy or detach the resource. Idempotent: deleting what is already gone
         succeeds. Raises ProviderError on failure."""
         raise NotImplementedError
+
+    def plan_values(
+        self, address: str, desired: dict[str, Any], prior: ResourceState | None
+    ) -> PlanValues:
+        """Computed attributes known at plan time, and reasons for a change. May read files
+        and write trainform's own caches; must change nothing else. The default knows none."""
+        return PlanValues()
+
+    # -- compute that runs work (capability RUNS) ----------------------------------------
+
+    def submit(self, request: RunRequest) -> Handle:
+        """Copy what the run needs to the target and start the launcher there, detached from
+        trainform, then return at once with a handle. Waiting is the engine's job. Raises
+        ProviderError (with host and command) if the run cannot be started."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def status(self, handle: Handle) -> dict[str, Any]:
+        """The run's status record (the launcher's ``status.json``: ``status``, ``exit_code``,
+        timestamps, ``message``). ``status`` is ``lost`` when the launcher died without
+        recording an outcome. No side effects."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        """Log bytes from ``offset`` on, and the offset to continue from. No side effects."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def cancel(self, handle: Handle) -> None:
+        """Stop the run (its whole process group). Idempotent: cancelling a finished run
+        succeeds and changes nothing."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def fetch_outputs(self, handle: Handle, dest: Path) -> None:
+        """Copy the run's outputs folder, log, metrics and status into ``dest``. Nothing is
+        written outside ``dest``, whatever names the target reports."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")

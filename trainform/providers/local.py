@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any, ClassVar
 
 from trainform.config.schema import Attribute, BlockSchema
-from trainform.providers.base import RUNS, Observed, Provider, ProviderContext, ResourceState
+from trainform.errors import ProviderError
+from trainform.providers.base import (
+    RUNS,
+    TERMINAL,
+    Handle,
+    Observed,
+    Provider,
+    ProviderContext,
+    ResourceState,
+    RunRequest,
+)
+from trainform.state.locking import process_alive, process_start_time
 
 
 def gather_local_facts() -> dict[str, Any]:
@@ -137,3 +152,75 @@ class LocalComputeProvider(Provider):
 
     def delete(self, prior: ResourceState) -> None:
         return None
+
+    # -- running work
+    def submit(self, request: RunRequest) -> Handle:
+        from trainform.runs.launcher import write_status
+        from trainform.runs.shipping import install_lib, write_spec
+
+        workdir = Path(str(request.compute.get("workdir_path") or self.context.data_dir / "local"))
+        run_dir = workdir / "runs" / request.run_id
+        try:
+            run_dir.mkdir(parents=True)
+            lib = install_lib(workdir / "lib")
+            write_spec(run_dir, request, blob_dir=request.blob_dir, lib_dir=lib,
+                       cache_dir=workdir / "envs")
+            write_status(run_dir, status="queued", host=socket.gethostname())
+            with (run_dir / "launcher.err").open("ab") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, str(lib / "launcher.py"), str(run_dir)],
+                    cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=err, start_new_session=True, close_fds=True,
+                )
+        except OSError as exc:
+            raise ProviderError(
+                f"{request.address}: cannot start the run in {run_dir}: {exc}",
+                address=request.address, host=socket.gethostname(),
+            ) from None
+        return {"run_dir": str(run_dir), "launcher_pid": proc.pid,
+                "launcher_start": process_start_time(proc.pid)}
+
+    def status(self, handle: Handle) -> dict[str, Any]:
+        from trainform.runs.launcher import read_status
+
+        run_dir = Path(handle["run_dir"])
+        status = read_status(run_dir)
+        if status.get("status") in TERMINAL:
+            return status
+        if not process_alive(int(handle["launcher_pid"]), str(handle.get("launcher_start", ""))):
+            status = read_status(run_dir)  # it may have finished between the two reads
+            if status.get("status") not in TERMINAL:
+                status["status"] = "lost"
+                status["message"] = (
+                    f"the launcher (pid {handle['launcher_pid']}) ended without recording an "
+                    "outcome; see launcher.err in the run folder"
+                )
+        return status
+
+    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        path = Path(handle["run_dir"]) / "output.log"
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read(1 << 20)
+        except FileNotFoundError:
+            return b"", offset
+        return data, offset + len(data)
+
+    def cancel(self, handle: Handle) -> None:
+        from trainform.runs.launcher import read_status
+
+        pid = int(handle["launcher_pid"])
+        if process_alive(pid, str(handle.get("launcher_start", ""))):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # the launcher stops its process group
+            return
+        pgid = read_status(Path(handle["run_dir"])).get("pgid")
+        if pgid:  # the launcher is gone: make sure nothing it started is left
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pgid), signal.SIGKILL)
+
+    def fetch_outputs(self, handle: Handle, dest: Path) -> None:
+        from trainform.runs.shipping import collect_run_folder
+
+        collect_run_folder(Path(handle["run_dir"]), dest)

@@ -27,7 +27,7 @@ from trainform.state.locking import current_user, hostname, process_alive, proce
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 
 
@@ -123,7 +123,14 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["workspace"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    db["run_metrics"].create(
+        {"run_id": str, "name": str, "step": int, "value": float, "time": float, "source": str}
+    )
+    db["run_metrics"].create_index(["run_id", "name"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 
 
 class SQLiteStateStore:
@@ -136,7 +143,13 @@ class SQLiteStateStore:
 
     @_translate
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"state database {self.path}: cannot create its folder: {exc.strerror} "
+                "(check that the state file and its folder are writable)"
+            ) from None
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -170,7 +183,8 @@ class SQLiteStateStore:
         try:
             yield
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite has already rolled back after e.g. a full disk
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -305,6 +319,50 @@ class SQLiteStateStore:
     def count_runs(self, workspace: str) -> int:
         row = self.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
         return int(row[0])
+
+    @_translate
+    def put_run(self, run: dict[str, Any]) -> None:
+        """Insert or update one run of the history (keyed by ``id``). History is not part of
+        the managed state: it does not bump the serial and outlives the run resource."""
+        row = {k: run.get(k) for k in ("id", "address", "workspace", "experiment", "status",
+                                       "fingerprint", "created", "finished")}
+        row["record"] = json.dumps(run.get("record", {}), sort_keys=True)
+        with self._tx():
+            self._upsert("runs", row, "id")
+
+    @_translate
+    def runs(self, address: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Runs, newest first; optionally only those of one run address."""
+        where, params = ("WHERE address=?", [address]) if address else ("", [])
+        rows = self.execute(
+            "SELECT id, address, workspace, experiment, status, fingerprint, created, finished, "
+            f"record FROM runs {where} ORDER BY created DESC, id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        keys = ("id", "address", "workspace", "experiment", "status", "fingerprint", "created",
+                "finished")
+        return [{**dict(zip(keys, r[:8])), "record": json.loads(r[8] or "{}")} for r in rows]
+
+    @_translate
+    def put_metrics(self, run_id: str, points: list[dict[str, Any]]) -> None:
+        """Replace the metric points of a run."""
+        with self._tx():
+            self.execute("DELETE FROM run_metrics WHERE run_id=?", [run_id])
+            self.conn.executemany(
+                "INSERT INTO run_metrics (run_id, name, step, value, time, source) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, p["name"], p.get("step"), p.get("value"), p.get("time"),
+                  p.get("source", "client")) for p in points],
+            )
+
+    @_translate
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.execute(
+            "SELECT name, step, value, time, source FROM run_metrics WHERE run_id=? "
+            "ORDER BY name, rowid",
+            [run_id],
+        ).fetchall()
+        return [dict(zip(("name", "step", "value", "time", "source"), r)) for r in rows]
 
     @_translate
     def begin_apply(self, command: str) -> int:

@@ -1,0 +1,398 @@
+"""``trainform runs ...`` and ``trainform submit``: the run history, logs, metrics and
+outputs. History rows are updated without the state lock (they are keyed by run id and never
+part of the managed state), so these commands work while an apply is waiting on a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trainform.cli.main import _config_dir, _errors, _print, _store, cli
+from trainform.errors import TrainformError
+
+ACTIVE = ("queued", "preparing", "running")
+
+
+def _providers(ctx: click.Context) -> Any:
+    from trainform.engine.session import DATA_DIR
+    from trainform.providers.base import ProviderContext
+    from trainform.providers.registry import Providers
+
+    directory = _config_dir(ctx).resolve()
+    return Providers(ProviderContext(directory, directory / DATA_DIR))
+
+
+def _find_run(store: Any, ref: str) -> dict[str, Any]:
+    """A run by id, or the latest run of a run address."""
+    from trainform.config.schema import did_you_mean
+
+    runs = store.runs()
+    for r in runs:
+        if r["id"] == ref:
+            return dict(r)
+    for r in runs:  # newest first
+        if r["address"] == ref:
+            return dict(r)
+    hint = did_you_mean(ref, sorted({r["id"] for r in runs} | {r["address"] for r in runs}))
+    raise TrainformError(f"no run {ref!r} in the history" + (f"; {hint}" if hint else ""))
+
+
+def _computed(run: dict[str, Any]) -> dict[str, Any]:
+    rec = run["record"]
+    return {**rec, "run_id": run["id"], "status": run["status"], "experiment": run["experiment"],
+            "fingerprint": run["fingerprint"], "created": run["created"],
+            "finished": run["finished"]}
+
+
+def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """Bring a run's history row up to date from its target (collecting it if it ended)."""
+    from trainform.providers.base import TERMINAL
+    from trainform.runs.history import record_run
+
+    if run["status"] in TERMINAL and run["record"].get("outputs_path"):
+        return run
+    provider = _providers(ctx).get("run")
+    computed = _computed(run)
+    status, _, _ = provider.poll(computed, 0)
+    computed.update(status)
+    results = provider.collect(computed) if computed.get("status") in TERMINAL else None
+    record_run(store, run["address"], run["workspace"], computed, results)
+    return _find_run(store, run["id"])
+
+
+def _duration(run: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    from trainform.units import format_duration
+
+    rec = run["record"]
+    start, end = rec.get("started") or run["created"], run["finished"]
+    if not start:
+        return ""
+    try:
+        t0 = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        t1 = datetime.fromisoformat(str(end).replace("Z", "+00:00")) if end else None
+    except ValueError:
+        return ""
+    if t1 is None:
+        return "running" if run["status"] in ACTIVE else ""
+    return format_duration((t1 - t0).total_seconds())
+
+
+@cli.group()
+def runs() -> None:
+    """Run history: list, show, logs, metrics, cancel, wait, outputs."""
+
+
+@runs.command("list")
+@click.option("--experiment", help="Only runs of this experiment.")
+@click.option("--status", help="Only runs with this status.")
+@click.option("--address", help="Only runs of this run resource.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs_list(ctx: click.Context, experiment: str | None, status: str | None,
+              address: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from rich.table import Table
+
+    with _errors(ctx):
+        store = _store(ctx)
+        rows = [r for r in store.runs(address)
+                if (not experiment or r["experiment"] == experiment)
+                and (not status or r["status"] == status)]
+        if as_json:
+            click.echo(json.dumps([{k: r[k] for k in r if k != "record"} for r in rows], indent=2))
+            return
+        if not rows:
+            _print(ctx, "No runs.")
+            return
+        table = Table(box=None, header_style="bold")
+        for col in ("RUN", "ADDRESS", "EXPERIMENT", "STATUS", "CREATED", "DURATION"):
+            table.add_column(col, no_wrap=True)
+        for r in rows:
+            table.add_row(r["id"], r["address"], r["experiment"] or "", _status_text(r["status"]),
+                          r["created"] or "", _duration(r))
+        from trainform.cli.main import _console
+
+        _console(ctx).print(table)
+
+
+def _status_text(status: str) -> str:
+    colour = {"completed": "green", "failed": "red", "timed_out": "red", "lost": "red",
+              "canceled": "yellow"}.get(status, "cyan")
+    return f"[{colour}]{status}[/{colour}]"
+
+
+@runs.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Status, exit code, timings, fingerprint, snapshot, git, params, metrics, outputs."""
+    from rich.markup import escape
+
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _refresh(ctx, store, _find_run(store, run))
+        rec = r["record"]
+        if as_json:
+            out = {k: r[k] for k in r if k != "record"}
+            out.update({k: v for k, v in rec.items() if k != "handle"})
+            click.echo(json.dumps(out, indent=2, sort_keys=True, default=str))
+            return
+        git = rec.get("git") or {}
+        lines = [
+            f"[bold]{escape(r['id'])}[/bold]  ({escape(r['address'])})",
+            f"  status       {_status_text(r['status'])}"
+            + (f"  [dim]{escape(str(rec.get('message')))}[/dim]" if rec.get("message") else ""),
+            f"  exit code    {rec.get('exit_code') if rec.get('exit_code') is not None else '-'}",
+            f"  experiment   {escape(str(r['experiment']))}",
+            f"  compute      {escape(str(rec.get('compute_address')))}",
+            f"  created      {r['created']}",
+            f"  started      {rec.get('started') or '-'}",
+            f"  finished     {r['finished'] or '-'}   ({_duration(r)})",
+            f"  fingerprint  {str(r['fingerprint'])[:16]}",
+            f"  snapshot     {str(rec.get('snapshot_id'))[:16]} ({rec.get('snapshot_files')} files)",
+        ]
+        if git:
+            dirty = " (dirty)" if git.get("dirty") else ""
+            lines.append(f"  git          {escape(str(git.get('repository')))} "
+                         f"{escape(str(git.get('branch')))}@{str(git.get('commit'))[:12]}{dirty}")
+        if rec.get("environment"):
+            lines.append(f"  environment  {rec['environment']}")
+        if rec.get("params"):
+            lines.append("  params")
+            lines.extend(f"    {escape(k)} = {escape(json.dumps(v))}" for k, v in rec["params"].items())
+        if rec.get("metrics"):
+            lines.append("  metrics      last / min / max (points)")
+            for name, m in sorted(rec["metrics"].items()):
+                lines.append(f"    {escape(name)}: {m['last']:.6g} / {m['min']:.6g} / {m['max']:.6g}"
+                             f" ({m['count']})")
+        lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
+        _print(ctx, lines)
+
+
+@runs.command("logs")
+@click.argument("run")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
+@click.pass_context
+def runs_logs(ctx: click.Context, run: str, follow: bool) -> None:
+    """Print a run's log (stdout and stderr)."""
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _find_run(store, run)
+        rec = r["record"]
+        collected = Path(str(rec.get("workspace_path", ""))) / "runs" / r["id"] / "output.log"
+        if r["status"] not in ACTIVE and collected.is_file():
+            sys.stdout.write(collected.read_text(errors="replace"))
+            return
+        provider = _providers(ctx).get("run")
+        if not follow:
+            data, _ = provider.poll(_computed(r), 0)[1:]
+            sys.stdout.write(data.decode(errors="replace"))
+            return
+        _follow(ctx, store, r, echo=True)
+
+
+def _follow(ctx: click.Context, store: Any, run: dict[str, Any], echo: bool) -> dict[str, Any]:
+    from trainform.runs.history import record_run
+    from trainform.runs.watch import follow
+
+    provider = _providers(ctx).get("run")
+    stop = threading.Event()
+    computed, results, _ = follow(
+        provider, _computed(run),
+        (lambda line: click.echo(line)) if echo else (lambda line: None),
+        lambda status, message: _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True),
+        stop,
+    )
+    record_run(store, run["address"], run["workspace"], computed, results)
+    return _find_run(store, run["id"])
+
+
+@runs.command("wait")
+@click.argument("run")
+@click.option("--quiet", is_flag=True, help="Do not print the log.")
+@click.pass_context
+def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
+    """Wait for a run to end (printing its log); exit 1 unless it completed."""
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _find_run(store, run)
+        if r["status"] in ACTIVE:
+            r = _follow(ctx, store, r, echo=not quiet)
+        else:
+            r = _refresh(ctx, store, r)
+        _print(ctx, f"{r['id']}: {_status_text(r['status'])}")
+        if r["status"] != "completed":
+            raise SystemExit(1)
+
+
+@runs.command("cancel")
+@click.argument("run")
+@click.pass_context
+def runs_cancel(ctx: click.Context, run: str) -> None:
+    """Stop a run and everything it started."""
+    from trainform.providers.base import TERMINAL
+    from trainform.runs.history import record_run
+
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _find_run(store, run)
+        if r["status"] in TERMINAL:
+            _print(ctx, f"{r['id']} already ended: {_status_text(r['status'])}")
+            return
+        provider = _providers(ctx).get("run")
+        computed = _computed(r)
+        provider.cancel_run(computed)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = provider.poll(computed, 0)[0]
+            computed.update(status)
+            if computed.get("status") in TERMINAL:
+                break
+            time.sleep(0.2)
+        results = provider.collect(computed) if computed.get("status") in TERMINAL else None
+        record_run(store, r["address"], r["workspace"], computed, results)
+        _print(ctx, f"{r['id']}: {_status_text(str(computed.get('status')))}")
+
+
+@runs.command("metrics")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--chart", metavar="NAME", help="Draw this metric over its steps.")
+@click.pass_context
+def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None) -> None:
+    """A run's metrics: a table of each metric, or a terminal chart of one."""
+    from rich.table import Table
+
+    from trainform.cli.main import _console
+    from trainform.runs.results import summarise
+
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _refresh(ctx, store, _find_run(store, run))
+        points = store.metrics(r["id"])
+        if as_json:
+            click.echo(json.dumps({"run": r["id"], "params": r["record"].get("params", {}),
+                                   "summary": summarise(points), "points": points}, indent=2))
+            return
+        if not points:
+            _print(ctx, f"{r['id']} reported no metrics.")
+            return
+        if chart:
+            series = [(p["step"] if p["step"] is not None else i, p["value"])
+                      for i, p in enumerate(x for x in points if x["name"] == chart)
+                      if isinstance(p["value"], (int, float))]
+            if not series:
+                raise TrainformError(f"{r['id']} has no metric {chart!r}")
+            click.echo(ascii_chart(chart, series))
+            return
+        table = Table(box=None, header_style="bold")
+        for col in ("METRIC", "LAST", "MIN", "MAX", "POINTS", "LAST STEP"):
+            table.add_column(col)
+        for name, m in sorted(summarise(points).items()):
+            table.add_row(name, f"{m['last']:.6g}", f"{m['min']:.6g}", f"{m['max']:.6g}",
+                          str(m["count"]), str(m.get("last_step")))
+        _console(ctx).print(table)
+
+
+def ascii_chart(name: str, series: list[tuple[Any, float]], width: int = 60, height: int = 12) -> str:
+    """A plain-text line chart of (step, value) points."""
+    values = [v for _, v in series]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    cols = min(width, len(series))
+    grid = [[" "] * cols for _ in range(height)]
+    for c in range(cols):
+        idx = round(c * (len(series) - 1) / max(cols - 1, 1))
+        row = round((series[idx][1] - lo) / span * (height - 1))
+        grid[height - 1 - row][c] = "*"
+    label_w = max(len(f"{hi:.4g}"), len(f"{lo:.4g}"))
+    lines = [f"{name} over {len(series)} points (step {series[0][0]} .. {series[-1][0]})"]
+    for i, row in enumerate(grid):
+        label = f"{hi:.4g}" if i == 0 else f"{lo:.4g}" if i == height - 1 else ""
+        lines.append(f"{label.rjust(label_w)} |{''.join(row)}")
+    lines.append(" " * label_w + " +" + "-" * cols)
+    return "\n".join(lines)
+
+
+@runs.command("outputs")
+@click.argument("run")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
+              help="Folder to copy the outputs into (created).")
+@click.pass_context
+def runs_outputs(ctx: click.Context, run: str, dest: str) -> None:
+    """Copy a run's outputs folder to DIR."""
+    with _errors(ctx):
+        store = _store(ctx)
+        r = _refresh(ctx, store, _find_run(store, run))
+        src = r["record"].get("outputs_path")
+        if not src or not Path(src).is_dir():
+            raise TrainformError(f"{r['id']} has no collected outputs (status {r['status']})")
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+        count = sum(1 for p in Path(dest).rglob("*") if p.is_file())
+        _print(ctx, f"Copied {count} file(s) of {r['id']} to {dest}")
+
+
+@cli.command("submit")
+@click.argument("script")
+@click.argument("arguments", nargs=-1)
+@click.option("--compute", "compute_name", required=True, metavar="NAME",
+              help="A compute in the state (e.g. local or compute.local).")
+@click.option("--environment", "env_name", metavar="NAME", help="An environment in the state.")
+@click.option("--workspace", "ws_name", metavar="NAME", help="A workspace in the state.")
+@click.option("--source-dir", default=".", show_default=True)
+@click.option("--experiment", default="adhoc", show_default=True)
+@click.option("--max-duration", help="Time limit such as 90s or 2h.")
+@click.option("--detach", is_flag=True, help="Return once submitted.")
+@click.pass_context
+def submit(ctx: click.Context, script: str, arguments: tuple[str, ...], compute_name: str,
+           env_name: str | None, ws_name: str | None, source_dir: str, experiment: str,
+           max_duration: str | None, detach: bool) -> None:
+    """Run SCRIPT once on a compute target, recorded in the run history but not managed
+    (arguments after `--` reach the script as written)."""
+    from trainform.runs.history import record_run
+
+    with _errors(ctx):
+        store = _store(ctx)
+        resources = store.resources()
+
+        def pick(kind: str, name: str | None) -> dict[str, Any] | None:
+            if name is None:
+                return None
+            address = name if name.startswith(kind + ".") else f"{kind}.{name}"
+            if address not in resources:
+                raise TrainformError(f"no {address} in the state; apply it first")
+            r = resources[address]
+            return {**r.attributes, **r.computed, "address": address, "type": r.provider}
+
+        desired = {
+            "compute": pick("compute", compute_name), "environment": pick("environment", env_name),
+            "workspace": pick("workspace", ws_name), "source_dir": source_dir, "script": script,
+            "command": None, "arguments": list(arguments), "env": {}, "node_count": 1,
+            "experiment": experiment, "max_duration": max_duration, "metrics": {},
+            "outputs_dir": "outputs", "grace_period": "10s",
+        }
+        provider = _providers(ctx).get("run")
+        problems = provider.validate("submit", desired)
+        if problems:
+            raise TrainformError("; ".join(problems))
+        address = f"submit.{Path(script).stem}"
+        computed = provider.create(address, desired)
+        workspace = ws_name and f"workspace.{ws_name.removeprefix('workspace.')}" or "default"
+        record_run(store, address, workspace, computed)
+        _print(ctx, f"Submitted {computed['run_id']}")
+        if detach:
+            return
+        r = _follow(ctx, store, _find_run(store, computed["run_id"]), echo=True)
+        _print(ctx, f"{r['id']}: {_status_text(r['status'])}")
+        if r["status"] != "completed":
+            raise SystemExit(1)

@@ -1,0 +1,260 @@
+"""Runs as resources: snapshot the source, fingerprint the inputs, submit through the
+compute target's provider, and read back status, logs, metrics and outputs.
+
+A run resource points at its latest run; the run history (every run ever submitted) lives
+in the state's ``runs`` table and outlives the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trainform.config.schema import RUN
+from trainform.errors import ProviderError, TrainformError
+from trainform.providers.base import (
+    MULTI_NODE,
+    RUNS,
+    TERMINAL,
+    Handle,
+    Observed,
+    PlanValues,
+    Provider,
+    ProviderContext,
+    ResourceState,
+    RunRequest,
+)
+from trainform.providers.registry import Providers
+from trainform.runs import spec as runspec
+from trainform.units import parse_duration
+
+NOT_SUPPORTED_YET = ("conda_file", "docker")
+
+
+def new_run_id(address: str) -> str:
+    """A sortable, readable id: ``train-20261126-214501-3fa2``."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", address.split(".", 1)[-1]).strip("-") or "run"
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+class RunProvider(Provider):
+    """Manages ``run`` blocks by delegating execution to the compute provider."""
+
+    name = "run"
+    kind = "run"
+    schema = RUN
+    verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.providers = Providers(context)
+
+    # -- helpers
+    def _source(self, desired: dict[str, Any]) -> Path:
+        return (self.context.config_dir / str(desired.get("source_dir") or ".")).resolve()
+
+    def store(self, desired: dict[str, Any]) -> Path:
+        """The artifact store the run records into: its workspace's, or a default one."""
+        ws = desired.get("workspace")
+        if isinstance(ws, dict) and isinstance(ws.get("path"), str):
+            return Path(ws["path"])
+        return self.context.data_dir / "workspaces" / "default"
+
+    def _compute(self, desired: dict[str, Any]) -> tuple[dict[str, Any], Provider]:
+        compute = desired.get("compute")
+        if not isinstance(compute, dict) or "type" not in compute:
+            raise ProviderError("compute must refer to a compute block, e.g. compute.local")
+        return compute, self.providers.get(str(compute["type"]))
+
+    def _snapshot(self, desired: dict[str, Any]) -> Any:
+        from trainform.runs.snapshot import snapshot
+
+        source = self._source(desired)
+        if not source.is_dir():
+            raise ProviderError(f"source_dir {desired.get('source_dir')!r} is not a folder")
+        return snapshot(source, self.context.data_dir / "cache" / "hashes.db")
+
+    # -- validation and planning
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
+        if bool(desired.get("script")) == bool(desired.get("command")):
+            problems.append("set exactly one of script or command")
+        try:
+            compute, provider = self._compute(desired)
+        except TrainformError as exc:
+            return [*problems, str(exc)]
+        ctype = compute.get("type")
+        if RUNS not in provider.capabilities:
+            problems.append(f"compute type {ctype!r} cannot run work")
+        nodes = desired.get("node_count") or 1
+        if not isinstance(nodes, int) or nodes < 1:
+            problems.append("node_count must be a whole number >= 1")
+        elif nodes > 1 and MULTI_NODE not in provider.capabilities:
+            problems.append(
+                f"node_count = {nodes}, but compute type {ctype!r} runs one node; use an ssh "
+                "pool (hosts = [...]) or a cluster for multi-node runs"
+            )
+        source = self._source(desired)
+        if not source.is_dir():
+            problems.append(f"source_dir {desired.get('source_dir')!r} is not a folder ({source})")
+        elif desired.get("script") and not (source / str(desired["script"])).is_file():
+            problems.append(f"script {desired['script']!r} not found in {source}")
+        for key in ("max_duration", "grace_period"):
+            if desired.get(key):
+                try:
+                    parse_duration(desired[key])
+                except ValueError as exc:
+                    problems.append(f"{key}: {exc}")
+        problems.extend(runspec.check_metric_patterns(desired.get("metrics") or {}))
+        env = desired.get("environment")
+        if isinstance(env, dict):
+            for key in NOT_SUPPORTED_YET:
+                if env.get(key):
+                    problems.append(
+                        f"environment {key} is not supported on compute type {ctype!r} yet"
+                    )
+        return problems
+
+    def plan_values(
+        self, address: str, desired: dict[str, Any], prior: ResourceState | None
+    ) -> PlanValues:
+        from trainform.runs.snapshot import describe_changes, load_manifest
+
+        snap = self._snapshot(desired)
+        manifest = snap.manifest
+        fp = runspec.fingerprint(desired, manifest.id, self.context.config_dir)
+        computed = {
+            "fingerprint": fp,
+            "snapshot_id": manifest.id,
+            "snapshot_files": manifest.file_count,
+        }
+        reasons: list[str] = []
+        if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
+            old_id = prior.computed.get("snapshot_id")
+            if old_id and old_id != manifest.id:
+                path = Path(str(prior.computed.get("workspace_path", ""))) / "snapshots" / "manifests"
+                try:
+                    old = load_manifest(path / f"{old_id}.json")
+                    reasons.append(describe_changes(old.diff(manifest)))
+                except (OSError, ValueError, KeyError, TrainformError):
+                    reasons.append("the source snapshot changed")
+            before = prior.attributes
+            if runspec.argument_strings(before.get("arguments") or []) != runspec.argument_strings(
+                desired.get("arguments") or []
+            ):
+                reasons.append(
+                    runspec.argument_changes(before.get("arguments") or [], desired["arguments"] or [])
+                )
+            for key in ("script", "command", "env", "node_count"):
+                if json.dumps(before.get(key), sort_keys=True) != json.dumps(desired.get(key), sort_keys=True):
+                    reasons.append(f"{key} changed")
+            old_env = prior.computed.get("environment_hash")
+            new_env = runspec.environment_spec(desired.get("environment"), self.context.config_dir)
+            if old_env and old_env != new_env["hash"]:
+                reasons.append("the environment changed")
+            compute = desired.get("compute") or {}
+            if prior.computed.get("compute_address") not in (None, compute.get("address")):
+                reasons.append(f"compute changed to {compute.get('address')}")
+            if not reasons:
+                reasons.append("inputs changed")
+        return PlanValues(computed, tuple(r for r in reasons if r), tuple(snap.warnings))
+
+    # -- lifecycle
+    def read(self, resource: ResourceState) -> Observed | None:
+        computed = dict(resource.computed)
+        handle = computed.get("handle")
+        if not handle or computed.get("status") in TERMINAL:
+            return computed
+        provider = self.providers.get(str(computed.get("compute_provider")))
+        computed.update(_status_fields(provider.status(handle)))
+        return computed
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        from trainform.runs.snapshot import save_manifest, store_blobs
+
+        compute, provider = self._compute(desired)
+        snap = self._snapshot(desired)
+        manifest = snap.manifest
+        store = self.store(desired)
+        blobs = store / "snapshots" / "blobs"
+        store_blobs(manifest, self._source(desired), blobs)
+        save_manifest(manifest, store / "snapshots" / "manifests")
+        run_id = new_run_id(address)
+        spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
+        request = RunRequest(
+            run_id=run_id,
+            address=address,
+            compute=compute,
+            spec=spec,
+            manifest=manifest.to_dict(),
+            blob_dir=blobs,
+            node_count=int(desired.get("node_count") or 1),
+        )
+        handle = provider.submit(request)
+        return {
+            "run_id": run_id,
+            "fingerprint": runspec.fingerprint(desired, manifest.id, self.context.config_dir),
+            "status": "queued",
+            "snapshot_id": manifest.id,
+            "snapshot_files": manifest.file_count,
+            "handle": handle,
+            "compute_provider": str(compute["type"]),
+            "compute_address": compute.get("address"),
+            "workspace_path": str(store),
+            "experiment": spec["experiment"],
+            "environment_hash": spec["environment"]["hash"],
+            "git": snap.git,
+            "created": _now(),
+            "exit_code": None,
+            "outputs_path": None,
+        }
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        if "rerun" in changed:
+            return self.create(address, desired)
+        return dict(prior.computed)
+
+    def delete(self, prior: ResourceState) -> None:
+        self.cancel_run(prior.computed)
+
+    # -- watching, used by the engine and the `runs` commands
+    def _target(self, computed: dict[str, Any]) -> tuple[Provider, Handle]:
+        return self.providers.get(str(computed.get("compute_provider"))), computed["handle"]
+
+    def poll(self, computed: dict[str, Any], offset: int) -> tuple[dict[str, Any], bytes, int]:
+        """Current status fields, new log bytes since ``offset``, and the next offset."""
+        provider, handle = self._target(computed)
+        status = _status_fields(provider.status(handle))
+        chunk, offset = provider.logs(handle, offset)
+        return status, chunk, offset
+
+    def cancel_run(self, computed: dict[str, Any]) -> None:
+        """Cancel the run if it is still going (idempotent)."""
+        if computed.get("handle") and computed.get("status") not in TERMINAL:
+            provider, handle = self._target(computed)
+            provider.cancel(handle)
+
+    def collect(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Bring outputs, log, metrics and status into the artifact store; return the run's
+        summary (``outputs_path``, ``params``, ``metrics``) and its metric points."""
+        from trainform.runs.results import read_results
+
+        provider, handle = self._target(computed)
+        dest = Path(str(computed["workspace_path"])) / "runs" / str(computed["run_id"])
+        provider.fetch_outputs(handle, dest)
+        return read_results(dest)
+
+
+def _status_fields(status: dict[str, Any]) -> dict[str, Any]:
+    keys = ("status", "exit_code", "message", "started", "finished", "environment")
+    return {k: status.get(k) for k in keys if k in status}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,53 @@
+"""Recording runs in the state's run history (which outlives the run resources)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainform.state.store import SQLiteStateStore
+
+# Kept in a run's history record; the handle says where the run lives on its target.
+RECORD_KEYS = (
+    "handle", "compute_provider", "compute_address", "workspace_path", "snapshot_id",
+    "snapshot_files", "git", "exit_code", "message", "started", "outputs_path", "params",
+    "metrics", "environment", "environment_hash", "node_count", "tags", "arguments",
+)
+
+
+def record_run(
+    store: SQLiteStateStore,
+    address: str,
+    workspace: str,
+    computed: dict[str, Any],
+    results: dict[str, Any] | None = None,
+) -> None:
+    """Insert or update the history row of the run described by ``computed`` (the run
+    resource's computed attributes); with ``results``, also its metric points."""
+    existing = next((r for r in store.runs(address) if r["id"] == computed["run_id"]), None)
+    record = dict(existing["record"]) if existing else {}
+    record.update({k: computed[k] for k in RECORD_KEYS if k in computed})
+    if results:
+        record.update({k: results[k] for k in ("outputs_path", "params", "metrics") if k in results})
+    store.put_run(
+        {
+            "id": computed["run_id"],
+            "address": address,
+            "workspace": workspace,
+            "experiment": computed.get("experiment"),
+            "status": computed.get("status"),
+            "fingerprint": computed.get("fingerprint"),
+            "created": computed.get("created") or (existing or {}).get("created"),
+            "finished": computed.get("finished"),
+            "record": record,
+        }
+    )
+    if results and results.get("points") is not None:
+        store.put_metrics(computed["run_id"], results["points"])
+
+
+def workspace_of(attributes: dict[str, Any]) -> str:
+    """The address of the workspace a run records into ("default" when none is set)."""
+    ws = attributes.get("workspace")
+    if isinstance(ws, dict) and isinstance(ws.get("address"), str):
+        return str(ws["address"])
+    return "default"

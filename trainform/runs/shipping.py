@@ -1,0 +1,94 @@
+"""What travels with a run to its target: the launcher and the tracking client (the "lib"),
+the spec the launcher reads, and bringing the run's folder back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import trainform
+from trainform.providers.base import RunRequest
+
+PACKAGE = Path(trainform.__file__).parent
+# Copied to targets: stdlib-only files. `trainform/__init__.py` comes along so that scripts
+# can `from trainform.tracking import log_metric` without trainform installed.
+LIB_FILES = {
+    "launcher.py": PACKAGE / "runs" / "launcher.py",
+    "trainform/__init__.py": PACKAGE / "__init__.py",
+    "trainform/tracking.py": PACKAGE / "tracking.py",
+}
+
+
+def lib_files() -> dict[str, bytes]:
+    """The files of the lib, by relative path."""
+    return {rel: src.read_bytes() for rel, src in LIB_FILES.items()}
+
+
+def lib_digest(files: dict[str, bytes]) -> str:
+    """A content hash naming a lib version, so an upgrade never changes a running run's files."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + files[rel] + b"\0")
+    return h.hexdigest()[:16]
+
+
+def install_lib(lib_root: Path) -> Path:
+    """Make ``lib_root/<digest>/`` hold the lib (once; atomic) and return it."""
+    files = lib_files()
+    dest = lib_root / lib_digest(files)
+    if (dest / ".complete").is_file():
+        return dest
+    tmp = lib_root / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, data in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(data)
+    (tmp / ".complete").write_text("")
+    try:
+        tmp.rename(dest)
+    except OSError:  # another process installed it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def full_spec(request: RunRequest, blob_dir: Path | str, lib_dir: Path | str,
+              cache_dir: Path | str) -> dict[str, Any]:
+    """The launcher spec with the target's paths filled in."""
+    spec = dict(request.spec)
+    spec["manifest"] = request.manifest
+    spec["blob_dir"] = str(blob_dir)
+    spec["lib_dir"] = str(lib_dir)
+    spec["environment"] = {**request.spec["environment"], "cache_dir": str(cache_dir)}
+    return spec
+
+
+def write_spec(run_dir: Path, request: RunRequest, blob_dir: Path, lib_dir: Path,
+               cache_dir: Path) -> None:
+    tmp = run_dir / "spec.json.tmp"
+    tmp.write_text(json.dumps(full_spec(request, blob_dir, lib_dir, cache_dir), indent=1))
+    tmp.replace(run_dir / "spec.json")
+
+
+COLLECTED = ("output.log", "metrics.jsonl", "status.json", "spec.json")
+
+
+def collect_run_folder(run_dir: Path, dest: Path) -> None:
+    """Copy a local run folder's outputs, log, metrics and status into ``dest`` (replacing
+    an earlier collection). Symlinks are copied as links, never followed."""
+    spec = json.loads((run_dir / "spec.json").read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COLLECTED:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, dest / name)
+    outputs = run_dir / "src" / str(spec.get("outputs_dir") or "outputs")
+    target = dest / "outputs"
+    if target.exists():
+        shutil.rmtree(target)
+    if outputs.is_dir() and not outputs.is_symlink():
+        shutil.copytree(outputs, target, symlinks=True)
+    else:
+        target.mkdir()

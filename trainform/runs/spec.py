@@ -1,0 +1,126 @@
+"""From a run block's evaluated attributes to what the launcher needs, and the fingerprint
+that decides whether a completed run is still up to date."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from trainform.units import parse_duration
+
+# Attributes whose change means a new run: everything that decides the result. Tags, wait,
+# max_duration and metrics regexes do not change what the script computes.
+FINGERPRINTED = ("script", "command", "env", "node_count")
+
+
+def requirements(environment: dict[str, Any] | None, config_dir: Path) -> list[str]:
+    """The pip requirement lines of an environment (its ``pip`` list or its
+    ``requirements_file``), empty for none or a user-managed one."""
+    if not environment or environment.get("user_managed"):
+        return []
+    if environment.get("requirements_file"):
+        text = (config_dir / environment["requirements_file"]).read_text()
+        return [
+            line.strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    return [str(r) for r in environment.get("pip") or []]
+
+
+def environment_spec(environment: dict[str, Any] | None, config_dir: Path) -> dict[str, Any]:
+    """The launcher's ``environment`` section (without the target's ``cache_dir``)."""
+    env = environment or {}
+    reqs = requirements(env, config_dir)
+    spec: dict[str, Any] = {
+        "python": str(env.get("python") or "python3"),
+        "user_managed": bool(env.get("user_managed")),
+        "requirements": reqs,
+        "variables": {str(k): str(v) for k, v in (env.get("variables") or {}).items()},
+    }
+    # The virtualenv is keyed by interpreter + requirements only: variables do not change
+    # what gets installed.
+    key = {"python": spec["python"], "requirements": reqs, "user_managed": spec["user_managed"]}
+    spec["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return spec
+
+
+def argument_strings(arguments: list[Any]) -> list[str]:
+    """Arguments as the script sees them: numbers written the way HCL prints them."""
+    out = []
+    for a in arguments or []:
+        if isinstance(a, bool):
+            out.append("true" if a else "false")
+        elif isinstance(a, float) and a.is_integer():
+            out.append(str(int(a)))
+        else:
+            out.append(str(a))
+    return out
+
+
+def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> str:
+    """Hash of everything that decides a run's result: snapshot content, environment,
+    compute, script or command, arguments, env and node count."""
+    compute = desired.get("compute") or {}
+    env = environment_spec(desired.get("environment"), config_dir)
+    data = {
+        "snapshot": snapshot_id,
+        "environment": {k: env[k] for k in ("python", "user_managed", "requirements", "variables")},
+        "compute": {"address": compute.get("address"), "type": compute.get("type")},
+        **{k: desired.get(k) for k in FINGERPRINTED},
+        "arguments": argument_strings(desired.get("arguments") or []),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def launcher_spec(
+    run_id: str, address: str, desired: dict[str, Any], config_dir: Path
+) -> dict[str, Any]:
+    """The launcher spec for one run, without target paths (see RunRequest)."""
+    max_duration = desired.get("max_duration")
+    return {
+        "run_id": run_id,
+        "address": address,
+        "experiment": desired.get("experiment") or "default",
+        "script": desired.get("script"),
+        "command": list(desired["command"]) if desired.get("command") else None,
+        "arguments": argument_strings(desired.get("arguments") or []),
+        "env": {str(k): str(v) for k, v in (desired.get("env") or {}).items()},
+        "environment": environment_spec(desired.get("environment"), config_dir),
+        "max_duration": parse_duration(max_duration) if max_duration else None,
+        "grace_seconds": parse_duration(desired.get("grace_period") or "10s"),
+        "metrics": dict(desired.get("metrics") or {}),
+        "outputs_dir": desired.get("outputs_dir") or "outputs",
+    }
+
+
+def check_metric_patterns(metrics: dict[str, str]) -> list[str]:
+    """Problems with the ``metrics`` regular expressions (each needs exactly one group)."""
+    problems = []
+    for name, pattern in (metrics or {}).items():
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as exc:
+            problems.append(f"metrics.{name}: invalid regular expression: {exc}")
+            continue
+        if groups != 1:
+            problems.append(
+                f"metrics.{name}: the regular expression needs exactly one group, has {groups}"
+            )
+    return problems
+
+
+def argument_changes(before: list[Any], after: list[Any]) -> str:
+    """``--lr 0.1 -> 0.2`` style description of how an argument list changed."""
+    b, a = argument_strings(before), argument_strings(after)
+    if len(a) == len(b):
+        parts = []
+        for i, (x, y) in enumerate(zip(b, a)):
+            if x != y:
+                flag = b[i - 1] if i and b[i - 1].startswith("-") else f"argument {i + 1}"
+                parts.append(f"{flag} {x} -> {y}")
+        return "; ".join(parts)
+    return f"arguments {' '.join(b) or '(none)'} -> {' '.join(a) or '(none)'}"
