@@ -1,6 +1,6 @@
 # Quick start: a workspace, the local machine as compute (plus a counted pool of two local
-# "slots"), an environment, and outputs. Runs only on the embedded defaults: SQLite state in
-# .trainform/ beside this file and the built-in local provider.
+# "slots"), an environment, a training run, and outputs. Runs only on the embedded defaults:
+# SQLite state in .trainform/ beside this file and the built-in local provider.
 
 variable "team" {
   type        = string
@@ -15,6 +15,11 @@ variable "slots" {
     condition     = var.slots >= 1 && var.slots <= 8
     error_message = "slots must be between 1 and 8"
   }
+}
+
+variable "learning_rate" {
+  type    = number
+  default = 0.5
 }
 
 variable "tracking_token" {
@@ -46,10 +51,25 @@ compute "slot" {
   tags                = merge(local.labels, { slot = tostring(count.index) })
 }
 
-environment "sklearn" {
-  python    = "python3"
-  pip       = ["scikit-learn==1.5.2", "numpy"]
-  variables = { TRACKING_TOKEN = var.tracking_token }
+# The script needs nothing but the standard library, so the interpreter is used as is. For a
+# managed virtualenv (built once per target, keyed by interpreter + requirements), give
+# `pip = ["numpy==2.1.3"]` instead of `user_managed = true`.
+environment "system" {
+  python       = "python3"
+  user_managed = true
+  variables    = { TRACKING_TOKEN = var.tracking_token }
+}
+
+run "train" {
+  experiment   = "quickstart"
+  workspace    = workspace.main
+  compute      = compute.workstation
+  environment  = environment.system
+  source_dir   = "src"
+  script       = "train.py"
+  arguments    = ["--lr", var.learning_rate, "--epochs", 10]
+  max_duration = "5m"
+  tags         = local.labels
 }
 
 output "workstation_cpus" {
@@ -63,4 +83,8 @@ output "slot_hosts" {
 
 output "artifact_store" {
   value = workspace.main.path
+}
+
+output "model" {
+  value = "${run.train.outputs_path}/model.json"
 }

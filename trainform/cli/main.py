@@ -71,9 +71,12 @@ def _console(ctx: click.Context, stderr: bool = False) -> Console:
 
     root = ctx.find_root()
     no_color = bool(root.obj.get("no_color")) or "NO_COLOR" in os.environ
+    stream = sys.stderr if stderr else sys.stdout
     return Console(
         stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True,
         color_system=None if no_color else "auto", emoji=False,
+        # Piped output (CI logs, files) is not cut to 80 columns.
+        width=None if stream.isatty() or "COLUMNS" in os.environ else 200,
     )
 
 
@@ -497,7 +500,9 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             if e.kind == "start":
                 _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
             elif e.kind == "done":
-                what = "Completed" if c.kind == "run" and verb in ("submit", "resubmit") else past(verb).capitalize()
+                what = past(verb).capitalize()
+                if c.kind == "run" and verb in ("submit", "resubmit") and e.message != "detached":
+                    what = "Completed"
                 _print(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
             elif e.kind == "failed":
                 _print(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
@@ -545,10 +550,10 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             _print(ctx, f"  [yellow]skipped[/yellow] {escape(addr)}")
         for addr in result.not_started:
             _print(ctx, f"  [yellow]not started[/yellow] {escape(addr)}")
+        _print(ctx, "State records exactly what was done; run the command again to continue.")
     for addr in result.detached:
         _print(ctx, f"{escape(addr)} keeps running in the background; follow it with "
                     f"`trainform runs wait {escape(addr)}`")
-        _print(ctx, "State records exactly what was done; run the command again to continue.")
     if result.outputs and the_plan.mode == "normal":
         _print(ctx, "\nOutputs:\n")
         _print(ctx, _outputs_lines(result.outputs))

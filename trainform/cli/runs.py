@@ -104,6 +104,9 @@ def runs_list(ctx: click.Context, experiment: str | None, status: str | None,
 
     with _errors(ctx):
         store = _store(ctx)
+        for r in store.runs(address):
+            if r["status"] in ACTIVE:
+                _refresh(ctx, store, r)
         rows = [r for r in store.runs(address)
                 if (not experiment or r["experiment"] == experiment)
                 and (not status or r["status"] == status)]

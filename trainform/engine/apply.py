@@ -197,7 +197,8 @@ class Engine:
 
         def release(change: Change, elapsed: float) -> None:
             result.succeeded.append(change.address)
-            self.on_event(Event("done", change, elapsed))
+            detached = change.address in result.detached
+            self.on_event(Event("done", change, elapsed, "detached" if detached else ""))
             for w in pending.values():
                 w.discard(change.address)
 
@@ -251,6 +252,8 @@ class Engine:
                             self._fail(change, failure, result, pending, blocked, elapsed)
                         elif change.address not in result.detached:
                             release(change, elapsed)
+                        else:  # interrupted while watching: the run goes on by itself
+                            result.succeeded.append(change.address)
                         continue
                     self._record_success(change, inst, outcome)
                     if self._is_submission(change, outcome) and inst is not None:
@@ -259,6 +262,7 @@ class Engine:
                             fut = pool.submit(self._watch, change, outcome)
                             running[fut] = (change, started, inst, "watch")
                             continue
+                        result.detached.append(change.address)
                     release(change, elapsed)
             if self.cancel.is_set() and pending:
                 result.interrupted = True

@@ -108,6 +108,9 @@ class Planner:
         self.changes: dict[str, Change] = {}
         self.evaluated: Evaluated | None = None
         self.warnings: list[str] = []
+        # Destroys the plan must refuse (prevent_destroy, run history), raised only if the
+        # change survives --target filtering.
+        self._refusals: dict[str, PlanError] = {}
 
     # -- the resolver the evaluator calls as each resource is evaluated
     def resolve(self, inst: Instance) -> dict[str, Any]:
@@ -153,7 +156,7 @@ class Planner:
         if res.kind == "run":
             return self._plan_run(inst, prior, after, after_unknown, base)
         if prior is None:
-            reason = "has been deleted outside trainform" if inst.address in self.prior else ""
+            reason = self._recreate_reason(inst.address)
             return Change(actions=CREATE, verb=verbs["create"], before=None, after=after,
                           after_unknown=after_unknown, reason=reason, **base)
         before = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed}
@@ -291,12 +294,21 @@ class Planner:
     def _forced_replace(self, address: str) -> bool:
         return any(address == r or address.startswith(r + "[") for r in self.options.replace)
 
+    def _recreate_reason(self, address: str) -> str:
+        """Why a recorded resource that is not there any more is created again."""
+        status = self.prior[address].status if address in self.prior else None
+        if status == "tainted":
+            return "is tainted: its last apply failed"
+        if status == "pending":
+            return "was left half-created by an interrupted apply"
+        return "has been deleted outside trainform" if status else ""
+
     def _check_prevent_destroy(self, address: str, prevent: bool) -> None:
         if prevent:
-            raise PlanError(
+            self._refusals.setdefault(address, PlanError(
                 f"{address} has lifecycle.prevent_destroy set, but the plan would destroy it; "
                 "remove prevent_destroy (or the change that forces replacement) to proceed"
-            )
+            ))
 
     def _delete_change(self, prior: ResourceState, reason: str) -> Change:
         res = self.module.resources.get(f"{prior.kind}.{prior.name}")
@@ -306,10 +318,10 @@ class Planner:
             runs = self.run_counts.get(prior.address, 0)
             force = prior.attributes.get("force_destroy") is True
             if runs and not force:
-                raise PlanError(
+                self._refusals.setdefault(prior.address, PlanError(
                     f"{prior.address} holds the history of {runs} run(s); set force_destroy = true "
                     "on the workspace (and apply) to destroy it with its history"
-                )
+                ))
         verbs = self._verbs(prior.kind, prior.provider)
         return Change(
             address=prior.address, kind=prior.kind, name=prior.name, key=prior.key,
@@ -353,6 +365,10 @@ class Planner:
         if self.options.targets:
             keep = self._targeted(changes)
             changes = [c for c in changes if c.address in keep]
+        kept = {c.address for c in changes if c.actions != NOOP}
+        for addr in sorted(self._refusals):
+            if addr in kept:
+                raise self._refusals[addr]
         outputs = self._output_changes()
         drift = self._drift()
         warnings = tuple(self.warnings)
@@ -447,10 +463,12 @@ class Planner:
         drift = []
         for addr, prior in sorted(self.prior.items()):
             if addr in self.observed.gone:
+                if prior.status in ("tainted", "pending") and addr in self.changes:
+                    continue  # a failed or interrupted create left nothing; it is planned again
                 drift.append(Drift(addr, "deleted", "has been deleted"))
             elif addr in self.observed.unreachable:
                 drift.append(Drift(addr, "unreachable", self.observed.unreachable[addr]))
-            elif addr in self.observed.computed:
+            elif addr in self.observed.computed and prior.kind != "run":  # runs change by design
                 now = self.observed.computed[addr]
                 if now != prior.computed:
                     before, after = _changed_leaves(prior.computed, now)
