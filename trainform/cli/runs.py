@@ -213,7 +213,8 @@ def _follow(ctx: click.Context, store: Any, run: dict[str, Any], echo: bool) -> 
     computed, results, _ = follow(
         provider, _computed(run),
         (lambda line: click.echo(line)) if echo else (lambda line: None),
-        lambda status, message: _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True),
+        lambda status, message: status in ACTIVE
+        and _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True),
         stop,
     )
     record_run(store, run["address"], run["workspace"], computed, results)

@@ -10,6 +10,8 @@ from typing import Any
 
 from trainform.providers.base import TERMINAL
 
+# Short runs end within a few polls; long ones are polled four times a second.
+FIRST_POLL_SECONDS = 0.02
 POLL_SECONDS = 0.25
 
 
@@ -32,6 +34,7 @@ def follow(
     tail: deque[str] = deque(maxlen=15)
     partial = b""
     last = computed.get("status")
+    delay = FIRST_POLL_SECONDS
     while True:
         status, chunk, offset = provider.poll(computed, offset)
         computed.update(status)
@@ -48,7 +51,8 @@ def follow(
             break
         if stop.is_set():
             return computed, None, list(tail)
-        time.sleep(POLL_SECONDS)
+        time.sleep(delay)
+        delay = min(POLL_SECONDS, delay * 1.5)
     # The launcher writes the final status after the last log line; drain what is left.
     while True:
         chunk, offset = provider.poll(computed, offset)[1:]
