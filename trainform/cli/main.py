@@ -450,7 +450,7 @@ def plan(ctx: click.Context, out: str | None, as_json: bool, detailed_exitcode: 
     with _errors(ctx):
         session = _open_session(ctx, use_input, parallelism)
         with session.locked("plan", parse_duration(lock_timeout)):
-            the_plan, _ = session.make_plan(PlanOptions(mode, target, replace), refresh)
+            the_plan = session.make_plan(PlanOptions(mode, target, replace), refresh)[0]
             if out:
                 planfile.save(Path(out), session.saved(the_plan))
         if as_json:

@@ -209,14 +209,16 @@ def _follow(ctx: click.Context, store: Any, run: dict[str, Any], echo: bool) -> 
     from trainform.runs.watch import follow
 
     provider = _providers(ctx).get("run")
-    stop = threading.Event()
-    computed, results, _ = follow(
-        provider, _computed(run),
-        (lambda line: click.echo(line)) if echo else (lambda line: None),
-        lambda status, message: status in ACTIVE
-        and _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True),
-        stop,
-    )
+
+    def on_line(line: str) -> None:
+        if echo:
+            click.echo(line)
+
+    def on_status(status: str, message: str) -> None:
+        if status in ACTIVE:  # the end is reported by the caller
+            _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True)
+
+    computed, results, _ = follow(provider, _computed(run), on_line, on_status, threading.Event())
     record_run(store, run["address"], run["workspace"], computed, results)
     return _find_run(store, run["id"])
 
@@ -317,8 +319,8 @@ def ascii_chart(name: str, series: list[tuple[Any, float]], width: int = 60, hei
     grid = [[" "] * cols for _ in range(height)]
     for c in range(cols):
         idx = round(c * (len(series) - 1) / max(cols - 1, 1))
-        row = round((series[idx][1] - lo) / span * (height - 1))
-        grid[height - 1 - row][c] = "*"
+        level = round((series[idx][1] - lo) / span * (height - 1))
+        grid[height - 1 - level][c] = "*"
     label_w = max(len(f"{hi:.4g}"), len(f"{lo:.4g}"))
     lines = [f"{name} over {len(series)} points (step {series[0][0]} .. {series[-1][0]})"]
     for i, row in enumerate(grid):

@@ -77,7 +77,7 @@ def traversal(node: Any) -> tuple[str, list[str | int], Any] | None:
         elif node.data == "index_expr_term":
             idx = node.children[1]
             if idx.data == "short_index":
-                steps.append(int(idx.children[1]))
+                steps.append(int(str(idx.children[1])))
             else:
                 inner = _kids(idx)[0]
                 lit = _static_key(inner)
@@ -95,7 +95,7 @@ def _static_key(node: Any) -> str | int | None:
     if isinstance(node, Tree) and node.data == "expr_term" and len(_kids(node)) == 1:
         node = _kids(node)[0]
     if isinstance(node, Tree) and node.data == "int_lit":
-        return int(node.children[0])
+        return int(str(node.children[0]))
     if isinstance(node, Tree) and node.data == "string":
         parts = [c for c in node.children if isinstance(c, Tree)]
         if all(isinstance(p.children[0], Token) for p in parts):
@@ -260,10 +260,10 @@ class _Evaluator:
         return self.value(_kids(node)[0])
 
     def _int_lit(self, node: Tree) -> Any:
-        return int(node.children[0])
+        return int(str(node.children[0]))
 
     def _float_lit(self, node: Tree) -> Any:
-        return _norm(float(node.children[0]))
+        return _norm(float(str(node.children[0])))
 
     def _literal_value(self, node: Tree) -> Any:
         return {"true": True, "false": False, "null": None}[str(node.children[0])]
@@ -474,7 +474,7 @@ class _Evaluator:
 
     def index(self, obj: Any, idx_node: Tree, node: Any) -> Any:
         if idx_node.data == "short_index":
-            key: Any = int(idx_node.children[1])
+            key: Any = int(str(idx_node.children[1]))
         else:
             key = self.value(_kids(idx_node)[0])
         if obj is UNKNOWN or key is UNKNOWN:

@@ -235,7 +235,7 @@ class Engine:
                     change, started, inst, phase = running.pop(fut)
                     elapsed = time.monotonic() - started
                     try:
-                        outcome = fut.result()
+                        outcome: Any = fut.result()
                     except TrainformError as exc:
                         if phase == "apply":
                             self._record_failure(change, inst)
@@ -259,8 +259,8 @@ class Engine:
                     if self._is_submission(change, outcome) and inst is not None:
                         self.on_event(Event("submitted", change, elapsed, str(outcome["run_id"])))
                         if not self.detach and inst.attributes.get("wait", True):
-                            fut = pool.submit(self._watch, change, outcome)
-                            running[fut] = (change, started, inst, "watch")
+                            watcher = pool.submit(self._watch, change, outcome)
+                            running[watcher] = (change, started, inst, "watch")
                             continue
                         result.detached.append(change.address)
                     release(change, elapsed)

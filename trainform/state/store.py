@@ -83,8 +83,8 @@ def _translate(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["resources"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("resources").create(
         {
             "address": str,
             "kind": str,
@@ -100,13 +100,13 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         },
         pk="address",
     )
-    db["outputs"].create({"name": str, "value": str, "sensitive": int}, pk="name")
-    db["lock"].create(
+    db.table("outputs").create({"name": str, "value": str, "sensitive": int}, pk="name")
+    db.table("lock").create(
         {"name": str, "id": str, "who": str, "operation": str, "created": str, "pid": int,
          "host": str, "pid_start": str},
         pk="name",
     )
-    db["apply_history"].create(
+    db.table("apply_history").create(
         {"id": int, "started": str, "finished": str, "who": str, "host": str, "command": str,
          "changes": str, "outcome": str, "serial": int},
         pk="id",
@@ -115,19 +115,19 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 
 def _migrate_2(db: sqlite_utils.Database) -> None:
     # Run history outlives resources: it is keyed by run id, not by address.
-    db["runs"].create(
+    db.table("runs").create(
         {"id": str, "address": str, "workspace": str, "experiment": str, "status": str,
          "fingerprint": str, "created": str, "finished": str, "record": str},
         pk="id",
     )
-    db["runs"].create_index(["workspace"])
+    db.table("runs").create_index(["workspace"])
 
 
 def _migrate_3(db: sqlite_utils.Database) -> None:
-    db["run_metrics"].create(
+    db.table("run_metrics").create(
         {"run_id": str, "name": str, "step": int, "value": float, "time": float, "source": str}
     )
-    db["run_metrics"].create_index(["run_id", "name"])
+    db.table("run_metrics").create_index(["run_id", "name"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
