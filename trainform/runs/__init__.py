@@ -1,0 +1,1 @@
+"""Running one run on a target: the stdlib-only launcher that every provider ships."""

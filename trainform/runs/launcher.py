@@ -1,0 +1,973 @@
+"""The launcher: runs one training run on whatever machine it was copied to.
+
+Every compute type ships this file to its target and starts it as
+``python3 launcher.py RUN_DIR``. It uses the standard library only and runs on Python >= 3.8, so
+a target needs nothing but an interpreter. ``RUN_DIR/spec.json`` says what to run::
+
+    {"run_id": "...", "address": "run.train", "experiment": "default",
+     "manifest": {"entries": [{"path": "train.py", "kind": "file", "sha256": "...",
+                               "size": 120, "mode": 420},
+                              {"path": "latest", "kind": "link", "target": "train.py"}]},
+     "blob_dir": "/abs/blobs",           # blob of sha256 H is blob_dir/H[:2]/H[2:]
+     "script": "train.py", "command": null, "arguments": ["--lr", "0.1"],
+     "env": {"K": "V"},
+     "environment": {"python": "3.11", "user_managed": false, "requirements": ["numpy==1.26"],
+                     "hash": "...", "cache_dir": "/abs/envs", "variables": {"K": "V"}},
+     "max_duration": 3600.0, "grace_seconds": 10.0,
+     "metrics": {"loss": "loss=([0-9.]+)"}, "outputs_dir": "outputs",
+     "lib_dir": "/abs/lib",              # holds trainform/tracking.py; prepended to PYTHONPATH
+     "extra_env": {"TRAINFORM_NODE_RANK": "0"}}
+
+What it leaves in RUN_DIR:
+
+- ``src/``: the snapshot, recreated and verified against its sha256 sums; the run's working
+  directory. ``src/<outputs_dir>`` is ``TRAINFORM_OUTPUT_DIR``.
+- ``status.json``: always a complete JSON object (written atomically) whose ``status`` goes
+  ``preparing -> running -> completed | failed | canceled | timed_out``; see :func:`write_status`.
+- ``output.log``: the run's stdout and stderr as they arrive, plus ``[trainform]`` lines saying
+  why a run stopped and ``[environment]`` lines while a virtualenv is built.
+- ``metrics.jsonl``: metric lines from ``trainform.tracking`` and from the ``metrics`` regexes.
+- ``launcher.log``: the launcher's own diagnostics.
+
+Cancelling a run means sending SIGTERM (or SIGINT, or SIGHUP) to the launcher's pid, which is in
+``status.json``: the launcher forwards SIGTERM to the run's process group, waits
+``grace_seconds``, then kills the group. A second signal kills the group at once. Exit code: 0
+when the run completed, 1 otherwise, 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import math
+import os
+import posixpath
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+SPEC_FILE = "spec.json"
+STATUS_FILE = "status.json"
+OUTPUT_LOG = "output.log"
+LAUNCHER_LOG = "launcher.log"
+METRICS_FILE = "metrics.jsonl"
+SRC_DIR = "src"
+
+STATUSES = ("queued", "preparing", "running", "completed", "failed", "canceled", "timed_out")
+FINAL_STATUSES = ("completed", "failed", "canceled", "timed_out")
+
+# After the run's main process exits, how long to keep reading output that a process which
+# left the group (and so survived the group kill) may still be writing to the pipe.
+_DRAIN_SECONDS = 2.0
+_POLL_SECONDS = 0.2
+_PIP_TAIL_LINES = 20
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ENV_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
+
+
+class LauncherError(Exception):
+    """A run cannot be prepared or started; the message is meant for the user."""
+
+
+class _Canceled(BaseException):
+    """Raised from the signal handler while the run is still being prepared."""
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot
+
+
+def materialise(manifest: dict[str, Any], blob_dir: Path, dest: Path) -> None:
+    """Recreate the snapshot described by ``manifest`` under ``dest`` (created if needed).
+
+    Files are copied from ``blob_dir`` and checked against their sha256 while copying; each
+    lands under its own name only once verified, with its ``mode`` applied. Links are
+    recreated as symbolic links after all files. Entries already present in ``dest`` are
+    replaced; other files there are left alone.
+
+    Raises :class:`LauncherError`, naming the entry, for: a path that is absolute or climbs out
+    of ``dest``; a missing blob or one whose content does not match; a link whose target is
+    absolute or resolves outside ``dest`` (such a link is not left behind); a path that would
+    be written through a symbolic link or over a directory.
+    """
+    entries = manifest.get("entries") if isinstance(manifest, dict) else None
+    if not isinstance(entries, list):
+        raise LauncherError("the snapshot manifest has no list of entries")
+    dest = Path(dest)
+    blob_dir = Path(blob_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    checked_dirs: set[str] = {""}
+    links: list[tuple[str, str]] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise LauncherError(f"snapshot manifest entry {entry!r} is not an object")
+        rel = _relative_path(entry.get("path"), "snapshot path")
+        kind = entry.get("kind", "file")
+        if kind == "file":
+            _place_file(entry, rel, blob_dir, dest, checked_dirs)
+        elif kind == "dir":
+            _make_dirs(dest, rel, rel, checked_dirs)
+        elif kind in ("link", "symlink"):
+            links.append((rel, _link_target(entry, rel)))
+        else:
+            raise LauncherError(f"snapshot entry {rel}: unknown kind {kind!r}")
+    for rel, target in links:
+        _make_dirs(dest, posixpath.dirname(rel), rel, checked_dirs)
+        path = dest / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            raise LauncherError(f"snapshot link {rel}: a directory is in the way")
+        os.symlink(target, str(path))
+    # Each target was checked on its own; a chain of links can still lead outside ("a" -> ".",
+    # "b" -> "a/.."), so check where every link really ends up.
+    root = os.path.realpath(str(dest))
+    for rel, target in links:
+        real = os.path.realpath(str(dest / rel))
+        if real != root and not real.startswith(root + os.sep):
+            os.unlink(str(dest / rel))
+            raise LauncherError(
+                f"snapshot link {rel} -> {target} resolves outside the snapshot; refusing it"
+            )
+
+
+def _relative_path(value: object, what: str) -> str:
+    """``value`` as a normalised relative POSIX path that stays inside its root."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise LauncherError(f"{what} {value!r} is not a valid relative path")
+    if value.startswith("/"):
+        raise LauncherError(f"{what} {value} is absolute; it must be relative")
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LauncherError(f"{what} {value} climbs out of its folder with '..'")
+    if not parts:
+        raise LauncherError(f"{what} {value!r} names no file")
+    return "/".join(parts)
+
+
+def _link_target(entry: dict[str, Any], rel: str) -> str:
+    target = entry.get("target")
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise LauncherError(f"snapshot link {rel} has no valid target")
+    if target.startswith("/"):
+        raise LauncherError(f"snapshot link {rel} -> {target} is absolute; refusing it")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise LauncherError(f"snapshot link {rel} -> {target} points outside the snapshot")
+    return target
+
+
+def _make_dirs(dest: Path, rel_dir: str, for_entry: str, checked: set[str]) -> None:
+    """Create ``dest/rel_dir`` one component at a time, refusing to go through a link."""
+    prefix = ""
+    for part in [p for p in rel_dir.split("/") if p]:
+        prefix = f"{prefix}/{part}" if prefix else part
+        if prefix in checked:
+            continue
+        path = dest / prefix
+        if path.is_symlink():
+            raise LauncherError(f"snapshot path {for_entry}: {prefix} is a symbolic link")
+        if not path.exists():
+            path.mkdir()
+        elif not path.is_dir():
+            raise LauncherError(f"snapshot path {for_entry}: {prefix} is a file, not a folder")
+        checked.add(prefix)
+
+
+def _place_file(
+    entry: dict[str, Any], rel: str, blob_dir: Path, dest: Path, checked: set[str]
+) -> None:
+    digest = entry.get("sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
+        raise LauncherError(f"snapshot file {rel} has no valid sha256")
+    digest = digest.lower()
+    mode = entry.get("mode", 0o644)
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise LauncherError(f"snapshot file {rel} has an invalid mode {mode!r}")
+    size = entry.get("size")
+    _make_dirs(dest, posixpath.dirname(rel), rel, checked)
+    path = dest / rel
+    if path.is_dir() and not path.is_symlink():
+        raise LauncherError(f"snapshot file {rel}: a directory is in the way")
+    blob = blob_dir / digest[:2] / digest[2:]
+    tmp = path.parent / f".{path.name}.trainform-{os.getpid()}"
+    hasher = hashlib.sha256()
+    copied = 0
+    try:
+        try:
+            source = open(blob, "rb")  # noqa: SIM115 - closed below, before the rename
+        except FileNotFoundError:
+            raise LauncherError(f"snapshot file {rel}: its blob {blob} is missing") from None
+        with source:
+            if tmp.is_symlink() or tmp.exists():
+                tmp.unlink()
+            fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    hasher.update(chunk)
+                    copied += len(chunk)
+                    out.write(chunk)
+        if hasher.hexdigest() != digest:
+            raise LauncherError(
+                f"snapshot file {rel}: its blob does not match its sha256 "
+                f"(expected {digest}, got {hasher.hexdigest()})"
+            )
+        if isinstance(size, int) and not isinstance(size, bool) and size != copied:
+            raise LauncherError(f"snapshot file {rel}: expected {size} bytes, blob has {copied}")
+        os.chmod(str(tmp), mode & 0o777)
+        os.replace(str(tmp), str(path))
+    except OSError as exc:
+        raise LauncherError(f"snapshot file {rel}: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# Interpreter and environment
+
+
+def resolve_python(spec: str) -> str:
+    """The interpreter that ``spec`` names on this machine, as a path.
+
+    ``spec`` is a command name looked up on ``PATH`` (``"python3"``), an absolute path that
+    must be an executable file, or a version: ``"3.11"`` is ``python3.11`` on ``PATH``,
+    ``"3"`` is ``python3``, ``"3.11.4"`` is ``python3.11`` reporting exactly 3.11.4. The
+    launcher's own interpreter is preferred when its version matches; an interpreter found on
+    ``PATH`` for a version must run and report that version.
+    Raises :class:`LauncherError` when nothing fits.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise LauncherError(f"python {spec!r} is not a command, path or version")
+    spec = spec.strip()
+    if spec.startswith("/"):
+        if not os.path.isfile(spec):
+            raise LauncherError(f"python {spec} does not exist on this machine")
+        if not os.access(spec, os.X_OK):
+            raise LauncherError(f"python {spec} is not executable")
+        return spec
+    if _VERSION.fullmatch(spec):
+        wanted = tuple(int(p) for p in spec.split("."))
+        # The launcher's own interpreter is known to work; a PATH entry may be a stub (a
+        # pyenv shim for a version that is not active, say), so it has to prove its version.
+        if tuple(sys.version_info[: len(wanted)]) == wanted and sys.executable:
+            return sys.executable
+        name = "python" + ".".join(str(p) for p in wanted[:2])
+        found = shutil.which(name)
+        if found:
+            version = _interpreter_version(found)
+            if version is not None and version[: len(wanted)] == wanted:
+                return found
+            raise LauncherError(
+                f"python {spec} not found on this machine's PATH ({found} "
+                + ("did not run" if version is None else f"is {'.'.join(map(str, version))}")
+                + ")"
+            )
+        raise LauncherError(f"python {spec} not found on this machine's PATH (looked for {name})")
+    if "/" in spec:
+        raise LauncherError(
+            f"python {spec} must be a command name, an absolute path or a version such as 3.11"
+        )
+    found = shutil.which(spec)
+    if not found:
+        raise LauncherError(f"python {spec} not found on this machine's PATH")
+    return found
+
+
+def _interpreter_version(python: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('.'.join(map(str, sys.version_info[:3])))"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=True,
+        ).stdout
+        return tuple(int(p) for p in out.decode().strip().split("."))
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def prepare_environment(env_spec: dict[str, Any], log: Callable[[str], None]) -> tuple[str, str]:
+    """Make the run's Python environment ready; return ``(python, how)``.
+
+    A user-managed environment, or one without requirements, is the interpreter that
+    ``env_spec["python"]`` names, as it is: ``how`` is ``"as-is"``. Otherwise it is a
+    virtualenv at ``cache_dir/<hash>/``, shared by every run with the same hash: built once
+    (``how`` is ``"built"``) and reused afterwards (``"reused"``). Concurrent launchers wait for
+    each other on an exclusive lock on ``cache_dir/<hash>.lock``. A build happens in
+    ``cache_dir/<hash>.tmp-<pid>`` (``python -m venv`` then ``pip install -r``) and is renamed
+    into place only when it succeeded, so a half-built environment is never used; a failed or
+    interrupted build is removed. ``log`` receives progress and the build's output line by line.
+
+    Blocks for as long as the build (or another launcher's build) takes. Raises
+    :class:`LauncherError` for an invalid spec, an interpreter that cannot be found, or a
+    failed build (the message ends with the last lines of the failing command's output).
+    """
+    if env_spec is None:
+        env_spec = {}
+    if not isinstance(env_spec, dict):
+        raise LauncherError("spec.json: 'environment' must be an object")
+    python = resolve_python(str(env_spec.get("python") or "python3"))
+    requirements = env_spec.get("requirements") or []
+    if not isinstance(requirements, list) or not all(
+        isinstance(r, str) and "\n" not in r and "\r" not in r for r in requirements
+    ):
+        raise LauncherError("environment requirements must be a list of single-line strings")
+    if env_spec.get("user_managed") or not requirements:
+        return python, "as-is"
+
+    key = env_spec.get("hash")
+    if not isinstance(key, str) or not _ENV_KEY.fullmatch(key):
+        raise LauncherError(f"environment hash {key!r} is not a valid folder name")
+    cache_value = env_spec.get("cache_dir")
+    if not isinstance(cache_value, str) or not cache_value:
+        raise LauncherError("environment cache_dir is missing")
+    cache_dir = Path(os.path.expanduser(cache_value))
+    variables = _str_dict(env_spec.get("variables"), "environment variables")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(str(cache_dir / f"{key}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LauncherError(f"cannot use environment cache {cache_dir}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another run that is building environment {key}")
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        final = cache_dir / key
+        venv_python = str(final / "bin" / "python")
+        if (final / ".complete").is_file():
+            log(f"reusing environment {final}")
+            return venv_python, "reused"
+        # We hold the lock: anything else under this hash is left from an interrupted build.
+        for stale in cache_dir.glob(f"{key}.tmp-*"):
+            shutil.rmtree(str(stale), ignore_errors=True)
+        if final.is_symlink() or final.is_file():
+            final.unlink()
+        elif final.exists():
+            shutil.rmtree(str(final))
+        tmp = cache_dir / f"{key}.tmp-{os.getpid()}"
+        try:
+            _build_virtualenv(python, requirements, tmp, final, variables, log)
+            os.rename(str(tmp), str(final))
+        except BaseException:
+            shutil.rmtree(str(tmp), ignore_errors=True)
+            raise
+        _fsync_dir(cache_dir)
+        log(f"built environment {final}")
+        return venv_python, "built"
+    finally:
+        os.close(lock_fd)
+
+
+def _build_virtualenv(
+    python: str,
+    requirements: list[str],
+    tmp: Path,
+    final: Path,
+    variables: dict[str, str],
+    log: Callable[[str], None],
+) -> None:
+    env = dict(os.environ)
+    env.update(variables)
+    env["PYTHONUNBUFFERED"] = "1"
+    log(f"building environment {final.name} with {python}: {', '.join(requirements)}")
+    tail: collections.deque[str] = collections.deque(maxlen=_PIP_TAIL_LINES)
+    code = _run_logged([python, "-m", "venv", str(tmp)], env, log, tail)
+    if code != 0:
+        raise LauncherError(
+            f"environment build failed: {python} -m venv exited with code {code}; "
+            "its last lines of output:\n" + "\n".join(tail)
+        )
+    req_file = tmp / "requirements.txt"
+    req_file.write_text("".join(r + "\n" for r in requirements))
+    tail.clear()
+    pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check"]
+    code = _run_logged([*pip, "-r", str(req_file)], env, log, tail)
+    if code != 0:
+        raise LauncherError(
+            f"environment build failed: pip install exited with code {code}; "
+            "the last lines of pip's output:\n" + "\n".join(tail)
+        )
+    # Scripts pip wrote (bin/pip, console entry points) name the build folder in their
+    # first line; point them at the folder the environment is about to be renamed to.
+    _replace_in_scripts(tmp / "bin", str(tmp), str(final))
+    info = {"python": python, "requirements": requirements, "built": _now()}
+    with open(str(tmp / ".complete"), "w") as f:
+        f.write(json.dumps(info) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _run_logged(
+    argv: list[str], env: dict[str, str], log: Callable[[str], None], tail: collections.deque[str]
+) -> int:
+    """Run ``argv``, passing each output line to ``log`` and keeping the last ones in ``tail``.
+    The process (and its group) is killed if this is interrupted."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        tail.append(f"cannot start {argv[0]}: {exc.strerror}")
+        return 127
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            log(line)
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _replace_in_scripts(bin_dir: Path, old: str, new: str) -> None:
+    if not bin_dir.is_dir():
+        return
+    old_b, new_b = old.encode(), new.encode()
+    for path in bin_dir.iterdir():
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1 << 20:
+            continue
+        data = path.read_bytes()
+        if old_b in data:
+            path.write_bytes(data.replace(old_b, new_b))
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``run_dir/status.json`` and return the merged status.
+
+    The file is replaced atomically (written to a temporary file, flushed, fsynced, renamed,
+    then the folder fsynced), so a reader sees the old or the new status, never a partial one.
+    Fields in use: ``status`` (one of :data:`STATUSES`), ``exit_code``, ``signal``,
+    ``launcher_pid``, ``child_pid``, ``pgid``, ``host``, ``created``, ``started``,
+    ``finished`` (ISO-8601 UTC), ``message``, ``environment`` (``"built"``, ``"reused"`` or
+    ``"as-is"``) and ``python``. Only one process should write a run's status at a time.
+    """
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}")
+    status.update(fields)
+    path = run_dir / STATUS_FILE
+    tmp = run_dir / f".{STATUS_FILE}.tmp-{os.getpid()}"
+    with open(str(tmp), "w", encoding="utf-8") as f:
+        f.write(json.dumps(status, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(str(tmp), str(path))
+    _fsync_dir(run_dir)
+    return status
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The contents of ``run_dir/status.json``; an empty dict when there is none yet."""
+    try:
+        with open(str(Path(run_dir) / STATUS_FILE), encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+class _Plan(NamedTuple):
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    metrics: dict[str, re.Pattern[str]]
+    max_duration: float | None
+    grace: float
+
+
+class _Logs:
+    """``output.log`` (the run's output, unbuffered) and ``launcher.log`` (diagnostics)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.output = open(str(run_dir / OUTPUT_LOG), "ab", buffering=0)  # noqa: SIM115
+        self.launcher = open(str(run_dir / LAUNCHER_LOG), "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self.at_line_start = True
+
+    def diag(self, message: str) -> None:
+        for line in message.splitlines() or [""]:
+            self.launcher.write(f"{_now()} {line}\n")
+
+    def child_output(self, data: bytes) -> None:
+        self.output.write(data)
+        self.at_line_start = data.endswith(b"\n")
+
+    def note(self, message: str, prefix: str = "[trainform]") -> None:
+        """A line of trainform's own in ``output.log`` (and ``launcher.log``)."""
+        text = "".join(f"{prefix} {line}\n" for line in message.splitlines() or [""])
+        self.output.write((b"" if self.at_line_start else b"\n") + text.encode("utf-8"))
+        self.at_line_start = True
+        self.diag(message)
+
+    def environment(self, line: str) -> None:
+        self.note(line, "[environment]")
+
+    def close(self) -> None:
+        self.output.close()
+        self.launcher.close()
+
+
+class _MetricScraper:
+    """Turns output lines that match a run's ``metrics`` regexes into metric lines."""
+
+    def __init__(self, patterns: dict[str, re.Pattern[str]], path: Path) -> None:
+        self.patterns = patterns
+        self.path = path
+        self.counts = {name: 0 for name in patterns}
+        self.pending = b""
+
+    def feed(self, data: bytes) -> None:
+        if not self.patterns:
+            return
+        pieces = re.split(rb"[\r\n]", self.pending + data)
+        self.pending = pieces.pop()
+        if len(self.pending) > 1 << 16:  # a very long line: match what we have
+            pieces.append(self.pending)
+            self.pending = b""
+        self._scrape(pieces)
+
+    def flush(self) -> None:
+        pieces, self.pending = [self.pending], b""
+        self._scrape(pieces)
+
+    def _scrape(self, pieces: list[bytes]) -> None:
+        out = []
+        for piece in pieces:
+            if not piece:
+                continue
+            line = piece.decode("utf-8", "replace")
+            for name, pattern in self.patterns.items():
+                match = pattern.search(line)
+                if not match:
+                    continue
+                try:
+                    value = float(match.group(1))
+                except (TypeError, ValueError):
+                    continue
+                out.append(_metric_line(name, value, self.counts[name]))
+                self.counts[name] += 1
+        if out:
+            _append(self.path, "".join(out).encode("utf-8"))
+
+
+def _metric_line(name: str, value: float, step: int) -> str:
+    record: dict[str, Any] = {"kind": "metric", "name": name, "value": value, "step": step}
+    if not math.isfinite(value):
+        record["value"] = None
+        record["nonfinite"] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    record["time"] = time.time()
+    record["source"] = "log"
+    return json.dumps(record) + "\n"
+
+
+def _append(path: Path, data: bytes) -> None:
+    """One write on an O_APPEND descriptor: lines from several writers never interleave."""
+    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    # The group may be gone already (macOS reports a group of zombies as EPERM).
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` (our child) has exited, without reaping it: while it is an unreaped
+    zombie its process group id cannot be reused, so the group can still be killed safely."""
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:  # pragma: no cover - every Linux and macOS Python has it
+        return False
+    try:
+        return waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _str_dict(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in value.items()
+    ):
+        raise LauncherError(f"{what} must be an object of string names to string values")
+    return dict(value)
+
+
+def _number(spec: dict[str, Any], key: str, default: float | None) -> float | None:
+    value = spec.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise LauncherError(f"spec.json: {key!r} must be a number of seconds >= 0")
+    return float(value)
+
+
+class _Launch:
+    """One launcher run over ``run_dir``: the lifecycle of :func:`main`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        # preparing: a signal cancels at once (raises _Canceled); starting/running: a signal
+        # is counted and the supervision loop acts on it; finishing: counted only.
+        self.phase = "preparing"
+        self.signals = 0
+        self.signal_name = ""
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signals += 1
+        self.signal_name = signal.Signals(signum).name
+        if self.phase == "preparing":
+            self.phase = "finishing"
+            raise _Canceled()
+
+    def run(self) -> int:
+        logs = _Logs(self.run_dir)
+        previous: dict[signal.Signals, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            handler = signal.getsignal(sig)
+            if sig == signal.SIGHUP and handler == signal.SIG_IGN:
+                continue  # started under nohup: keep running when the terminal goes
+            previous[sig] = handler
+            signal.signal(sig, self._on_signal)
+        try:
+            return self._run(logs)
+        except _Canceled:
+            return self._finish(logs, "canceled", f"canceled ({self.signal_name})")
+        except Exception as exc:
+            self.phase = "finishing"
+            logs.diag(traceback.format_exc())
+            message = f"launcher error: {type(exc).__name__}: {exc} (details in {LAUNCHER_LOG})"
+            return self._finish(logs, "failed", message)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            logs.close()
+
+    def _run(self, logs: _Logs) -> int:
+        prior = read_status(self.run_dir)
+        write_status(
+            self.run_dir,
+            status="preparing",
+            launcher_pid=os.getpid(),
+            host=socket.gethostname(),
+            created=prior.get("created") or _now(),
+            started=None,
+            finished=None,
+            exit_code=None,
+            signal=None,
+            message=None,
+            child_pid=None,
+            pgid=None,
+        )
+        logs.diag(f"launcher pid {os.getpid()} on {socket.gethostname()}, python {sys.version}")
+        try:
+            spec = self._load_spec()
+            plan = self._prepare(spec, logs)
+        except LauncherError as exc:
+            self.phase = "finishing"
+            return self._finish(logs, "failed", str(exc))
+
+        self.phase = "starting"
+        logs.diag(f"starting {plan.argv!r} in {plan.cwd}")
+        try:
+            proc = subprocess.Popen(
+                plan.argv,
+                cwd=str(plan.cwd),
+                env=plan.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.phase = "finishing"
+            return self._finish(logs, "failed", f"cannot start {plan.argv[0]}: {exc.strerror}")
+        self.phase = "running"
+        try:
+            write_status(
+                self.run_dir, status="running", child_pid=proc.pid, pgid=proc.pid, started=_now()
+            )
+            status, message = self._supervise(proc, plan, logs)
+        finally:
+            if proc.returncode is None:  # the launcher itself failed: take the run down with it
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        self.phase = "finishing"
+        code = proc.returncode
+        logs.diag(f"run process exited with {code}")
+        return self._finish(
+            logs,
+            status,
+            message,
+            exit_code=code,
+            signal=signal.Signals(-code).name if code < 0 else None,
+        )
+
+    def _finish(self, logs: _Logs, status: str, message: str, **fields: Any) -> int:
+        self.phase = "finishing"
+        if status != "completed":
+            word = status.replace("_", " ")
+            logs.note(f"run {message}" if message.startswith(word) else f"run {word}: {message}")
+        else:
+            logs.diag(f"run completed: {message}")
+        write_status(self.run_dir, status=status, message=message, finished=_now(), **fields)
+        return 0 if status == "completed" else 1
+
+    def _load_spec(self) -> dict[str, Any]:
+        path = self.run_dir / SPEC_FILE
+        try:
+            with open(str(path), encoding="utf-8") as f:
+                spec = json.load(f)
+        except OSError as exc:
+            raise LauncherError(f"cannot read {path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise LauncherError(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(spec, dict):
+            raise LauncherError(f"{path} must hold a JSON object")
+        return spec
+
+    def _prepare(self, spec: dict[str, Any], logs: _Logs) -> _Plan:
+        """Everything before the run starts: check the spec, recreate the snapshot, make the
+        environment ready, and work out the command line and environment variables."""
+        run_id = spec.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise LauncherError("spec.json: 'run_id' is missing")
+        arguments = spec.get("arguments") or []
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise LauncherError("spec.json: 'arguments' must be a list of strings")
+        patterns: dict[str, re.Pattern[str]] = {}
+        for name, pattern in _str_dict(spec.get("metrics"), "spec.json: 'metrics'").items():
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise LauncherError(f"metric {name}: invalid regular expression: {exc}") from None
+            if compiled.groups != 1:
+                raise LauncherError(
+                    f"metric {name}: the regular expression needs exactly one group, "
+                    f"has {compiled.groups}"
+                )
+            patterns[name] = compiled
+        max_duration = _number(spec, "max_duration", None)
+        grace = _number(spec, "grace_seconds", 10.0)
+        assert grace is not None
+        outputs_rel = _relative_path(spec.get("outputs_dir") or "outputs", "outputs_dir")
+        user_env = _str_dict(spec.get("env"), "spec.json: 'env'")
+        extra_env = _str_dict(spec.get("extra_env"), "spec.json: 'extra_env'")
+        environment = spec.get("environment") or {}
+        if not isinstance(environment, dict):
+            raise LauncherError("spec.json: 'environment' must be an object")
+        variables = _str_dict(environment.get("variables"), "environment variables")
+        blob_dir = spec.get("blob_dir")
+        if not isinstance(blob_dir, str) or not blob_dir:
+            raise LauncherError("spec.json: 'blob_dir' is missing")
+
+        src = self.run_dir / SRC_DIR
+        materialise(spec.get("manifest") or {}, Path(blob_dir), src)
+        logs.diag(f"snapshot recreated in {src}")
+
+        python, how = prepare_environment(environment, logs.environment)
+        write_status(self.run_dir, environment=how, python=python)
+
+        script, command = spec.get("script"), spec.get("command")
+        if (script is None) == (command is None):
+            raise LauncherError("spec.json: exactly one of 'script' and 'command' must be set")
+        if script is not None:
+            script_rel = _relative_path(script, "script")
+            if not (src / script_rel).is_file():
+                raise LauncherError(f"script {script_rel} is not in the snapshot")
+            argv = [python, script_rel, *arguments]
+        else:
+            if (
+                not isinstance(command, list)
+                or not command
+                or not all(isinstance(c, str) for c in command)
+                or not command[0]
+            ):
+                raise LauncherError("spec.json: 'command' must be a non-empty list of strings")
+            head = python if command[0] in ("python", "python3") else command[0]
+            argv = [head, *command[1:], *arguments]
+
+        outputs = src / outputs_rel
+        outputs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(variables)
+        env.update(user_env)
+        env.update(
+            {
+                "TRAINFORM_RUN_ID": run_id,
+                "TRAINFORM_EXPERIMENT": str(spec.get("experiment") or "default"),
+                "TRAINFORM_OUTPUT_DIR": str(outputs),
+                "TRAINFORM_METRICS_FILE": str(self.run_dir / METRICS_FILE),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        lib_dir = spec.get("lib_dir")
+        if lib_dir:
+            rest = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = str(lib_dir) + (os.pathsep + rest if rest else "")
+        if how in ("built", "reused"):
+            venv = os.path.dirname(os.path.dirname(python))
+            env["VIRTUAL_ENV"] = venv
+            env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
+            env.pop("PYTHONHOME", None)
+        env.update(extra_env)
+        return _Plan(argv, env, src, patterns, max_duration, grace)
+
+    def _supervise(
+        self, proc: subprocess.Popen[bytes], plan: _Plan, logs: _Logs
+    ) -> tuple[str, str]:
+        """Copy the run's output to the log and scrape metrics until it exits; enforce the
+        time limit and cancellation. Returns the final status and its message."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        pgid = proc.pid
+        scraper = _MetricScraper(plan.metrics, self.run_dir / METRICS_FILE)
+        started = time.monotonic()
+        deadline = None if plan.max_duration is None else started + plan.max_duration
+        reason: str | None = None
+        message = ""
+        signals_seen = 0
+        kill_at: float | None = None
+        killed = False
+        exited_at: float | None = None
+        eof = False
+        while True:
+            now = time.monotonic()
+            if exited_at is None:
+                if reason is None and self.signals:
+                    reason, signals_seen = "canceled", self.signals
+                    message = f"canceled ({self.signal_name})"
+                elif reason is None and deadline is not None and now >= deadline:
+                    reason = "timed_out"
+                    assert plan.max_duration is not None
+                    message = f"timed out after {_seconds(plan.max_duration)}"
+                if reason is not None and kill_at is None:
+                    logs.note(
+                        f"{message}: sending SIGTERM to the run's processes, "
+                        f"SIGKILL in {_seconds(plan.grace)}"
+                    )
+                    _signal_group(pgid, signal.SIGTERM)
+                    kill_at = now + plan.grace
+                if not killed and kill_at is not None:
+                    if self.signals > signals_seen:
+                        logs.note("signalled again: sending SIGKILL")
+                        kill_at = now
+                    if now >= kill_at:
+                        _signal_group(pgid, signal.SIGKILL)
+                        killed = True
+                if _exited(proc.pid):
+                    exited_at = now
+                    _signal_group(pgid, signal.SIGKILL)  # whatever the run left behind
+                    proc.wait()
+            if exited_at is not None and (eof or now - exited_at >= _DRAIN_SECONDS):
+                break
+            wait = _POLL_SECONDS
+            if deadline is not None and reason is None:
+                wait = min(wait, max(0.0, deadline - now))
+            if kill_at is not None and not killed:
+                wait = min(wait, max(0.0, kill_at - now))
+            if eof:
+                time.sleep(wait)
+                continue
+            ready, _, _ = select.select([fd], [], [], wait)
+            if ready:
+                data = os.read(fd, 1 << 16)
+                if data:
+                    logs.child_output(data)
+                    scraper.feed(data)
+                else:
+                    eof = True
+        scraper.flush()
+        code = proc.returncode
+        if reason is not None:
+            return reason, message
+        if code == 0:
+            return "completed", "exit code 0"
+        if code > 0:
+            return "failed", f"exit code {code}"
+        return "failed", f"killed by signal {signal.Signals(-code).name}"
+
+
+def main(argv: list[str]) -> int:
+    """Run the run in ``argv[0]`` (its folder) from start to end; see the module docstring.
+
+    Blocks until the run has finished and its status is final. Returns 0 when it completed,
+    1 when it failed, was canceled or timed out, 2 for a bad command line.
+    """
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        sys.stderr.write("usage: launcher.py RUN_DIR\n")
+        return 2
+    run_dir = Path(argv[0]).resolve()
+    if not run_dir.is_dir():
+        sys.stderr.write(f"launcher.py: run folder {run_dir} does not exist\n")
+        return 2
+    return _Launch(run_dir).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
