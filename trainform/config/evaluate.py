@@ -217,6 +217,14 @@ class Evaluator:
                 raise ConfigError(Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos))
             keyed = [(i, {"count": {"index": i}}) for i in range(int(n))]
         elif res.for_each is not None:
+            if is_sensitive(references(res.for_each)):
+                raise ConfigError(
+                    Diagnostic(
+                        "for_each cannot use sensitive values: its keys become resource "
+                        "addresses, shown in plans and stored in state",
+                        res.for_each.pos,
+                    )
+                )
             coll = evaluate(res.for_each, scope)
             if is_unknown(coll):
                 raise ConfigError(
@@ -243,7 +251,8 @@ class Evaluator:
             k for k, refs in exprs_refs.items() if is_sensitive(refs)
         ) | frozenset(k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes)
         for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute
-            stack, refs = [blk], []
+            stack: list[RawBlock] = [blk]
+            refs: list[Ref] = []
             while stack:
                 b = stack.pop()
                 refs.extend(r for a in b.attrs.values() for r in references(a.expr))

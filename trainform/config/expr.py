@@ -216,10 +216,14 @@ def heredoc(node: Tree, pos: Pos) -> Template:
     first_nl = raw.index("\n")
     body = raw[first_nl + 1 :]
     body = body[: body.rstrip("\n").rfind("\n") + 1] if "\n" in body.rstrip("\n") else ""
+    indent = 0
     if node.data == "heredoc_template_trim":
-        body = textwrap.dedent(body)
+        trimmed = textwrap.dedent(body)
+        pairs = zip(body.splitlines(), trimmed.splitlines(), strict=False)
+        indent = next((len(a) - len(b) for a, b in pairs if b.strip()), 0)  # removed per line
+        body = trimmed
     start = node_pos(node, pos.file, pos)
-    return template_from_text(body, Pos(start.file, start.line + 1, 1))
+    return template_from_text(body, Pos(start.file, start.line + 1, indent + 1))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -521,6 +525,8 @@ class _Evaluator:
         intro = next(c for c in node.children if isinstance(c, Tree) and c.data == "for_intro")
         names = [str(c.children[0]) for c in intro.children if isinstance(c, Tree) and c.data == "identifier"]
         coll = self.value(_kids(intro)[-1])
+        if coll is UNKNOWN:
+            raise _UnknownShape
         cond = next((c for c in node.children if isinstance(c, Tree) and c.data == "for_cond"), None)
         if isinstance(coll, dict):
             pairs: list[tuple[Any, Any]] = list(coll.items())
@@ -533,21 +539,34 @@ class _Evaluator:
             inner = self.scope.child(bound)
             if cond is not None:
                 ok = _Evaluator(inner, self.pos).value(_kids(cond)[0])
+                if ok is UNKNOWN:
+                    raise _UnknownShape
                 if ok is not True:
                     continue
             yield inner
 
     def _for_tuple_expr(self, node: Tree) -> Any:
         body = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][0]
-        return [_Evaluator(s, self.pos).value(body) for s in self._for(node)]
+        try:
+            return [_Evaluator(s, self.pos).value(body) for s in self._for(node)]
+        except _UnknownShape:
+            return UNKNOWN
 
     def _for_object_expr(self, node: Tree) -> Any:
+        try:
+            return self._for_object(node)
+        except _UnknownShape:
+            return UNKNOWN
+
+    def _for_object(self, node: Tree) -> dict[str, Any]:
         key_node, val_node = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][:2]
         group = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
         out: dict[str, Any] = {}
         for s in self._for(node):
             ev = _Evaluator(s, self.pos)
             key = ev.value(key_node)
+            if key is UNKNOWN:
+                raise _UnknownShape
             if not isinstance(key, str):
                 key = ev.to_string(key, key_node)
             val = ev.value(val_node)
@@ -558,6 +577,11 @@ class _Evaluator:
             else:
                 out[key] = val
         return out
+
+
+class _UnknownShape(Exception):
+    """A for expression over an unknown collection (or with an unknown condition or key)
+    cannot be shaped at plan time: it is unknown as a whole."""
 
 
 def _unescape(text: str) -> str:

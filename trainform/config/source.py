@@ -182,7 +182,8 @@ def template_from_text(text: str, pos: Pos) -> Template:
         offset += len(text[offset:]) - len(text[offset:].lstrip())
         newlines = text.count("\n", 0, offset)
         line = pos.line + newlines
-        column = offset - text.rfind("\n", 0, offset) if newlines else pos.column + offset
+        # every line of a multi-line text starts at pos.column (heredoc, YAML block scalar)
+        column = pos.column + offset - (text.rfind("\n", 0, offset) + 1 if newlines else 0)
         try:
             # The snippet is parsed as `__e = SRC`: SRC starts at line 1, column 7.
             parts.append(_moved(parse_expression_text(src), line - 1, column - 7))
@@ -301,8 +302,13 @@ def _yaml_expr(node: yaml.Node, file: str) -> Expr:
     pos = _yaml_pos(node, file)
     if isinstance(node, yaml.ScalarNode):
         if node.tag == "tag:yaml.org,2002:str":
-            col = pos.column + (1 if node.style in ("'", '"') else 0)
-            return Expr(template_from_text(node.value, Pos(file, pos.line, col)), pos)
+            start = Pos(file, pos.line, pos.column + (1 if node.style in ("'", '"') else 0))
+            if node.style in ("|", ">"):  # a block scalar's text starts on the next line
+                buf = node.start_mark.buffer or ""
+                nl = buf.find("\n", node.start_mark.index) + 1
+                first = buf[nl:].split("\n", 1)[0]
+                start = Pos(file, pos.line + 1, len(first) - len(first.lstrip(" ")) + 1)
+            return Expr(template_from_text(node.value, start), pos)
         return Expr(Literal(_SCALAR_CONSTRUCTOR.construct_object(node)), pos)
     if isinstance(node, yaml.SequenceNode):
         return Expr([_yaml_expr(item, file) for item in node.value], pos)
