@@ -154,7 +154,8 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         lines = [
             f"[bold]{escape(r['id'])}[/bold]  ({escape(r['address'])})",
             f"  status       {_status_text(r['status'])}"
-            + (f"  [dim]{escape(str(rec.get('message')))}[/dim]" if rec.get("message") else ""),
+            + (f"  [dim]{escape(str(rec.get('message')))}[/dim]"
+               if rec.get("message") and r["status"] != "completed" else ""),
             f"  exit code    {rec.get('exit_code') if rec.get('exit_code') is not None else '-'}",
             f"  experiment   {escape(str(r['experiment']))}",
             f"  compute      {escape(str(rec.get('compute_address')))}",

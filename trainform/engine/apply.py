@@ -5,6 +5,7 @@ start. Providers run in worker threads; state is written only from the calling t
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -377,6 +378,11 @@ class Engine:
 
     def _record_success(self, change: Change, inst: Instance | None, computed: dict[str, Any] | None) -> None:
         if change.actions == DELETE:
+            prior = self._prior.get(change.address)
+            if prior is not None and prior.kind == "run" and prior.computed.get("run_id"):
+                with contextlib.suppress(TrainformError):  # history is best effort here
+                    observed = self.providers.get(prior.provider).read(prior) or prior.computed
+                    self._settle_run(prior, observed)
             self.store.remove_resource(change.address)
             return
         assert inst is not None

@@ -159,7 +159,7 @@ class Planner:
             reason = self._recreate_reason(inst.address)
             return Change(actions=CREATE, verb=verbs["create"], before=None, after=after,
                           after_unknown=after_unknown, reason=reason, **base)
-        before = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed}
+        before = self._before(prior)
         ignored = set(res.lifecycle.ignore_changes)
         changed = []
         # nested blocks (environment's docker { ... }) are recorded and compared as attributes
@@ -241,8 +241,7 @@ class Planner:
             return Change(actions=CREATE, verb="submit", before=None, after=after,
                           after_unknown=after_unknown, **base)
         current = {**prior.computed, **self.observed.computed.get(inst.address, {})}
-        before = {k: (v.get("address", v) if isinstance(v, dict) and not secrets.is_sealed(v) else v)
-                  for k, v in {**_mask(prior.attributes, _sealed_names(prior.attributes)), **current}.items()}
+        before = self._before(prior)
         status = current.get("status")
         run = f"run {current.get('run_id')}"
         fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get("fingerprint")
@@ -271,17 +270,31 @@ class Planner:
         elif fp_changed:
             reason = inputs
         elif status in ("failed", "canceled", "timed_out", "lost"):
-            detail = current.get("message") or ""
-            reason = f"is tainted: {run} {status}" + (f" ({detail})" if detail else "")
+            detail = str(current.get("message") or "").removeprefix(f"{status} ").strip("()")
+            reason = f"is tainted: {run} {status}" + (f" ({detail})" if detail and detail != status else "")
         elif forced:
             reason = "will be resubmitted, as requested"
         if reason:
-            return Change(actions=UPDATE, verb="resubmit", changed=("rerun", *others),
+            shown: list[str] = [k for k in ("fingerprint", "snapshot_id") if fp_changed and k in pv.computed]
+            shown += [n for n in (*FINGERPRINTED, "arguments")
+                      if attribute_changed(prior.attributes.get(n), desired.get(n))]
+            return Change(actions=UPDATE, verb="resubmit", changed=("rerun", *others, *shown),
                           reason=reason, after_unknown=after_unknown, **common)
         if others:
             return Change(actions=UPDATE, verb="update", changed=tuple(others),
                           reason="will be updated in-place", **common)
         return Change(actions=NOOP, verb="no-op", **common)
+
+    def _before(self, prior: ResourceState) -> dict[str, Any]:
+        """A recorded resource as plans show it: its schema's attributes (secrets masked,
+        computed values as just observed, references to other resources by address)."""
+        current = {**prior.computed, **self.observed.computed.get(prior.address, {})}
+        values = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **current}
+        try:
+            known = set(schema_of(prior.kind, prior.provider).attributes) | {"type"}
+        except TrainformError:
+            known = set(values)
+        return {k: _as_reference(v) for k, v in values.items() if k in known}
 
     def _verbs(self, kind: str, provider: str) -> dict[str, str]:
         from trainform.providers.registry import provider_class
@@ -326,7 +339,7 @@ class Planner:
         return Change(
             address=prior.address, kind=prior.kind, name=prior.name, key=prior.key,
             provider=prior.provider, actions=DELETE, verb=verbs["delete"],
-            before={**_mask(prior.attributes, _sealed_names(prior.attributes)), **prior.computed},
+            before=self._before(prior),
             after=None, before_sensitive=_sealed_names(prior.attributes),
             reason=reason, depends_on=prior.dependencies,
         )
@@ -474,6 +487,13 @@ class Planner:
                     before, after = _changed_leaves(prior.computed, now)
                     drift.append(Drift(addr, "changed", "has changed", before, after))
         return tuple(drift)
+
+
+def _as_reference(value: Any) -> Any:
+    """A resource object (a reference such as ``compute = compute.local``) as its address."""
+    if isinstance(value, dict) and isinstance(value.get("address"), str) and "name" in value:
+        return value["address"]
+    return value
 
 
 def _changed_leaves(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:

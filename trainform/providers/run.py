@@ -221,7 +221,23 @@ class RunProvider(Provider):
         return dict(prior.computed)
 
     def delete(self, prior: ResourceState) -> None:
-        self.cancel_run(prior.computed)
+        """Cancel the run if it is still going and wait until it has stopped (the grace
+        period plus 10 s at most); its history stays."""
+        computed = dict(prior.computed)
+        if not computed.get("handle") or computed.get("status") in TERMINAL:
+            return
+        self.cancel_run(computed)
+        provider, handle = self._target(computed)
+        limit = parse_duration(prior.attributes.get("grace_period") or "10s") + 10
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if provider.status(handle).get("status") in TERMINAL:
+                return
+            time.sleep(0.1)
+        raise ProviderError(
+            f"{prior.address}: run {computed.get('run_id')} did not stop within {limit:.0f}s "
+            "of being canceled", address=prior.address,
+        )
 
     # -- watching, used by the engine and the `runs` commands
     def _target(self, computed: dict[str, Any]) -> tuple[Provider, Handle]:
