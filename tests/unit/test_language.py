@@ -390,7 +390,7 @@ def test_for_expressions(tmp_path: Path) -> None:
     assert ev.locals["big"] == {"b": 2}
     assert ev.locals["indexed"] == ["0:p", "1:q"]
     assert ev.locals["grouped"] == {"a": ["a1", "a2"], "b": ["b1"]}
-    assert ev.locals["values"] == ["z=26", "a=1"]
+    assert ev.locals["values"] == ["a=1", "z=26"]  # maps are iterated in key order, as in HCL
 
 
 def test_for_expression_duplicate_key_suggests_grouping(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def _title(c: Change) -> str:
         return f"# {c.address} {base}"
     else:
         base = "is up to date"
-    if c.reason and c.actions != ("update",):
+    if c.reason and c.actions != ("update",) and not c.reason.startswith("will be"):
         return f"# {c.address} {base} ({c.reason})" if not c.reason.startswith("has been") else f"# {c.address} {c.reason}; it {base}"
     return f"# {c.address} {base}"
 

@@ -529,7 +529,7 @@ class _Evaluator:
             raise _UnknownShape
         cond = next((c for c in node.children if isinstance(c, Tree) and c.data == "for_cond"), None)
         if isinstance(coll, dict):
-            pairs: list[tuple[Any, Any]] = list(coll.items())
+            pairs: list[tuple[Any, Any]] = sorted(coll.items())  # HCL iterates maps by key
         elif isinstance(coll, list):
             pairs = list(enumerate(coll))
         else:
