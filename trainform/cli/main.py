@@ -501,7 +501,7 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
                 _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
             elif e.kind == "done":
                 what = past(verb).capitalize()
-                if c.kind == "run" and verb in ("submit", "resubmit") and e.message != "detached":
+                if c.kind in ("run", "sweep") and verb in ("submit", "resubmit") and e.message != "detached":
                     what = "Completed"
                 _print(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
             elif e.kind == "failed":
@@ -509,7 +509,7 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             elif e.kind == "skipped":
                 _print(ctx, f"[yellow]{escape(c.address)}: skipped (a dependency failed)[/yellow]")
             elif e.kind == "submitted":
-                _print(ctx, f"{escape(c.address)}: submitted as run [bold]{escape(e.message)}[/bold]")
+                _print(ctx, f"{escape(c.address)}: submitted as {c.kind} [bold]{escape(e.message)}[/bold]")
             elif e.kind == "status":
                 _print(ctx, f"[cyan]{escape(c.address)}: {escape(e.message)}[/cyan]")
             elif e.kind == "log":

@@ -12,7 +12,7 @@ from trainform.config import schema as S
 from trainform.config.expr import Ref, Scope, evaluate, references
 from trainform.config.model import Evaluated, Instance, Module, Resource
 from trainform.config.source import Expr, RawBlock
-from trainform.config.values import UNKNOWN, FunctionContext, is_unknown
+from trainform.config.values import UNKNOWN, FunctionContext, ParamMarkers, is_unknown
 from trainform.config.variables import VariableValues, convert, spec_name, value_from_text
 from trainform.errors import ConfigError, Diagnostic
 from trainform.graph import evaluation_order
@@ -245,6 +245,8 @@ class Evaluator:
                 )
         else:
             keyed = [(None, {})]
+        if res.kind == "sweep":
+            keyed = [(k, {**extra, "param": ParamMarkers()}) for k, extra in keyed]
 
         exprs_refs = {k: references(e) for k, e in res.attributes.items()}
         sens_attrs = frozenset(
@@ -304,7 +306,9 @@ class Evaluator:
                 self._attributes(nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res)
                 for b in found
             ]
-            if nested.many:
+            if nested.labels:  # parameter "lr" { ... } -> {"lr": {...}}
+                out[bname] = {b.labels[0]: v for b, v in zip(found, values)}
+            elif nested.many:
                 out[bname] = values
             else:
                 out[bname] = values[0] if values else None

@@ -35,8 +35,10 @@ from trainform.errors import ConfigError, Diagnostic, Pos, TrainformError
 from trainform.graph import find_cycle
 from trainform.providers.registry import provider_class, provider_names
 
-FIXED_PROVIDERS = {"workspace": "workspace", "environment": "environment", "run": "run"}
-REFERENCE_ROOTS = ("var", "local", "count", "each", "path", *S.RESOURCE_KINDS)
+FIXED_PROVIDERS = {
+    "workspace": "workspace", "environment": "environment", "run": "run", "sweep": "sweep",
+}
+REFERENCE_ROOTS = ("var", "local", "count", "each", "path", "param", *S.RESOURCE_KINDS)
 
 
 class _Collector:
@@ -85,6 +87,7 @@ def _schema_for_path(path: list[str]) -> S.BlockSchema | None:
         "workspace": S.WORKSPACE,
         "environment": S.ENVIRONMENT,
         "run": S.RUN,
+        "sweep": S.SWEEP,
     }.get(path[0])
     for step in path[1:]:
         if sch is None or step not in sch.blocks:
@@ -373,6 +376,8 @@ def resource_schema(kind: str, provider: str) -> S.BlockSchema:
         return S.ENVIRONMENT
     if kind == "run":
         return S.RUN
+    if kind == "sweep":
+        return S.SWEEP
     return provider_class(provider).schema
 
 
@@ -444,7 +449,7 @@ def _resource(blk: RawBlock) -> Resource:
 
 
 def _compute_types() -> list[str]:
-    return [n for n in provider_names() if n not in ("workspace", "environment", "run")]
+    return [n for n in provider_names() if n not in FIXED_PROVIDERS]
 
 
 def resource_expressions(res: Resource) -> list[Expr]:
@@ -541,6 +546,15 @@ def _check_ref(ref: Ref, declared: dict[str, set[str]], res: Resource | None, c:
         c.add(f"{ref.root!r} must be followed by a name, as in {ref.root}.NAME", ref.pos)
         return None
     name = ref.steps[0]
+    if ref.root == "param":
+        if res is None or res.kind != "sweep":
+            c.add("param.* is only available inside a sweep's trial block", ref.pos)
+            return None
+        declared_params = [b.labels[0] for b in res.blocks if b.type == "parameter" and b.labels]
+        if name not in declared_params and "hyperdrive_config" not in res.attributes:
+            c.add(f"no parameter {name!r} in this sweep", ref.pos,
+                  S.did_you_mean(name, declared_params) or 'declare it: parameter "NAME" { ... }')
+        return None
     if name not in declared[ref.root]:
         what = {"var": "variable", "local": "local value"}.get(ref.root, ref.root)
         c.add(

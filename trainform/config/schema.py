@@ -288,7 +288,97 @@ SETTINGS = BlockSchema(
 
 LOCALS = BlockSchema(open_attributes=True)
 
-RESOURCE_KINDS = ("workspace", "compute", "environment", "run")
+def _trial_schema() -> BlockSchema:
+    """A sweep's trial template: the attributes of a run that decide how a trial runs."""
+    keep = ("compute", "environment", "source_dir", "script", "command", "arguments", "env",
+            "node_count", "metrics", "outputs_dir", "grace_period", "tags")
+    attrs = {k: RUN.attributes[k] for k in keep}
+    attrs["max_duration"] = Attribute(description="Per-trial limit (limits.trial_max_duration wins).")
+    return BlockSchema(attributes=attrs, description="The run template of every trial.")
+
+
+SWEEP = BlockSchema(
+    attributes={
+        "experiment": Attribute(required=True, description="Experiment name."),
+        "workspace": Attribute("any", description="The workspace that records the trials."),
+        "hyperdrive_config": Attribute(
+            description="An Azure ML HyperDrive YAML file giving sampling, policy, objective "
+            "and limits (trial {} still gives the script and compute)."
+        ),
+        "sweep_id": Attribute(computed=True, description="Id of the latest sweep."),
+        "fingerprint": Attribute(computed=True, description="Hash of template, space and policy."),
+        "status": Attribute(computed=True, description="running, completed, canceled, failed."),
+        "best_trial": Attribute(computed=True, description="Run id of the best trial."),
+        "best_value": Attribute("number", computed=True, description="Its objective value."),
+        "best_params": Attribute("map", computed=True, description="Its parameters."),
+    },
+    blocks={
+        "trial": NestedBlock(_trial_schema(), description="The run template."),
+        "sampling": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "algorithm": Attribute(
+                        default="random", allowed=("random", "grid", "bayesian"),
+                        description="random, grid or bayesian.",
+                    ),
+                    "seed": Attribute("number", description="Seed for reproducible sampling."),
+                }
+            )
+        ),
+        "parameter": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "distribution": Attribute(required=True, description="choice, uniform, ..."),
+                    "values": Attribute("list", description="choice: the values."),
+                    "upper": Attribute("number", description="randint: exclusive upper bound."),
+                    "min": Attribute("number"),
+                    "max": Attribute("number"),
+                    "q": Attribute("number", description="Quantisation step."),
+                    "mu": Attribute("number"),
+                    "sigma": Attribute("number"),
+                }
+            ),
+            labels=1,
+            many=True,
+        ),
+        "objective": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "metric": Attribute(required=True, description="The primary metric."),
+                    "goal": Attribute(default="maximize", allowed=("maximize", "minimize")),
+                }
+            )
+        ),
+        "early_termination": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "policy": Attribute(
+                        default="none",
+                        allowed=("bandit", "median_stopping", "truncation_selection", "none"),
+                    ),
+                    "slack_factor": Attribute("number"),
+                    "slack_amount": Attribute("number"),
+                    "evaluation_interval": Attribute("number", default=1),
+                    "delay_evaluation": Attribute("number", default=0),
+                    "truncation_percentage": Attribute("number"),
+                }
+            )
+        ),
+        "limits": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "max_total_runs": Attribute("number", description="Trials in all."),
+                    "max_concurrent_runs": Attribute("number", description="Trials at once."),
+                    "max_duration": Attribute(description="The sweep's own time limit."),
+                    "trial_max_duration": Attribute(description="Each trial's time limit."),
+                }
+            )
+        ),
+    },
+    description="A hyperparameter sweep: many trials of one run template over a search space.",
+)
+
+RESOURCE_KINDS = ("workspace", "compute", "environment", "run", "sweep")
 TOP_LEVEL_LABELS = {
     "trainform": 0,
     "variable": 1,
@@ -298,4 +388,5 @@ TOP_LEVEL_LABELS = {
     "compute": 1,
     "environment": 1,
     "run": 1,
+    "sweep": 1,
 }

@@ -63,3 +63,35 @@ class FunctionContext:
             raise FunctionError(f"cannot read file {path!r}: {exc.strerror}") from None
         self.files_read[str(full)] = hashlib.sha256(data).hexdigest()
         return data
+
+
+PARAM_MARK = "\x00param:"
+
+
+class ParamMarkers(dict):  # type: ignore[type-arg]
+    """``param`` in a sweep's trial template: ``param.lr`` evaluates to a marker string that
+    the sweep controller replaces with each trial's value (so one evaluation serves every
+    trial). Any name is accepted here; the loader has checked the names."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+    def __getitem__(self, key: str) -> str:
+        return f"{PARAM_MARK}{key}\x00"
+
+
+def substitute_params(value: Any, params: dict[str, Any]) -> Any:
+    """Replace parameter markers in an evaluated template: a value that is exactly a marker
+    becomes the parameter's value (keeping its type); markers inside strings become text."""
+    if isinstance(value, str) and PARAM_MARK in value:
+        for name, v in params.items():
+            marker = f"{PARAM_MARK}{name}\x00"
+            if value == marker:
+                return v
+            value = value.replace(marker, str(v))
+        return value
+    if isinstance(value, list):
+        return [substitute_params(v, params) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute_params(v, params) for k, v in value.items()}
+    return value

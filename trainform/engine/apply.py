@@ -258,11 +258,14 @@ class Engine:
                         continue
                     self._record_success(change, inst, outcome)
                     if self._is_submission(change, outcome) and inst is not None:
-                        self.on_event(Event("submitted", change, elapsed, str(outcome["run_id"])))
+                        ident = outcome.get("run_id") or outcome.get("sweep_id")
+                        self.on_event(Event("submitted", change, elapsed, str(ident)))
                         if not self.detach and inst.attributes.get("wait", True):
                             watcher = pool.submit(self._watch, change, outcome)
                             running[watcher] = (change, started, inst, "watch")
                             continue
+                        outcome = self.providers.get(change.provider).detach(outcome)  # type: ignore[attr-defined]
+                        self.store.put_resource(self._state_of(inst, outcome, "ready"))
                         result.detached.append(change.address)
                     release(change, elapsed)
             if self.cancel.is_set() and pending:
@@ -272,17 +275,14 @@ class Engine:
     @staticmethod
     def _is_submission(change: Change, computed: dict[str, Any] | None) -> bool:
         return (
-            change.kind == "run"
+            change.kind in ("run", "sweep")
             and bool(computed)
             and ("create" in change.actions or "rerun" in change.changed)
         )
 
     def _watch(self, change: Change, computed: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
-        from trainform.runs.watch import follow
-
-        provider = self.providers.get(change.provider)
-        return follow(
-            provider,
+        provider: Any = self.providers.get(change.provider)
+        return provider.watch(  # type: ignore[no-any-return]
             computed,
             lambda line: self.on_event(Event("log", change, message=line)),
             lambda status, msg: self.on_event(Event("status", change, message=status)),
@@ -300,12 +300,15 @@ class Engine:
         computed, results, tail = outcome
         assert inst is not None
         self.store.put_resource(self._state_of(inst, computed, "ready"))
-        record_run(self.store, change.address, workspace_of(inst.attributes), computed, results)
+        if change.kind == "run":
+            record_run(self.store, change.address, workspace_of(inst.attributes), computed, results)
         if results is None:
             result.detached.append(change.address)
             return ""
         if computed.get("status") == "completed":
             return ""
+        if change.kind == "sweep":
+            return f"sweep {computed.get('sweep_id')} {computed.get('status')}: {computed.get('message')}"
         lines = "\n".join(f"    {line}" for line in tail[-10:])
         message = f"run {computed.get('run_id')} {computed.get('status')}"
         if computed.get("message"):

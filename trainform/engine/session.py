@@ -100,7 +100,7 @@ class Session:
         variables = resolve_variables(module, raw, prompt, functions)
         store = SQLiteStateStore(state_path(module))
         data_dir = module.directory / DATA_DIR
-        providers = Providers(ProviderContext(module.directory, data_dir))
+        providers = Providers(ProviderContext(module.directory, data_dir, state_path(module)))
         return cls(module, raw, variables, functions, store, providers, parallelism, list(raw.warnings))
 
     @contextmanager

@@ -7,6 +7,7 @@ nothing here has side effects.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance, Module
 from trainform.config.schema import BlockSchema, did_you_mean
-from trainform.config.values import UNKNOWN, is_unknown
+from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
 from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
 from trainform.planner.types import (
@@ -34,7 +35,7 @@ from trainform.providers.registry import Providers
 from trainform.runs.spec import FINGERPRINTED
 from trainform.state import secrets
 
-PLANNED_KINDS = ("workspace", "compute", "environment", "run")
+PLANNED_KINDS = ("workspace", "compute", "environment", "run", "sweep")
 
 
 @dataclass
@@ -153,7 +154,7 @@ class Planner:
         )
         if self.options.mode == "refresh-only":
             return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)
-        if res.kind == "run":
+        if res.kind in ("run", "sweep"):
             return self._plan_run(inst, prior, after, after_unknown, base)
         if prior is None:
             reason = self._recreate_reason(inst.address)
@@ -219,7 +220,7 @@ class Planner:
         whose inputs changed is cancelled and resubmitted (``-/+``)."""
         res = inst.resource
         desired = inst.attributes
-        compute = desired.get("compute")
+        compute = desired.get("compute") if res.kind == "run" else (desired.get("trial") or {}).get("compute")
         if self.providers is None or not (
             isinstance(compute, dict) and isinstance(compute.get("type"), str)
         ):
@@ -236,6 +237,7 @@ class Planner:
                  for k, v in after.items()}
         after.update({k: desired[k]["address"] for k in refs if k not in inst.sensitive})
         after.update(pv.computed)
+        after = {k: _for_display(v) for k, v in after.items()}
         after_unknown = tuple(k for k in after_unknown if k not in pv.computed and k not in refs)
         if prior is None:
             return Change(actions=CREATE, verb="submit", before=None, after=after,
@@ -247,9 +249,10 @@ class Planner:
         fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get("fingerprint")
         forced = self._forced_replace(inst.address)
         inputs = ", ".join(pv.reasons) or "its inputs changed"
+        # Attributes that change how a run is recorded or watched, never what it computes.
         others = [
-            n for n in res.schema.user_attributes()
-            if n not in ("compute", "workspace", "environment", *FINGERPRINTED, "arguments")
+            n for n in ("tags", "wait", "max_duration", "grace_period", "metrics", "outputs_dir")
+            if n in res.schema.user_attributes()
             and attribute_changed(prior.attributes.get(n), desired.get(n))
         ]
         common = dict(before=before, after=after, before_sensitive=_sealed_names(prior.attributes),
@@ -487,6 +490,20 @@ class Planner:
                     before, after = _changed_leaves(prior.computed, now)
                     drift.append(Drift(addr, "changed", "has changed", before, after))
         return tuple(drift)
+
+
+def _for_display(value: Any) -> Any:
+    """Template values as plans show them: resource objects by address, sweep parameter
+    markers as ``${param.NAME}``, unset nested attributes left out."""
+    if isinstance(value, dict):
+        if isinstance(value.get("address"), str) and "name" in value:
+            return value["address"]
+        return {k: _for_display(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_for_display(v) for v in value]
+    if isinstance(value, str) and PARAM_MARK in value:
+        return re.sub("\x00param:([^\x00]*)\x00", r"${param.\1}", value)
+    return value
 
 
 def _as_reference(value: Any) -> Any:

@@ -101,6 +101,7 @@ class ProviderContext:
 
     config_dir: Path
     data_dir: Path
+    state_path: Path | None = None  # for background helpers (a sweep controller) only
 
 
 class Provider:
@@ -183,6 +184,11 @@ class Provider:
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         """Log bytes from ``offset`` on, and the offset to continue from. No side effects."""
+        raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        """Bytes of the run's metrics file (JSON lines) from ``offset`` on, and the offset to
+        continue from, while it runs. No side effects."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
 
     def cancel(self, handle: Handle) -> None:

@@ -67,6 +67,17 @@ def _python() -> dict[str, str]:
     return {"python": os.path.realpath(exe), "python_version": out}
 
 
+def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of a growing file from ``offset`` on, and the next offset."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            data = fh.read(limit)
+    except FileNotFoundError:
+        return b"", offset
+    return data, offset + len(data)
+
+
 def _has_os_release() -> bool:
     return os.path.exists("/etc/os-release") or os.path.exists("/usr/lib/os-release")
 
@@ -198,14 +209,10 @@ class LocalComputeProvider(Provider):
         return status
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        path = Path(handle["run_dir"]) / "output.log"
-        try:
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                data = fh.read(1 << 20)
-        except FileNotFoundError:
-            return b"", offset
-        return data, offset + len(data)
+        return _read_from(Path(handle["run_dir"]) / "output.log", offset)
+
+    def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        return _read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
 
     def cancel(self, handle: Handle) -> None:
         from trainform.runs.launcher import read_status

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -174,6 +176,13 @@ class RunProvider(Provider):
         return computed
 
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        return self.submit_run(address, desired)
+
+    def submit_run(
+        self, address: str, desired: dict[str, Any], extra_spec: dict[str, Any] | None = None
+    ) -> Observed:
+        """Snapshot, store and submit one run; ``extra_spec`` adds launcher spec fields (a
+        sweep trial's ``watch_pid``). Returns the run's computed attributes."""
         from trainform.runs.snapshot import save_manifest, store_blobs
 
         compute, provider = self._compute(desired)
@@ -185,6 +194,7 @@ class RunProvider(Provider):
         save_manifest(manifest, store / "snapshots" / "manifests")
         run_id = new_run_id(address)
         spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
+        spec.update(extra_spec or {})
         request = RunRequest(
             run_id=run_id,
             address=address,
@@ -249,6 +259,32 @@ class RunProvider(Provider):
         status = _status_fields(provider.status(handle))
         chunk, offset = provider.logs(handle, offset)
         return status, chunk, offset
+
+    def watch(
+        self,
+        computed: dict[str, Any],
+        on_line: Callable[[str], None],
+        on_status: Callable[[str, str], None],
+        stop: threading.Event,
+    ) -> tuple[dict[str, Any], Any, list[str]]:
+        """Follow the run to its end (see :func:`trainform.runs.watch.follow`)."""
+        from trainform.runs.watch import follow
+
+        return follow(self, computed, on_line, on_status, stop)
+
+    def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Nothing to do: the launcher already runs on its own."""
+        return computed
+
+    def status_of(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Current status fields of a submitted run."""
+        provider, handle = self._target(computed)
+        return _status_fields(provider.status(handle))
+
+    def read_metrics(self, computed: dict[str, Any], offset: int) -> tuple[bytes, int]:
+        """New metric lines of a running run since ``offset``."""
+        provider, handle = self._target(computed)
+        return provider.metrics(handle, offset)
 
     def cancel_run(self, computed: dict[str, Any]) -> None:
         """Cancel the run if it is still going (idempotent)."""

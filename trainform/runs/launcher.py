@@ -529,6 +529,7 @@ class _Plan(NamedTuple):
     metrics: dict[str, re.Pattern[str]]
     max_duration: float | None
     grace: float
+    watch_pid: int | None  # cancel the run if this process (a sweep controller) goes away
 
 
 class _Logs:
@@ -628,6 +629,21 @@ def _signal_group(pgid: int, sig: int) -> None:
     # The group may be gone already (macOS reports a group of zombies as EPERM).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return True
 
 
 def _exited(pid: int) -> bool:
@@ -876,7 +892,9 @@ class _Launch:
             env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
             env.pop("PYTHONHOME", None)
         env.update(extra_env)
-        return _Plan(argv, env, src, patterns, max_duration, grace)
+        watch = spec.get("watch_pid")
+        return _Plan(argv, env, src, patterns, max_duration, grace,
+                     int(watch) if isinstance(watch, int) else None)
 
     def _supervise(
         self, proc: subprocess.Popen[bytes], plan: _Plan, logs: _Logs
@@ -902,6 +920,9 @@ class _Launch:
                 if reason is None and self.signals:
                     reason, signals_seen = "canceled", self.signals
                     message = f"canceled ({self.signal_name})"
+                elif reason is None and plan.watch_pid and not _alive(plan.watch_pid):
+                    reason = "canceled"
+                    message = f"canceled: the sweep controller (pid {plan.watch_pid}) is gone"
                 elif reason is None and deadline is not None and now >= deadline:
                     reason = "timed_out"
                     assert plan.max_duration is not None

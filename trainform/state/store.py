@@ -27,7 +27,7 @@ from trainform.state.locking import current_user, hostname, process_alive, proce
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 T = TypeVar("T")
 
 
@@ -130,7 +130,17 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db.table("run_metrics").create_index(["run_id", "name"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    db.table("sweeps").create(
+        {"id": str, "address": str, "status": str, "fingerprint": str, "created": str,
+         "finished": str, "record": str},
+        pk="id",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1, _migrate_2, _migrate_3, _migrate_4,
+]
 
 
 class SQLiteStateStore:
@@ -342,6 +352,27 @@ class SQLiteStateStore:
         keys = ("id", "address", "workspace", "experiment", "status", "fingerprint", "created",
                 "finished")
         return [{**dict(zip(keys, r[:8])), "record": json.loads(r[8] or "{}")} for r in rows]
+
+    @_translate
+    def put_sweep(self, sweep: dict[str, Any]) -> None:
+        """Insert or update one sweep of the history (keyed by ``id``)."""
+        row = {k: sweep.get(k) for k in ("id", "address", "status", "fingerprint", "created",
+                                         "finished")}
+        row["record"] = json.dumps(sweep.get("record", {}), sort_keys=True, default=str)
+        with self._tx():
+            self._upsert("sweeps", row, "id")
+
+    @_translate
+    def sweeps(self, address: str | None = None) -> list[dict[str, Any]]:
+        """Sweeps, newest first; optionally only those of one sweep address."""
+        where, params = ("WHERE address=?", [address]) if address else ("", [])
+        rows = self.execute(
+            "SELECT id, address, status, fingerprint, created, finished, record FROM sweeps "
+            f"{where} ORDER BY created DESC, id DESC",
+            params,
+        ).fetchall()
+        keys = ("id", "address", "status", "fingerprint", "created", "finished")
+        return [{**dict(zip(keys, r[:6])), "record": json.loads(r[6] or "{}")} for r in rows]
 
     @_translate
     def put_metrics(self, run_id: str, points: list[dict[str, Any]]) -> None:

@@ -1,0 +1,286 @@
+"""Sweeps as resources: validate the search space and policy at plan time, fingerprint
+template + space + policy + limits, and hand the work to the controller."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trainform.config.schema import SWEEP
+from trainform.errors import ProviderError, TrainformError
+from trainform.providers.base import (
+    TERMINAL,
+    Observed,
+    PlanValues,
+    Provider,
+    ProviderContext,
+    ResourceState,
+)
+from trainform.providers.registry import Providers
+from trainform.providers.run import new_run_id
+from trainform.runs import spec as runspec
+from trainform.state.locking import process_alive, process_start_time
+from trainform.units import parse_duration
+
+
+def _reference(value: Any) -> Any:
+    return value.get("address") if isinstance(value, dict) and "address" in value else value
+
+
+class SweepProvider(Provider):
+    """Manages ``sweep`` blocks; the trials are runs submitted through the run provider."""
+
+    name = "sweep"
+    kind = "sweep"
+    schema = SWEEP
+    verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.providers = Providers(context)
+
+    # -- what the sweep is
+    def settings(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """Space, sampling, objective, policy and limits, from the blocks or from a
+        HyperDrive file. Raises ProviderError with a clear message."""
+        from trainform.sweep.space import SweepSpecError
+
+        try:
+            if desired.get("hyperdrive_config"):
+                return self._from_hyperdrive(str(desired["hyperdrive_config"]))
+            return self._from_blocks(desired)
+        except SweepSpecError as exc:
+            raise ProviderError(str(exc)) from None
+
+    def _from_blocks(self, desired: dict[str, Any]) -> dict[str, Any]:
+        from trainform.sweep.space import SweepSpecError
+
+        params = desired.get("parameter") or {}
+        if not params:
+            raise SweepSpecError('a sweep needs at least one parameter "NAME" { ... } block')
+        objective = desired.get("objective")
+        if not objective:
+            raise SweepSpecError("a sweep needs objective { metric = ..., goal = ... }")
+        sampling = desired.get("sampling") or {}
+        policy = dict(desired.get("early_termination") or {})
+        limits = desired.get("limits") or {}
+        name = policy.pop("policy", "none") or "none"
+        args = {k: v for k, v in policy.items() if v is not None}
+        if name == "none":
+            args = {}
+        return {
+            "parameters": [
+                {"name": n, "attrs": {k: v for k, v in a.items() if v is not None}}
+                for n, a in sorted(params.items())
+            ],
+            "sampling": {"algorithm": sampling.get("algorithm") or "random",
+                         "seed": sampling.get("seed")},
+            "objective": {"metric": objective["metric"], "goal": objective.get("goal") or "maximize"},
+            "policy": {"name": name, "args": args},
+            "limits": self._limits(limits.get("max_total_runs"), limits.get("max_concurrent_runs"),
+                                   limits.get("max_duration"), limits.get("trial_max_duration")),
+        }
+
+    def _from_hyperdrive(self, path: str) -> dict[str, Any]:
+        from trainform.sweep.hyperdrive import load_hyperdrive
+
+        try:
+            text = (self.context.config_dir / path).read_text()
+        except OSError as exc:
+            raise ProviderError(f"hyperdrive_config {path!r}: {exc.strerror}") from None
+        hd = load_hyperdrive(text)
+        return {
+            "parameters": [
+                {"name": p.name, "attrs": {"distribution": p.distribution, **p.args}}
+                for p in hd.space.parameters
+            ],
+            "sampling": {"algorithm": hd.sampling, "seed": hd.seed},
+            "objective": {"metric": hd.primary_metric_name, "goal": hd.primary_metric_goal},
+            "policy": {"name": hd.policy, "args": dict(hd.policy_args)},
+            "limits": self._limits(
+                hd.max_total_runs, hd.max_concurrent_runs,
+                hd.max_duration_minutes * 60 if hd.max_duration_minutes else None, None,
+            ),
+        }
+
+    @staticmethod
+    def _limits(total: Any, concurrent: Any, duration: Any, trial: Any) -> dict[str, Any]:
+        return {
+            "max_total_runs": int(total) if total else 20,
+            "max_concurrent_runs": int(concurrent) if concurrent else 1,
+            "max_duration": parse_duration(duration) if duration else None,
+            "trial_max_duration": trial or None,
+        }
+
+    def _check(self, settings: dict[str, Any]) -> None:
+        """Build the sampler and policy once, so mistakes surface at plan time."""
+        from trainform.sweep.policies import make_policy
+        from trainform.sweep.samplers import make_sampler
+        from trainform.sweep.space import SearchSpace, SweepSpecError, parameter_from_block
+
+        try:
+            space = SearchSpace(tuple(parameter_from_block(p["name"], p["attrs"])
+                                      for p in settings["parameters"]))
+            space.validate()
+            make_sampler(settings["sampling"]["algorithm"], space, settings["sampling"]["seed"],
+                         settings["objective"]["goal"])
+            make_policy(settings["policy"]["name"], **settings["policy"]["args"])
+        except SweepSpecError as exc:
+            raise ProviderError(str(exc)) from None
+
+    def _trial(self, desired: dict[str, Any]) -> dict[str, Any]:
+        trial = dict(desired.get("trial") or {})
+        if not trial:
+            raise ProviderError("a sweep needs a trial { compute = ..., script = ... } block")
+        trial.setdefault("arguments", [])
+        return trial
+
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        try:
+            trial = self._trial(desired)
+            self._check(self.settings(desired))
+        except TrainformError as exc:
+            return [str(exc)]
+        run = self.providers.get("run")
+        return [f"trial: {p}" for p in run.validate(address, {**trial, "experiment": "x"})]
+
+    def _fingerprint(self, desired: dict[str, Any], snapshot_id: str) -> str:
+        trial = self._trial(desired)
+        data = {
+            "run": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
+            "settings": self.settings(desired),
+            "experiment": desired.get("experiment"),
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _snapshot_id(self, desired: dict[str, Any]) -> str:
+        run = self.providers.get("run")
+        return str(run._snapshot(self._trial(desired)).manifest.id)  # type: ignore[attr-defined]
+
+    def plan_values(
+        self, address: str, desired: dict[str, Any], prior: ResourceState | None
+    ) -> PlanValues:
+        fp = self._fingerprint(desired, self._snapshot_id(desired))
+        reasons: list[str] = []
+        if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
+            if prior.computed.get("settings") != json.loads(json.dumps(self.settings(desired), default=str)):
+                reasons.append("the search space, policy, objective or limits changed")
+            if prior.computed.get("run_fingerprint") != runspec.fingerprint(
+                self._trial(desired), self._snapshot_id(desired), self.context.config_dir
+            ):
+                reasons.append("the trial template or its source changed")
+        return PlanValues({"fingerprint": fp}, tuple(reasons))
+
+    # -- lifecycle
+    def read(self, resource: ResourceState) -> Observed | None:
+        computed = dict(resource.computed)
+        if computed.get("status") in TERMINAL or not computed.get("status_file"):
+            return computed
+        try:
+            status = json.loads(Path(computed["status_file"]).read_text())
+        except (OSError, json.JSONDecodeError):
+            status = {}
+        computed.update({k: status[k] for k in ("status", "message", "best_trial", "best_value",
+                                               "best_params") if k in status})
+        pid = status.get("controller_pid") or computed.get("controller_pid")
+        if computed.get("status") not in TERMINAL and pid and not process_alive(int(pid), ""):
+            computed["status"] = "lost"
+            computed["message"] = f"the sweep controller (pid {pid}) ended before the sweep did"
+        return computed
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        trial = self._trial(desired)
+        settings = self.settings(desired)
+        snapshot_id = self._snapshot_id(desired)
+        sweep_id = new_run_id(address)
+        folder = self.context.data_dir / "sweeps" / sweep_id
+        folder.mkdir(parents=True, exist_ok=True)
+        run = self.providers.get("run")
+        workspace = desired.get("workspace")
+        spec = {
+            "sweep_id": sweep_id, "address": address, "experiment": desired["experiment"],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "fingerprint": self._fingerprint(desired, snapshot_id),
+            "trial": trial, **settings,
+            "workspace": workspace,
+            "workspace_address": _reference(workspace) if workspace else "default",
+            "config_dir": str(self.context.config_dir), "data_dir": str(self.context.data_dir),
+            "state_path": str(self.context.state_path or self.context.data_dir / "state.db"),
+            "status_file": str(folder / "status.json"),
+        }
+        (folder / "spec.json").write_text(json.dumps(spec, indent=1, default=str))
+        (folder / "status.json").write_text(json.dumps({"status": "queued"}))
+        return {
+            "sweep_id": sweep_id, "status": "queued", "fingerprint": spec["fingerprint"],
+            "run_fingerprint": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
+            "settings": json.loads(json.dumps(settings, default=str)),
+            "spec_path": str(folder / "spec.json"), "status_file": str(folder / "status.json"),
+            "experiment": desired["experiment"], "store": str(run.store(desired)),  # type: ignore[attr-defined]
+        }
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        if "rerun" in changed:
+            return self.create(address, desired)
+        return dict(prior.computed)
+
+    def watch(
+        self,
+        computed: dict[str, Any],
+        on_line: Callable[[str], None],
+        on_status: Callable[[str, str], None],
+        stop: threading.Event,
+    ) -> tuple[dict[str, Any], Any, list[str]]:
+        """Run the controller in this process until the sweep ends (or ``stop``: the trials
+        are then canceled). Returns the updated computed attributes."""
+        from trainform.state.store import SQLiteStateStore
+        from trainform.sweep.controller import Controller
+
+        spec = json.loads(Path(computed["spec_path"]).read_text())
+        store = SQLiteStateStore(Path(spec["state_path"]))
+        try:
+            on_status("running", "")
+            Controller(spec, store, stop, lambda kind, text: on_line(text)).run()
+        finally:
+            store.close()
+        return self.read(ResourceState("", "sweep", "", None, "sweep", computed=computed)) or computed, True, []
+
+    def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Start the controller as a background process; record its pid."""
+        log = Path(computed["spec_path"]).with_name("controller.log")
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trainform.sweep.controller", computed["spec_path"]],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                cwd=self.context.config_dir,
+            )
+        return {**computed, "status": "running", "controller_pid": proc.pid,
+                "controller_start": process_start_time(proc.pid)}
+
+    def delete(self, prior: ResourceState) -> None:
+        """Stop the controller, which cancels its running trials; wait for it."""
+        self.cancel_sweep(prior.computed)
+
+    def cancel_sweep(self, computed: dict[str, Any]) -> None:
+        current = self.read(ResourceState("", "sweep", "", None, "sweep", computed=computed)) or {}
+        if current.get("status") in TERMINAL or not computed.get("status_file"):
+            return
+        status = json.loads(Path(computed["status_file"]).read_text())
+        pid = status.get("controller_pid") or computed.get("controller_pid")
+        if pid and int(pid) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and process_alive(int(pid), ""):
+                time.sleep(0.1)

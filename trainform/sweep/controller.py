@@ -1,0 +1,316 @@
+"""The sweep controller: launches trials up to the concurrency limit, reads their metrics as
+they report them, applies the early-termination policy, cancels stopped trials, and records
+every decision with its reason.
+
+It runs inside ``apply`` (the engine's watch phase) or, with ``--detach``, as a background
+process (``python -m trainform.sweep.controller SPEC``) whose pid is recorded. Trials watch
+the controller's pid: if the controller dies, even by SIGKILL, its trials cancel themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainform.config.values import substitute_params
+from trainform.errors import TrainformError
+from trainform.providers.base import TERMINAL, ProviderContext
+from trainform.providers.registry import Providers
+from trainform.runs.history import record_run
+from trainform.runs.results import read_points
+from trainform.state.store import SQLiteStateStore
+
+TICK_SECONDS = 0.2
+
+
+@dataclass
+class Trial:
+    index: int
+    params: dict[str, Any]
+    computed: dict[str, Any]
+    reports: list[tuple[int, float]] = field(default_factory=list)
+    metrics_offset: int = 0
+    partial: bytes = b""
+    status: str = "queued"
+    stopped: str = ""  # why the policy stopped it
+
+    @property
+    def run_id(self) -> str:
+        return str(self.computed["run_id"])
+
+    def best(self, goal: str) -> float | None:
+        values = [v for _, v in self.reports]
+        if not values:
+            return None
+        return max(values) if goal == "maximize" else min(values)
+
+    def summary(self, goal: str) -> dict[str, Any]:
+        return {
+            "index": self.index, "run_id": self.run_id, "params": self.params,
+            "status": self.status, "best": self.best(goal),
+            "last": self.reports[-1][1] if self.reports else None,
+            "reports": len(self.reports), "stopped": self.stopped,
+        }
+
+
+def parameters_args(params: dict[str, Any]) -> list[str]:
+    """HyperDrive style: a parameter named ``--penalty`` is passed as ``--penalty VALUE``."""
+    out: list[str] = []
+    for name, value in params.items():
+        if name.startswith("-"):
+            out.extend([name, str(value)])
+    return out
+
+
+def env_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "_" for c in name.lstrip("-")).upper()
+    return f"TRAINFORM_PARAM_{cleaned}"
+
+
+class Controller:
+    """Drives one sweep to its end. ``spec`` is the JSON written when the sweep was
+    submitted (see SweepProvider). Never prints; reports through ``on_event(kind, text)``."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        store: SQLiteStateStore,
+        stop: threading.Event,
+        on_event: Callable[[str, str], None] = lambda kind, text: None,
+    ) -> None:
+        from trainform.sweep.policies import make_policy
+        from trainform.sweep.samplers import make_sampler
+        from trainform.sweep.space import SearchSpace, parameter_from_block
+
+        self.spec = spec
+        self.store = store
+        self.stop = stop
+        self.on_event = on_event
+        self.goal = spec["objective"]["goal"]
+        self.metric = spec["objective"]["metric"]
+        space = SearchSpace(tuple(parameter_from_block(p["name"], p["attrs"]) for p in spec["parameters"]))
+        self.sampler = make_sampler(spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal)
+        self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
+        context = ProviderContext(Path(spec["config_dir"]), Path(spec["data_dir"]))
+        self.runs = Providers(context).get("run")
+        self.trials: list[Trial] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.status = "running"
+        self.message = ""
+
+    # -- bookkeeping
+    def _record(self, finished: bool = False) -> None:
+        best = self.best_trial()
+        record = {
+            "experiment": self.spec["experiment"],
+            "objective": self.spec["objective"],
+            "sampling": self.spec["sampling"],
+            "policy": self.spec["policy"],
+            "limits": self.spec["limits"],
+            "controller_pid": os.getpid(),
+            "trials": [t.summary(self.goal) for t in self.trials],
+            "decisions": self.decisions,
+            "best": best.summary(self.goal) if best else None,
+            "message": self.message,
+        }
+        self.store.put_sweep(
+            {
+                "id": self.spec["sweep_id"], "address": self.spec["address"],
+                "status": self.status, "fingerprint": self.spec["fingerprint"],
+                "created": self.spec["created"],
+                "finished": _now() if finished else None, "record": record,
+            }
+        )
+        status_file = Path(self.spec["status_file"])
+        tmp = status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "status": self.status, "message": self.message, "controller_pid": os.getpid(),
+            "best_trial": best.run_id if best else None,
+            "best_value": best.best(self.goal) if best else None,
+            "best_params": best.params if best else None,
+            "trials": len(self.trials),
+        }))
+        tmp.replace(status_file)
+
+    def best_trial(self) -> Trial | None:
+        scored = [t for t in self.trials if t.best(self.goal) is not None]
+        if not scored:
+            return None
+        key = (lambda t: t.best(self.goal)) if self.goal == "maximize" else (lambda t: -(t.best(self.goal) or 0.0))
+        return max(scored, key=key)  # type: ignore[arg-type,return-value]
+
+    def _decide(self, trial: Trial, action: str, reason: str) -> None:
+        self.decisions.append({"time": _now(), "trial": trial.index, "run_id": trial.run_id,
+                               "action": action, "reason": reason})
+        self.on_event("decision", f"trial {trial.index} ({trial.run_id}): {action}: {reason}")
+
+    # -- trials
+    def _launch(self, index: int, params: dict[str, Any]) -> Trial:
+        desired = substitute_params(self.spec["trial"], params)
+        desired["env"] = {**(desired.get("env") or {}),
+                          **{env_name(k): str(v) for k, v in params.items()}}
+        desired["arguments"] = [*(desired.get("arguments") or []), *parameters_args(params)]
+        desired["experiment"] = self.spec["experiment"]
+        desired["workspace"] = self.spec["workspace"]
+        if self.spec["limits"].get("trial_max_duration"):
+            desired["max_duration"] = self.spec["limits"]["trial_max_duration"]
+        address = f"{self.spec['address']}[{index}]"
+        computed = self.runs.submit_run(address, desired, {"watch_pid": os.getpid()})
+        computed["sweep_id"] = self.spec["sweep_id"]
+        trial = Trial(index, params, computed, status="queued")
+        record_run(self.store, address, self.spec["workspace_address"], computed)
+        self.on_event("trial", f"trial {index} started as {trial.run_id} with {_fmt(params)}")
+        return trial
+
+    def _read_reports(self, trial: Trial) -> bool:
+        """New primary-metric reports of a trial; True if there were any."""
+        data, trial.metrics_offset = self.runs.read_metrics(trial.computed, trial.metrics_offset)
+        if not data:
+            return False
+        *lines, trial.partial = (trial.partial + data).split(b"\n")
+        new = False
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("kind", "metric") != "metric" or rec.get("name") != self.metric:
+                continue
+            value = rec.get("value")
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            step = rec.get("step")
+            interval = int(step) if isinstance(step, int) else len(trial.reports) + 1
+            trial.reports.append((interval, float(value)))
+            new = True
+        return new
+
+    def _apply_policy(self, trial: Trial) -> None:
+        history = {t.run_id: t.reports for t in self.trials}
+        stop, reason = self.policy.should_stop(trial.run_id, history, self.goal)
+        if stop:
+            trial.stopped = reason
+            self._decide(trial, "stop", f"{self.metric}: {reason}")
+            self.runs.cancel_run(trial.computed)
+
+    def _finish_trial(self, trial: Trial) -> None:
+        results = self.runs.collect(trial.computed)
+        trial.computed["outputs_path"] = results["outputs_path"]
+        record_run(self.store, f"{self.spec['address']}[{trial.index}]",
+                   self.spec["workspace_address"], trial.computed, results)
+        if not trial.reports:  # a last look at what it reported
+            points, _ = read_points(Path(results["outputs_path"]).parent / "metrics.jsonl")
+            trial.reports = [(int(p["step"]) if isinstance(p.get("step"), int) else i + 1,
+                              float(p["value"])) for i, p in enumerate(points)
+                             if p["name"] == self.metric and isinstance(p.get("value"), (int, float))]
+        if trial.stopped and trial.status == "canceled":
+            trial.status = "stopped"
+        value = trial.best(self.goal)
+        self.sampler.observe(trial.params, value)
+        self.on_event("trial", f"trial {trial.index} {trial.status}"
+                      + (f", best {self.metric} {value:.6g}" if value is not None else ""))
+
+    # -- the loop
+    def run(self) -> str:
+        """Drive the sweep to its end; return its final status."""
+        limits = self.spec["limits"]
+        max_total = int(limits.get("max_total_runs") or 20)
+        max_concurrent = max(1, int(limits.get("max_concurrent_runs") or 1))
+        deadline = time.monotonic() + float(limits["max_duration"]) if limits.get("max_duration") else None
+        exhausted = False
+        self._record()
+        try:
+            while True:
+                running = [t for t in self.trials if t.status not in TERMINAL and t.status != "stopped"]
+                if self.stop.is_set():
+                    self.status, self.message = "canceled", "canceled by the user"
+                    self._cancel_all(running)
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.message = f"max_duration ({limits['max_duration']}s) reached"
+                    self.on_event("sweep", self.message)
+                    self._cancel_all(running)
+                    self.status = "completed"
+                    break
+                while not exhausted and len(running) < max_concurrent and len(self.trials) < max_total:
+                    params = self.sampler.suggest(len(self.trials))
+                    if params is None:
+                        exhausted = True
+                        break
+                    trial = self._launch(len(self.trials), params)
+                    self.trials.append(trial)
+                    running.append(trial)
+                    self._record()
+                for trial in running:
+                    if self._read_reports(trial) and not trial.stopped:
+                        self._apply_policy(trial)
+                    status = self.runs.status_of(trial.computed)
+                    trial.computed.update(status)
+                    if status.get("status") in TERMINAL:
+                        trial.status = str(status["status"])
+                        self._read_reports(trial)
+                        self._finish_trial(trial)
+                        self._record()
+                    else:
+                        trial.status = str(status.get("status"))
+                if not running and (exhausted or len(self.trials) >= max_total):
+                    self.status = "completed"
+                    best = self.best_trial()
+                    self.message = (f"best trial {best.index} ({best.run_id}): {self.metric} = "
+                                    f"{best.best(self.goal):.6g} with {_fmt(best.params)}"
+                                    if best else f"no trial reported {self.metric}")
+                    break
+                time.sleep(TICK_SECONDS)
+        except TrainformError as exc:
+            self.status, self.message = "failed", str(exc)
+            self._cancel_all([t for t in self.trials if t.status not in TERMINAL])
+        self._record(finished=True)
+        self.on_event("sweep", f"sweep {self.status}: {self.message}")
+        return self.status
+
+    def _cancel_all(self, trials: list[Trial]) -> None:
+        for trial in trials:
+            self.runs.cancel_run(trial.computed)
+        deadline = time.monotonic() + 30
+        for trial in trials:
+            while time.monotonic() < deadline:
+                status = self.runs.status_of(trial.computed)
+                if status.get("status") in TERMINAL:
+                    trial.computed.update(status)
+                    trial.status = str(status["status"])
+                    break
+                time.sleep(0.1)
+            self._finish_trial(trial)
+
+
+def _fmt(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def main(argv: list[str]) -> int:
+    """Background controller: ``python -m trainform.sweep.controller SPEC_FILE``. SIGTERM
+    cancels the sweep (and every running trial)."""
+    spec = json.loads(Path(argv[0]).read_text())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    store = SQLiteStateStore(Path(spec["state_path"]))
+    status = Controller(spec, store, stop).run()
+    return 0 if status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
