@@ -552,8 +552,10 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             _print(ctx, f"  [yellow]not started[/yellow] {escape(addr)}")
         _print(ctx, "State records exactly what was done; run the command again to continue.")
     for addr in result.detached:
+        follow = (f"trainform sweeps show {addr}" if addr.startswith("sweep.")
+                  else f"trainform runs wait {addr}")
         _print(ctx, f"{escape(addr)} keeps running in the background; follow it with "
-                    f"`trainform runs wait {escape(addr)}`")
+                    f"`{escape(follow)}`")
     if result.outputs and the_plan.mode == "normal":
         _print(ctx, "\nOutputs:\n")
         _print(ctx, _outputs_lines(result.outputs))
@@ -940,6 +942,7 @@ def version(as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     import trainform.cli.runs  # noqa: F401  (registers `runs` and `submit`)
+    import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 
     args, ordered = normalize_args(list(sys.argv[1:] if argv is None else argv))
     cli.main(args=args, prog_name="trainform", obj={"var_order": ordered})

@@ -484,7 +484,8 @@ class Planner:
                 drift.append(Drift(addr, "deleted", "has been deleted"))
             elif addr in self.observed.unreachable:
                 drift.append(Drift(addr, "unreachable", self.observed.unreachable[addr]))
-            elif addr in self.observed.computed and prior.kind != "run":  # runs change by design
+            elif addr in self.observed.computed and prior.kind not in ("run", "sweep"):
+                # runs and sweeps change by design as they progress
                 now = self.observed.computed[addr]
                 if now != prior.computed:
                     before, after = _changed_leaves(prior.computed, now)

@@ -1,0 +1,122 @@
+"""``trainform sweeps ...``: the sweep history, its trials and decisions, and cancelling."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from trainform.cli.main import _console, _errors, _print, _store, cli
+from trainform.cli.runs import _providers, _status_text
+from trainform.errors import TrainformError
+
+
+def _find_sweep(store: Any, ref: str) -> dict[str, Any]:
+    """A sweep by id, or the latest sweep of an address (``sweep.tune`` or ``tune``)."""
+    from trainform.config.schema import did_you_mean
+
+    sweeps = store.sweeps()
+    address = ref if ref.startswith("sweep.") else f"sweep.{ref}"
+    for s in sweeps:
+        if s["id"] == ref:
+            return dict(s)
+    for s in sweeps:
+        if s["address"] == address:
+            return dict(s)
+    names = sorted({s["id"] for s in sweeps} | {s["address"] for s in sweeps})
+    hint = did_you_mean(ref, names)
+    raise TrainformError(f"no sweep {ref!r} in the history" + (f"; {hint}" if hint else ""))
+
+
+@cli.group()
+def sweeps() -> None:
+    """Sweep history: list, show (trials, decisions, best), cancel."""
+
+
+@sweeps.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sweeps_list(ctx: click.Context, as_json: bool) -> None:
+    """List sweeps, newest first."""
+    from rich.table import Table
+
+    with _errors(ctx):
+        rows = _store(ctx).sweeps()
+        if as_json:
+            click.echo(json.dumps([{k: v for k, v in r.items() if k != "record"} for r in rows],
+                                  indent=2))
+            return
+        if not rows:
+            _print(ctx, "No sweeps.")
+            return
+        table = Table(box=None, header_style="bold")
+        for col in ("SWEEP", "ADDRESS", "STATUS", "TRIALS", "BEST", "CREATED"):
+            table.add_column(col, no_wrap=True)
+        for r in rows:
+            best = (r["record"].get("best") or {}).get("best")
+            table.add_row(r["id"], r["address"], _status_text(r["status"]),
+                          str(len(r["record"].get("trials", []))),
+                          "" if best is None else f"{best:.6g}", r["created"] or "")
+        _console(ctx).print(table)
+
+
+@sweeps.command("show")
+@click.argument("sweep")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def sweeps_show(ctx: click.Context, sweep: str, as_json: bool) -> None:
+    """Trials with parameters, status, metric and why each stopped; the best trial."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    with _errors(ctx):
+        s = _find_sweep(_store(ctx), sweep)
+        rec = s["record"]
+        if as_json:
+            click.echo(json.dumps(s, indent=2, sort_keys=True, default=str))
+            return
+        objective = rec.get("objective") or {}
+        _print(ctx, [
+            f"[bold]{escape(s['id'])}[/bold]  ({escape(s['address'])})  {_status_text(s['status'])}",
+            f"  objective  {objective.get('goal')} {objective.get('metric')}",
+            f"  sampling   {(rec.get('sampling') or {}).get('algorithm')}"
+            f"   policy {(rec.get('policy') or {}).get('name')}",
+            f"  {escape(str(rec.get('message') or ''))}",
+        ])
+        table = Table(box=None, header_style="bold")
+        for col in ("#", "RUN", "PARAMETERS", "STATUS", "BEST", "LAST", "WHY IT STOPPED"):
+            table.add_column(col)
+        best_id = (rec.get("best") or {}).get("run_id")
+        for t in rec.get("trials", []):
+            params = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in t["params"].items())
+            mark = " *" if t["run_id"] == best_id else ""
+            table.add_row(str(t["index"]), t["run_id"] + mark, params, _status_text(t["status"]),
+                          "" if t["best"] is None else f"{t['best']:.6g}",
+                          "" if t["last"] is None else f"{t['last']:.6g}", t.get("stopped") or "")
+        _console(ctx).print(table)
+        if best_id:
+            _print(ctx, f"best trial (*): {escape(best_id)}")
+
+
+@sweeps.command("cancel")
+@click.argument("sweep")
+@click.pass_context
+def sweeps_cancel(ctx: click.Context, sweep: str) -> None:
+    """Stop a sweep's controller and all its running trials."""
+    from trainform.providers.base import TERMINAL
+
+    with _errors(ctx):
+        store = _store(ctx)
+        s = _find_sweep(store, sweep)
+        if s["status"] in TERMINAL:
+            _print(ctx, f"{s['id']} already ended: {_status_text(s['status'])}")
+            return
+        resources = store.resources()
+        computed = (resources[s["address"]].computed if s["address"] in resources else {})
+        if computed.get("sweep_id") != s["id"]:
+            raise TrainformError(f"{s['id']} is not the current sweep of {s['address']}")
+        _providers(ctx).get("sweep").cancel_sweep(computed)
+        s = _find_sweep(store, s["id"])
+        _print(ctx, f"{s['id']}: {_status_text(s['status'])}")
