@@ -16,6 +16,7 @@ import heapq
 import itertools
 import json
 import os
+import posixpath
 import re
 import sqlite3
 import stat
@@ -902,6 +903,10 @@ def _entry_from_dict(item: Any) -> Entry:
         raise SnapshotError(f"{path}: size and mode must be integers")
     if kind == "file" and not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise SnapshotError(f"{path}: sha256 {sha!r} is not a sha256 hex digest")
+    if kind == "link":
+        inside = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+        if not target or target.startswith("/") or inside == ".." or inside.startswith("../"):
+            raise SnapshotError(f"{path}: link target {target!r} is not inside the snapshot")
     return Entry(path=path, kind=kind, sha256=sha, size=size, mode=mode, target=target)
 
 
