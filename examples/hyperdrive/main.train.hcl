@@ -1,0 +1,18 @@
+# An Azure ML CLI HyperDrive configuration, used as it is: hdconfig.yml gives the space,
+# sampling, policy, objective and limits; trial {} gives the script and compute. Parameters
+# named like --penalty reach the script as `--penalty VALUE`.
+
+compute "local" {
+  type = "local"
+}
+
+sweep "penalty" {
+  experiment        = "hyperdrive-example"
+  hyperdrive_config = "hdconfig.yml"
+
+  trial {
+    compute    = compute.local
+    source_dir = "src"
+    script     = "train.py"
+  }
+}
