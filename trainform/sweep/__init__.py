@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps: search spaces, samplers, early-termination policies, HyperDrive files."""
