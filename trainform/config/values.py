@@ -68,7 +68,7 @@ class FunctionContext:
 PARAM_MARK = "\x00param:"
 
 
-class ParamMarkers(dict):  # type: ignore[type-arg]
+class ParamMarkers(dict[str, str]):
     """``param`` in a sweep's trial template: ``param.lr`` evaluates to a marker string that
     the sweep controller replaces with each trial's value (so one evaluation serves every
     trial). Any name is accepted here; the loader has checked the names."""

@@ -180,7 +180,7 @@ class Engine:
         results = None
         if computed.get("status") in TERMINAL and computed.get("run_id"):
             try:
-                results = self.providers.get(rs.provider).collect(computed)  # type: ignore[attr-defined]
+                results = self.providers.get(rs.provider).collect(computed)
                 computed = {**computed, "outputs_path": results["outputs_path"]}
             except TrainformError:
                 results = None  # unreachable now; the next refresh tries again
@@ -264,7 +264,7 @@ class Engine:
                             watcher = pool.submit(self._watch, change, outcome)
                             running[watcher] = (change, started, inst, "watch")
                             continue
-                        outcome = self.providers.get(change.provider).detach(outcome)  # type: ignore[attr-defined]
+                        outcome = self.providers.get(change.provider).detach(outcome)
                         self.store.put_resource(self._state_of(inst, outcome, "ready"))
                         result.detached.append(change.address)
                     release(change, elapsed)
@@ -281,8 +281,7 @@ class Engine:
         )
 
     def _watch(self, change: Change, computed: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
-        provider: Any = self.providers.get(change.provider)
-        return provider.watch(  # type: ignore[no-any-return]
+        return self.providers.get(change.provider).watch(
             computed,
             lambda line: self.on_event(Event("log", change, message=line)),
             lambda status, msg: self.on_event(Event("status", change, message=status)),

@@ -24,6 +24,8 @@ Values passed in and out:
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -167,6 +169,31 @@ class Provider:
         """Computed attributes known at plan time, and reasons for a change. May read files
         and write trainform's own caches; must change nothing else. The default knows none."""
         return PlanValues()
+
+    # -- resources that do work after they are created (runs, sweeps) --------------------
+
+    def watch(
+        self,
+        computed: dict[str, Any],
+        on_line: Callable[[str], None],
+        on_status: Callable[[str, str], None],
+        stop: threading.Event,
+    ) -> tuple[dict[str, Any], Any, list[str]]:
+        """Follow the work a create started until it ends or ``stop`` is set; blocks. Calls
+        ``on_line`` per log line and ``on_status(status, message)`` on changes. Returns the
+        updated computed attributes, the collected results (None if stopped early) and the
+        last log lines."""
+        raise ProviderError(f"{self.name!r} resources do no work to watch")
+
+    def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Let the work a create started go on without trainform watching; return the
+        computed attributes (e.g. with a background process's pid). The default does
+        nothing."""
+        return computed
+
+    def collect(self, computed: dict[str, Any]) -> dict[str, Any]:
+        """Bring the results of finished work into the artifact store and summarise them."""
+        raise ProviderError(f"{self.name!r} resources have no results to collect")
 
     # -- compute that runs work (capability RUNS) ----------------------------------------
 

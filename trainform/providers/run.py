@@ -272,10 +272,6 @@ class RunProvider(Provider):
 
         return follow(self, computed, on_line, on_status, stop)
 
-    def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
-        """Nothing to do: the launcher already runs on its own."""
-        return computed
-
     def status_of(self, computed: dict[str, Any]) -> dict[str, Any]:
         """Current status fields of a submitted run."""
         provider, handle = self._target(computed)

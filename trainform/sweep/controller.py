@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trainform.config.values import substitute_params
 from trainform.errors import TrainformError
 from trainform.providers.base import TERMINAL, ProviderContext
 from trainform.providers.registry import Providers
+from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run
 from trainform.runs.results import read_points
 from trainform.state.store import SQLiteStateStore
@@ -101,7 +102,7 @@ class Controller:
         self.sampler = make_sampler(spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal)
         self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
         context = ProviderContext(Path(spec["config_dir"]), Path(spec["data_dir"]))
-        self.runs = Providers(context).get("run")
+        self.runs = cast(RunProvider, Providers(context).get("run"))
         self.trials: list[Trial] = []
         self.decisions: list[dict[str, Any]] = []
         self.status = "running"
@@ -146,7 +147,7 @@ class Controller:
         if not scored:
             return None
         key = (lambda t: t.best(self.goal)) if self.goal == "maximize" else (lambda t: -(t.best(self.goal) or 0.0))
-        return max(scored, key=key)  # type: ignore[arg-type,return-value]
+        return max(scored, key=key)
 
     def _decide(self, trial: Trial, action: str, reason: str) -> None:
         self.decisions.append({"time": _now(), "trial": trial.index, "run_id": trial.run_id,
