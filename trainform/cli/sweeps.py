@@ -12,11 +12,29 @@ from trainform.cli.runs import _providers, _status_text
 from trainform.errors import TrainformError
 
 
+def _observe(store: Any, sweep: dict[str, Any]) -> dict[str, Any]:
+    """The sweep, marked lost (and recorded so) if it has not ended but its controller is gone."""
+    from trainform.providers.base import TERMINAL
+    from trainform.state.locking import process_alive
+
+    pid = sweep["record"].get("controller_pid")
+    if sweep["status"] in TERMINAL or not pid or process_alive(int(pid), ""):
+        return sweep
+    message = f"the sweep controller (pid {pid}) ended before the sweep did"
+    sweep = {**sweep, "status": "lost", "record": {**sweep["record"], "message": message}}
+    store.put_sweep(sweep)
+    return sweep
+
+
+def _sweeps(store: Any) -> list[dict[str, Any]]:
+    return [_observe(store, s) for s in store.sweeps()]
+
+
 def _find_sweep(store: Any, ref: str) -> dict[str, Any]:
     """A sweep by id, or the latest sweep of an address (``sweep.tune`` or ``tune``)."""
     from trainform.config.schema import did_you_mean
 
-    sweeps = store.sweeps()
+    sweeps = _sweeps(store)
     address = ref if ref.startswith("sweep.") else f"sweep.{ref}"
     for s in sweeps:
         if s["id"] == ref:
@@ -42,7 +60,7 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     with _errors(ctx):
-        rows = _store(ctx).sweeps()
+        rows = _sweeps(_store(ctx))
         if as_json:
             click.echo(json.dumps([{k: v for k, v in r.items() if k != "record"} for r in rows],
                                   indent=2))

@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 
 import yaml
 
+from trainform.config.schema import type_of
 from trainform.config.values import FunctionContext, FunctionError
 
 __all__ = ["FUNCTIONS", "FUNCTION_DOCS", "function_names"]
@@ -105,23 +106,6 @@ def _fn(name: str, doc: str) -> Callable[[Callable[..., Any]], Callable[..., Any
 # --- argument checks and conversions ----------------------------------------------------------
 
 
-def _type_name(value: Any) -> str:
-    """The HCL name of value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "map"
-    return type(value).__name__
-
-
 def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
@@ -182,7 +166,7 @@ def _want_str(value: Any, what: str) -> str:
         return "true" if value else "false"
     if _is_number(value):
         return _number_text(value)
-    raise FunctionError(f"{what} must be a string, got {_type_name(value)}")
+    raise FunctionError(f"{what} must be a string, got {type_of(value)}")
 
 
 def _want_num(value: Any, what: str) -> _Number:
@@ -193,7 +177,7 @@ def _want_num(value: Any, what: str) -> _Number:
         if number is None:
             raise FunctionError(f"{what} must be a number, got string {_quote(value)}")
         return number
-    raise FunctionError(f"{what} must be a number, got {_type_name(value)}")
+    raise FunctionError(f"{what} must be a number, got {type_of(value)}")
 
 
 def _want_int(value: Any, what: str) -> int:
@@ -210,19 +194,19 @@ def _want_bool(value: Any, what: str) -> bool:
         return value
     if value in ("true", "false") and isinstance(value, str):
         return value == "true"
-    raise FunctionError(f"{what} must be a bool, got {_type_name(value)}")
+    raise FunctionError(f"{what} must be a bool, got {type_of(value)}")
 
 
 def _want_list(value: Any, what: str) -> list[Any]:
     if isinstance(value, list):
         return value
-    raise FunctionError(f"{what} must be a list, got {_type_name(value)}")
+    raise FunctionError(f"{what} must be a list, got {type_of(value)}")
 
 
 def _want_map(value: Any, what: str) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
-    raise FunctionError(f"{what} must be a map, got {_type_name(value)}")
+    raise FunctionError(f"{what} must be a map, got {type_of(value)}")
 
 
 def _json_ready(value: Any) -> Any:
@@ -568,7 +552,7 @@ def _merge(ctx: FunctionContext, *maps: Any) -> dict[str, Any]:
 def _length(ctx: FunctionContext, value: Any) -> int:
     if isinstance(value, (str, list, dict)):
         return len(value)
-    raise FunctionError(f"argument must be a string, list or map, got {_type_name(value)}")
+    raise FunctionError(f"argument must be a string, list or map, got {type_of(value)}")
 
 
 @_fn("lookup", "lookup(map, key, default?): map[key], or default if absent (error if none).")
@@ -814,7 +798,7 @@ def _tostring(ctx: FunctionContext, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, (list, dict)):
-        raise FunctionError(f"cannot convert a {_type_name(value)} to a string")
+        raise FunctionError(f"cannot convert a {type_of(value)} to a string")
     return _want_str(value, "argument")
 
 
@@ -878,7 +862,7 @@ def _jsondecode(ctx: FunctionContext, text: Any) -> Any:
 def _yaml_key(key: Any) -> str:
     if isinstance(key, (str, bool)) or _is_number(key):
         return _want_str(key, "map key")
-    raise FunctionError(f"map keys must be strings, numbers or bools, got {_type_name(key)}")
+    raise FunctionError(f"map keys must be strings, numbers or bools, got {type_of(key)}")
 
 
 class _YamlLoader(yaml.SafeLoader):

@@ -245,7 +245,8 @@ class Planner:
         current = {**prior.computed, **self.observed.computed.get(inst.address, {})}
         before = self._before(prior)
         status = current.get("status")
-        run = f"run {current.get('run_id')}"
+        run = (f"sweep {current.get('sweep_id')}" if res.kind == "sweep"
+               else f"run {current.get('run_id')}")
         fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get("fingerprint")
         forced = self._forced_replace(inst.address)
         inputs = ", ".join(pv.reasons) or "its inputs changed"

@@ -43,17 +43,23 @@ def new_run_id(address: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
 
 
-class RunProvider(Provider):
-    """Manages ``run`` blocks by delegating execution to the compute provider."""
+class WorkProvider(Provider):
+    """Base of providers whose resources are work submitted to other providers' compute
+    (runs, sweeps): submitted on create, canceled on delete."""
 
-    name = "run"
-    kind = "run"
-    schema = RUN
     verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
 
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
         self.providers = Providers(context)
+
+
+class RunProvider(WorkProvider):
+    """Manages ``run`` blocks by delegating execution to the compute provider."""
+
+    name = "run"
+    kind = "run"
+    schema = RUN
 
     # -- helpers
     def _source(self, desired: dict[str, Any]) -> Path:

@@ -14,40 +14,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from trainform.config.schema import SWEEP
 from trainform.errors import ProviderError, TrainformError
-from trainform.providers.base import (
-    TERMINAL,
-    Observed,
-    PlanValues,
-    Provider,
-    ProviderContext,
-    ResourceState,
-)
-from trainform.providers.registry import Providers
-from trainform.providers.run import new_run_id
+from trainform.providers.base import TERMINAL, Observed, PlanValues, ResourceState
+from trainform.providers.run import WorkProvider, new_run_id
+from trainform.runs.history import workspace_of
 from trainform.runs import spec as runspec
 from trainform.state.locking import process_alive, process_start_time
 from trainform.units import parse_duration
 
 
-def _reference(value: Any) -> Any:
-    return value.get("address") if isinstance(value, dict) and "address" in value else value
-
-
-class SweepProvider(Provider):
+class SweepProvider(WorkProvider):
     """Manages ``sweep`` blocks; the trials are runs submitted through the run provider."""
 
     name = "sweep"
     kind = "sweep"
     schema = SWEEP
-    verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
-
-    def __init__(self, context: ProviderContext) -> None:
-        super().__init__(context)
-        self.providers = Providers(context)
 
     # -- what the sweep is
     def settings(self, desired: dict[str, Any]) -> dict[str, Any]:
@@ -213,7 +197,7 @@ class SweepProvider(Provider):
             "fingerprint": self._fingerprint(desired, snapshot_id),
             "trial": trial, **settings,
             "workspace": workspace,
-            "workspace_address": _reference(workspace) if workspace else "default",
+            "workspace_address": workspace_of(desired),
             "config_dir": str(self.context.config_dir), "data_dir": str(self.context.data_dir),
             "state_path": str(self.context.state_path or self.context.data_dir / "state.db"),
             "status_file": str(folder / "status.json"),

@@ -631,7 +631,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """Whether a process exists and is not a zombie."""
     try:
         os.kill(pid, 0)
@@ -920,7 +920,7 @@ class _Launch:
                 if reason is None and self.signals:
                     reason, signals_seen = "canceled", self.signals
                     message = f"canceled ({self.signal_name})"
-                elif reason is None and plan.watch_pid and not _alive(plan.watch_pid):
+                elif reason is None and plan.watch_pid and not process_running(plan.watch_pid):
                     reason = "canceled"
                     message = f"canceled: the sweep controller (pid {plan.watch_pid}) is gone"
                 elif reason is None and deadline is not None and now >= deadline:

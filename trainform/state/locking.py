@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from trainform.runs.launcher import process_running
+
 
 def current_user() -> str:
     try:
@@ -31,17 +33,7 @@ def process_start_time(pid: int) -> str:
 
 def process_alive(pid: int, start_time: str) -> bool:
     """True if the process that recorded (pid, start_time) still runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not process_running(pid):
         return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return False
-    return not start_time or fields[19] == start_time
+    now = process_start_time(pid)
+    return not start_time or not now or now == start_time

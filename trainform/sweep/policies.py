@@ -84,6 +84,22 @@ def _check_gating(policy: str, evaluation_interval: Any, delay_evaluation: Any) 
         )
 
 
+def _gate(
+    trial_id: str, history: History, goal: str, evaluation_interval: int, delay_evaluation: int
+) -> tuple[bool, int, float] | str:
+    """What every policy checks first: a reason not to evaluate now, or (maximize, the
+    trial's latest interval, its best value so far)."""
+    maximize = _maximize(goal)
+    reports = history.get(trial_id) or []
+    if not reports:
+        return "no reports yet"
+    interval = reports[-1][0]
+    skipped = _not_evaluated(interval, evaluation_interval, delay_evaluation)
+    if skipped:
+        return skipped
+    return maximize, interval, _best([v for i, v in reports if i <= interval], maximize)
+
+
 def _not_evaluated(interval: int, evaluation_interval: int, delay_evaluation: int) -> str | None:
     """Why the policy is not evaluated at ``interval``, or ``None`` if it is."""
     if interval < delay_evaluation:
@@ -139,15 +155,10 @@ class BanditPolicy:
         return _describe(self, self.name)
 
     def should_stop(self, trial_id: str, history: History, goal: str) -> tuple[bool, str]:
-        maximize = _maximize(goal)
-        reports = history.get(trial_id) or []
-        if not reports:
-            return False, "no reports yet"
-        interval = reports[-1][0]
-        skipped = _not_evaluated(interval, self.evaluation_interval, self.delay_evaluation)
-        if skipped:
-            return False, skipped
-        own_best = _best([v for i, v in reports if i <= interval], maximize)
+        gated = _gate(trial_id, history, goal, self.evaluation_interval, self.delay_evaluation)
+        if isinstance(gated, str):
+            return False, gated
+        maximize, interval, own_best = gated
         overall = _best(
             [v for trial in history.values() for i, v in trial if i <= interval], maximize
         )
@@ -189,15 +200,10 @@ class MedianStoppingPolicy:
         return _describe(self, self.name)
 
     def should_stop(self, trial_id: str, history: History, goal: str) -> tuple[bool, str]:
-        maximize = _maximize(goal)
-        reports = history.get(trial_id) or []
-        if not reports:
-            return False, "no reports yet"
-        interval = reports[-1][0]
-        skipped = _not_evaluated(interval, self.evaluation_interval, self.delay_evaluation)
-        if skipped:
-            return False, skipped
-        own_best = _best([v for i, v in reports if i <= interval], maximize)
+        gated = _gate(trial_id, history, goal, self.evaluation_interval, self.delay_evaluation)
+        if isinstance(gated, str):
+            return False, gated
+        maximize, interval, own_best = gated
         averages = [
             statistics.fmean([v for i, v in trial if i <= interval])
             for trial in history.values()
