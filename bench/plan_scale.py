@@ -59,8 +59,19 @@ def bench(n: int) -> tuple[float, int]:
         (folder / "main.train.hcl").write_text(CONFIG.format(outer=outer, inner=inner))
         env_args: list[str] = []
         subprocess.run(
-            [sys.executable, "-m", "trainform", "apply", "--auto-approve", "--parallelism", "32", *env_args],
-            cwd=folder, check=True, stdout=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "trainform",
+                "apply",
+                "--auto-approve",
+                "--parallelism",
+                "32",
+                *env_args,
+            ],
+            cwd=folder,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         best_wall, peak = float("inf"), 0
         for _ in range(REPEAT):

@@ -55,8 +55,12 @@ def main() -> None:
         (folder / "src").mkdir()
         (folder / "src" / "noop.py").write_text("pass\n")
         (folder / "main.train.hcl").write_text(CONFIG)
-        subprocess.run([*trainform, "apply", "-auto-approve"], cwd=folder, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*trainform, "apply", "-auto-approve"],
+            cwd=folder,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         direct = min(timed([python3, "-c", "pass"], folder) for _ in range(REPEAT))
         applies = [
             timed([*trainform, "apply", "-auto-approve", "--replace", "run.noop"], folder)
@@ -65,11 +69,15 @@ def main() -> None:
         plan = min(timed([*trainform, "plan"], folder) for _ in range(REPEAT))
     best = min(applies)
     print(f"python3 -c pass ({python3}): {direct:.3f} s")
-    print(f"trainform apply --replace run.noop: best {best:.3f} s, "
-          f"median {sorted(applies)[len(applies) // 2]:.3f} s")
+    print(
+        f"trainform apply --replace run.noop: best {best:.3f} s, "
+        f"median {sorted(applies)[len(applies) // 2]:.3f} s"
+    )
     print(f"trainform plan (nothing to do): {plan:.3f} s")
-    print(f"overhead of a run over the bare process: {best - direct:.3f} s "
-          f"(of which planning, as measured by plan alone: {plan:.3f} s)")
+    print(
+        f"overhead of a run over the bare process: {best - direct:.3f} s "
+        f"(of which planning, as measured by plan alone: {plan:.3f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -24,12 +24,16 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     probe = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "trainform", "--version"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stderr
     imported = {line.split("|")[-1].strip() for line in probe.splitlines() if "|" in line}
     loaded = sorted(h for h in HEAVY if h in imported)
-    print(f"trainform --version: median {statistics.median(times):.3f} s, "
-          f"best {min(times):.3f} s over {RUNS} runs")
+    print(
+        f"trainform --version: median {statistics.median(times):.3f} s, "
+        f"best {min(times):.3f} s over {RUNS} runs"
+    )
     print(f"heavy modules imported: {', '.join(loaded) or 'none'}")
 
 

@@ -20,7 +20,9 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("site")
     dist = site / "trainform_example-0.1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: trainform-example\nVersion: 0.1.0\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: trainform-example\nVersion: 0.1.0\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[trainform.providers]\nexample = trainform_example:ExampleProvider\n"
     )
@@ -46,7 +48,9 @@ class CLI:
     cwd: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 120, **env: str) -> Result:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 120, **env: str
+    ) -> Result:
         proc = subprocess.run(
             [sys.executable, "-m", "trainform", *args],
             cwd=self.cwd,

@@ -59,7 +59,11 @@ def to_dot(edges: Mapping[str, Iterable[str]], reduce: bool = True) -> str:
         g.add_edges_from((node, t) for t in targets)
     if reduce and nx.is_directed_acyclic_graph(g):
         g = nx.transitive_reduction(g)
-    lines = ["digraph trainform {", "  rankdir = LR;", '  node [shape = box, fontname = "Helvetica"];']
+    lines = [
+        "digraph trainform {",
+        "  rankdir = LR;",
+        '  node [shape = box, fontname = "Helvetica"];',
+    ]
     lines.extend(f'  "{node}";' for node in sorted(g.nodes))
     lines.extend(f'  "{a}" -> "{b}";' for a, b in sorted(g.edges))
     lines.append("}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +25,29 @@ if TYPE_CHECKING:
 
 # Terraform spells long options with one dash (-out=plan, -auto-approve); accept both.
 LONG_OPTIONS = {
-    "out", "var", "var-file", "auto-approve", "no-color", "detailed-exitcode", "target",
-    "replace", "destroy", "refresh-only", "refresh", "json", "parallelism", "lock-timeout",
-    "check", "diff", "input", "force", "chdir", "example", "raw", "help", "version",
+    "out",
+    "var",
+    "var-file",
+    "auto-approve",
+    "no-color",
+    "detailed-exitcode",
+    "target",
+    "replace",
+    "destroy",
+    "refresh-only",
+    "refresh",
+    "json",
+    "parallelism",
+    "lock-timeout",
+    "check",
+    "diff",
+    "input",
+    "force",
+    "chdir",
+    "example",
+    "raw",
+    "help",
+    "version",
 }
 
 
@@ -73,8 +93,12 @@ def _console(ctx: click.Context, stderr: bool = False) -> Console:
     no_color = bool(root.obj.get("no_color")) or "NO_COLOR" in os.environ
     stream = sys.stderr if stderr else sys.stdout
     return Console(
-        stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True,
-        color_system=None if no_color else "auto", emoji=False,
+        stderr=stderr,
+        no_color=no_color,
+        highlight=False,
+        soft_wrap=True,
+        color_system=None if no_color else "auto",
+        emoji=False,
         # Piped output (CI logs, files) is not cut to 80 columns.
         width=None if stream.isatty() or "COLUMNS" in os.environ else 200,
     )
@@ -166,14 +190,20 @@ def _prompt_for(ctx: click.Context, use_input: bool) -> Callable[[str, str, bool
     return prompt
 
 
-def _open_session(ctx: click.Context, use_input: bool = True, parallelism: int = 10,
-                  fixed: dict[str, Any] | None = None) -> Session:
+def _open_session(
+    ctx: click.Context,
+    use_input: bool = True,
+    parallelism: int = 10,
+    fixed: dict[str, Any] | None = None,
+) -> Session:
     from trainform.config.variables import VariableInputs
     from trainform.engine.session import Session
 
     ordered = ctx.find_root().obj.get("var_order", [])
     inputs = VariableInputs(cli=ordered)
-    session = Session.open(_config_dir(ctx), inputs, _prompt_for(ctx, use_input), parallelism, fixed)
+    session = Session.open(
+        _config_dir(ctx), inputs, _prompt_for(ctx, use_input), parallelism, fixed
+    )
     if session.warnings:
         from trainform.cli.render import diagnostic_lines
 
@@ -184,28 +214,64 @@ def _open_session(ctx: click.Context, use_input: bool = True, parallelism: int =
 
 def var_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--var/--var-file (consumed in order by normalize_args) and --input."""
-    fn = click.option("--var", "vars_", multiple=True, metavar="NAME=VALUE",
-                      help="Set a variable (repeatable; later wins).")(fn)
-    fn = click.option("--var-file", "var_files", multiple=True, metavar="FILE",
-                      help="Read variables from a file (.tfvars, .json, .yaml).")(fn)
-    fn = click.option("--input/--no-input", "use_input", default=True,
-                      help="Ask for missing required variables on a terminal.")(fn)
+    fn = click.option(
+        "--var",
+        "vars_",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Set a variable (repeatable; later wins).",
+    )(fn)
+    fn = click.option(
+        "--var-file",
+        "var_files",
+        multiple=True,
+        metavar="FILE",
+        help="Read variables from a file (.tfvars, .json, .yaml).",
+    )(fn)
+    fn = click.option(
+        "--input/--no-input",
+        "use_input",
+        default=True,
+        help="Ask for missing required variables on a terminal.",
+    )(fn)
     return fn
 
 
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(
         [
-            click.option("--target", multiple=True, metavar="ADDR",
-                         help="Limit to this resource and what it depends on (repeatable)."),
-            click.option("--replace", multiple=True, metavar="ADDR",
-                         help="Force replacement of this resource (repeatable)."),
-            click.option("--refresh", type=bool, default=True, show_default=True,
-                         help="Read real-world state first (--refresh=false skips it)."),
-            click.option("--lock-timeout", default="0s", show_default=True,
-                         help="How long to wait for the state lock (e.g. 30s, 2m)."),
-            click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256),
-                         help="How many operations run at once."),
+            click.option(
+                "--target",
+                multiple=True,
+                metavar="ADDR",
+                help="Limit to this resource and what it depends on (repeatable).",
+            ),
+            click.option(
+                "--replace",
+                multiple=True,
+                metavar="ADDR",
+                help="Force replacement of this resource (repeatable).",
+            ),
+            click.option(
+                "--refresh",
+                type=bool,
+                default=True,
+                show_default=True,
+                help="Read real-world state first (--refresh=false skips it).",
+            ),
+            click.option(
+                "--lock-timeout",
+                default="0s",
+                show_default=True,
+                help="How long to wait for the state lock (e.g. 30s, 2m).",
+            ),
+            click.option(
+                "--parallelism",
+                default=10,
+                show_default=True,
+                type=click.IntRange(1, 256),
+                help="How many operations run at once.",
+            ),
         ]
     ):
         fn = opt(fn)
@@ -229,7 +295,9 @@ class Group(click.Group):
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-C", "--chdir", "chdir", metavar="DIR", help="Use the configuration in DIR.")
 @click.option("--no-color", is_flag=True, help="Plain output without colour.")
-@click.version_option(__version__, "--version", "-v", prog_name="trainform", message="%(prog)s v%(version)s")
+@click.version_option(
+    __version__, "--version", "-v", prog_name="trainform", message="%(prog)s v%(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context, chdir: str | None, no_color: bool) -> None:
     """Declarative infrastructure and runs for machine-learning training.
@@ -247,7 +315,7 @@ def cli(ctx: click.Context, chdir: str | None, no_color: bool) -> None:
 # ---------------------------------------------------------------------------- init / validate
 
 
-EXAMPLE = '''# A starter configuration: a workspace and the local machine as a compute target.
+EXAMPLE = """# A starter configuration: a workspace and the local machine as a compute target.
 # Run `trainform plan` to see what would change, then `trainform apply`.
 
 variable "team" {
@@ -269,7 +337,7 @@ compute "local" {
 output "cpus" {
   value = compute.local.facts.cpus
 }
-'''
+"""
 
 
 @cli.command()
@@ -306,16 +374,18 @@ def init(ctx: click.Context, example: bool) -> None:
         except ConfigError:
             blocks = []
         needed = sorted(
-            {"workspace" if b.type == "workspace" else "environment" for b in blocks if b.type in ("workspace", "environment")}
+            {
+                "workspace" if b.type == "workspace" else "environment"
+                for b in blocks
+                if b.type in ("workspace", "environment")
+            }
         )
         for b in blocks:
             if b.type == "compute" and "type" in b.attrs:
                 from trainform.config.loader import _literal
 
-                try:
+                with suppress(ConfigError):
                     needed.append(str(_literal(b.attrs["type"].expr, "type")))
-                except ConfigError:
-                    pass
         missing = []
         for name in sorted(set(needed)):
             try:
@@ -324,8 +394,11 @@ def init(ctx: click.Context, example: bool) -> None:
                 missing.append(f"{name}: {exc}")
         if missing:
             raise Fail_with(ctx, "Missing providers:\n  " + "\n  ".join(missing))
-        _print(ctx, f"[green]trainform is initialised[/green] in {directory.resolve()} "
-                    f"(providers installed: {', '.join(provider_names())}).")
+        _print(
+            ctx,
+            f"[green]trainform is initialised[/green] in {directory.resolve()} "
+            f"(providers installed: {', '.join(provider_names())}).",
+        )
 
 
 def Fail_with(ctx: click.Context, message: str) -> Fail:
@@ -351,21 +424,41 @@ def validate(ctx: click.Context, as_json: bool) -> None:
         with _errors(ctx):
             module = validate_config(_config_dir(ctx), inputs)
             n = len(module.resources)
-            _print(ctx, f"[green bold]Success![/green bold] The configuration is valid "
-                        f"({len(module.files)} file(s), {n} resource block(s)).")
+            _print(
+                ctx,
+                f"[green bold]Success![/green bold] The configuration is valid "
+                f"({len(module.files)} file(s), {n} resource block(s)).",
+            )
         return
     try:
         validate_config(_config_dir(ctx), inputs)
         diags: list[dict[str, Any]] = []
     except ConfigError as exc:
         diags = [
-            {"severity": d.severity, "summary": d.message, "detail": d.hint,
-             "range": {"filename": d.pos.file, "start": {"line": d.pos.line, "column": d.pos.column}}
-             if d.pos else None}
+            {
+                "severity": d.severity,
+                "summary": d.message,
+                "detail": d.hint,
+                "range": {
+                    "filename": d.pos.file,
+                    "start": {"line": d.pos.line, "column": d.pos.column},
+                }
+                if d.pos
+                else None,
+            }
             for d in exc.diagnostics
         ]
-    click.echo(_json.dumps({"format_version": "1.0", "valid": not diags,
-                            "error_count": len(diags), "diagnostics": diags}, indent=2))
+    click.echo(
+        _json.dumps(
+            {
+                "format_version": "1.0",
+                "valid": not diags,
+                "error_count": len(diags),
+                "diagnostics": diags,
+            },
+            indent=2,
+        )
+    )
     if diags:
         raise SystemExit(1)
 
@@ -385,7 +478,9 @@ def fmt(ctx: click.Context, check: bool, diff: bool, paths: tuple[str, ...]) -> 
     targets: list[Path] = []
     for p in [Path(x) for x in paths] or [_config_dir(ctx)]:
         if p.is_dir():
-            targets.extend(sorted(q for q in p.iterdir() if q.name.endswith((".train.hcl", ".tfvars"))))
+            targets.extend(
+                sorted(q for q in p.iterdir() if q.name.endswith((".train.hcl", ".tfvars")))
+            )
         else:
             targets.append(p)
     unformatted = []
@@ -403,8 +498,13 @@ def fmt(ctx: click.Context, check: bool, diff: bool, paths: tuple[str, ...]) -> 
         unformatted.append(path)
         click.echo(str(path))
         if diff:
-            click.echo("".join(difflib.unified_diff(
-                text.splitlines(True), new.splitlines(True), f"old/{path}", f"new/{path}")))
+            click.echo(
+                "".join(
+                    difflib.unified_diff(
+                        text.splitlines(True), new.splitlines(True), f"old/{path}", f"new/{path}"
+                    )
+                )
+            )
         if not check:
             path.write_text(new, encoding="utf-8")
     if failed:
@@ -436,9 +536,21 @@ def _show_plan(ctx: click.Context, plan: Plan) -> None:
 @click.option("--refresh-only", is_flag=True, help="Plan only to record real-world changes.")
 @plan_options
 @click.pass_context
-def plan(ctx: click.Context, out: str | None, as_json: bool, detailed_exitcode: bool, destroy: bool,
-         refresh_only: bool, target: tuple[str, ...], replace: tuple[str, ...], refresh: bool,
-         lock_timeout: str, parallelism: int, use_input: bool, **_: Any) -> None:
+def plan(
+    ctx: click.Context,
+    out: str | None,
+    as_json: bool,
+    detailed_exitcode: bool,
+    destroy: bool,
+    refresh_only: bool,
+    target: tuple[str, ...],
+    replace: tuple[str, ...],
+    refresh: bool,
+    lock_timeout: str,
+    parallelism: int,
+    use_input: bool,
+    **_: Any,
+) -> None:
     """Show what apply would change."""
     import json as _json
 
@@ -458,8 +570,11 @@ def plan(ctx: click.Context, out: str | None, as_json: bool, detailed_exitcode: 
         else:
             _show_plan(ctx, the_plan)
             if out:
-                _print(ctx, f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
-                            f"  trainform apply {out}")
+                _print(
+                    ctx,
+                    f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
+                    f"  trainform apply {out}",
+                )
     if detailed_exitcode and the_plan.has_changes:
         raise SystemExit(2)
 
@@ -473,15 +588,23 @@ def _confirm(ctx: click.Context, auto_approve: bool, what: str) -> None:
             f"refusing to {what} without confirmation: stdin is not a terminal. Pass "
             "--auto-approve, or apply a saved, reviewed plan file (`trainform apply FILE`).",
         )
-    _print(ctx, f"\n[bold]Do you want to {what}?[/bold]\n  Only 'yes' will be accepted to approve.\n")
+    _print(
+        ctx, f"\n[bold]Do you want to {what}?[/bold]\n  Only 'yes' will be accepted to approve.\n"
+    )
     answer = click.prompt("  Enter a value", default="", show_default=False)
     if answer.strip() != "yes":
         _print(ctx, f"\n[red]{what.capitalize()} cancelled.[/red]")
         raise SystemExit(1)
 
 
-def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: Any, command: str,
-               detach: bool = False) -> None:
+def _run_apply(
+    ctx: click.Context,
+    session: Session,
+    the_plan: Plan,
+    planner: Any,
+    command: str,
+    detach: bool = False,
+) -> None:
     import signal
     import threading
 
@@ -501,7 +624,11 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
                 _print(ctx, f"{escape(c.address)}: {ing(verb)}...")
             elif e.kind == "done":
                 what = past(verb).capitalize()
-                if c.kind in ("run", "sweep") and verb in ("submit", "resubmit") and e.message != "detached":
+                if (
+                    c.kind in ("run", "sweep")
+                    and verb in ("submit", "resubmit")
+                    and e.message != "detached"
+                ):
                     what = "Completed"
                 _print(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
             elif e.kind == "failed":
@@ -509,7 +636,10 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             elif e.kind == "skipped":
                 _print(ctx, f"[yellow]{escape(c.address)}: skipped (a dependency failed)[/yellow]")
             elif e.kind == "submitted":
-                _print(ctx, f"{escape(c.address)}: submitted as {c.kind} [bold]{escape(e.message)}[/bold]")
+                _print(
+                    ctx,
+                    f"{escape(c.address)}: submitted as {c.kind} [bold]{escape(e.message)}[/bold]",
+                )
             elif e.kind == "status":
                 _print(ctx, f"[cyan]{escape(c.address)}: {escape(e.message)}[/cyan]")
             elif e.kind == "log":
@@ -519,8 +649,12 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        _print(ctx, "\n[yellow]Interrupt received. Finishing the operations in flight and saving "
-                    "state (Ctrl-C again to stop at once)...[/yellow]", stderr=True)
+        _print(
+            ctx,
+            "\n[yellow]Interrupt received. Finishing the operations in flight and saving "
+            "state (Ctrl-C again to stop at once)...[/yellow]",
+            stderr=True,
+        )
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -536,14 +670,24 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
         counts["change"] += c.actions == ("update",)
     _print(ctx, "")
     if result.ok:
-        _print(ctx, f"[green bold]Apply complete![/green bold] Resources: {counts['add']} added, "
-                    f"{counts['change']} changed, {counts['destroy']} destroyed.")
+        _print(
+            ctx,
+            f"[green bold]Apply complete![/green bold] Resources: {counts['add']} added, "
+            f"{counts['change']} changed, {counts['destroy']} destroyed.",
+        )
     else:
-        _print(ctx, f"[red bold]Apply incomplete.[/red bold] Resources: {counts['add']} added, "
-                    f"{counts['change']} changed, {counts['destroy']} destroyed; "
-                    f"{len(result.failed)} failed, {len(result.skipped)} skipped"
-                    + (f", {len(result.not_started)} not started (interrupted)" if result.interrupted else "")
-                    + ".")
+        _print(
+            ctx,
+            f"[red bold]Apply incomplete.[/red bold] Resources: {counts['add']} added, "
+            f"{counts['change']} changed, {counts['destroy']} destroyed; "
+            f"{len(result.failed)} failed, {len(result.skipped)} skipped"
+            + (
+                f", {len(result.not_started)} not started (interrupted)"
+                if result.interrupted
+                else ""
+            )
+            + ".",
+        )
         for addr, msg in sorted(result.failed.items()):
             _print(ctx, f"  [red]failed[/red]  {escape(addr)}: {escape(msg)}")
         for addr in result.skipped:
@@ -552,10 +696,15 @@ def _run_apply(ctx: click.Context, session: Session, the_plan: Plan, planner: An
             _print(ctx, f"  [yellow]not started[/yellow] {escape(addr)}")
         _print(ctx, "State records exactly what was done; run the command again to continue.")
     for addr in result.detached:
-        follow = (f"trainform sweeps show {addr}" if addr.startswith("sweep.")
-                  else f"trainform runs wait {addr}")
-        _print(ctx, f"{escape(addr)} keeps running in the background; follow it with "
-                    f"`{escape(follow)}`")
+        follow = (
+            f"trainform sweeps show {addr}"
+            if addr.startswith("sweep.")
+            else f"trainform runs wait {addr}"
+        )
+        _print(
+            ctx,
+            f"{escape(addr)} keeps running in the background; follow it with `{escape(follow)}`",
+        )
     if result.outputs and the_plan.mode == "normal":
         _print(ctx, "\nOutputs:\n")
         _print(ctx, _outputs_lines(result.outputs))
@@ -583,13 +732,37 @@ def _outputs_lines(outputs: dict[str, dict[str, Any]]) -> list[str]:
 @click.option("--detach", is_flag=True, help="Return once runs are submitted; do not wait.")
 @plan_options
 @click.pass_context
-def apply(ctx: click.Context, planfile: str | None, auto_approve: bool, destroy: bool,
-          refresh_only: bool, detach: bool, target: tuple[str, ...], replace: tuple[str, ...],
-          refresh: bool, lock_timeout: str, parallelism: int, use_input: bool, **_: Any) -> None:
+def apply(
+    ctx: click.Context,
+    planfile: str | None,
+    auto_approve: bool,
+    destroy: bool,
+    refresh_only: bool,
+    detach: bool,
+    target: tuple[str, ...],
+    replace: tuple[str, ...],
+    refresh: bool,
+    lock_timeout: str,
+    parallelism: int,
+    use_input: bool,
+    **_: Any,
+) -> None:
     """Make the real world match the configuration (or apply a saved plan exactly). Runs are
     submitted and waited for, their logs streamed, unless --detach."""
-    _apply_command(ctx, planfile, auto_approve, _plan_mode(destroy, refresh_only), target, replace,
-                   refresh, lock_timeout, parallelism, use_input, "apply", detach)
+    _apply_command(
+        ctx,
+        planfile,
+        auto_approve,
+        _plan_mode(destroy, refresh_only),
+        target,
+        replace,
+        refresh,
+        lock_timeout,
+        parallelism,
+        use_input,
+        "apply",
+        detach,
+    )
 
 
 def _redacted_command(args: list[str]) -> str:
@@ -611,10 +784,20 @@ def _redacted_command(args: list[str]) -> str:
     return " ".join(["trainform", *out])[:500]
 
 
-def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: bool, mode: str,
-                   target: tuple[str, ...], replace: tuple[str, ...], refresh: bool,
-                   lock_timeout: str, parallelism: int, use_input: bool, command: str,
-                   detach: bool = False) -> None:
+def _apply_command(
+    ctx: click.Context,
+    planfile_arg: str | None,
+    auto_approve: bool,
+    mode: str,
+    target: tuple[str, ...],
+    replace: tuple[str, ...],
+    refresh: bool,
+    lock_timeout: str,
+    parallelism: int,
+    use_input: bool,
+    command: str,
+    detach: bool = False,
+) -> None:
     from trainform.planner import planfile as pf
     from trainform.planner.diff import PlanOptions
 
@@ -622,13 +805,17 @@ def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: b
     with _errors(ctx):
         if planfile_arg:
             if target or replace or mode != "normal":
-                raise click.UsageError("a saved plan already fixes targets and mode; pass only the plan file")
+                raise click.UsageError(
+                    "a saved plan already fixes targets and mode; pass only the plan file"
+                )
             saved = pf.load(Path(planfile_arg))
             if Path(saved.config_dir).resolve() != _config_dir(ctx).resolve():
                 from trainform.errors import PlanError
 
-                raise PlanError(f"{planfile_arg} was made for the configuration in {saved.config_dir}; "
-                                f"run from there or with -C {saved.config_dir}")
+                raise PlanError(
+                    f"{planfile_arg} was made for the configuration in {saved.config_dir}; "
+                    f"run from there or with -C {saved.config_dir}"
+                )
             session = _open_session(ctx, use_input, parallelism, fixed=saved.variables)
             with session.locked(command, parse_duration(lock_timeout)):
                 planner = session.check_saved(saved)
@@ -646,7 +833,8 @@ def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: b
                 return
             if the_plan.has_changes:
                 what = {"destroy": "destroy all resources", "refresh-only": "update the state"}.get(
-                    mode, "perform these actions")
+                    mode, "perform these actions"
+                )
                 _confirm(ctx, auto_approve, what)
             _print(ctx, "")
             _run_apply(ctx, session, the_plan, planner, argv, detach)
@@ -654,16 +842,36 @@ def _apply_command(ctx: click.Context, planfile_arg: str | None, auto_approve: b
 
 @cli.command()
 @click.option("--auto-approve", is_flag=True, help="Skip the confirmation prompt.")
-@click.option("--target", multiple=True, metavar="ADDR", help="Destroy only this (and its dependents).")
+@click.option(
+    "--target", multiple=True, metavar="ADDR", help="Destroy only this (and its dependents)."
+)
 @click.option("--lock-timeout", default="0s", show_default=True)
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @var_options
 @click.pass_context
-def destroy(ctx: click.Context, auto_approve: bool, target: tuple[str, ...], lock_timeout: str,
-            parallelism: int, use_input: bool, **_: Any) -> None:
+def destroy(
+    ctx: click.Context,
+    auto_approve: bool,
+    target: tuple[str, ...],
+    lock_timeout: str,
+    parallelism: int,
+    use_input: bool,
+    **_: Any,
+) -> None:
     """Destroy (or detach) everything trainform manages here."""
-    _apply_command(ctx, None, auto_approve, "destroy", target, (), True, lock_timeout,
-                   parallelism, use_input, "destroy")
+    _apply_command(
+        ctx,
+        None,
+        auto_approve,
+        "destroy",
+        target,
+        (),
+        True,
+        lock_timeout,
+        parallelism,
+        use_input,
+        "destroy",
+    )
 
 
 @cli.command()
@@ -672,7 +880,9 @@ def destroy(ctx: click.Context, auto_approve: bool, target: tuple[str, ...], loc
 @click.pass_context
 def refresh(ctx: click.Context, lock_timeout: str, use_input: bool, **_: Any) -> None:
     """Record real-world changes (facts, deleted resources) in state."""
-    _apply_command(ctx, None, True, "refresh-only", (), (), True, lock_timeout, 10, use_input, "refresh")
+    _apply_command(
+        ctx, None, True, "refresh-only", (), (), True, lock_timeout, 10, use_input, "refresh"
+    )
 
 
 # ---------------------------------------------------------------------------- state views
@@ -701,7 +911,7 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool) -> None:
 
     from rich.markup import escape
 
-    from trainform.cli.render import SENSITIVE, value_text
+    from trainform.cli.render import SENSITIVE
 
     with _errors(ctx):
         if planfile:
@@ -725,17 +935,33 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool) -> None:
                 return None if is_sealed(v) else v
 
             data = {
-                "format_version": "1.0", "lineage": lineage, "serial": serial,
+                "format_version": "1.0",
+                "lineage": lineage,
+                "serial": serial,
                 "resources": [
-                    {"address": r.address, "type": r.kind, "name": r.name, "index": r.key,
-                     "provider": r.provider, "status": r.status,
-                     "attributes": {k: clean(v) for k, v in r.attributes.items()},
-                     "sensitive_attributes": sorted(k for k, v in r.attributes.items() if is_sealed(v)),
-                     "computed": r.computed, "depends_on": list(r.dependencies)}
+                    {
+                        "address": r.address,
+                        "type": r.kind,
+                        "name": r.name,
+                        "index": r.key,
+                        "provider": r.provider,
+                        "status": r.status,
+                        "attributes": {k: clean(v) for k, v in r.attributes.items()},
+                        "sensitive_attributes": sorted(
+                            k for k, v in r.attributes.items() if is_sealed(v)
+                        ),
+                        "computed": r.computed,
+                        "depends_on": list(r.dependencies),
+                    }
                     for r in resources.values()
                 ],
-                "outputs": {n: {"value": None if o["sensitive"] else o["value"], "sensitive": o["sensitive"]}
-                            for n, o in outputs.items()},
+                "outputs": {
+                    n: {
+                        "value": None if o["sensitive"] else o["value"],
+                        "sensitive": o["sensitive"],
+                    }
+                    for n, o in outputs.items()
+                },
             }
             click.echo(_json.dumps(data, sort_keys=True, indent=2))
             return
@@ -744,7 +970,10 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool) -> None:
             return
         for r in resources.values():
             status = "" if r.status == "ready" else f" [red]({r.status})[/red]"
-            _print(ctx, f"[bold]# {escape(r.address)}[/bold]{status}  [dim]provider {escape(r.provider)}[/dim]")
+            _print(
+                ctx,
+                f"[bold]# {escape(r.address)}[/bold]{status}  [dim]provider {escape(r.provider)}[/dim]",
+            )
             _print(ctx, _attr_lines({**r.attributes, **r.computed}))
             _print(ctx, "")
         if outputs:
@@ -762,7 +991,7 @@ def _attr_lines(attrs: dict[str, Any], indent: str = "    ") -> list[str]:
     width = max((len(k) for k in attrs), default=0)
     for key in sorted(attrs):
         value = attrs[key]
-        if isinstance(value, dict) and value and not value.keys() == {"__sensitive__"}:
+        if isinstance(value, dict) and value and value.keys() != {"__sensitive__"}:
             lines.append(f"{indent}{escape(key.ljust(width))} = {{")
             lines.extend(_attr_lines(value, indent + "    "))
             lines.append(f"{indent}}}")
@@ -802,9 +1031,19 @@ def output(ctx: click.Context, name: str | None, as_json: bool, raw: bool) -> No
                 click.echo(value_text(o["value"]))
             return
         if as_json:
-            click.echo(_json.dumps({n: {"value": None if o["sensitive"] else o["value"],
-                                        "sensitive": o["sensitive"]} for n, o in outputs.items()},
-                                   sort_keys=True, indent=2))
+            click.echo(
+                _json.dumps(
+                    {
+                        n: {
+                            "value": None if o["sensitive"] else o["value"],
+                            "sensitive": o["sensitive"],
+                        }
+                        for n, o in outputs.items()
+                    },
+                    sort_keys=True,
+                    indent=2,
+                )
+            )
             return
         _print(ctx, _outputs_lines(outputs))
 
@@ -821,7 +1060,9 @@ def state_list(ctx: click.Context, filters: tuple[str, ...]) -> None:
     """List resource addresses in the state."""
     with _errors(ctx):
         for addr in _store(ctx).resources():
-            if not filters or any(addr == f or addr.startswith(f + "[") or addr.startswith(f + ".") for f in filters):
+            if not filters or any(
+                addr == f or addr.startswith(f + "[") or addr.startswith(f + ".") for f in filters
+            ):
                 click.echo(addr)
 
 
@@ -883,7 +1124,9 @@ def state_mv(ctx: click.Context, source: str, destination: str, lock_timeout: st
     with _errors(ctx):
         m = re.fullmatch(r"([a-z]+)\.([A-Za-z_][\w-]*)(?:\[(\d+|\"[^\"]*\")\])?", destination)
         if not m or m.group(1) not in RESOURCE_KINDS:
-            raise StateError(f"{destination!r} is not a resource address such as compute.gpu or compute.gpu[0]")
+            raise StateError(
+                f"{destination!r} is not a resource address such as compute.gpu or compute.gpu[0]"
+            )
         store = _store(ctx)
         lock = store.acquire_lock("state mv", parse_duration(lock_timeout))
         try:
@@ -908,7 +1151,9 @@ def force_unlock(ctx: click.Context, lock_id: str, force: bool) -> None:
     with _errors(ctx):
         store = _store(ctx)
         if not force and sys.stdin.isatty():
-            click.confirm(f"Remove lock {lock_id}? Only do this if its holder is not running", abort=True)
+            click.confirm(
+                f"Remove lock {lock_id}? Only do this if its holder is not running", abort=True
+            )
         info = store.force_unlock(lock_id)
         _print(ctx, f"[green]Released[/green] {info.describe()}.")
 
@@ -941,7 +1186,7 @@ def version(as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import trainform.cli.runs  # noqa: F401  (registers `runs` and `submit`)
+    import trainform.cli.runs
     import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 
     args, ordered = normalize_args(list(sys.argv[1:] if argv is None else argv))

@@ -23,8 +23,12 @@ SYMBOLS = {
 KNOWN_AFTER = "(known after apply)"
 SENSITIVE = "(sensitive value)"
 
-_PAST = {"update": "updated in-place", "forget": "forgotten", "submit": "submitted",
-         "resubmit": "resubmitted"}
+_PAST = {
+    "update": "updated in-place",
+    "forget": "forgotten",
+    "submit": "submitted",
+    "resubmit": "resubmitted",
+}
 
 
 def past(verb: str) -> str:
@@ -64,7 +68,11 @@ def value_text(value: Any) -> str:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() and not key[0].isdigit() else json.dumps(key)
+    return (
+        key
+        if key.replace("_", "").replace("-", "").isalnum() and not key[0].isdigit()
+        else json.dumps(key)
+    )
 
 
 def _header(c: Change) -> str:
@@ -75,9 +83,7 @@ def _header(c: Change) -> str:
 
 
 def _title(c: Change) -> str:
-    if c.actions == ("create",):
-        base = f"will be {past(c.verb)}"
-    elif c.actions == ("delete",):
+    if c.actions == ("create",) or c.actions == ("delete",):
         base = f"will be {past(c.verb)}"
     elif c.actions == ("update",) and c.verb == "resubmit":
         return f"# {c.address} will be resubmitted: {c.reason}"
@@ -89,13 +95,20 @@ def _title(c: Change) -> str:
     else:
         base = "is up to date"
     if c.reason and c.actions != ("update",) and not c.reason.startswith("will be"):
-        return f"# {c.address} {base} ({c.reason})" if not c.reason.startswith("has been") else f"# {c.address} {c.reason}; it {base}"
+        return (
+            f"# {c.address} {base} ({c.reason})"
+            if not c.reason.startswith("has been")
+            else f"# {c.address} {c.reason}; it {base}"
+        )
     return f"# {c.address} {base}"
 
 
 def change_lines(c: Change) -> list[str]:
     sym, colour = SYMBOLS[c.actions]
-    lines = [f"  [bold]{escape(_title(c))}[/bold]", f"[{colour}]{sym:>3}[/{colour}] {escape(_header(c))} {{"]
+    lines = [
+        f"  [bold]{escape(_title(c))}[/bold]",
+        f"[{colour}]{sym:>3}[/{colour}] {escape(_header(c))} {{",
+    ]
     before = c.before or {}
     after = c.after or {}
     names = sorted(set(before) | set(after) | set(c.after_unknown))
@@ -116,17 +129,23 @@ def change_lines(c: Change) -> list[str]:
         if c.actions == ("create",):
             if name not in after and name not in c.after_unknown:
                 continue
-            if after.get(name) in (None, {}, []) and name not in c.after_unknown and name not in c.after_sensitive:
+            if (
+                after.get(name) in (None, {}, [])
+                and name not in c.after_unknown
+                and name not in c.after_sensitive
+            ):
                 continue
             lines.append(f"      [green]+[/green] {escape(pad)} = {escape(new)}")
         elif c.actions == ("delete",):
             if before.get(name) in (None, {}, []) and name not in c.before_sensitive:
                 continue
             lines.append(f"      [red]-[/red] {escape(pad)} = {escape(old)} [dim]-> null[/dim]")
-        elif name in c.changed or name in c.after_unknown and name in before:
+        elif name in c.changed or (name in c.after_unknown and name in before):
             if old == new and name not in c.after_unknown:
                 new = SENSITIVE + " (changed)"
-            lines.append(f"      [yellow]~[/yellow] {escape(pad)} = {escape(old)} -> {escape(new)}{forces}")
+            lines.append(
+                f"      [yellow]~[/yellow] {escape(pad)} = {escape(old)} -> {escape(new)}{forces}"
+            )
         elif name in c.after_unknown:
             lines.append(f"      [green]+[/green] {escape(pad)} = {escape(new)}")
         else:
@@ -159,15 +178,21 @@ def plan_text(plan: Plan) -> list[str]:
             elif d.kind == "deleted":
                 out.append(f"  [bold]# {escape(d.address)} has been deleted[/bold]")
             else:
-                out.append(f"  [bold]# {escape(d.address)} could not be read[/bold]: {escape(d.message)}")
+                out.append(
+                    f"  [bold]# {escape(d.address)} could not be read[/bold]: {escape(d.message)}"
+                )
         out.append("")
         if plan.mode == "refresh-only":
-            out.append("This is a refresh-only plan, so trainform will not take any actions to undo")
+            out.append(
+                "This is a refresh-only plan, so trainform will not take any actions to undo"
+            )
             out.append("these. Applying it records them in the state.")
             out.append("")
     running = [c for c in plan.changes if c.is_noop and c.kind == "run" and c.reason]
     for c in running:
-        out.append(f"[cyan]{escape(c.address)} {escape(c.reason)}; its inputs are unchanged.[/cyan]")
+        out.append(
+            f"[cyan]{escape(c.address)} {escape(c.reason)}; its inputs are unchanged.[/cyan]"
+        )
     if running:
         out.append("")
     changes = plan.resource_changes
@@ -175,7 +200,9 @@ def plan_text(plan: Plan) -> list[str]:
         if plan.mode == "refresh-only" and not plan.drift:
             out.append("[green bold]No changes.[/green bold] Your state matches the real world.")
         elif plan.mode != "refresh-only":
-            out.append("[green bold]No changes.[/green bold] Your infrastructure matches the configuration.")
+            out.append(
+                "[green bold]No changes.[/green bold] Your infrastructure matches the configuration."
+            )
         return out
     if changes:
         out.append("trainform will perform the following actions:")
@@ -191,7 +218,13 @@ def plan_text(plan: Plan) -> list[str]:
         width = max(len(o.name) for o in outs)
         for o in outs:
             sym, colour = SYMBOLS[o.actions]
-            new = KNOWN_AFTER if o.after_unknown else SENSITIVE if o.sensitive else value_text(o.after)
+            new = (
+                KNOWN_AFTER
+                if o.after_unknown
+                else SENSITIVE
+                if o.sensitive
+                else value_text(o.after)
+            )
             old = SENSITIVE if o.sensitive else value_text(o.before)
             name = escape(o.name.ljust(width))
             if o.actions == ("create",):
@@ -218,7 +251,11 @@ def summary_line(plan: Plan) -> str:
 
 def diagnostic_lines(d: Diagnostic) -> list[str]:
     """A diagnostic with the offending source line, as rich-markup lines."""
-    label = "[red bold]Error:[/red bold]" if d.severity == "error" else "[yellow bold]Warning:[/yellow bold]"
+    label = (
+        "[red bold]Error:[/red bold]"
+        if d.severity == "error"
+        else "[yellow bold]Warning:[/yellow bold]"
+    )
     lines = [f"{label} {escape(d.message)}"]
     if d.pos is not None:
         lines.append("")

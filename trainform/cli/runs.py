@@ -46,9 +46,15 @@ def _find_run(store: Any, ref: str) -> dict[str, Any]:
 
 def _computed(run: dict[str, Any]) -> dict[str, Any]:
     rec = run["record"]
-    return {**rec, "run_id": run["id"], "status": run["status"], "experiment": run["experiment"],
-            "fingerprint": run["fingerprint"], "created": run["created"],
-            "finished": run["finished"]}
+    return {
+        **rec,
+        "run_id": run["id"],
+        "status": run["status"],
+        "experiment": run["experiment"],
+        "fingerprint": run["fingerprint"],
+        "created": run["created"],
+        "finished": run["finished"],
+    }
 
 
 def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +103,13 @@ def runs() -> None:
 @click.option("--address", help="Only runs of this run resource.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def runs_list(ctx: click.Context, experiment: str | None, status: str | None,
-              address: str | None, as_json: bool) -> None:
+def runs_list(
+    ctx: click.Context,
+    experiment: str | None,
+    status: str | None,
+    address: str | None,
+    as_json: bool,
+) -> None:
     """List runs, newest first."""
     from rich.table import Table
 
@@ -107,9 +118,12 @@ def runs_list(ctx: click.Context, experiment: str | None, status: str | None,
         for r in store.runs(address):
             if r["status"] in ACTIVE:
                 _refresh(ctx, store, r)
-        rows = [r for r in store.runs(address)
-                if (not experiment or r["experiment"] == experiment)
-                and (not status or r["status"] == status)]
+        rows = [
+            r
+            for r in store.runs(address)
+            if (not experiment or r["experiment"] == experiment)
+            and (not status or r["status"] == status)
+        ]
         if as_json:
             click.echo(json.dumps([{k: r[k] for k in r if k != "record"} for r in rows], indent=2))
             return
@@ -120,16 +134,27 @@ def runs_list(ctx: click.Context, experiment: str | None, status: str | None,
         for col in ("RUN", "ADDRESS", "EXPERIMENT", "STATUS", "CREATED", "DURATION"):
             table.add_column(col, no_wrap=True)
         for r in rows:
-            table.add_row(r["id"], r["address"], r["experiment"] or "", _status_text(r["status"]),
-                          r["created"] or "", _duration(r))
+            table.add_row(
+                r["id"],
+                r["address"],
+                r["experiment"] or "",
+                _status_text(r["status"]),
+                r["created"] or "",
+                _duration(r),
+            )
         from trainform.cli.main import _console
 
         _console(ctx).print(table)
 
 
 def _status_text(status: str) -> str:
-    colour = {"completed": "green", "failed": "red", "timed_out": "red", "lost": "red",
-              "canceled": "yellow"}.get(status, "cyan")
+    colour = {
+        "completed": "green",
+        "failed": "red",
+        "timed_out": "red",
+        "lost": "red",
+        "canceled": "yellow",
+    }.get(status, "cyan")
     return f"[{colour}]{status}[/{colour}]"
 
 
@@ -154,8 +179,11 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         lines = [
             f"[bold]{escape(r['id'])}[/bold]  ({escape(r['address'])})",
             f"  status       {_status_text(r['status'])}"
-            + (f"  [dim]{escape(str(rec.get('message')))}[/dim]"
-               if rec.get("message") and r["status"] != "completed" else ""),
+            + (
+                f"  [dim]{escape(str(rec.get('message')))}[/dim]"
+                if rec.get("message") and r["status"] != "completed"
+                else ""
+            ),
             f"  exit code    {rec.get('exit_code') if rec.get('exit_code') is not None else '-'}",
             f"  experiment   {escape(str(r['experiment']))}",
             f"  compute      {escape(str(rec.get('compute_address')))}",
@@ -167,18 +195,24 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         ]
         if git:
             dirty = " (dirty)" if git.get("dirty") else ""
-            lines.append(f"  git          {escape(str(git.get('repository')))} "
-                         f"{escape(str(git.get('branch')))}@{str(git.get('commit'))[:12]}{dirty}")
+            lines.append(
+                f"  git          {escape(str(git.get('repository')))} "
+                f"{escape(str(git.get('branch')))}@{str(git.get('commit'))[:12]}{dirty}"
+            )
         if rec.get("environment"):
             lines.append(f"  environment  {rec['environment']}")
         if rec.get("params"):
             lines.append("  params")
-            lines.extend(f"    {escape(k)} = {escape(json.dumps(v))}" for k, v in rec["params"].items())
+            lines.extend(
+                f"    {escape(k)} = {escape(json.dumps(v))}" for k, v in rec["params"].items()
+            )
         if rec.get("metrics"):
             lines.append("  metrics      last / min / max (points)")
             for name, m in sorted(rec["metrics"].items()):
-                lines.append(f"    {escape(name)}: {m['last']:.6g} / {m['min']:.6g} / {m['max']:.6g}"
-                             f" ({m['count']})")
+                lines.append(
+                    f"    {escape(name)}: {m['last']:.6g} / {m['min']:.6g} / {m['max']:.6g}"
+                    f" ({m['count']})"
+                )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
         _print(ctx, lines)
 
@@ -288,16 +322,27 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
         r = _refresh(ctx, store, _find_run(store, run))
         points = store.metrics(r["id"])
         if as_json:
-            click.echo(json.dumps({"run": r["id"], "params": r["record"].get("params", {}),
-                                   "summary": summarise(points), "points": points}, indent=2))
+            click.echo(
+                json.dumps(
+                    {
+                        "run": r["id"],
+                        "params": r["record"].get("params", {}),
+                        "summary": summarise(points),
+                        "points": points,
+                    },
+                    indent=2,
+                )
+            )
             return
         if not points:
             _print(ctx, f"{r['id']} reported no metrics.")
             return
         if chart:
-            series = [(p["step"] if p["step"] is not None else i, p["value"])
-                      for i, p in enumerate(x for x in points if x["name"] == chart)
-                      if isinstance(p["value"], (int, float))]
+            series = [
+                (p["step"] if p["step"] is not None else i, p["value"])
+                for i, p in enumerate(x for x in points if x["name"] == chart)
+                if isinstance(p["value"], (int, float))
+            ]
             if not series:
                 raise TrainformError(f"{r['id']} has no metric {chart!r}")
             click.echo(ascii_chart(chart, series))
@@ -306,12 +351,20 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
         for col in ("METRIC", "LAST", "MIN", "MAX", "POINTS", "LAST STEP"):
             table.add_column(col)
         for name, m in sorted(summarise(points).items()):
-            table.add_row(name, f"{m['last']:.6g}", f"{m['min']:.6g}", f"{m['max']:.6g}",
-                          str(m["count"]), str(m.get("last_step")))
+            table.add_row(
+                name,
+                f"{m['last']:.6g}",
+                f"{m['min']:.6g}",
+                f"{m['max']:.6g}",
+                str(m["count"]),
+                str(m.get("last_step")),
+            )
         _console(ctx).print(table)
 
 
-def ascii_chart(name: str, series: list[tuple[Any, float]], width: int = 60, height: int = 12) -> str:
+def ascii_chart(
+    name: str, series: list[tuple[Any, float]], width: int = 60, height: int = 12
+) -> str:
     """A plain-text line chart of (step, value) points."""
     values = [v for _, v in series]
     lo, hi = min(values), max(values)
@@ -333,8 +386,13 @@ def ascii_chart(name: str, series: list[tuple[Any, float]], width: int = 60, hei
 
 @runs.command("outputs")
 @click.argument("run")
-@click.option("--to", "dest", required=True, type=click.Path(file_okay=False),
-              help="Folder to copy the outputs into (created).")
+@click.option(
+    "--to",
+    "dest",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to copy the outputs into (created).",
+)
 @click.pass_context
 def runs_outputs(ctx: click.Context, run: str, dest: str) -> None:
     """Copy a run's outputs folder to DIR."""
@@ -352,8 +410,13 @@ def runs_outputs(ctx: click.Context, run: str, dest: str) -> None:
 @cli.command("submit")
 @click.argument("script")
 @click.argument("arguments", nargs=-1)
-@click.option("--compute", "compute_name", required=True, metavar="NAME",
-              help="A compute in the state (e.g. local or compute.local).")
+@click.option(
+    "--compute",
+    "compute_name",
+    required=True,
+    metavar="NAME",
+    help="A compute in the state (e.g. local or compute.local).",
+)
 @click.option("--environment", "env_name", metavar="NAME", help="An environment in the state.")
 @click.option("--workspace", "ws_name", metavar="NAME", help="A workspace in the state.")
 @click.option("--source-dir", default=".", show_default=True)
@@ -361,9 +424,18 @@ def runs_outputs(ctx: click.Context, run: str, dest: str) -> None:
 @click.option("--max-duration", help="Time limit such as 90s or 2h.")
 @click.option("--detach", is_flag=True, help="Return once submitted.")
 @click.pass_context
-def submit(ctx: click.Context, script: str, arguments: tuple[str, ...], compute_name: str,
-           env_name: str | None, ws_name: str | None, source_dir: str, experiment: str,
-           max_duration: str | None, detach: bool) -> None:
+def submit(
+    ctx: click.Context,
+    script: str,
+    arguments: tuple[str, ...],
+    compute_name: str,
+    env_name: str | None,
+    ws_name: str | None,
+    source_dir: str,
+    experiment: str,
+    max_duration: str | None,
+    detach: bool,
+) -> None:
     """Run SCRIPT once on a compute target, recorded in the run history but not managed
     (arguments after `--` reach the script as written)."""
     from trainform.runs.history import record_run
@@ -382,11 +454,20 @@ def submit(ctx: click.Context, script: str, arguments: tuple[str, ...], compute_
             return {**r.attributes, **r.computed, "address": address, "type": r.provider}
 
         desired = {
-            "compute": pick("compute", compute_name), "environment": pick("environment", env_name),
-            "workspace": pick("workspace", ws_name), "source_dir": source_dir, "script": script,
-            "command": None, "arguments": list(arguments), "env": {}, "node_count": 1,
-            "experiment": experiment, "max_duration": max_duration, "metrics": {},
-            "outputs_dir": "outputs", "grace_period": "10s",
+            "compute": pick("compute", compute_name),
+            "environment": pick("environment", env_name),
+            "workspace": pick("workspace", ws_name),
+            "source_dir": source_dir,
+            "script": script,
+            "command": None,
+            "arguments": list(arguments),
+            "env": {},
+            "node_count": 1,
+            "experiment": experiment,
+            "max_duration": max_duration,
+            "metrics": {},
+            "outputs_dir": "outputs",
+            "grace_period": "10s",
         }
         provider = _providers(ctx).get("run")
         problems = provider.validate("submit", desired)
@@ -394,7 +475,7 @@ def submit(ctx: click.Context, script: str, arguments: tuple[str, ...], compute_
             raise TrainformError("; ".join(problems))
         address = f"submit.{Path(script).stem}"
         computed = provider.create(address, desired)
-        workspace = ws_name and f"workspace.{ws_name.removeprefix('workspace.')}" or "default"
+        workspace = (ws_name and f"workspace.{ws_name.removeprefix('workspace.')}") or "default"
         record_run(store, address, workspace, computed)
         _print(ctx, f"Submitted {computed['run_id']}")
         if detach:

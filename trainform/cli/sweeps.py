@@ -62,8 +62,9 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
     with _errors(ctx):
         rows = _sweeps(_store(ctx))
         if as_json:
-            click.echo(json.dumps([{k: v for k, v in r.items() if k != "record"} for r in rows],
-                                  indent=2))
+            click.echo(
+                json.dumps([{k: v for k, v in r.items() if k != "record"} for r in rows], indent=2)
+            )
             return
         if not rows:
             _print(ctx, "No sweeps.")
@@ -73,9 +74,14 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
             table.add_column(col, no_wrap=True)
         for r in rows:
             best = (r["record"].get("best") or {}).get("best")
-            table.add_row(r["id"], r["address"], _status_text(r["status"]),
-                          str(len(r["record"].get("trials", []))),
-                          "" if best is None else f"{best:.6g}", r["created"] or "")
+            table.add_row(
+                r["id"],
+                r["address"],
+                _status_text(r["status"]),
+                str(len(r["record"].get("trials", []))),
+                "" if best is None else f"{best:.6g}",
+                r["created"] or "",
+            )
         _console(ctx).print(table)
 
 
@@ -95,24 +101,35 @@ def sweeps_show(ctx: click.Context, sweep: str, as_json: bool) -> None:
             click.echo(json.dumps(s, indent=2, sort_keys=True, default=str))
             return
         objective = rec.get("objective") or {}
-        _print(ctx, [
-            f"[bold]{escape(s['id'])}[/bold]  ({escape(s['address'])})  {_status_text(s['status'])}",
-            f"  objective  {objective.get('goal')} {objective.get('metric')}",
-            f"  sampling   {(rec.get('sampling') or {}).get('algorithm')}"
-            f"   policy {(rec.get('policy') or {}).get('name')}",
-            f"  {escape(str(rec.get('message') or ''))}",
-        ])
+        _print(
+            ctx,
+            [
+                f"[bold]{escape(s['id'])}[/bold]  ({escape(s['address'])})  {_status_text(s['status'])}",
+                f"  objective  {objective.get('goal')} {objective.get('metric')}",
+                f"  sampling   {(rec.get('sampling') or {}).get('algorithm')}"
+                f"   policy {(rec.get('policy') or {}).get('name')}",
+                f"  {escape(str(rec.get('message') or ''))}",
+            ],
+        )
         table = Table(box=None, header_style="bold")
         for col in ("#", "RUN", "PARAMETERS", "STATUS", "BEST", "LAST", "WHY IT STOPPED"):
             table.add_column(col)
         best_id = (rec.get("best") or {}).get("run_id")
         for t in rec.get("trials", []):
-            params = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in t["params"].items())
+            params = ", ".join(
+                f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in t["params"].items()
+            )
             mark = " *" if t["run_id"] == best_id else ""
-            table.add_row(str(t["index"]), t["run_id"] + mark, params, _status_text(t["status"]),
-                          "" if t["best"] is None else f"{t['best']:.6g}",
-                          "" if t["last"] is None else f"{t['last']:.6g}", t.get("stopped") or "")
+            table.add_row(
+                str(t["index"]),
+                t["run_id"] + mark,
+                params,
+                _status_text(t["status"]),
+                "" if t["best"] is None else f"{t['best']:.6g}",
+                "" if t["last"] is None else f"{t['last']:.6g}",
+                t.get("stopped") or "",
+            )
         _console(ctx).print(table)
         if best_id:
             _print(ctx, f"best trial (*): {escape(best_id)}")
@@ -132,7 +149,7 @@ def sweeps_cancel(ctx: click.Context, sweep: str) -> None:
             _print(ctx, f"{s['id']} already ended: {_status_text(s['status'])}")
             return
         resources = store.resources()
-        computed = (resources[s["address"]].computed if s["address"] in resources else {})
+        computed = resources[s["address"]].computed if s["address"] in resources else {}
         if computed.get("sweep_id") != s["id"]:
             raise TrainformError(f"{s['id']} is not the current sweep of {s['address']}")
         _providers(ctx).get("sweep").cancel_sweep(computed)

@@ -81,9 +81,13 @@ def resolve_variables(
                 msg = evaluate(v.error_message, vscope)
                 if var.sensitive and references(v.error_message):
                     msg = "(the error message refers to the sensitive value, so it is not shown)"
-                errors.append(Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos))
+                errors.append(
+                    Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos)
+                )
             elif ok is not True:
-                errors.append(Diagnostic("a validation condition must be true or false", v.condition.pos))
+                errors.append(
+                    Diagnostic("a validation condition must be true or false", v.condition.pos)
+                )
         values[name] = value
     if errors:
         raise ConfigError(errors)
@@ -94,7 +98,9 @@ class Evaluator:
     """Evaluates one module against fixed variable values; reusable for re-evaluation at apply
     time once dependencies are known."""
 
-    def __init__(self, module: Module, variables: dict[str, Any], functions: FunctionContext) -> None:
+    def __init__(
+        self, module: Module, variables: dict[str, Any], functions: FunctionContext
+    ) -> None:
         self.module = module
         self.variables = variables
         self.functions = functions
@@ -210,11 +216,16 @@ class Evaluator:
             n = evaluate(res.count, scope)
             if n is UNKNOWN:
                 raise ConfigError(
-                    Diagnostic("count depends on values known only after apply", res.count.pos,
-                               "use values known at plan time, or apply with --target first")
+                    Diagnostic(
+                        "count depends on values known only after apply",
+                        res.count.pos,
+                        "use values known at plan time, or apply with --target first",
+                    )
                 )
             if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0 or int(n) != n:
-                raise ConfigError(Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos))
+                raise ConfigError(
+                    Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos)
+                )
             keyed = [(i, {"count": {"index": i}}) for i in range(int(n))]
         elif res.for_each is not None:
             if is_sensitive(references(res.for_each)):
@@ -228,18 +239,23 @@ class Evaluator:
             coll = evaluate(res.for_each, scope)
             if is_unknown(coll):
                 raise ConfigError(
-                    Diagnostic("for_each depends on values known only after apply", res.for_each.pos)
+                    Diagnostic(
+                        "for_each depends on values known only after apply", res.for_each.pos
+                    )
                 )
             if isinstance(coll, dict):
                 keyed = [(k, {"each": {"key": k, "value": coll[k]}}) for k in sorted(coll)]
             elif isinstance(coll, list) and all(isinstance(x, str) for x in coll):
                 if len(set(coll)) != len(coll):
-                    raise ConfigError(Diagnostic("for_each set has duplicate elements", res.for_each.pos))
+                    raise ConfigError(
+                        Diagnostic("for_each set has duplicate elements", res.for_each.pos)
+                    )
                 keyed = [(k, {"each": {"key": k, "value": k}}) for k in sorted(coll)]
             else:
                 raise ConfigError(
                     Diagnostic(
-                        "for_each must be a map or a list of strings", res.for_each.pos,
+                        "for_each must be a map or a list of strings",
+                        res.for_each.pos,
                         "use toset([...]) or a map",
                     )
                 )
@@ -251,7 +267,9 @@ class Evaluator:
         exprs_refs = {k: references(e) for k, e in res.attributes.items()}
         sens_attrs = frozenset(
             k for k, refs in exprs_refs.items() if is_sensitive(refs)
-        ) | frozenset(k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes)
+        ) | frozenset(
+            k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes
+        )
         for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute
             stack: list[RawBlock] = [blk]
             refs: list[Ref] = []
@@ -303,7 +321,9 @@ class Evaluator:
         for bname, nested in schema.blocks.items():
             found = [b for b in blocks if b.type == bname]
             values = [
-                self._attributes(nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res)
+                self._attributes(
+                    nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res
+                )
                 for b in found
             ]
             if nested.labels:  # parameter "lr" { ... } -> {"lr": {...}}

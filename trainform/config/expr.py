@@ -64,7 +64,9 @@ def traversal(node: Any) -> tuple[str, list[str | int], Any] | None:
     while isinstance(node, Tree):
         if node.data == "expr_term":
             kids = _kids(node)
-            if len(kids) != 1 or any(isinstance(c, Token) and c.type == "LPAR" for c in node.children):
+            if len(kids) != 1 or any(
+                isinstance(c, Token) and c.type == "LPAR" for c in node.children
+            ):
                 return None
             node = kids[0]
         elif node.data == "identifier":
@@ -153,7 +155,11 @@ def _collect(node: Any, pos: Pos, bound: frozenset[str], out: list[Ref]) -> None
         return
     if node.data in ("for_tuple_expr", "for_object_expr"):
         intro = next(c for c in node.children if isinstance(c, Tree) and c.data == "for_intro")
-        names = [str(c.children[0]) for c in intro.children if isinstance(c, Tree) and c.data == "identifier"]
+        names = [
+            str(c.children[0])
+            for c in intro.children
+            if isinstance(c, Tree) and c.data == "identifier"
+        ]
         _collect(_kids(intro)[-1], pos, bound, out)
         inner = bound | set(names)
         for child in node.children:
@@ -295,9 +301,7 @@ class _Evaluator:
                         part,
                     )
                 parts.append(_kids(inner)[0])
-            elif inner.type == "ESCAPED_INTERPOLATION":
-                parts.append(str(inner)[1:])
-            elif inner.type == "ESCAPED_DIRECTIVE":
+            elif inner.type == "ESCAPED_INTERPOLATION" or inner.type == "ESCAPED_DIRECTIVE":
                 parts.append(str(inner)[1:])
             else:
                 parts.append(_unescape(str(inner)))
@@ -448,7 +452,9 @@ class _Evaluator:
         try:
             return fn(self.scope.functions, *args)
         except FunctionError as exc:
-            raise self.fail(f"{name}(): {exc}" if not str(exc).startswith(name) else str(exc), node) from None
+            raise self.fail(
+                f"{name}(): {exc}" if not str(exc).startswith(name) else str(exc), node
+            ) from None
 
     # -- traversal
     def _get_attr_expr_term(self, node: Tree) -> Any:
@@ -523,11 +529,17 @@ class _Evaluator:
     # -- for expressions
     def _for(self, node: Tree) -> Iterator[Scope]:
         intro = next(c for c in node.children if isinstance(c, Tree) and c.data == "for_intro")
-        names = [str(c.children[0]) for c in intro.children if isinstance(c, Tree) and c.data == "identifier"]
+        names = [
+            str(c.children[0])
+            for c in intro.children
+            if isinstance(c, Tree) and c.data == "identifier"
+        ]
         coll = self.value(_kids(intro)[-1])
         if coll is UNKNOWN:
             raise _UnknownShape
-        cond = next((c for c in node.children if isinstance(c, Tree) and c.data == "for_cond"), None)
+        cond = next(
+            (c for c in node.children if isinstance(c, Tree) and c.data == "for_cond"), None
+        )
         if isinstance(coll, dict):
             pairs: list[tuple[Any, Any]] = sorted(coll.items())  # HCL iterates maps by key
         elif isinstance(coll, list):
@@ -546,7 +558,7 @@ class _Evaluator:
             yield inner
 
     def _for_tuple_expr(self, node: Tree) -> Any:
-        body = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][0]
+        body = next(c for c in _kids(node) if c.data not in ("for_intro", "for_cond"))
         try:
             return [_Evaluator(s, self.pos).value(body) for s in self._for(node)]
         except _UnknownShape:
@@ -573,7 +585,9 @@ class _Evaluator:
             if group:
                 out.setdefault(key, []).append(val)
             elif key in out:
-                raise self.fail(f"duplicate key {key!r} in for expression", node, "add '...' to group")
+                raise self.fail(
+                    f"duplicate key {key!r} in for expression", node, "add '...' to group"
+                )
             else:
                 out[key] = val
         return out

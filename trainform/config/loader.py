@@ -3,6 +3,7 @@ types, labels, attributes against schemas, references, and dependency cycles."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -36,7 +37,10 @@ from trainform.graph import find_cycle
 from trainform.providers.registry import provider_class, provider_names
 
 FIXED_PROVIDERS = {
-    "workspace": "workspace", "environment": "environment", "run": "run", "sweep": "sweep",
+    "workspace": "workspace",
+    "environment": "environment",
+    "run": "run",
+    "sweep": "sweep",
 }
 REFERENCE_ROOTS = ("var", "local", "count", "each", "path", "param", *S.RESOURCE_KINDS)
 
@@ -67,10 +71,8 @@ def _nested_blocks(path: list[str], raw: dict[str, Any]) -> dict[str, int]:
         names = {"lifecycle": 0}
         typ = getattr(raw.get("type"), "value", None)
         if isinstance(typ, str):
-            try:
+            with contextlib.suppress(TrainformError):
                 names.update({k: b.labels for k, b in provider_class(typ).schema.blocks.items()})
-            except TrainformError:
-                pass
         return names
     sch = _schema_for_path(path)
     names = {k: b.labels for k, b in sch.blocks.items()} if sch else {}
@@ -125,7 +127,11 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
             continue
         for name, attr in root.attrs.items():
             errors.append(
-                Diagnostic(f"unexpected attribute {name!r} at top level", attr.pos, "only blocks may appear here")
+                Diagnostic(
+                    f"unexpected attribute {name!r} at top level",
+                    attr.pos,
+                    "only blocks may appear here",
+                )
             )
         blocks.extend(root.blocks)
     if errors:
@@ -147,9 +153,7 @@ def _parse_cached(directory: Path, path: Path, rel: str, text: str) -> RawBlock:
     cache is trainform's own (beside its state) and only an optimisation: any problem with
     it falls back to parsing.
     """
-    key = hashlib.sha256(
-        "\0".join([__version__, path.name, rel, text]).encode()
-    ).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([__version__, path.name, rel, text]).encode()).hexdigest()[:32]
     cache = directory / ".trainform" / "cache" / f"parse-{key}.pickle"
     try:
         with cache.open("rb") as fh:
@@ -227,7 +231,11 @@ def load_module(directory: Path) -> Module:
             elif blk.type == "locals":
                 for name, attr in blk.attrs.items():
                     if name in locals_:
-                        c.add(f"local.{name} is declared twice", attr.pos, f"first at {locals_[name].pos}")
+                        c.add(
+                            f"local.{name} is declared twice",
+                            attr.pos,
+                            f"first at {locals_[name].pos}",
+                        )
                     locals_[name] = Local(name, attr.pos, attr.expr)
                 for nested in blk.blocks:
                     c.add("locals hold only attributes", nested.pos)
@@ -255,11 +263,17 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
             if name in user or name in extra:
                 continue
             if name in sch.attributes:
-                errors.append(Diagnostic(f"{name!r} is computed by trainform and cannot be set", attr.pos))
+                errors.append(
+                    Diagnostic(f"{name!r} is computed by trainform and cannot be set", attr.pos)
+                )
                 continue
             if name in sch.blocks:
                 errors.append(
-                    Diagnostic(f"{name!r} is a block, not an attribute", attr.pos, f"write {name} {{ ... }}")
+                    Diagnostic(
+                        f"{name!r} is a block, not an attribute",
+                        attr.pos,
+                        f"write {name} {{ ... }}",
+                    )
                 )
                 continue
             errors.append(
@@ -271,7 +285,9 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
             )
         for name, a in user.items():
             if a.required and name not in blk.attrs:
-                errors.append(Diagnostic(f"{what} requires attribute {name!r}", blk.pos, a.description))
+                errors.append(
+                    Diagnostic(f"{what} requires attribute {name!r}", blk.pos, a.description)
+                )
     allowed_blocks = set(sch.blocks) | ({"lifecycle"} if "count" in extra else set())
     counts: dict[str, int] = {}
     for nested in blk.blocks:
@@ -279,7 +295,9 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
             hint = S.did_you_mean(nested.type, sorted(allowed_blocks | set(user)))
             if nested.type in user:
                 hint = f"{nested.type!r} is an attribute: write {nested.type} = {{ ... }}"
-            errors.append(Diagnostic(f"unsupported block {nested.type!r} in {what}", nested.pos, hint))
+            errors.append(
+                Diagnostic(f"unsupported block {nested.type!r} in {what}", nested.pos, hint)
+            )
             continue
         counts[nested.type] = counts.get(nested.type, 0) + 1
         if nested.type == "lifecycle":
@@ -289,7 +307,9 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
         if counts[nested.type] > 1 and not spec.many:
             errors.append(Diagnostic(f"only one {nested.type!r} block is allowed here", nested.pos))
         if len(nested.labels) != spec.labels:
-            errors.append(Diagnostic(f"block {nested.type!r} takes {spec.labels} label(s)", nested.pos))
+            errors.append(
+                Diagnostic(f"block {nested.type!r} takes {spec.labels} label(s)", nested.pos)
+            )
         try:
             _check_attrs(nested, spec.schema, f"{nested.type} block")
         except ConfigError as exc:
@@ -309,7 +329,8 @@ def _settings(blk: RawBlock) -> Settings:
                     Diagnostic(
                         f"unsupported backend {nested.labels[0]!r}",
                         nested.pos,
-                        S.did_you_mean(nested.labels[0], ["sqlite"]) or 'the supported backend is "sqlite"',
+                        S.did_you_mean(nested.labels[0], ["sqlite"])
+                        or 'the supported backend is "sqlite"',
                     )
                 )
             if "path" in nested.attrs:
@@ -336,15 +357,23 @@ def _variable(blk: RawBlock) -> Variable:
     _check_attrs(blk, S.VARIABLE, f'variable "{blk.labels[0]}"')
     name = blk.labels[0]
     if name in ("count", "for_each", "depends_on", "lifecycle", "providers", "source", "version"):
-        raise ConfigError(Diagnostic(f"{name!r} is a reserved name and cannot be a variable", blk.pos))
+        raise ConfigError(
+            Diagnostic(f"{name!r} is a reserved name and cannot be a variable", blk.pos)
+        )
     validations = tuple(
         Validation(v.attrs["condition"].expr, v.attrs["error_message"].expr) for v in blk.blocks
     )
     for v in validations:
-        bad = [r for r in references(v.condition) if r.key != f"var.{name}" and r.root not in ("count", "each")]
+        bad = [
+            r
+            for r in references(v.condition)
+            if r.key != f"var.{name}" and r.root not in ("count", "each")
+        ]
         if bad:
             raise ConfigError(
-                Diagnostic("a validation condition may refer only to the variable itself", bad[0].pos)
+                Diagnostic(
+                    "a validation condition may refer only to the variable itself", bad[0].pos
+                )
             )
     return Variable(
         name=name,
@@ -387,7 +416,11 @@ def _resource(blk: RawBlock) -> Resource:
     if kind == "compute":
         if "type" not in blk.attrs:
             raise ConfigError(
-                Diagnostic(f"{what} requires attribute 'type'", blk.pos, f"one of: {', '.join(_compute_types())}")
+                Diagnostic(
+                    f"{what} requires attribute 'type'",
+                    blk.pos,
+                    f"one of: {', '.join(_compute_types())}",
+                )
             )
         provider = _literal(blk.attrs["type"].expr, "compute type")
         if not isinstance(provider, str) or provider not in _compute_types():
@@ -395,7 +428,8 @@ def _resource(blk: RawBlock) -> Resource:
                 Diagnostic(
                     f"unknown compute type {provider!r}",
                     blk.attrs["type"].expr.pos,
-                    S.did_you_mean(str(provider), _compute_types()) or f"one of: {', '.join(_compute_types())}",
+                    S.did_you_mean(str(provider), _compute_types())
+                    or f"one of: {', '.join(_compute_types())}",
                 )
             )
     else:
@@ -407,7 +441,9 @@ def _resource(blk: RawBlock) -> Resource:
     meta = ("count", "for_each", "depends_on", *(("type",) if kind == "compute" else ()))
     _check_attrs(blk, sch, what, meta)
     if "count" in blk.attrs and "for_each" in blk.attrs:
-        raise ConfigError(Diagnostic("count and for_each cannot both be set", blk.attrs["for_each"].pos))
+        raise ConfigError(
+            Diagnostic("count and for_each cannot both be set", blk.attrs["for_each"].pos)
+        )
     lifecycle = Lifecycle()
     nested = []
     for n in blk.blocks:
@@ -431,7 +467,11 @@ def _resource(blk: RawBlock) -> Resource:
             )
         else:
             nested.append(n)
-    depends = tuple(x for x, _ in static_names(blk.attrs["depends_on"].expr)) if "depends_on" in blk.attrs else ()
+    depends = (
+        tuple(x for x, _ in static_names(blk.attrs["depends_on"].expr))
+        if "depends_on" in blk.attrs
+        else ()
+    )
     attrs = {k: a.expr for k, a in blk.attrs.items() if k not in meta}
     return Resource(
         kind=kind,
@@ -508,7 +548,11 @@ def _dependencies(
         extra = []
         for addr in res.depends_on:
             parts = addr.split(".")
-            if len(parts) != 2 or parts[0] not in S.RESOURCE_KINDS or parts[1] not in declared[parts[0]]:
+            if (
+                len(parts) != 2
+                or parts[0] not in S.RESOURCE_KINDS
+                or parts[1] not in declared[parts[0]]
+            ):
                 c.add(
                     f"depends_on: {addr!r} is not a resource in this configuration",
                     res.pos,
@@ -524,23 +568,41 @@ def _dependencies(
         cycle = find_cycle(deps)
         if cycle:
             chain = " -> ".join([*cycle, cycle[0]])
-            c.add(f"dependency cycle: {chain}", node_pos.get(cycle[0]), "break one of these references")
+            c.add(
+                f"dependency cycle: {chain}",
+                node_pos.get(cycle[0]),
+                "break one of these references",
+            )
     return deps
 
 
-def _check_ref(ref: Ref, declared: dict[str, set[str]], res: Resource | None, c: _Collector) -> str | None:
+def _check_ref(
+    ref: Ref, declared: dict[str, set[str]], res: Resource | None, c: _Collector
+) -> str | None:
     """Validate one reference; return the graph node it points at (or None)."""
     if ref.root not in REFERENCE_ROOTS:
-        c.add(f"unknown reference {ref.root!r}", ref.pos, S.did_you_mean(ref.root, list(REFERENCE_ROOTS)))
+        c.add(
+            f"unknown reference {ref.root!r}",
+            ref.pos,
+            S.did_you_mean(ref.root, list(REFERENCE_ROOTS)),
+        )
         return None
     if ref.root in ("count", "each", "path"):
-        allowed = {"count": ("index",), "each": ("key", "value"), "path": ("module", "root", "cwd")}[ref.root]
+        allowed = {
+            "count": ("index",),
+            "each": ("key", "value"),
+            "path": ("module", "root", "cwd"),
+        }[ref.root]
         if ref.root == "count" and (res is None or res.count is None):
             c.add("count.index is only available in a resource that sets count", ref.pos)
         elif ref.root == "each" and (res is None or res.for_each is None):
             c.add(f"{ref.root}.* is only available in a resource that sets for_each", ref.pos)
         elif not ref.steps or ref.steps[0] not in allowed:
-            c.add(f"unknown reference {ref.key!r}", ref.pos, f"one of: {', '.join(ref.root + '.' + a for a in allowed)}")
+            c.add(
+                f"unknown reference {ref.key!r}",
+                ref.pos,
+                f"one of: {', '.join(ref.root + '.' + a for a in allowed)}",
+            )
         return None
     if not ref.steps or not isinstance(ref.steps[0], str):
         c.add(f"{ref.root!r} must be followed by a name, as in {ref.root}.NAME", ref.pos)
@@ -552,8 +614,11 @@ def _check_ref(ref: Ref, declared: dict[str, set[str]], res: Resource | None, c:
             return None
         declared_params = [b.labels[0] for b in res.blocks if b.type == "parameter" and b.labels]
         if name not in declared_params and "hyperdrive_config" not in res.attributes:
-            c.add(f"no parameter {name!r} in this sweep", ref.pos,
-                  S.did_you_mean(name, declared_params) or 'declare it: parameter "NAME" { ... }')
+            c.add(
+                f"no parameter {name!r} in this sweep",
+                ref.pos,
+                S.did_you_mean(name, declared_params) or 'declare it: parameter "NAME" { ... }',
+            )
         return None
     if name not in declared[ref.root]:
         what = {"var": "variable", "local": "local value"}.get(ref.root, ref.root)

@@ -170,7 +170,9 @@ WORKSPACE = BlockSchema(
         ),
         "tags": Attribute("map(string)", default={}, description="Labels."),
         "force_destroy": Attribute(
-            "bool", default=False, description="Allow destroying a workspace that holds run history."
+            "bool",
+            default=False,
+            description="Allow destroying a workspace that holds run history.",
         ),
         "path": Attribute(computed=True, description="Absolute path of the artifact store."),
         "id": Attribute(computed=True, description="Workspace id."),
@@ -188,7 +190,9 @@ ENVIRONMENT = BlockSchema(
         "requirements_file": Attribute(description="A pip requirements file."),
         "conda_file": Attribute(description="A conda environment file."),
         "variables": Attribute("map(string)", default={}, description="Environment variables."),
-        "hash": Attribute(computed=True, description="Content hash that keys the built environment."),
+        "hash": Attribute(
+            computed=True, description="Content hash that keys the built environment."
+        ),
     },
     blocks={
         "docker": NestedBlock(
@@ -231,8 +235,12 @@ RUN = BlockSchema(
             default="10s", description="Between SIGTERM and SIGKILL when a run is stopped."
         ),
         "run_id": Attribute(computed=True, description="Id of the latest run."),
-        "fingerprint": Attribute(computed=True, description="Hash of everything that decides the result."),
-        "status": Attribute(computed=True, description="queued, preparing, running, completed, ..."),
+        "fingerprint": Attribute(
+            computed=True, description="Hash of everything that decides the result."
+        ),
+        "status": Attribute(
+            computed=True, description="queued, preparing, running, completed, ..."
+        ),
         "snapshot_id": Attribute(computed=True, description="Manifest id of the source snapshot."),
         "snapshot_files": Attribute("number", computed=True, description="Files in the snapshot."),
         "exit_code": Attribute("number", computed=True, description="Exit code of the command."),
@@ -247,7 +255,9 @@ VARIABLE = BlockSchema(
         "type": Attribute("any", description="Type constraint: string, number, bool, list(T), ..."),
         "default": Attribute("any", description="Value when none is given."),
         "description": Attribute(description="Shown in prompts and docs."),
-        "sensitive": Attribute("bool", default=False, description="Never shown or stored in clear."),
+        "sensitive": Attribute(
+            "bool", default=False, description="Never shown or stored in clear."
+        ),
         "nullable": Attribute("bool", default=True, description="Whether null is accepted."),
     },
     blocks={
@@ -288,12 +298,27 @@ SETTINGS = BlockSchema(
 
 LOCALS = BlockSchema(open_attributes=True)
 
+
 def _trial_schema() -> BlockSchema:
     """A sweep's trial template: the attributes of a run that decide how a trial runs."""
-    keep = ("compute", "environment", "source_dir", "script", "command", "arguments", "env",
-            "node_count", "metrics", "outputs_dir", "grace_period", "tags")
+    keep = (
+        "compute",
+        "environment",
+        "source_dir",
+        "script",
+        "command",
+        "arguments",
+        "env",
+        "node_count",
+        "metrics",
+        "outputs_dir",
+        "grace_period",
+        "tags",
+    )
     attrs = {k: RUN.attributes[k] for k in keep}
-    attrs["max_duration"] = Attribute(description="Per-trial limit (limits.trial_max_duration wins).")
+    attrs["max_duration"] = Attribute(
+        description="Per-trial limit (limits.trial_max_duration wins)."
+    )
     return BlockSchema(attributes=attrs, description="The run template of every trial.")
 
 
@@ -318,7 +343,8 @@ SWEEP = BlockSchema(
             BlockSchema(
                 attributes={
                     "algorithm": Attribute(
-                        default="random", allowed=("random", "grid", "bayesian"),
+                        default="random",
+                        allowed=("random", "grid", "bayesian"),
                         description="random, grid or bayesian.",
                     ),
                     "seed": Attribute("number", description="Seed for reproducible sampling."),

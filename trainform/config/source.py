@@ -76,7 +76,9 @@ def node_pos(node: Any, file: str, default: Pos | None = None) -> Pos:
     return default or Pos(file, 1, 1)
 
 
-def syntax_error(exc: UnexpectedInput, file: str, line_offset: int = 0, col_offset: int = 0) -> Diagnostic:
+def syntax_error(
+    exc: UnexpectedInput, file: str, line_offset: int = 0, col_offset: int = 0
+) -> Diagnostic:
     """A one-line diagnostic for a lark parse error (no dump of expected tokens)."""
     line = (exc.line or 1) + line_offset
     column = (exc.column or 1) + (col_offset if (exc.line or 1) == 1 else 0)
@@ -189,7 +191,9 @@ def template_from_text(text: str, pos: Pos) -> Template:
             parts.append(_moved(parse_expression_text(src), line - 1, column - 7))
         except UnexpectedInput as exc:
             d = syntax_error(exc, pos.file, line - 1, column - 7)
-            raise ConfigError(Diagnostic(f"in interpolation ${{{src}}}: {d.message}", d.pos)) from None
+            raise ConfigError(
+                Diagnostic(f"in interpolation ${{{src}}}: {d.message}", d.pos)
+            ) from None
         except ValueError:
             raise ConfigError(Diagnostic(f"invalid interpolation ${{{src}}}", pos)) from None
     return Template(tuple(parts), text)
@@ -328,7 +332,8 @@ def _yaml_mapping(node: yaml.Node, file: str, what: str) -> list[tuple[yaml.Scal
         if key.value in seen:
             raise ConfigError(
                 Diagnostic(
-                    f"key {key.value!r} appears twice", _yaml_pos(key, file),
+                    f"key {key.value!r} appears twice",
+                    _yaml_pos(key, file),
                     f"first at line {seen[key.value]}",
                 )
             )

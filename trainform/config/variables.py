@@ -55,7 +55,9 @@ def _spec(node: Any, pos: Pos) -> Any:
         )
     if isinstance(node, Tree) and node.data == "function_call":
         name = str(node.children[0].children[0])
-        args = next((c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None)
+        args = next(
+            (c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None
+        )
         inner = [c for c in args.children if isinstance(c, Tree)] if args else []
         if name in ("list", "set", "map") and len(inner) == 1:
             return (name, _spec(inner[0], pos))
@@ -77,7 +79,9 @@ def _object_spec(node: Tree, pos: Pos) -> dict[str, Any]:
     out = {}
     for elem in (c for c in inner.children if isinstance(c, Tree) and c.data == "object_elem"):
         key_tree = elem.children[0].children[0]
-        key = str(key_tree.children[0].children[0]) if key_tree.data == "expr_term" else str(key_tree)
+        key = (
+            str(key_tree.children[0].children[0]) if key_tree.data == "expr_term" else str(key_tree)
+        )
         out[key] = _spec(elem.children[-1], pos)
     return out
 
@@ -165,7 +169,9 @@ def _load_var_file(path: Path, scope: Scope) -> dict[str, tuple[Any, Pos]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(Diagnostic(f"invalid JSON: {exc.msg}", Pos(name, exc.lineno, exc.colno))) from None
+            raise ConfigError(
+                Diagnostic(f"invalid JSON: {exc.msg}", Pos(name, exc.lineno, exc.colno))
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(Diagnostic("a variables file must hold an object", Pos(name, 1, 1)))
         return {k: (v, Pos(name, 1, 1)) for k, v in data.items()}
@@ -175,7 +181,9 @@ def _load_var_file(path: Path, scope: Scope) -> dict[str, tuple[Any, Pos]]:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
             line = mark.line + 1 if mark else 1
-            raise ConfigError(Diagnostic(f"YAML syntax error: {exc.problem}", Pos(name, line, 1))) from None
+            raise ConfigError(
+                Diagnostic(f"YAML syntax error: {exc.problem}", Pos(name, line, 1))
+            ) from None
         if not isinstance(data, dict):
             raise ConfigError(Diagnostic("a variables file must hold a mapping", Pos(name, 1, 1)))
         return {k: (v, Pos(name, 1, 1)) for k, v in data.items()}
@@ -225,7 +233,8 @@ def collect_values(
             out.origin[name] = str(pos)
 
     auto = sorted(
-        p for p in directory.iterdir()
+        p
+        for p in directory.iterdir()
         if p.name.endswith((".auto.tfvars", ".auto.tfvars.json", ".auto.tfvars.yaml"))
     )
     for candidate in [directory / "trainform.tfvars", directory / "trainform.tfvars.json", *auto]:
@@ -266,8 +275,9 @@ def value_from_text(text: str, spec: Any) -> Any:
     if spec in PRIMITIVES:
         return text
     try:
-        return evaluate(Expr(parse_expression_text(text), Pos("<command line>", 1, 1)), Scope({}, FunctionContext(Path.cwd())))
+        return evaluate(
+            Expr(parse_expression_text(text), Pos("<command line>", 1, 1)),
+            Scope({}, FunctionContext(Path.cwd())),
+        )
     except (ConfigError, UnexpectedInput, ValueError):
         return text  # type conversion reports the problem with the variable's name
-
-

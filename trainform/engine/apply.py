@@ -89,7 +89,9 @@ class DesiredValues:
         from trainform.config.evaluate import block_nodes
 
         self._state = self.store.resources()
-        fresh = self.evaluator.run(self.from_state, block_nodes(self.evaluator.module, [inst.resource.address]))
+        fresh = self.evaluator.run(
+            self.from_state, block_nodes(self.evaluator.module, [inst.resource.address])
+        )
         inst = fresh.instances[address]
         unknown = sorted(k for k, v in inst.attributes.items() if is_unknown(v))
         if unknown:
@@ -150,9 +152,15 @@ class Engine:
         finally:
             outcome = "interrupted" if result.interrupted else ("ok" if result.ok else "failed")
             summary = [
-                {"address": c.address, "actions": list(c.actions),
-                 "outcome": "ok" if c.address in result.succeeded else
-                 "failed" if c.address in result.failed else "skipped"}
+                {
+                    "address": c.address,
+                    "actions": list(c.actions),
+                    "outcome": "ok"
+                    if c.address in result.succeeded
+                    else "failed"
+                    if c.address in result.failed
+                    else "skipped",
+                }
                 for c in plan.resource_changes
             ]
             self.store.finish_apply(apply_id, outcome, summary)
@@ -245,7 +253,9 @@ class Engine:
                     except Exception as exc:  # a provider bug must not lose state
                         if phase == "apply":
                             self._record_failure(change, inst)
-                        self._fail(change, f"unexpected error: {exc!r}", result, pending, blocked, elapsed)
+                        self._fail(
+                            change, f"unexpected error: {exc!r}", result, pending, blocked, elapsed
+                        )
                         continue
                     if phase == "watch":
                         failure = self._finish_run(change, inst, outcome, result)
@@ -280,7 +290,9 @@ class Engine:
             and ("create" in change.actions or "rerun" in change.changed)
         )
 
-    def _watch(self, change: Change, computed: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
+    def _watch(
+        self, change: Change, computed: dict[str, Any]
+    ) -> tuple[dict[str, Any], Any, list[str]]:
         return self.providers.get(change.provider).watch(
             computed,
             lambda line: self.on_event(Event("log", change, message=line)),
@@ -289,7 +301,10 @@ class Engine:
         )
 
     def _finish_run(
-        self, change: Change, inst: Instance | None, outcome: tuple[dict[str, Any], Any, list[str]],
+        self,
+        change: Change,
+        inst: Instance | None,
+        outcome: tuple[dict[str, Any], Any, list[str]],
         result: ApplyResult,
     ) -> str:
         """Persist a watched run's end; return a failure message, or "" if it completed (or
@@ -373,12 +388,20 @@ class Engine:
     def _state_of(self, inst: Instance, computed: dict[str, Any], status: str) -> ResourceState:
         res = inst.resource
         return ResourceState(
-            address=inst.address, kind=res.kind, name=res.name, key=inst.key,
-            provider=res.provider, attributes=sealed_attributes(inst), computed=computed,
-            dependencies=inst.depends_on, status=status,
+            address=inst.address,
+            kind=res.kind,
+            name=res.name,
+            key=inst.key,
+            provider=res.provider,
+            attributes=sealed_attributes(inst),
+            computed=computed,
+            dependencies=inst.depends_on,
+            status=status,
         )
 
-    def _record_success(self, change: Change, inst: Instance | None, computed: dict[str, Any] | None) -> None:
+    def _record_success(
+        self, change: Change, inst: Instance | None, computed: dict[str, Any] | None
+    ) -> None:
         if change.actions == DELETE:
             prior = self._prior.get(change.address)
             if prior is not None and prior.kind == "run" and prior.computed.get("run_id"):
@@ -399,7 +422,9 @@ class Engine:
             return
         if "create" in change.actions:
             prior = self._prior.get(change.address)
-            self.store.put_resource(self._state_of(inst, prior.computed if prior else {}, "tainted"))
+            self.store.put_resource(
+                self._state_of(inst, prior.computed if prior else {}, "tainted")
+            )
 
     def _persist_outputs(self, result: ApplyResult) -> None:
         assert self.desired is not None
@@ -411,10 +436,18 @@ class Engine:
                     outputs[name] = current[name]
                 continue
             prior = current.get(name)
-            if sensitive and prior and prior["sensitive"] and secrets.matches(prior["value"], value):
+            if (
+                sensitive
+                and prior
+                and prior["sensitive"]
+                and secrets.matches(prior["value"], value)
+            ):
                 outputs[name] = prior  # keep the salt so an unchanged secret does not bump serial
             else:
-                outputs[name] = {"value": secrets.seal(value) if sensitive else value, "sensitive": sensitive}
+                outputs[name] = {
+                    "value": secrets.seal(value) if sensitive else value,
+                    "sensitive": sensitive,
+                }
         self.store.put_outputs(outputs)
         result.outputs = outputs
 

@@ -24,7 +24,7 @@ from trainform.config.variables import VariableInputs, VariableValues, collect_v
 from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event
 from trainform.errors import ConfigError, Diagnostic, StalePlanError, TrainformError
 from trainform.planner import planfile
-from trainform.planner.diff import Observations, PlanOptions, Planner, canonical
+from trainform.planner.diff import Observations, Planner, PlanOptions, canonical
 from trainform.planner.refresh import refresh
 from trainform.planner.types import Plan
 from trainform.providers.base import ProviderContext
@@ -101,7 +101,9 @@ class Session:
         store = SQLiteStateStore(state_path(module))
         data_dir = module.directory / DATA_DIR
         providers = Providers(ProviderContext(module.directory, data_dir, state_path(module)))
-        return cls(module, raw, variables, functions, store, providers, parallelism, list(raw.warnings))
+        return cls(
+            module, raw, variables, functions, store, providers, parallelism, list(raw.warnings)
+        )
 
     @contextmanager
     def locked(self, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
@@ -121,12 +123,24 @@ class Session:
         """Refresh (unless told not to) and plan. Raises ConfigError, PlanError,
         ProviderNotFound."""
         prior = self.store.resources()
-        observations = refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
+        observations = (
+            refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
+        )
         lineage, serial = self.store.lineage_serial()
-        run_counts = {a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"}
+        run_counts = {
+            a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"
+        }
         planner = Planner(
-            self.module, self.evaluator(), prior, observations, options, lineage, serial,
-            self.store.outputs(), run_counts, self.providers,
+            self.module,
+            self.evaluator(),
+            prior,
+            observations,
+            options,
+            lineage,
+            serial,
+            self.store.outputs(),
+            run_counts,
+            self.providers,
         )
         plan = planner.plan()
         self._validate(planner)
@@ -158,7 +172,9 @@ class Session:
             config_dir=str(self.module.directory),
             inputs=inputs,
             variables={k: v for k, v in self.variables.items() if k not in sensitive},
-            sensitive_variables={k: secrets.seal(v) for k, v in self.variables.items() if k in sensitive},
+            sensitive_variables={
+                k: secrets.seal(v) for k, v in self.variables.items() if k in sensitive
+            },
         )
 
     def check_saved(self, saved: planfile.SavedPlan) -> Planner:
@@ -177,7 +193,8 @@ class Session:
                 before = {c["address"]: c for c in old["changes"]}
                 after = {c["address"]: c for c in new["changes"]}
                 moved = sorted(
-                    a for a in set(before) | set(after)
+                    a
+                    for a in set(before) | set(after)
                     if canonical(before.get(a)) != canonical(after.get(a))
                 )
                 what = moved[0] if moved else "the outputs"

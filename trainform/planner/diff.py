@@ -77,7 +77,7 @@ def attribute_changed(prior: Any, desired: Any) -> bool:
         return True
     if secrets.is_sealed(prior):
         return not secrets.matches(prior, desired)
-    return bool(prior != desired or type(prior) is not type(desired) and isinstance(prior, bool))
+    return bool(prior != desired or (type(prior) is not type(desired) and isinstance(prior, bool)))
 
 
 class Planner:
@@ -148,8 +148,12 @@ class Planner:
             )
         )
         base: dict[str, Any] = dict(
-            address=inst.address, kind=res.kind, name=res.name, key=inst.key,
-            provider=res.provider, after_sensitive=tuple(sorted(inst.sensitive)),
+            address=inst.address,
+            kind=res.kind,
+            name=res.name,
+            key=inst.key,
+            provider=res.provider,
+            after_sensitive=tuple(sorted(inst.sensitive)),
             depends_on=inst.depends_on,
         )
         if self.options.mode == "refresh-only":
@@ -158,8 +162,15 @@ class Planner:
             return self._plan_run(inst, prior, after, after_unknown, base)
         if prior is None:
             reason = self._recreate_reason(inst.address)
-            return Change(actions=CREATE, verb=verbs["create"], before=None, after=after,
-                          after_unknown=after_unknown, reason=reason, **base)
+            return Change(
+                actions=CREATE,
+                verb=verbs["create"],
+                before=None,
+                after=after,
+                after_unknown=after_unknown,
+                reason=reason,
+                **base,
+            )
         before = self._before(prior)
         ignored = set(res.lifecycle.ignore_changes)
         changed = []
@@ -194,18 +205,40 @@ class Planner:
         if replace_reason:
             self._check_prevent_destroy(inst.address, res.lifecycle.prevent_destroy)
             actions = REPLACE_CBD if res.lifecycle.create_before_destroy else REPLACE
-            return Change(actions=actions, verb="replace", before=before, after=after,
-                          after_unknown=after_unknown, before_sensitive=before_sensitive,
-                          changed=tuple(changed), replace_paths=tuple(sorted(force)),
-                          reason=replace_reason, **base)
+            return Change(
+                actions=actions,
+                verb="replace",
+                before=before,
+                after=after,
+                after_unknown=after_unknown,
+                before_sensitive=before_sensitive,
+                changed=tuple(changed),
+                replace_paths=tuple(sorted(force)),
+                reason=replace_reason,
+                **base,
+            )
         after = {**after, **computed_after}
         unknown_now = tuple(sorted(k for k, v in desired.items() if is_unknown(v)))
         if changed:
-            return Change(actions=UPDATE, verb="update", before=before, after=after,
-                          after_unknown=unknown_now, before_sensitive=before_sensitive,
-                          changed=tuple(changed), reason="will be updated in-place", **base)
-        return Change(actions=NOOP, verb="no-op", before=before, after=after,
-                      before_sensitive=before_sensitive, **base)
+            return Change(
+                actions=UPDATE,
+                verb="update",
+                before=before,
+                after=after,
+                after_unknown=unknown_now,
+                before_sensitive=before_sensitive,
+                changed=tuple(changed),
+                reason="will be updated in-place",
+                **base,
+            )
+        return Change(
+            actions=NOOP,
+            verb="no-op",
+            before=before,
+            after=after,
+            before_sensitive=before_sensitive,
+            **base,
+        )
 
     def _plan_run(
         self,
@@ -220,7 +253,11 @@ class Planner:
         whose inputs changed is cancelled and resubmitted (``-/+``)."""
         res = inst.resource
         desired = inst.attributes
-        compute = desired.get("compute") if res.kind == "run" else (desired.get("trial") or {}).get("compute")
+        compute = (
+            desired.get("compute")
+            if res.kind == "run"
+            else (desired.get("trial") or {}).get("compute")
+        )
         if self.providers is None or not (
             isinstance(compute, dict) and isinstance(compute.get("type"), str)
         ):
@@ -232,41 +269,70 @@ class Planner:
                 raise PlanError(f"{inst.address}: {exc}") from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
         # References to other resources show (and are stored in plans) as their addresses.
-        refs = {k for k, v in desired.items() if isinstance(v, dict) and isinstance(v.get("address"), str)}
-        after = {k: (desired[k]["address"] if k in refs and k not in inst.sensitive else v)
-                 for k, v in after.items()}
+        refs = {
+            k
+            for k, v in desired.items()
+            if isinstance(v, dict) and isinstance(v.get("address"), str)
+        }
+        after = {
+            k: (desired[k]["address"] if k in refs and k not in inst.sensitive else v)
+            for k, v in after.items()
+        }
         after.update({k: desired[k]["address"] for k in refs if k not in inst.sensitive})
         after.update(pv.computed)
         after = {k: _for_display(v) for k, v in after.items()}
         after_unknown = tuple(k for k in after_unknown if k not in pv.computed and k not in refs)
         if prior is None:
-            return Change(actions=CREATE, verb="submit", before=None, after=after,
-                          after_unknown=after_unknown, **base)
+            return Change(
+                actions=CREATE,
+                verb="submit",
+                before=None,
+                after=after,
+                after_unknown=after_unknown,
+                **base,
+            )
         current = {**prior.computed, **self.observed.computed.get(inst.address, {})}
         before = self._before(prior)
         status = current.get("status")
-        run = (f"sweep {current.get('sweep_id')}" if res.kind == "sweep"
-               else f"run {current.get('run_id')}")
-        fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get("fingerprint")
+        run = (
+            f"sweep {current.get('sweep_id')}"
+            if res.kind == "sweep"
+            else f"run {current.get('run_id')}"
+        )
+        fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get(
+            "fingerprint"
+        )
         forced = self._forced_replace(inst.address)
         inputs = ", ".join(pv.reasons) or "its inputs changed"
         # Attributes that change how a run is recorded or watched, never what it computes.
         others = [
-            n for n in ("tags", "wait", "max_duration", "grace_period", "metrics", "outputs_dir")
+            n
+            for n in ("tags", "wait", "max_duration", "grace_period", "metrics", "outputs_dir")
             if n in res.schema.user_attributes()
             and attribute_changed(prior.attributes.get(n), desired.get(n))
         ]
-        common = dict(before=before, after=after, before_sensitive=_sealed_names(prior.attributes),
-                      **base)
+        common = dict(
+            before=before, after=after, before_sensitive=_sealed_names(prior.attributes), **base
+        )
         if status in ("queued", "preparing", "running") and prior.status != "pending":
             if fp_changed or forced:
                 why = inputs if fp_changed else "replacement was requested"
-                return Change(actions=REPLACE, verb="resubmit", changed=("rerun",),
-                              reason=f"is running ({run}) and will be canceled and resubmitted: {why}",
-                              after_unknown=after_unknown, **common)
+                return Change(
+                    actions=REPLACE,
+                    verb="resubmit",
+                    changed=("rerun",),
+                    reason=f"is running ({run}) and will be canceled and resubmitted: {why}",
+                    after_unknown=after_unknown,
+                    **common,
+                )
             if others:
-                return Change(actions=UPDATE, verb="update", changed=tuple(others),
-                              reason="will be updated in-place", **common)
+                return Change(
+                    actions=UPDATE,
+                    verb="update",
+                    changed=tuple(others),
+                    reason="will be updated in-place",
+                    **common,
+                )
             return Change(actions=NOOP, verb="no-op", reason=f"is running ({run})", **common)
         reason = ""
         if prior.status == "pending":
@@ -275,18 +341,36 @@ class Planner:
             reason = inputs
         elif status in ("failed", "canceled", "timed_out", "lost"):
             detail = str(current.get("message") or "").removeprefix(f"{status} ").strip("()")
-            reason = f"is tainted: {run} {status}" + (f" ({detail})" if detail and detail != status else "")
+            reason = f"is tainted: {run} {status}" + (
+                f" ({detail})" if detail and detail != status else ""
+            )
         elif forced:
             reason = "will be resubmitted, as requested"
         if reason:
-            shown: list[str] = [k for k in ("fingerprint", "snapshot_id") if fp_changed and k in pv.computed]
-            shown += [n for n in (*FINGERPRINTED, "arguments")
-                      if attribute_changed(prior.attributes.get(n), desired.get(n))]
-            return Change(actions=UPDATE, verb="resubmit", changed=("rerun", *others, *shown),
-                          reason=reason, after_unknown=after_unknown, **common)
+            shown: list[str] = [
+                k for k in ("fingerprint", "snapshot_id") if fp_changed and k in pv.computed
+            ]
+            shown += [
+                n
+                for n in (*FINGERPRINTED, "arguments")
+                if attribute_changed(prior.attributes.get(n), desired.get(n))
+            ]
+            return Change(
+                actions=UPDATE,
+                verb="resubmit",
+                changed=("rerun", *others, *shown),
+                reason=reason,
+                after_unknown=after_unknown,
+                **common,
+            )
         if others:
-            return Change(actions=UPDATE, verb="update", changed=tuple(others),
-                          reason="will be updated in-place", **common)
+            return Change(
+                actions=UPDATE,
+                verb="update",
+                changed=tuple(others),
+                reason="will be updated in-place",
+                **common,
+            )
         return Change(actions=NOOP, verb="no-op", **common)
 
     def _before(self, prior: ResourceState) -> dict[str, Any]:
@@ -322,10 +406,13 @@ class Planner:
 
     def _check_prevent_destroy(self, address: str, prevent: bool) -> None:
         if prevent:
-            self._refusals.setdefault(address, PlanError(
-                f"{address} has lifecycle.prevent_destroy set, but the plan would destroy it; "
-                "remove prevent_destroy (or the change that forces replacement) to proceed"
-            ))
+            self._refusals.setdefault(
+                address,
+                PlanError(
+                    f"{address} has lifecycle.prevent_destroy set, but the plan would destroy it; "
+                    "remove prevent_destroy (or the change that forces replacement) to proceed"
+                ),
+            )
 
     def _delete_change(self, prior: ResourceState, reason: str) -> Change:
         res = self.module.resources.get(f"{prior.kind}.{prior.name}")
@@ -335,17 +422,27 @@ class Planner:
             runs = self.run_counts.get(prior.address, 0)
             force = prior.attributes.get("force_destroy") is True
             if runs and not force:
-                self._refusals.setdefault(prior.address, PlanError(
-                    f"{prior.address} holds the history of {runs} run(s); set force_destroy = true "
-                    "on the workspace (and apply) to destroy it with its history"
-                ))
+                self._refusals.setdefault(
+                    prior.address,
+                    PlanError(
+                        f"{prior.address} holds the history of {runs} run(s); set force_destroy = true "
+                        "on the workspace (and apply) to destroy it with its history"
+                    ),
+                )
         verbs = self._verbs(prior.kind, prior.provider)
         return Change(
-            address=prior.address, kind=prior.kind, name=prior.name, key=prior.key,
-            provider=prior.provider, actions=DELETE, verb=verbs["delete"],
+            address=prior.address,
+            kind=prior.kind,
+            name=prior.name,
+            key=prior.key,
+            provider=prior.provider,
+            actions=DELETE,
+            verb=verbs["delete"],
             before=self._before(prior),
-            after=None, before_sensitive=_sealed_names(prior.attributes),
-            reason=reason, depends_on=prior.dependencies,
+            after=None,
+            before_sensitive=_sealed_names(prior.attributes),
+            reason=reason,
+            depends_on=prior.dependencies,
         )
 
     # -- the whole plan
@@ -365,17 +462,26 @@ class Planner:
             for addr, inst in self.evaluated.instances.items():
                 if inst.resource.address in planned and addr not in self.changes:
                     self.changes[addr] = self._plan_instance(inst)
-            changes = [c for a, c in self.changes.items() if self.module.resources[a.split("[")[0]].kind in PLANNED_KINDS]
+            changes = [
+                c
+                for a, c in self.changes.items()
+                if self.module.resources[a.split("[")[0]].kind in PLANNED_KINDS
+            ]
             if self.options.mode == "normal":
                 for addr, prior in sorted(self.prior.items()):
                     if addr in self.evaluated.instances or addr in self.observed.gone:
                         continue
                     block_addr = prior.address.split("[")[0]
-                    if only is not None and block_addr not in only and not self._matches_target(addr):
+                    if (
+                        only is not None
+                        and block_addr not in only
+                        and not self._matches_target(addr)
+                    ):
                         continue
                     block = self.module.resources.get(f"{prior.kind}.{prior.name}")
                     reason = (
-                        "is not in the configuration" if block is None
+                        "is not in the configuration"
+                        if block is None
                         else "is no longer produced by count/for_each"
                     )
                     changes.append(self._delete_change(prior, reason))
@@ -410,13 +516,15 @@ class Planner:
             if t not in known and t.split("[")[0] not in known:
                 raise PlanError(
                     f"--target {t}: no such resource in the configuration or state"
-                    + (f"; {did_you_mean(t, sorted(known))}" if did_you_mean(t, sorted(known)) else "")
+                    + (
+                        f"; {did_you_mean(t, sorted(known))}"
+                        if did_you_mean(t, sorted(known))
+                        else ""
+                    )
                 )
 
     def _matches_target(self, address: str) -> bool:
-        return any(
-            address == t or address.split("[")[0] == t for t in self.options.targets
-        )
+        return any(address == t or address.split("[")[0] == t for t in self.options.targets)
 
     def _targeted(self, changes: list[Change]) -> set[str]:
         by_addr = {c.address: c for c in changes}
@@ -461,14 +569,27 @@ class Planner:
             prior = self.prior_outputs.get(name)
             if name not in new:
                 if self.options.mode != "refresh-only":
-                    out.append(OutputChange(name, DELETE, before=None if prior and prior["sensitive"] else (prior or {}).get("value"), sensitive=bool(prior and prior["sensitive"])))
+                    out.append(
+                        OutputChange(
+                            name,
+                            DELETE,
+                            before=None
+                            if prior and prior["sensitive"]
+                            else (prior or {}).get("value"),
+                            sensitive=bool(prior and prior["sensitive"]),
+                        )
+                    )
                 continue
             value, sensitive = new[name]
             unknown = is_unknown(value)
             shown = None if (sensitive or unknown) else value
             if prior is None:
                 actions = CREATE
-            elif unknown or attribute_changed(prior["value"], value) or prior["sensitive"] != sensitive:
+            elif (
+                unknown
+                or attribute_changed(prior["value"], value)
+                or prior["sensitive"] != sensitive
+            ):
                 actions = UPDATE
             else:
                 actions = NOOP
@@ -515,7 +636,9 @@ def _as_reference(value: Any) -> Any:
     return value
 
 
-def _changed_leaves(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+def _changed_leaves(
+    before: dict[str, Any], after: dict[str, Any], prefix: str = ""
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Flattened ``path -> value`` of the leaves that differ between two computed dicts."""
     b: dict[str, Any] = {}
     a: dict[str, Any] = {}

@@ -61,7 +61,13 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         for o in plan.outputs
     }
     drift = [
-        {"address": d.address, "kind": d.kind, "message": d.message, "before": d.before, "after": d.after}
+        {
+            "address": d.address,
+            "kind": d.kind,
+            "message": d.message,
+            "before": d.before,
+            "after": d.after,
+        }
         for d in plan.drift
     ]
     return {

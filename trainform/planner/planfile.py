@@ -81,12 +81,16 @@ def check_inputs(saved: SavedPlan, current_files: list[Path]) -> None:
     for path, digest in sorted(saved.inputs.items()):
         p = Path(path)
         if not p.is_file():
-            raise StalePlanError(f"the saved plan is stale: {path} was removed since the plan was made")
+            raise StalePlanError(
+                f"the saved plan is stale: {path} was removed since the plan was made"
+            )
         if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
             raise StalePlanError(f"the saved plan is stale: {path} changed since the plan was made")
     added = sorted(now - set(saved.inputs))
     if added:
-        raise StalePlanError(f"the saved plan is stale: {added[0]} was added since the plan was made")
+        raise StalePlanError(
+            f"the saved plan is stale: {added[0]} was added since the plan was made"
+        )
 
 
 def check_state(saved: SavedPlan, lineage: str | None, serial: int) -> None:

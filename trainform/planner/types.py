@@ -115,14 +115,27 @@ class Plan:
             return {k: tuple(v) if k in keys and isinstance(v, list) else v for k, v in d.items()}
 
         changes = tuple(
-            Change(**tup(c, "actions", "after_unknown", "before_sensitive", "after_sensitive",
-                         "changed", "replace_paths", "depends_on"))
+            Change(
+                **tup(
+                    c,
+                    "actions",
+                    "after_unknown",
+                    "before_sensitive",
+                    "after_sensitive",
+                    "changed",
+                    "replace_paths",
+                    "depends_on",
+                )
+            )
             for c in data["changes"]
         )
         outputs = tuple(OutputChange(**tup(o, "actions")) for o in data["outputs"])
         drift = tuple(Drift(**d) for d in data["drift"])
         rest = tup(
             {k: v for k, v in data.items() if k not in ("changes", "outputs", "drift")},
-            "gone", "targets", "replace", "warnings",
+            "gone",
+            "targets",
+            "replace",
+            "warnings",
         )
         return cls(changes=changes, outputs=outputs, drift=drift, **rest)

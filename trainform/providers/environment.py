@@ -26,7 +26,9 @@ class EnvironmentProvider(Provider):
         if desired.get("pip") and desired.get("requirements_file"):
             problems.append("set either pip or requirements_file, not both")
         if desired.get("user_managed") and (desired.get("pip") or desired.get("requirements_file")):
-            problems.append("a user_managed environment installs nothing: remove pip/requirements_file")
+            problems.append(
+                "a user_managed environment installs nothing: remove pip/requirements_file"
+            )
         docker = desired.get("docker") or {}
         if docker and bool(docker.get("image")) == bool(docker.get("dockerfile")):
             problems.append("docker needs exactly one of image or dockerfile")
@@ -37,12 +39,16 @@ class EnvironmentProvider(Provider):
         return problems
 
     def content_hash(self, desired: dict[str, Any]) -> str:
-        parts: dict[str, Any] = {k: desired.get(k) for k in ("python", "user_managed", "pip", "docker")}
+        parts: dict[str, Any] = {
+            k: desired.get(k) for k in ("python", "user_managed", "pip", "docker")
+        }
         for key in ("requirements_file", "conda_file"):
             value = desired.get(key)
             if isinstance(value, str):
                 try:
-                    parts[key] = hashlib.sha256((self.context.config_dir / value).read_bytes()).hexdigest()
+                    parts[key] = hashlib.sha256(
+                        (self.context.config_dir / value).read_bytes()
+                    ).hexdigest()
                 except OSError as exc:
                     raise ProviderError(f"cannot read {key} {value!r}: {exc.strerror}") from None
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

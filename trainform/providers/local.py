@@ -33,10 +33,8 @@ def gather_local_facts() -> dict[str, Any]:
     """Facts about this machine: hostname, OS, CPUs, memory, Python, GPUs (via nvidia-smi)."""
     uname = platform.uname()
     memory = 0
-    try:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        pass
     return {
         "hostname": socket.gethostname(),
         "os": uname.system.lower(),
@@ -60,7 +58,10 @@ def _python() -> dict[str, str]:
     try:
         out = subprocess.run(
             [exe, "-I", "-S", "-c", "import platform; print(platform.python_version())"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         out = ""
@@ -89,7 +90,10 @@ def _gpus() -> list[dict[str, Any]]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -122,7 +126,9 @@ class LocalComputeProvider(Provider):
                 force_new=True,
                 description="Where runs execute (default `.trainform/local` beside the configuration).",
             ),
-            "facts": Attribute("map", computed=True, description="Facts gathered at attach/refresh."),
+            "facts": Attribute(
+                "map", computed=True, description="Facts gathered at attach/refresh."
+            ),
             "workdir_path": Attribute(computed=True, description="Absolute path of the workdir."),
         },
         description="The local machine.",
@@ -174,22 +180,31 @@ class LocalComputeProvider(Provider):
         try:
             run_dir.mkdir(parents=True)
             lib = install_lib(workdir / "lib")
-            write_spec(run_dir, request, blob_dir=request.blob_dir, lib_dir=lib,
-                       cache_dir=workdir / "envs")
+            write_spec(
+                run_dir, request, blob_dir=request.blob_dir, lib_dir=lib, cache_dir=workdir / "envs"
+            )
             write_status(run_dir, status="queued", host=socket.gethostname())
             with (run_dir / "launcher.err").open("ab") as err:
                 proc = subprocess.Popen(
                     [sys.executable, str(lib / "launcher.py"), str(run_dir)],
-                    cwd=run_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=err, start_new_session=True, close_fds=True,
+                    cwd=run_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
                 )
         except OSError as exc:
             raise ProviderError(
                 f"{request.address}: cannot start the run in {run_dir}: {exc}",
-                address=request.address, host=socket.gethostname(),
+                address=request.address,
+                host=socket.gethostname(),
             ) from None
-        return {"run_dir": str(run_dir), "launcher_pid": proc.pid,
-                "launcher_start": process_start_time(proc.pid)}
+        return {
+            "run_dir": str(run_dir),
+            "launcher_pid": proc.pid,
+            "launcher_start": process_start_time(proc.pid),
+        }
 
     def status(self, handle: Handle) -> dict[str, Any]:
         from trainform.runs.launcher import read_status

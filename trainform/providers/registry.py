@@ -26,7 +26,7 @@ def provider_names() -> list[str]:
     return sorted(_entry_points())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def provider_class(name: str) -> type[Provider]:
     """The provider class registered as ``name``. Raises ProviderNotFound with a hint."""
     ep = _entry_points().get(name)
@@ -34,7 +34,11 @@ def provider_class(name: str) -> type[Provider]:
         raise ProviderNotFound(
             f"no provider {name!r} is installed "
             f"(installed: {', '.join(provider_names()) or 'none'})"
-            + (f"; {did_you_mean(name, provider_names())}" if did_you_mean(name, provider_names()) else "")
+            + (
+                f"; {did_you_mean(name, provider_names())}"
+                if did_you_mean(name, provider_names())
+                else ""
+            )
         )
     try:
         cls = ep.load()

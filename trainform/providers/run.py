@@ -144,7 +144,9 @@ class RunProvider(WorkProvider):
         if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
             old_id = prior.computed.get("snapshot_id")
             if old_id and old_id != manifest.id:
-                path = Path(str(prior.computed.get("workspace_path", ""))) / "snapshots" / "manifests"
+                path = (
+                    Path(str(prior.computed.get("workspace_path", ""))) / "snapshots" / "manifests"
+                )
                 try:
                     old = load_manifest(path / f"{old_id}.json")
                     reasons.append(describe_changes(old.diff(manifest)))
@@ -155,10 +157,14 @@ class RunProvider(WorkProvider):
                 desired.get("arguments") or []
             ):
                 reasons.append(
-                    runspec.argument_changes(before.get("arguments") or [], desired["arguments"] or [])
+                    runspec.argument_changes(
+                        before.get("arguments") or [], desired["arguments"] or []
+                    )
                 )
             for key in ("script", "command", "env", "node_count"):
-                if json.dumps(before.get(key), sort_keys=True) != json.dumps(desired.get(key), sort_keys=True):
+                if json.dumps(before.get(key), sort_keys=True) != json.dumps(
+                    desired.get(key), sort_keys=True
+                ):
                     reasons.append(f"{key} changed")
             old_env = prior.computed.get("environment_hash")
             new_env = runspec.environment_spec(desired.get("environment"), self.context.config_dir)
@@ -252,7 +258,8 @@ class RunProvider(WorkProvider):
             time.sleep(0.1)
         raise ProviderError(
             f"{prior.address}: run {computed.get('run_id')} did not stop within {limit:.0f}s "
-            "of being canceled", address=prior.address,
+            "of being canceled",
+            address=prior.address,
         )
 
     # -- watching, used by the engine and the `runs` commands

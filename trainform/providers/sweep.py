@@ -20,8 +20,8 @@ from trainform.config.schema import SWEEP
 from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import TERMINAL, Observed, PlanValues, ResourceState
 from trainform.providers.run import WorkProvider, new_run_id
-from trainform.runs.history import workspace_of
 from trainform.runs import spec as runspec
+from trainform.runs.history import workspace_of
 from trainform.state.locking import process_alive, process_start_time
 from trainform.units import parse_duration
 
@@ -67,12 +67,21 @@ class SweepProvider(WorkProvider):
                 {"name": n, "attrs": {k: v for k, v in a.items() if v is not None}}
                 for n, a in sorted(params.items())
             ],
-            "sampling": {"algorithm": sampling.get("algorithm") or "random",
-                         "seed": sampling.get("seed")},
-            "objective": {"metric": objective["metric"], "goal": objective.get("goal") or "maximize"},
+            "sampling": {
+                "algorithm": sampling.get("algorithm") or "random",
+                "seed": sampling.get("seed"),
+            },
+            "objective": {
+                "metric": objective["metric"],
+                "goal": objective.get("goal") or "maximize",
+            },
             "policy": {"name": name, "args": args},
-            "limits": self._limits(limits.get("max_total_runs"), limits.get("max_concurrent_runs"),
-                                   limits.get("max_duration"), limits.get("trial_max_duration")),
+            "limits": self._limits(
+                limits.get("max_total_runs"),
+                limits.get("max_concurrent_runs"),
+                limits.get("max_duration"),
+                limits.get("trial_max_duration"),
+            ),
         }
 
     def _from_hyperdrive(self, path: str) -> dict[str, Any]:
@@ -92,8 +101,10 @@ class SweepProvider(WorkProvider):
             "objective": {"metric": hd.primary_metric_name, "goal": hd.primary_metric_goal},
             "policy": {"name": hd.policy, "args": dict(hd.policy_args)},
             "limits": self._limits(
-                hd.max_total_runs, hd.max_concurrent_runs,
-                hd.max_duration_minutes * 60 if hd.max_duration_minutes else None, None,
+                hd.max_total_runs,
+                hd.max_concurrent_runs,
+                hd.max_duration_minutes * 60 if hd.max_duration_minutes else None,
+                None,
             ),
         }
 
@@ -113,11 +124,16 @@ class SweepProvider(WorkProvider):
         from trainform.sweep.space import SearchSpace, SweepSpecError, parameter_from_block
 
         try:
-            space = SearchSpace(tuple(parameter_from_block(p["name"], p["attrs"])
-                                      for p in settings["parameters"]))
+            space = SearchSpace(
+                tuple(parameter_from_block(p["name"], p["attrs"]) for p in settings["parameters"])
+            )
             space.validate()
-            make_sampler(settings["sampling"]["algorithm"], space, settings["sampling"]["seed"],
-                         settings["objective"]["goal"])
+            make_sampler(
+                settings["sampling"]["algorithm"],
+                space,
+                settings["sampling"]["seed"],
+                settings["objective"]["goal"],
+            )
             make_policy(settings["policy"]["name"], **settings["policy"]["args"])
         except SweepSpecError as exc:
             raise ProviderError(str(exc)) from None
@@ -157,7 +173,9 @@ class SweepProvider(WorkProvider):
         fp = self._fingerprint(desired, self._snapshot_id(desired))
         reasons: list[str] = []
         if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
-            if prior.computed.get("settings") != json.loads(json.dumps(self.settings(desired), default=str)):
+            if prior.computed.get("settings") != json.loads(
+                json.dumps(self.settings(desired), default=str)
+            ):
                 reasons.append("the search space, policy, objective or limits changed")
             if prior.computed.get("run_fingerprint") != runspec.fingerprint(
                 self._trial(desired), self._snapshot_id(desired), self.context.config_dir
@@ -174,8 +192,13 @@ class SweepProvider(WorkProvider):
             status = json.loads(Path(computed["status_file"]).read_text())
         except (OSError, json.JSONDecodeError):
             status = {}
-        computed.update({k: status[k] for k in ("status", "message", "best_trial", "best_value",
-                                               "best_params") if k in status})
+        computed.update(
+            {
+                k: status[k]
+                for k in ("status", "message", "best_trial", "best_value", "best_params")
+                if k in status
+            }
+        )
         pid = status.get("controller_pid") or computed.get("controller_pid")
         if computed.get("status") not in TERMINAL and pid and not process_alive(int(pid), ""):
             computed["status"] = "lost"
@@ -192,24 +215,32 @@ class SweepProvider(WorkProvider):
         run = self.providers.get("run")
         workspace = desired.get("workspace")
         spec = {
-            "sweep_id": sweep_id, "address": address, "experiment": desired["experiment"],
+            "sweep_id": sweep_id,
+            "address": address,
+            "experiment": desired["experiment"],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "fingerprint": self._fingerprint(desired, snapshot_id),
-            "trial": trial, **settings,
+            "trial": trial,
+            **settings,
             "workspace": workspace,
             "workspace_address": workspace_of(desired),
-            "config_dir": str(self.context.config_dir), "data_dir": str(self.context.data_dir),
+            "config_dir": str(self.context.config_dir),
+            "data_dir": str(self.context.data_dir),
             "state_path": str(self.context.state_path or self.context.data_dir / "state.db"),
             "status_file": str(folder / "status.json"),
         }
         (folder / "spec.json").write_text(json.dumps(spec, indent=1, default=str))
         (folder / "status.json").write_text(json.dumps({"status": "queued"}))
         return {
-            "sweep_id": sweep_id, "status": "queued", "fingerprint": spec["fingerprint"],
+            "sweep_id": sweep_id,
+            "status": "queued",
+            "fingerprint": spec["fingerprint"],
             "run_fingerprint": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
             "settings": json.loads(json.dumps(settings, default=str)),
-            "spec_path": str(folder / "spec.json"), "status_file": str(folder / "status.json"),
-            "experiment": desired["experiment"], "store": str(run.store(desired)),  # type: ignore[attr-defined]
+            "spec_path": str(folder / "spec.json"),
+            "status_file": str(folder / "status.json"),
+            "experiment": desired["experiment"],
+            "store": str(run.store(desired)),  # type: ignore[attr-defined]
         }
 
     def update(
@@ -238,7 +269,11 @@ class SweepProvider(WorkProvider):
             Controller(spec, store, stop, lambda kind, text: on_line(text)).run()
         finally:
             store.close()
-        return self.read(ResourceState("", "sweep", "", None, "sweep", computed=computed)) or computed, True, []
+        return (
+            self.read(ResourceState("", "sweep", "", None, "sweep", computed=computed)) or computed,
+            True,
+            [],
+        )
 
     def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
         """Start the controller as a background process; record its pid."""
@@ -246,11 +281,18 @@ class SweepProvider(WorkProvider):
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "trainform.sweep.controller", computed["spec_path"]],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
                 cwd=self.context.config_dir,
             )
-        return {**computed, "status": "running", "controller_pid": proc.pid,
-                "controller_start": process_start_time(proc.pid)}
+        return {
+            **computed,
+            "status": "running",
+            "controller_pid": proc.pid,
+            "controller_start": process_start_time(proc.pid),
+        }
 
     def delete(self, prior: ResourceState) -> None:
         """Stop the controller, which cancels its running trials; wait for it."""

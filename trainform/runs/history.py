@@ -8,9 +8,24 @@ from trainform.state.store import SQLiteStateStore
 
 # Kept in a run's history record; the handle says where the run lives on its target.
 RECORD_KEYS = (
-    "handle", "compute_provider", "compute_address", "workspace_path", "snapshot_id",
-    "snapshot_files", "git", "exit_code", "message", "started", "outputs_path", "params",
-    "metrics", "environment", "environment_hash", "node_count", "tags", "arguments",
+    "handle",
+    "compute_provider",
+    "compute_address",
+    "workspace_path",
+    "snapshot_id",
+    "snapshot_files",
+    "git",
+    "exit_code",
+    "message",
+    "started",
+    "outputs_path",
+    "params",
+    "metrics",
+    "environment",
+    "environment_hash",
+    "node_count",
+    "tags",
+    "arguments",
 )
 
 
@@ -27,7 +42,9 @@ def record_run(
     record = dict(existing["record"]) if existing else {}
     record.update({k: computed[k] for k in RECORD_KEYS if k in computed})
     if results:
-        record.update({k: results[k] for k in ("outputs_path", "params", "metrics") if k in results})
+        record.update(
+            {k: results[k] for k in ("outputs_path", "params", "metrics") if k in results}
+        )
     store.put_run(
         {
             "id": computed["run_id"],

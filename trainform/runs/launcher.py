@@ -893,8 +893,15 @@ class _Launch:
             env.pop("PYTHONHOME", None)
         env.update(extra_env)
         watch = spec.get("watch_pid")
-        return _Plan(argv, env, src, patterns, max_duration, grace,
-                     int(watch) if isinstance(watch, int) else None)
+        return _Plan(
+            argv,
+            env,
+            src,
+            patterns,
+            max_duration,
+            grace,
+            int(watch) if isinstance(watch, int) else None,
+        )
 
     def _supervise(
         self, proc: subprocess.Popen[bytes], plan: _Plan, logs: _Logs

@@ -44,7 +44,11 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for p in points:
         value = p.get("value")
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
             continue
         s = out.setdefault(p["name"], {"last": value, "min": value, "max": value, "count": 0})
         s["last"] = value

@@ -55,8 +55,9 @@ def install_lib(lib_root: Path) -> Path:
     return dest
 
 
-def full_spec(request: RunRequest, blob_dir: Path | str, lib_dir: Path | str,
-              cache_dir: Path | str) -> dict[str, Any]:
+def full_spec(
+    request: RunRequest, blob_dir: Path | str, lib_dir: Path | str, cache_dir: Path | str
+) -> dict[str, Any]:
     """The launcher spec with the target's paths filled in."""
     spec = dict(request.spec)
     spec["manifest"] = request.manifest
@@ -66,8 +67,9 @@ def full_spec(request: RunRequest, blob_dir: Path | str, lib_dir: Path | str,
     return spec
 
 
-def write_spec(run_dir: Path, request: RunRequest, blob_dir: Path, lib_dir: Path,
-               cache_dir: Path) -> None:
+def write_spec(
+    run_dir: Path, request: RunRequest, blob_dir: Path, lib_dir: Path, cache_dir: Path
+) -> None:
     tmp = run_dir / "spec.json.tmp"
     tmp.write_text(json.dumps(full_spec(request, blob_dir, lib_dir, cache_dir), indent=1))
     tmp.replace(run_dir / "spec.json")

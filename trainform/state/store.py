@@ -102,13 +102,30 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     )
     db.table("outputs").create({"name": str, "value": str, "sensitive": int}, pk="name")
     db.table("lock").create(
-        {"name": str, "id": str, "who": str, "operation": str, "created": str, "pid": int,
-         "host": str, "pid_start": str},
+        {
+            "name": str,
+            "id": str,
+            "who": str,
+            "operation": str,
+            "created": str,
+            "pid": int,
+            "host": str,
+            "pid_start": str,
+        },
         pk="name",
     )
     db.table("apply_history").create(
-        {"id": int, "started": str, "finished": str, "who": str, "host": str, "command": str,
-         "changes": str, "outcome": str, "serial": int},
+        {
+            "id": int,
+            "started": str,
+            "finished": str,
+            "who": str,
+            "host": str,
+            "command": str,
+            "changes": str,
+            "outcome": str,
+            "serial": int,
+        },
         pk="id",
     )
 
@@ -116,8 +133,17 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 def _migrate_2(db: sqlite_utils.Database) -> None:
     # Run history outlives resources: it is keyed by run id, not by address.
     db.table("runs").create(
-        {"id": str, "address": str, "workspace": str, "experiment": str, "status": str,
-         "fingerprint": str, "created": str, "finished": str, "record": str},
+        {
+            "id": str,
+            "address": str,
+            "workspace": str,
+            "experiment": str,
+            "status": str,
+            "fingerprint": str,
+            "created": str,
+            "finished": str,
+            "record": str,
+        },
         pk="id",
     )
     db.table("runs").create_index(["workspace"])
@@ -132,14 +158,24 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
 
 def _migrate_4(db: sqlite_utils.Database) -> None:
     db.table("sweeps").create(
-        {"id": str, "address": str, "status": str, "fingerprint": str, "created": str,
-         "finished": str, "record": str},
+        {
+            "id": str,
+            "address": str,
+            "status": str,
+            "fingerprint": str,
+            "created": str,
+            "finished": str,
+            "record": str,
+        },
         pk="id",
     )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1, _migrate_2, _migrate_3, _migrate_4,
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
 ]
 
 
@@ -319,8 +355,11 @@ class SQLiteStateStore:
             for name, out in outputs.items():
                 self._insert(
                     "outputs",
-                    {"name": name, "value": json.dumps(out["value"], sort_keys=True),
-                     "sensitive": int(out["sensitive"])},
+                    {
+                        "name": name,
+                        "value": json.dumps(out["value"], sort_keys=True),
+                        "sensitive": int(out["sensitive"]),
+                    },
                 )
             self._bump()
 
@@ -334,8 +373,19 @@ class SQLiteStateStore:
     def put_run(self, run: dict[str, Any]) -> None:
         """Insert or update one run of the history (keyed by ``id``). History is not part of
         the managed state: it does not bump the serial and outlives the run resource."""
-        row = {k: run.get(k) for k in ("id", "address", "workspace", "experiment", "status",
-                                       "fingerprint", "created", "finished")}
+        row = {
+            k: run.get(k)
+            for k in (
+                "id",
+                "address",
+                "workspace",
+                "experiment",
+                "status",
+                "fingerprint",
+                "created",
+                "finished",
+            )
+        }
         row["record"] = json.dumps(run.get("record", {}), sort_keys=True)
         with self._tx():
             self._upsert("runs", row, "id")
@@ -349,15 +399,25 @@ class SQLiteStateStore:
             f"record FROM runs {where} ORDER BY created DESC, id DESC LIMIT ?",
             [*params, limit],
         ).fetchall()
-        keys = ("id", "address", "workspace", "experiment", "status", "fingerprint", "created",
-                "finished")
+        keys = (
+            "id",
+            "address",
+            "workspace",
+            "experiment",
+            "status",
+            "fingerprint",
+            "created",
+            "finished",
+        )
         return [{**dict(zip(keys, r[:8])), "record": json.loads(r[8] or "{}")} for r in rows]
 
     @_translate
     def put_sweep(self, sweep: dict[str, Any]) -> None:
         """Insert or update one sweep of the history (keyed by ``id``)."""
-        row = {k: sweep.get(k) for k in ("id", "address", "status", "fingerprint", "created",
-                                         "finished")}
+        row = {
+            k: sweep.get(k)
+            for k in ("id", "address", "status", "fingerprint", "created", "finished")
+        }
         row["record"] = json.dumps(sweep.get("record", {}), sort_keys=True, default=str)
         with self._tx():
             self._upsert("sweeps", row, "id")
@@ -382,8 +442,17 @@ class SQLiteStateStore:
             self.conn.executemany(
                 "INSERT INTO run_metrics (run_id, name, step, value, time, source) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, p["name"], p.get("step"), p.get("value"), p.get("time"),
-                  p.get("source", "client")) for p in points],
+                [
+                    (
+                        run_id,
+                        p["name"],
+                        p.get("step"),
+                        p.get("value"),
+                        p.get("time"),
+                        p.get("source", "client"),
+                    )
+                    for p in points
+                ],
             )
 
     @_translate
@@ -400,8 +469,16 @@ class SQLiteStateStore:
         with self._tx():
             return self._insert(
                 "apply_history",
-                {"started": now(), "finished": None, "who": current_user(), "host": hostname(),
-                 "command": command, "changes": "[]", "outcome": "running", "serial": None},
+                {
+                    "started": now(),
+                    "finished": None,
+                    "who": current_user(),
+                    "host": hostname(),
+                    "command": command,
+                    "changes": "[]",
+                    "outcome": "running",
+                    "serial": None,
+                },
             )
 
     @_translate
@@ -419,7 +496,17 @@ class SQLiteStateStore:
             "FROM apply_history ORDER BY id DESC LIMIT ?",
             [limit],
         ).fetchall()
-        keys = ("id", "started", "finished", "who", "host", "command", "changes", "outcome", "serial")
+        keys = (
+            "id",
+            "started",
+            "finished",
+            "who",
+            "host",
+            "command",
+            "changes",
+            "outcome",
+            "serial",
+        )
         return [dict(zip(keys, r)) for r in rows]
 
     # ------------------------------------------------------------------ locking
@@ -446,14 +533,23 @@ class SQLiteStateStore:
                     info, start = held
                     if info.host == me.host and not process_alive(info.pid, start):
                         self.execute("DELETE FROM lock WHERE name='state'")
-                        me = LockInfo(me.id, me.who, me.operation, me.created, pid, me.host, info.id)
+                        me = LockInfo(
+                            me.id, me.who, me.operation, me.created, pid, me.host, info.id
+                        )
                         held = None
                 if held is None:
                     self._insert(
                         "lock",
-                        {"name": "state", "id": me.id, "who": me.who, "operation": operation,
-                         "created": me.created, "pid": pid, "host": me.host,
-                         "pid_start": process_start_time(pid)},
+                        {
+                            "name": "state",
+                            "id": me.id,
+                            "who": me.who,
+                            "operation": operation,
+                            "created": me.created,
+                            "pid": pid,
+                            "host": me.host,
+                            "pid_start": process_start_time(pid),
+                        },
                     )
                     return me
             if time.monotonic() >= deadline:

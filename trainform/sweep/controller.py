@@ -56,10 +56,14 @@ class Trial:
 
     def summary(self, goal: str) -> dict[str, Any]:
         return {
-            "index": self.index, "run_id": self.run_id, "params": self.params,
-            "status": self.status, "best": self.best(goal),
+            "index": self.index,
+            "run_id": self.run_id,
+            "params": self.params,
+            "status": self.status,
+            "best": self.best(goal),
             "last": self.reports[-1][1] if self.reports else None,
-            "reports": len(self.reports), "stopped": self.stopped,
+            "reports": len(self.reports),
+            "stopped": self.stopped,
         }
 
 
@@ -98,8 +102,12 @@ class Controller:
         self.on_event = on_event
         self.goal = spec["objective"]["goal"]
         self.metric = spec["objective"]["metric"]
-        space = SearchSpace(tuple(parameter_from_block(p["name"], p["attrs"]) for p in spec["parameters"]))
-        self.sampler = make_sampler(spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal)
+        space = SearchSpace(
+            tuple(parameter_from_block(p["name"], p["attrs"]) for p in spec["parameters"])
+        )
+        self.sampler = make_sampler(
+            spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal
+        )
         self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
         context = ProviderContext(Path(spec["config_dir"]), Path(spec["data_dir"]))
         self.runs = cast(RunProvider, Providers(context).get("run"))
@@ -125,40 +133,62 @@ class Controller:
         }
         self.store.put_sweep(
             {
-                "id": self.spec["sweep_id"], "address": self.spec["address"],
-                "status": self.status, "fingerprint": self.spec["fingerprint"],
+                "id": self.spec["sweep_id"],
+                "address": self.spec["address"],
+                "status": self.status,
+                "fingerprint": self.spec["fingerprint"],
                 "created": self.spec["created"],
-                "finished": _now() if finished else None, "record": record,
+                "finished": _now() if finished else None,
+                "record": record,
             }
         )
         status_file = Path(self.spec["status_file"])
         tmp = status_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "status": self.status, "message": self.message, "controller_pid": os.getpid(),
-            "best_trial": best.run_id if best else None,
-            "best_value": best.best(self.goal) if best else None,
-            "best_params": best.params if best else None,
-            "trials": len(self.trials),
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "status": self.status,
+                    "message": self.message,
+                    "controller_pid": os.getpid(),
+                    "best_trial": best.run_id if best else None,
+                    "best_value": best.best(self.goal) if best else None,
+                    "best_params": best.params if best else None,
+                    "trials": len(self.trials),
+                }
+            )
+        )
         tmp.replace(status_file)
 
     def best_trial(self) -> Trial | None:
         scored = [t for t in self.trials if t.best(self.goal) is not None]
         if not scored:
             return None
-        key = (lambda t: t.best(self.goal)) if self.goal == "maximize" else (lambda t: -(t.best(self.goal) or 0.0))
+        key = (
+            (lambda t: t.best(self.goal))
+            if self.goal == "maximize"
+            else (lambda t: -(t.best(self.goal) or 0.0))
+        )
         return max(scored, key=key)
 
     def _decide(self, trial: Trial, action: str, reason: str) -> None:
-        self.decisions.append({"time": _now(), "trial": trial.index, "run_id": trial.run_id,
-                               "action": action, "reason": reason})
+        self.decisions.append(
+            {
+                "time": _now(),
+                "trial": trial.index,
+                "run_id": trial.run_id,
+                "action": action,
+                "reason": reason,
+            }
+        )
         self.on_event("decision", f"trial {trial.index} ({trial.run_id}): {action}: {reason}")
 
     # -- trials
     def _launch(self, index: int, params: dict[str, Any]) -> Trial:
         desired = substitute_params(self.spec["trial"], params)
-        desired["env"] = {**(desired.get("env") or {}),
-                          **{env_name(k): str(v) for k, v in params.items()}}
+        desired["env"] = {
+            **(desired.get("env") or {}),
+            **{env_name(k): str(v) for k, v in params.items()},
+        }
         desired["arguments"] = [*(desired.get("arguments") or []), *parameters_args(params)]
         desired["experiment"] = self.spec["experiment"]
         desired["workspace"] = self.spec["workspace"]
@@ -206,19 +236,29 @@ class Controller:
     def _finish_trial(self, trial: Trial) -> None:
         results = self.runs.collect(trial.computed)
         trial.computed["outputs_path"] = results["outputs_path"]
-        record_run(self.store, f"{self.spec['address']}[{trial.index}]",
-                   self.spec["workspace_address"], trial.computed, results)
+        record_run(
+            self.store,
+            f"{self.spec['address']}[{trial.index}]",
+            self.spec["workspace_address"],
+            trial.computed,
+            results,
+        )
         if not trial.reports:  # a last look at what it reported
             points, _ = read_points(Path(results["outputs_path"]).parent / "metrics.jsonl")
-            trial.reports = [(int(p["step"]) if isinstance(p.get("step"), int) else i + 1,
-                              float(p["value"])) for i, p in enumerate(points)
-                             if p["name"] == self.metric and isinstance(p.get("value"), (int, float))]
+            trial.reports = [
+                (int(p["step"]) if isinstance(p.get("step"), int) else i + 1, float(p["value"]))
+                for i, p in enumerate(points)
+                if p["name"] == self.metric and isinstance(p.get("value"), (int, float))
+            ]
         if trial.stopped and trial.status == "canceled":
             trial.status = "stopped"
         value = trial.best(self.goal)
         self.sampler.observe(trial.params, value)
-        self.on_event("trial", f"trial {trial.index} {trial.status}"
-                      + (f", best {self.metric} {value:.6g}" if value is not None else ""))
+        self.on_event(
+            "trial",
+            f"trial {trial.index} {trial.status}"
+            + (f", best {self.metric} {value:.6g}" if value is not None else ""),
+        )
 
     # -- the loop
     def run(self) -> str:
@@ -226,12 +266,16 @@ class Controller:
         limits = self.spec["limits"]
         max_total = int(limits.get("max_total_runs") or 20)
         max_concurrent = max(1, int(limits.get("max_concurrent_runs") or 1))
-        deadline = time.monotonic() + float(limits["max_duration"]) if limits.get("max_duration") else None
+        deadline = (
+            time.monotonic() + float(limits["max_duration"]) if limits.get("max_duration") else None
+        )
         exhausted = False
         self._record()
         try:
             while True:
-                running = [t for t in self.trials if t.status not in TERMINAL and t.status != "stopped"]
+                running = [
+                    t for t in self.trials if t.status not in TERMINAL and t.status != "stopped"
+                ]
                 if self.stop.is_set():
                     self.status, self.message = "canceled", "canceled by the user"
                     self._cancel_all(running)
@@ -242,7 +286,9 @@ class Controller:
                     self._cancel_all(running)
                     self.status = "completed"
                     break
-                while not exhausted and len(running) < max_concurrent and len(self.trials) < max_total:
+                while (
+                    not exhausted and len(running) < max_concurrent and len(self.trials) < max_total
+                ):
                     params = self.sampler.suggest(len(self.trials))
                     if params is None:
                         exhausted = True
@@ -266,9 +312,12 @@ class Controller:
                 if not running and (exhausted or len(self.trials) >= max_total):
                     self.status = "completed"
                     best = self.best_trial()
-                    self.message = (f"best trial {best.index} ({best.run_id}): {self.metric} = "
-                                    f"{best.best(self.goal):.6g} with {_fmt(best.params)}"
-                                    if best else f"no trial reported {self.metric}")
+                    self.message = (
+                        f"best trial {best.index} ({best.run_id}): {self.metric} = "
+                        f"{best.best(self.goal):.6g} with {_fmt(best.params)}"
+                        if best
+                        else f"no trial reported {self.metric}"
+                    )
                     break
                 time.sleep(TICK_SECONDS)
         except TrainformError as exc:
@@ -294,7 +343,9 @@ class Controller:
 
 
 def _fmt(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def _now() -> str:
