@@ -9,6 +9,7 @@ This is the library entry point the CLI is a thin layer over::
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from trainform.planner import planfile
 from trainform.planner.diff import Observations, Planner, PlanOptions, canonical
 from trainform.planner.refresh import refresh
 from trainform.planner.types import Plan
-from trainform.providers.base import ProviderContext
+from trainform.providers.base import ProviderContext, ResourceState
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import LockInfo, SQLiteStateStore
@@ -41,6 +42,12 @@ def state_path(module: Module) -> Path:
         p = Path(configured).expanduser()
         return p if p.is_absolute() else module.directory / p
     return module.directory / DATA_DIR / "state.db"
+
+
+def _prior_computed(prior: dict[str, ResourceState], inst: Instance) -> dict[str, Any]:
+    rs = prior.get(inst.address)
+    keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+    return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
 
 
 def validate_config(directory: Path, inputs: VariableInputs) -> Module:
@@ -123,6 +130,7 @@ class Session:
         """Refresh (unless told not to) and plan. Raises ConfigError, PlanError,
         ProviderNotFound."""
         prior = self.store.resources()
+        self._remember_secrets(prior)
         observations = (
             refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
         )
@@ -145,6 +153,23 @@ class Session:
         plan = planner.plan()
         self._validate(planner)
         return plan, planner
+
+    def _remember_secrets(self, prior: dict[str, ResourceState]) -> None:
+        """Give providers the configuration's values of recorded resources that hold secrets
+        (state has only their hashes), so that refresh can connect. Evaluated only when such
+        a resource exists; an evaluation error here is left for planning to report."""
+        sealed = [r for r in prior.values() if any(secrets.is_sealed(v) for v in r.attributes.values())]
+        if not sealed:
+            return
+        try:
+            evaluated = self.evaluator().run(lambda inst: _prior_computed(prior, inst))
+        except TrainformError:
+            return
+        for r in sealed:
+            inst = evaluated.instances.get(r.address)
+            if inst is not None:
+                with contextlib.suppress(TrainformError):
+                    self.providers.get(r.provider).remember(r.address, inst.attributes)
 
     def _validate(self, planner: Planner) -> None:
         if planner.evaluated is None:

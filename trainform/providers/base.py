@@ -140,6 +140,12 @@ class Provider:
         default finds none."""
         return []
 
+    def remember(self, address: str, desired: dict[str, Any]) -> None:
+        """The configuration's values for a recorded resource, given before ``read`` so a
+        provider can use secrets that state holds only as salted hashes (an SSH password).
+        Keep them in memory only. The default ignores them."""
+        return None
+
     def read(self, resource: ResourceState) -> Observed | None:
         """What exists now for a recorded resource: its computed attributes, or ``None`` if it
         is gone. No side effects. May raise ProviderError if the answer cannot be had (a host
