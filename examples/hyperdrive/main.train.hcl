@@ -3,7 +3,8 @@
 # named like --penalty reach the script as `--penalty VALUE`.
 
 compute "local" {
-  type = "local"
+  type                = "local"
+  max_concurrent_runs = 2 # hdconfig.yml runs two trials at once
 }
 
 sweep "penalty" {

@@ -32,7 +32,8 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
 LOCAL = """\
 compute "local" {
-  type = "local"
+  type                = "local"
+  max_concurrent_runs = 4
 }
 """
 

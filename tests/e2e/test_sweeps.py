@@ -158,7 +158,7 @@ class Sweeps:
     ) -> None:
         self.cli.write(
             "main.train.hcl",
-            'compute "local" {\n  type = "local"\n}\n\n'
+            'compute "local" {\n  type = "local"\n  max_concurrent_runs = 4\n}\n\n'
             f'sweep "{name}" {{\n'
             '  experiment = "tests"\n'
             "  trial {\n"

@@ -296,7 +296,11 @@ class Engine:
         return self.providers.get(change.provider).watch(
             computed,
             lambda line: self.on_event(Event("log", change, message=line)),
-            lambda status, msg: self.on_event(Event("status", change, message=status)),
+            lambda status, msg: self.on_event(
+                Event(
+                    "status", change, message=f"{status}: {msg}" if status == "queued" else status
+                )
+            ),
             self.cancel,
         )
 

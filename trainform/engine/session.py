@@ -158,7 +158,9 @@ class Session:
         """Give providers the configuration's values of recorded resources that hold secrets
         (state has only their hashes), so that refresh can connect. Evaluated only when such
         a resource exists; an evaluation error here is left for planning to report."""
-        sealed = [r for r in prior.values() if any(secrets.is_sealed(v) for v in r.attributes.values())]
+        sealed = [
+            r for r in prior.values() if any(secrets.is_sealed(v) for v in r.attributes.values())
+        ]
         if not sealed:
             return
         try:

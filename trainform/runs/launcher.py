@@ -691,6 +691,7 @@ class _Launch:
         self.phase = "preparing"
         self.signals = 0
         self.signal_name = ""
+        self.slot_fd: int | None = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals += 1
@@ -698,6 +699,39 @@ class _Launch:
         if self.phase == "preparing":
             self.phase = "finishing"
             raise _Canceled()
+
+    def _take_slot(self) -> None:
+        """Wait for one of the target's ``max_concurrent_runs`` slots (spec ``slots``: a
+        folder of lock files and their count), holding it until the launcher exits. While
+        waiting the run is ``queued`` and says why; a signal cancels it."""
+        try:
+            slots = json.loads((self.run_dir / SPEC_FILE).read_text()).get("slots") or {}
+        except (OSError, ValueError):
+            return
+        folder, count = slots.get("dir"), slots.get("count")
+        if not folder or not isinstance(count, int) or count < 1:
+            return
+        os.makedirs(folder, exist_ok=True)
+        waiting = False
+        while True:
+            for i in range(count):
+                fd = os.open(os.path.join(folder, f"slot-{i}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                self.slot_fd = fd  # released when the launcher exits
+                return
+            if not waiting:
+                write_status(
+                    self.run_dir,
+                    status="queued",
+                    launcher_pid=os.getpid(),
+                    message=f"waiting for a free slot (max_concurrent_runs = {count})",
+                )
+                waiting = True
+            time.sleep(0.25)
 
     def run(self) -> int:
         logs = _Logs(self.run_dir)
@@ -723,6 +757,7 @@ class _Launch:
             logs.close()
 
     def _run(self, logs: _Logs) -> int:
+        self._take_slot()
         prior = read_status(self.run_dir)
         write_status(
             self.run_dir,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ def install_lib(lib_root: Path) -> Path:
     dest = lib_root / lib_digest(files)
     if (dest / ".complete").is_file():
         return dest
-    tmp = lib_root / f".{dest.name}.tmp-{os.getpid()}"
+    # Unique per call: runs submitted from parallel threads of one process install at once.
+    tmp = lib_root / f".{dest.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     shutil.rmtree(tmp, ignore_errors=True)
     for rel, data in files.items():
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -58,8 +60,12 @@ def install_lib(lib_root: Path) -> Path:
 def full_spec(
     request: RunRequest, blob_dir: Path | str, lib_dir: Path | str, cache_dir: Path | str
 ) -> dict[str, Any]:
-    """The launcher spec with the target's paths filled in."""
+    """The launcher spec with the target's paths filled in. Runs on one target share its
+    ``max_concurrent_runs`` slots, lock files beside the environments."""
     spec = dict(request.spec)
+    limit = request.compute.get("max_concurrent_runs")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 1:
+        spec["slots"] = {"dir": f"{cache_dir}/../slots", "count": int(limit)}
     spec["manifest"] = request.manifest
     spec["blob_dir"] = str(blob_dir)
     spec["lib_dir"] = str(lib_dir)

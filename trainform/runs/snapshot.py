@@ -15,19 +15,20 @@ import hashlib
 import heapq
 import itertools
 import json
+import marshal
 import os
 import posixpath
 import re
-import sqlite3
 import stat
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,15 +137,20 @@ class Manifest:
         return sum(e.size for e in self.entries)
 
     @classmethod
-    def _from_rows(cls, rows: list[_Row]) -> Manifest:
-        """A manifest from walk rows (unique paths), sorting them in place. Builds entries
-        without the dataclass ``__init__`` and the id from the rows as they are: three times
-        less work than the public route, which matters at 10,000 files."""
-        rows.sort(key=itemgetter(0))
+    def _lazy(
+        cls, rows: list[_Row] | bytes, manifest_id: str, file_count: int, total_size: int
+    ) -> Manifest:
+        """A manifest whose entries are built from ``rows`` (sorted, unique paths; or their
+        ``marshal`` form) on first use: a caller that only needs the id, as planning does, never
+        pays for 10,000 Entry objects. The id and counts must be those of the rows."""
         manifest = object.__new__(cls)  # skips __post_init__: rows are sorted and unique
         fields = manifest.__dict__  # where cached_property stores its values
-        fields["entries"], fields["file_count"], fields["total_size"] = _entries_from_rows(rows)
-        fields["id"] = _manifest_id(rows)
+        fields["_rows"] = rows
+        fields["id"], fields["file_count"], fields["total_size"] = (
+            manifest_id,
+            file_count,
+            total_size,
+        )
         return manifest
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,23 +182,42 @@ class Manifest:
         return Changes(added=added, removed=removed, modified=modified)
 
 
+class _LazyEntries:
+    """``Manifest.entries`` for manifests made by :meth:`Manifest._lazy`. A non-data descriptor
+    (like ``cached_property``): a manifest that has its entries in its ``__dict__`` (every one
+    built by ``__init__``) never reaches it; the others build them here, once."""
+
+    def __get__(self, manifest: Manifest | None, owner: type | None = None) -> Any:
+        if manifest is None:
+            return self
+        fields = manifest.__dict__
+        try:
+            rows = fields["_rows"]
+        except KeyError:
+            raise AttributeError("entries") from None
+        if isinstance(rows, bytes):
+            rows = marshal.loads(rows)
+        entries = _entries_from_rows(rows)
+        fields["entries"] = entries
+        fields.pop("_rows", None)
+        return entries
+
+
+setattr(Manifest, "entries", _LazyEntries())  # noqa: B010 - after @dataclass has seen the field
+
+
 def _row(e: Entry) -> _Row:
     return (e.path, e.kind, e.sha256, e.size, e.mode, e.target)
 
 
-def _entries_from_rows(rows: list[_Row]) -> tuple[tuple[Entry, ...], int, int]:
-    """Entries equal to ``Entry(*row)``, with the file count and total size. Each entry is
-    built by filling its new instance's ``__dict__``: three times faster than the frozen
-    dataclass ``__init__`` (which goes through ``object.__setattr__`` per field), and this runs
-    once per file."""
+def _entries_from_rows(rows: list[_Row]) -> tuple[Entry, ...]:
+    """Entries equal to ``Entry(*row)``. Each is built by filling its new instance's
+    ``__dict__``: three times faster than the frozen dataclass ``__init__`` (which goes through
+    ``object.__setattr__`` per field), and this runs once per file."""
     new = object.__new__
     entries: list[Entry] = []
     append = entries.append
-    total = links = 0
     for path, kind, sha256, size, mode, target in rows:
-        total += size
-        if kind != "file":
-            links += 1
         entry = new(Entry)
         fields = entry.__dict__
         fields["path"] = path
@@ -202,7 +227,7 @@ def _entries_from_rows(rows: list[_Row]) -> tuple[tuple[Entry, ...], int, int]:
         fields["mode"] = mode
         fields["target"] = target
         append(entry)
-    return tuple(entries), len(entries) - links, total
+    return tuple(entries)
 
 
 def _manifest_id(rows: list[_Row]) -> str:
@@ -261,7 +286,7 @@ def snapshot(
     max_files: int = 2000,
 ) -> SnapshotResult:
     """Snapshot ``source_dir`` into a manifest, using (and updating) the hash cache at
-    ``cache_path``. Blocks until done; reads the tree, writes only the cache file.
+    ``cache_path``. Blocks until done; reads the tree, writes only the cache.
 
     What is kept: every regular file and symbolic link not matched by the ignore rules. The
     rules come from the first of ``.trainignore``, ``.amlignore``, ``.gitignore`` found at the
@@ -272,9 +297,13 @@ def snapshot(
     followed); sockets, FIFOs and devices are skipped with a warning; a file that disappears
     during the walk is left out.
 
-    A file whose (size, mtime_ns, inode) match the cache costs one ``lstat`` and no read. A
-    file modified in the last two seconds is hashed but not cached (its timestamp could hide a
-    second edit). A corrupt cache file is deleted and rebuilt; a locked one is bypassed.
+    The cache is one file per source folder, ``<cache_path>.<digest of the folder>.cache``
+    (``cache_path`` is a name prefix; several folders share it). A file whose (size, mtime_ns,
+    inode) match the cache costs one ``lstat`` and no read; when nothing kept changed at all
+    (paths, sizes, times, inodes, modes, link targets) the previous manifest is reused whole.
+    A file modified in the last two seconds is hashed but not cached (its timestamp could hide
+    a second edit). A corrupt cache file is ignored and rewritten; an unreadable one is
+    bypassed with a warning.
 
     Passing ``max_bytes`` or ``max_files`` adds a warning naming the largest files and
     folders; it is never an error.
@@ -295,33 +324,65 @@ def snapshot(
     try:
         ignore_file, match = _load_ignore(root)
         cache = _HashCache(Path(cache_path), root)
-        unseen = cache.load()
+        previous = cache.load()
         skipped: list[str] = []
-        rows, pending = _walk(root, match, unseen, skipped)
-        new_rows = _hash_pending(rows, pending, started_ns - _RACY_NS)
-        manifest = Manifest._from_rows(rows)
-        cache.store(new_rows, stale=list(unseen))  # what the walk did not find is gone
+        walk = _walk(root, match, skipped)
+        signature = walk.signature()
+        if previous is not None and previous.complete and previous.signature == signature:
+            # Nothing kept changed since a snapshot that cached every file: its manifest holds.
+            state = previous
+            hashed = 0
+        else:
+            state, hashed = _update(walk, signature, previous, started_ns - _RACY_NS)
+            cache.store(state)
+        manifest = Manifest._lazy(state.rows, state.id, state.file_count, state.total_size)
         git = git_probe.result()
     finally:
         git_probe.close()
 
     warnings = [*skipped, *cache.warnings]
-    if manifest.file_count > max_files or manifest.total_size > max_bytes:
-        warnings.append(_size_warning(source_dir, manifest, max_bytes, max_files))
+    if state.file_count > max_files or state.total_size > max_bytes:
+        warnings.append(_size_warning(source_dir, state, max_bytes, max_files))
     return SnapshotResult(
         manifest=manifest,
         ignore_file=ignore_file,
         warnings=warnings,
         git=git,
-        hashed=len(pending),
-        cached=manifest.file_count - len(pending),
+        hashed=hashed,
+        cached=state.file_count - hashed,
     )
 
 
 # --- the walk --------------------------------------------------------------------------------
 
-# A walk row is an entry in its canonical (JSON) shape: (path, kind, sha256, size, mode,
-# target). A file that needs hashing first gets a row with sha256 "" and a _Pending record.
+
+@dataclass
+class _Walk:
+    """What the walk found, in the order it found it: the cheapest shape to compare with the
+    previous walk. ``names`` holds, for each folder, its relative prefix (``""`` for the root,
+    else ending in ``/``) then the names of its kept files; ``stats`` holds (size, mtime_ns,
+    inode, st_mode) for each of those files; ``links`` the rows of the kept links."""
+
+    root_prefix: str
+    names: list[str]
+    stats: list[tuple[int, int, int, int]]
+    links: list[_Row]
+
+    def signature(self) -> bytes:
+        """The walk as bytes, equal for two walks exactly when they found the same files with
+        the same stat data and the same links (marshal version 2: no references or interning
+        flags, so the bytes depend only on the values)."""
+        return marshal.dumps((self.names, self.stats, self.links), 2)
+
+    def files(self) -> Iterator[tuple[str, tuple[int, int, int, int]]]:
+        """(relative path, stat data) of each kept file."""
+        stats = iter(self.stats)
+        prefix = ""
+        for name in self.names:
+            if not name or name[-1] == "/":
+                prefix = name
+            else:
+                yield prefix + name, next(stats)
 
 
 @dataclass
@@ -340,70 +401,52 @@ _SCAN_BY_FD = os.scandir in os.supports_fd
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _walk(
-    root: str,
-    match: Callable[[str], bool] | None,
-    unseen: dict[str, tuple[str, int, int, int, str]],
-    warnings: list[str],
-) -> tuple[list[_Row], list[_Pending]]:
-    """Rows for the kept files and links, and the files whose hash the cache lacks. Cache
-    entries found are popped from ``unseen``. Per file this is the hot loop: one lstat (through
-    the folder's descriptor where supported, which skips resolving the whole path), one dict
-    lookup, one tuple."""
-    rows: list[_Row] = []
-    pending: list[_Pending] = []
+def _walk(root: str, match: Callable[[str], bool] | None, warnings: list[str]) -> _Walk:
+    """The kept files (with their stat data) and links under ``root``. Per file this is the hot
+    loop, and on an unchanged tree nearly all the work of a snapshot: one lstat (through the
+    folder's descriptor where supported, which skips resolving the whole path) and two list
+    appends."""
+    names: list[str] = []
+    stats: list[tuple[int, int, int, int]] = []
+    links: list[_Row] = []
     excluded = ALWAYS_EXCLUDED
-    take = unseen.pop
-    add = rows.append
+    add_name = names.append
+    add_stat = stats.append
     sep = os.sep
     root_prefix = root.rstrip(sep) + sep
     stack = [(root, "")]
     while stack:
         folder, prefix = stack.pop()
         folder_prefix = folder + sep
+        add_name(prefix)
         with _scan_folder(folder, prefix) as scan:
             for item in scan:
                 name = item.name
                 if name in excluded:
                     continue
-                rel = prefix + name
                 try:
                     if item.is_file(follow_symlinks=False):
-                        if match is not None and match(rel):
+                        if match is not None and match(prefix + name):
                             continue
                         st = item.stat(follow_symlinks=False)
-                        path = folder_prefix + name
-                        size = st.st_size
-                        mode = 0o755 if st.st_mode & 0o111 else 0o644
-                        hit = take(path, None)
-                        if (
-                            hit is not None
-                            and hit[1] == size
-                            and hit[2] == st.st_mtime_ns
-                            and hit[3] == st.st_ino
-                        ):
-                            add((rel, "file", hit[4], size, mode, ""))
-                        else:
-                            pending.append(
-                                _Pending(
-                                    len(rows), rel, path, size, st.st_mtime_ns, st.st_ino, mode
-                                )
-                            )
-                            add((rel, "file", "", size, mode, ""))
+                        add_name(name)
+                        add_stat((st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
                     elif item.is_dir(follow_symlinks=False):
-                        if match is None or not match(rel + "/"):
-                            stack.append((folder_prefix + name, rel + "/"))
-                    elif item.is_symlink():
+                        rel = prefix + name + "/"
                         if match is None or not match(rel):
-                            add(_link_row(folder_prefix + name, rel, root, root_prefix))
-                    elif match is None or not match(rel):
+                            stack.append((folder_prefix + name, rel))
+                    elif item.is_symlink():
+                        rel = prefix + name
+                        if match is None or not match(rel):
+                            links.append(_link_row(folder_prefix + name, rel, root, root_prefix))
+                    elif match is None or not match(prefix + name):
                         kind = _special_kind(item.stat(follow_symlinks=False).st_mode)
-                        warnings.append(f"skipped {rel}: a {kind}, not a file or link")
+                        warnings.append(f"skipped {prefix + name}: a {kind}, not a file or link")
                 except FileNotFoundError:
                     continue  # removed while we walked: not part of the snapshot
                 except OSError as exc:
-                    raise SnapshotError(f"cannot read {rel}: {exc.strerror}") from exc
-    return rows, pending
+                    raise SnapshotError(f"cannot read {prefix + name}: {exc.strerror}") from exc
+    return _Walk(root_prefix, names, stats, links)
 
 
 @contextlib.contextmanager
@@ -482,12 +525,59 @@ def _load_ignore(root: str) -> tuple[str | None, Callable[[str], bool] | None]:
 # --- hashing ---------------------------------------------------------------------------------
 
 
-def _hash_pending(
-    rows: list[_Row], pending: list[_Pending], racy_from: int
-) -> list[tuple[str, int, int, int, str]]:
-    """Hash the files the cache could not answer for and fill in their rows; returns the cache
-    rows (path, size, mtime_ns, inode, sha256) to keep: not those modified at or after
-    ``racy_from``."""
+def _update(
+    walk: _Walk, signature: bytes, previous: _CacheState | None, racy_from: int
+) -> tuple[_CacheState, int]:
+    """The snapshot of a walk that differs from the previous one: files whose (size, mtime_ns,
+    inode) match the previous hashes keep their hash, the others are read. Returns the new
+    state (its hashes: every file modified before ``racy_from``) and how many files were read."""
+    known: dict[str, tuple[int, int, int, str]] = {}
+    if previous is not None:
+        if isinstance(previous.hashes, dict):
+            known = previous.hashes
+        else:
+            with contextlib.suppress(ValueError, EOFError, TypeError):
+                loaded = marshal.loads(previous.hashes)
+                if isinstance(loaded, dict):
+                    known = loaded
+    rows: list[_Row] = []
+    pending: list[_Pending] = []
+    hashes: dict[str, tuple[int, int, int, str]] = {}
+    add = rows.append
+    root_prefix = walk.root_prefix
+    for rel, (size, mtime_ns, inode, st_mode) in walk.files():
+        mode = 0o755 if st_mode & 0o111 else 0o644
+        hit = known.get(rel)
+        if hit is not None and hit[0] == size and hit[1] == mtime_ns and hit[2] == inode:
+            hashes[rel] = hit
+            add((rel, "file", hit[3], size, mode, ""))
+        else:
+            pending.append(_Pending(len(rows), rel, root_prefix + rel, size, mtime_ns, inode, mode))
+            add((rel, "file", "", size, mode, ""))
+    _hash_pending(pending)
+    for p in pending:
+        rows[p.index] = (p.rel, "file", p.sha256, p.size, p.mode, "")
+        if p.mtime_ns < racy_from:
+            hashes[p.rel] = (p.size, p.mtime_ns, p.inode, p.sha256)
+    file_count = len(rows)
+    total_size = sum(map(itemgetter(3), rows))
+    rows.extend(walk.links)
+    rows.sort(key=itemgetter(0))  # paths are unique: one walk, one name per folder entry
+    state = _CacheState(
+        signature=signature,
+        complete=len(hashes) == file_count,
+        id=_manifest_id(rows),
+        file_count=file_count,
+        total_size=total_size,
+        rows=rows,
+        hashes=hashes,
+        largest=_largest(rows),
+    )
+    return state, len(pending)
+
+
+def _hash_pending(pending: list[_Pending]) -> None:
+    """Fill in the hash of each pending file."""
     small = [p for p in pending if p.size <= _INLINE_MAX]
     large = sorted((p for p in pending if p.size > _INLINE_MAX), key=lambda p: -p.size)
     if large:  # largest first, so that the workers finish together
@@ -501,12 +591,6 @@ def _hash_pending(
     else:
         for p in small:
             _hash_one(p)
-    keep = []
-    for p in pending:
-        rows[p.index] = (p.rel, "file", p.sha256, p.size, p.mode, "")
-        if p.mtime_ns < racy_from:
-            keep.append((p.path, p.size, p.mtime_ns, p.inode, p.sha256))
-    return keep
 
 
 def _hash_one(p: _Pending) -> None:
@@ -548,109 +632,122 @@ def _hash_file(path: str, size: int) -> tuple[str, os.stat_result]:
 
 # --- the hash cache --------------------------------------------------------------------------
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS hashes (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
-) WITHOUT ROWID
-"""
-_BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_MAGIC = b"trainform-snapshot-cache 1\n"
+"""Starts every cache file; followed by the CRC-32 of the rest (4 bytes, big-endian) and the
+``marshal`` of :meth:`_CacheState.payload`. Bump the number when that shape changes."""
+
+
+@dataclass
+class _CacheState:
+    """What a snapshot leaves for the next one of the same folder.
+
+    ``signature`` is its walk's (:meth:`_Walk.signature`); ``complete`` says every file's hash
+    was cached (none was modified within the racy window), so an equal signature next time
+    means an equal manifest: ``id``, counts and ``rows`` are reused as they are. ``hashes``
+    maps relative paths to (size, mtime_ns, inode, sha256) for the files hashed or confirmed.
+    ``rows`` and ``hashes`` stay in their ``marshal`` form (bytes) until needed. ``largest``
+    caches the size warning's lists: the 5 largest files and top-level folders."""
+
+    signature: bytes
+    complete: bool
+    id: str
+    file_count: int
+    total_size: int
+    rows: list[_Row] | bytes
+    hashes: dict[str, tuple[int, int, int, str]] | bytes
+    largest: tuple[list[tuple[str, int]], list[tuple[str, int]]] | None = None
+
+    def payload(self, root: str) -> tuple[Any, ...]:
+        rows = self.rows if isinstance(self.rows, bytes) else marshal.dumps(self.rows)
+        hashes = self.hashes if isinstance(self.hashes, bytes) else marshal.dumps(self.hashes)
+        return (
+            root,
+            self.signature,
+            self.complete,
+            self.id,
+            self.file_count,
+            self.total_size,
+            rows,
+            hashes,
+            self.largest,
+        )
+
+    @classmethod
+    def from_payload(cls, root: str, payload: Any) -> _CacheState | None:
+        """The state in a payload written for ``root``, or None if it is not one."""
+        if not (isinstance(payload, tuple) and len(payload) == 9 and payload[0] == root):
+            return None
+        _, signature, complete, id_, file_count, total_size, rows, hashes, largest = payload
+        if not (
+            isinstance(signature, bytes)
+            and isinstance(complete, bool)
+            and isinstance(id_, str)
+            and isinstance(file_count, int)
+            and isinstance(total_size, int)
+            and isinstance(rows, bytes)
+            and isinstance(hashes, bytes)
+            and (largest is None or (isinstance(largest, tuple) and len(largest) == 2))
+        ):
+            return None
+        return cls(signature, complete, id_, file_count, total_size, rows, hashes, largest)
 
 
 class _HashCache:
-    """sha256 of files by absolute path, valid while (size, mtime_ns, inode) are unchanged.
+    """The cache file of one source folder: ``<path>.<16 hex digits of sha256(root)>.cache``.
 
-    Best effort: a corrupt file is deleted and rebuilt, a locked one is bypassed with a
-    warning; neither is an error. Only the rows under ``root`` are read."""
+    Best effort: a corrupt file is ignored (and replaced by the next write), an unreadable or
+    unwritable one is bypassed with a warning; neither is an error. Written whole, through a
+    temporary file renamed into place, so that concurrent snapshots each read a complete file
+    (the last writer wins, and either file is right)."""
 
     def __init__(self, path: Path, root: str) -> None:
-        self.path = path
-        prefix = root.rstrip(os.sep) + os.sep
-        # Every path under the root sorts in [prefix, end): end is prefix with its last
-        # character incremented ("/" -> "0").
-        self.bounds = (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        digest = hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        self.path = Path(f"{path}.{digest}.cache")
+        self.root = root
         self.warnings: list[str] = []
         self.usable = True
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+    def load(self) -> _CacheState | None:
         try:
-            # WAL: concurrent snapshots (parallel runs) read while another one writes.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.usable = False
+            self.warnings.append(f"hash cache {self.path} not used: {exc.strerror}")
+            return None
+        head = len(_MAGIC)
+        if data[:head] != _MAGIC:
+            return None
+        body = memoryview(data)[head + 4 :]
+        if zlib.crc32(body) != int.from_bytes(data[head : head + 4], "big"):
+            return None
+        try:
+            payload = marshal.loads(body)
+        except (ValueError, EOFError, TypeError):
+            return None
+        return _CacheState.from_payload(self.root, payload)
 
-    def load(self) -> dict[str, tuple[str, int, int, int, str]]:
-        """path -> (path, size, mtime_ns, inode, sha256) for the files under the root."""
-        for attempt in (1, 2):
-            try:
-                conn = self._connect()
-                try:
-                    rows = conn.execute(
-                        "SELECT path, size, mtime_ns, inode, sha256 FROM hashes "
-                        "WHERE path >= ? AND path < ?",
-                        self.bounds,
-                    ).fetchall()
-                finally:
-                    conn.close()
-                return {r[0]: r for r in rows}
-            except sqlite3.DatabaseError as exc:
-                if _is_busy(exc) or attempt == 2:
-                    self._give_up(f"not used: {exc}")
-                    return {}
-                self._discard()  # corrupt: start again with an empty cache
-            except OSError as exc:  # cannot create its folder
-                self._give_up(f"not used: {exc.strerror}")
-                return {}
-        return {}
-
-    def store(self, rows: list[tuple[str, int, int, int, str]], stale: list[str]) -> None:
-        """Insert or replace ``rows`` and delete the ``stale`` paths, in one transaction."""
-        if not self.usable or not (rows or stale):
+    def store(self, state: _CacheState) -> None:
+        if not self.usable:
             return
+        body = marshal.dumps(state.payload(self.root))
+        data = b"".join((_MAGIC, zlib.crc32(body).to_bytes(4, "big"), body))
         try:
-            conn = self._connect()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, sha256) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    conn.executemany("DELETE FROM hashes WHERE path = ?", [(p,) for p in stale])
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
+                with open(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
             # The snapshot is right either way; only the next one is slower.
-            self.warnings.append(f"hash cache {self.path} not updated: {exc}")
-
-    def _give_up(self, why: str) -> None:
-        self.usable = False
-        self.warnings.append(f"hash cache {self.path} {why}")
-
-    def _discard(self) -> None:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{self.path}{suffix}")
-
-
-def _is_busy(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in _BUSY_CODES
-    return "locked" in str(exc) or "busy" in str(exc)
+            self.warnings.append(f"hash cache {self.path} not updated: {exc.strerror}")
 
 
 # --- git -------------------------------------------------------------------------------------
@@ -669,8 +766,17 @@ class _GitProbe:
             "LC_ALL": "C",
         }
         commands = {
+            # The slowest (it lstats every tracked file, as the walk does) goes first.
+            "status": [
+                "status",
+                "--porcelain=v2",
+                "--branch",
+                "--no-ahead-behind",  # we read the commit and branch, not the upstream counts
+                "--untracked-files=no",
+                "--",
+                ".",
+            ],
             "toplevel": ["rev-parse", "--show-toplevel"],
-            "status": ["status", "--porcelain=v2", "--branch", "--untracked-files=no", "--", "."],
             "remote": ["config", "--get", "remote.origin.url"],
         }
         try:
@@ -739,22 +845,31 @@ def _without_credentials(url: str) -> str:
 # --- size warning ----------------------------------------------------------------------------
 
 
-def _size_warning(source_dir: Path, manifest: Manifest, max_bytes: int, max_files: int) -> str:
-    files = [e for e in manifest.entries if e.kind == "file"]
-    largest = heapq.nlargest(5, files, key=attrgetter("size"))
+def _largest(rows: list[_Row]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The 5 largest files and the 5 largest top-level folders (by the bytes of their files),
+    as (path, bytes), largest first; ties in path order."""
+    files = [r for r in rows if r[1] == "file"]
+    largest = [(r[0], r[3]) for r in heapq.nlargest(5, files, key=itemgetter(3))]
     folders: dict[str, int] = {}
-    for e in files:
-        top, sep, _ = e.path.partition("/")
+    for path, _, _, size, _, _ in files:
+        top, sep, _ = path.partition("/")
         if sep:
-            folders[top] = folders.get(top, 0) + e.size
-    big_folders = heapq.nlargest(5, folders.items(), key=itemgetter(1))
+            folders[top] = folders.get(top, 0) + size
+    return largest, heapq.nlargest(5, folders.items(), key=itemgetter(1))
+
+
+def _size_warning(source_dir: Path, state: _CacheState, max_bytes: int, max_files: int) -> str:
+    if state.largest is None:  # a cache file from before they were kept
+        rows = marshal.loads(state.rows) if isinstance(state.rows, bytes) else state.rows
+        state.largest = _largest(rows)
+    largest, big_folders = state.largest
     shown = os.fspath(source_dir)
     if not os.path.isabs(shown) and not shown.startswith("."):
         shown = f"./{shown}"
     parts = [
-        f"source folder {shown} holds {len(files):,} files, {_human(manifest.total_size)} "
+        f"source folder {shown} holds {state.file_count:,} files, {_human(state.total_size)} "
         f"(thresholds: {max_files:,} files, {_human(max_bytes)})",
-        "largest: " + ", ".join(f"{e.path} {_human(e.size)}" for e in largest),
+        "largest: " + ", ".join(f"{path} {_human(n)}" for path, n in largest),
     ]
     if big_folders:
         parts.append(

@@ -33,7 +33,13 @@ def follow(
     computed = dict(computed)
     tail: deque[str] = deque(maxlen=15)
     partial = b""
-    last = computed.get("status")
+
+    def state() -> tuple[Any, Any]:
+        # A queued run may say why it waits (no free slot); report that change too.
+        status = computed.get("status")
+        return status, computed.get("message") if status == "queued" else None
+
+    last = state()
     delay = FIRST_POLL_SECONDS
     while True:
         status, chunk, offset = provider.poll(computed, offset)
@@ -44,9 +50,9 @@ def follow(
             line = raw.decode("utf-8", errors="replace").rstrip("\r")
             tail.append(line)
             on_line(line)
-        if computed.get("status") != last:
-            last = computed.get("status")
-            on_status(str(last), str(computed.get("message") or ""))
+        if state() != last:
+            last = state()
+            on_status(str(last[0]), str(computed.get("message") or ""))
         if computed.get("status") in TERMINAL:
             break
         if stop.is_set():

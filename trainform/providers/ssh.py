@@ -1,0 +1,464 @@
+"""Machines reachable over SSH as compute targets (``compute "x" { type = "ssh" }``).
+
+Attaching connects, verifies the host key (pinned fingerprint, known_hosts, or
+trust-on-first-use recorded in state), and gathers facts. Runs are shipped as
+content-addressed blobs (only the missing ones travel, in one stream), then the same
+launcher as everywhere starts detached from the SSH session, so a run survives a dropped
+connection or trainform exiting. Passwords and passphrases are used in memory only: state
+holds their salted hashes (see ``schema``: they are sensitive).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trainform.config.schema import Attribute, BlockSchema
+from trainform.errors import ProviderError
+from trainform.providers.base import (
+    MULTI_NODE,
+    RUNS,
+    TERMINAL,
+    Handle,
+    Observed,
+    Provider,
+    ProviderContext,
+    ResourceState,
+    RunRequest,
+)
+
+FACTS_SCRIPT = r"""
+import json, os, platform, shutil, subprocess
+def run(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+pythons = {}
+for name in ("python3", "python3.8", "python3.9", "python3.10", "python3.11", "python3.12", "python3.13"):
+    path = shutil.which(name)
+    if path and os.path.realpath(path) not in pythons.values():
+        pythons[name] = os.path.realpath(path)
+gpus = []
+smi = run(["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"]) if shutil.which("nvidia-smi") else None
+if smi is not None and smi.returncode == 0:
+    for line in smi.stdout.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"index": int(parts[0]), "name": parts[1], "memory_mib": int(parts[2]) if parts[2].isdigit() else 0})
+docker = run(["docker", "info", "--format", "{{.ServerVersion}}"]) if shutil.which("docker") else None
+mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+print(json.dumps({
+    "hostname": platform.node(), "os": platform.system().lower(), "kernel": platform.release(),
+    "architecture": platform.machine(), "cpus": os.cpu_count(), "memory_bytes": mem,
+    "python_version": platform.python_version(), "pythons": pythons, "gpus": gpus,
+    "docker": bool(docker is not None and docker.returncode == 0), "user": os.environ.get("USER") or "",
+    "home": os.path.expanduser("~"),
+}))
+"""
+
+# Prints the hashes (one per line on stdin) that are missing from a blob folder.
+MISSING_SCRIPT = r"""
+import os, sys
+root = sys.argv[1]
+for h in sys.stdin.read().split():
+    if not os.path.isfile(os.path.join(root, h[:2], h[2:])):
+        print(h)
+"""
+
+# Reads a file from an offset: python3 -c SCRIPT PATH OFFSET LIMIT
+READ_SCRIPT = r"""
+import os, sys
+path, offset, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+try:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        sys.stdout.buffer.write(fh.read(limit))
+except FileNotFoundError:
+    pass
+"""
+
+# Status of a remote run: its status.json plus whether the launcher pid still lives.
+STATUS_SCRIPT = r"""
+import json, os, sys
+run_dir, pid = sys.argv[1], int(sys.argv[2])
+try:
+    status = json.load(open(os.path.join(run_dir, "status.json")))
+except (OSError, ValueError):
+    status = {}
+try:
+    os.kill(pid, 0)
+    alive = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+except (OSError, IndexError):
+    alive = False
+status["launcher_alive"] = alive
+print(json.dumps(status))
+"""
+
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def _target_keys() -> tuple[str, ...]:
+    return (
+        "port",
+        "username",
+        "private_key_file",
+        "private_key_passphrase",
+        "password",
+        "known_hosts",
+        "trust_on_first_use",
+        "connect_timeout",
+    )
+
+
+class SSHComputeProvider(Provider):
+    """One machine (``address``) or a pool (``hosts``) reached over SSH."""
+
+    name = "ssh"
+    kind = "compute"
+    capabilities = frozenset({RUNS, MULTI_NODE})
+    verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
+    schema = BlockSchema(
+        attributes={
+            "address": Attribute(force_new=True, description="Host name or IP address."),
+            "hosts": Attribute(
+                "list(string)",
+                force_new=True,
+                description="A pool of addresses (instead of address), for multi-node runs.",
+            ),
+            "port": Attribute("number", default=22, force_new=True),
+            "username": Attribute(required=True, force_new=True),
+            "private_key_file": Attribute(description="Private key (preferred over password)."),
+            "private_key_passphrase": Attribute(sensitive=True, description="Its passphrase."),
+            "password": Attribute(sensitive=True, description="Allowed; keys are safer."),
+            "host_key": Attribute(description='A pinned fingerprint, "SHA256:...".'),
+            "known_hosts": Attribute(description="known_hosts file (default ~/.ssh/known_hosts)."),
+            "trust_on_first_use": Attribute(
+                "bool",
+                default=False,
+                description="Accept an unknown host key once, then pin it in state.",
+            ),
+            "proxy_jump": Attribute(description="A bastion, user@host:port (same credentials)."),
+            "connect_timeout": Attribute("number", default=10),
+            "workdir": Attribute(default="~/.trainform", force_new=True),
+            "max_concurrent_runs": Attribute("number", default=1),
+            "tags": Attribute("map(string)", default={}),
+            "cleanup": Attribute("bool", default=False, description="Remove workdir on detach."),
+            "facts": Attribute("map", computed=True, description="Facts per host."),
+            "host_keys": Attribute("map", computed=True, description="Verified fingerprints."),
+            "workdir_path": Attribute(computed=True, description="The workdir, expanded."),
+        },
+        description="A machine (or pool of machines) reachable over SSH.",
+    )
+
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        self._lock = threading.Lock()
+        self._conns: dict[tuple[str, int], Any] = {}
+        # Credentials seen in this process, by host: a later status/log read of a run
+        # reuses them without them ever being written down.
+        self._creds: dict[str, dict[str, Any]] = {}
+
+    # -- connections
+    def _hosts(self, attrs: dict[str, Any]) -> list[str]:
+        hosts = attrs.get("hosts") or ([attrs["address"]] if attrs.get("address") else [])
+        return [str(h) for h in hosts]
+
+    def _target(self, attrs: dict[str, Any], host: str) -> Any:
+        from trainform.remote.ssh import SSHTarget
+
+        creds = {k: attrs.get(k) for k in _target_keys()}
+        for key in ("password", "private_key_passphrase"):
+            if _is_secret_marker(creds.get(key)):
+                creds[key] = (self._creds.get(host) or {}).get(key)
+        if any(creds.get(k) for k in ("password", "private_key_passphrase")):
+            self._creds[host] = {k: creds.get(k) for k in ("password", "private_key_passphrase")}
+        elif host in self._creds:
+            creds.update(self._creds[host])
+        key_file = creds.get("private_key_file")
+        if key_file:
+            path = Path(str(key_file)).expanduser()
+            creds["private_key_file"] = str(
+                path if path.is_absolute() else self.context.config_dir / path
+            )
+        jump = None
+        if attrs.get("proxy_jump"):
+            juser, jhost, jport = parse_jump(str(attrs["proxy_jump"]), str(attrs.get("username")))
+            jump = SSHTarget(
+                host=jhost,
+                port=jport,
+                username=juser,
+                **{k: v for k, v in creds.items() if k not in ("port", "username")},
+            )
+        return SSHTarget(
+            host=host,
+            port=int(creds.get("port") or 22),
+            username=str(creds["username"]),
+            private_key_file=creds.get("private_key_file"),
+            private_key_passphrase=creds.get("private_key_passphrase"),
+            password=creds.get("password"),
+            host_key=attrs.get("host_key"),
+            known_hosts=creds.get("known_hosts"),
+            trust_on_first_use=bool(creds.get("trust_on_first_use")),
+            connect_timeout=float(creds.get("connect_timeout") or 10),
+            proxy_jump=jump,
+        )
+
+    def _connect(self, attrs: dict[str, Any], host: str, pinned: str | None) -> tuple[Any, str]:
+        """A verified connection to ``host`` and the host key fingerprint seen."""
+        from trainform.remote.ssh import SSHConnection
+
+        conn = SSHConnection(self._target(attrs, host), pinned)
+        fingerprint = conn.connect()
+        return conn, fingerprint
+
+    def _session(self, target: dict[str, Any], host: str) -> Any:
+        """A cached connection for run operations; reconnects with backoff when dropped."""
+        key = (host, int(target.get("port") or 22))
+        with self._lock:
+            conn = self._conns.get(key)
+        if conn is not None and conn.is_alive():
+            return conn
+        last: Exception | None = None
+        for delay in (0.0, *RECONNECT_DELAYS):
+            time.sleep(delay)
+            try:
+                conn, _ = self._connect(target, host, (target.get("host_keys") or {}).get(host))
+            except ProviderError as exc:
+                if "host key" in str(exc):
+                    raise  # never retry past a host key problem
+                last = exc
+                continue
+            with self._lock:
+                self._conns[key] = conn
+            return conn
+        raise ProviderError(f"{host}: cannot reconnect: {last}", host=host)
+
+    def remember(self, address: str, desired: dict[str, Any]) -> None:
+        for host in self._hosts(desired):
+            self._target(desired, host)  # caches this host's secrets in memory
+
+    # -- validation and lifecycle
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        problems = []
+        if bool(desired.get("address")) == bool(desired.get("hosts")):
+            problems.append("set exactly one of address or hosts")
+        if not (desired.get("private_key_file") or desired.get("password")):
+            problems.append("set private_key_file (preferred) or password")
+        if desired.get("proxy_jump"):
+            try:
+                parse_jump(str(desired["proxy_jump"]), "")
+            except ValueError as exc:
+                problems.append(str(exc))
+        key = desired.get("host_key")
+        if isinstance(key, str) and not key.startswith("SHA256:"):
+            problems.append('host_key must be a fingerprint such as "SHA256:..." (ssh-keygen -lf)')
+        return problems
+
+    def _attach(self, attrs: dict[str, Any], pinned: dict[str, str]) -> Observed:
+        facts: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        workdir = ""
+        for host in self._hosts(attrs):
+            conn, fingerprint = self._connect(attrs, host, pinned.get(host))
+            try:
+                keys[host] = fingerprint
+                facts[host] = json.loads(conn.python(FACTS_SCRIPT))
+                workdir = expand_home(
+                    str(attrs.get("workdir") or "~/.trainform"), facts[host]["home"]
+                )
+                conn.run(["mkdir", "-p", workdir])
+            finally:
+                conn.close()
+        return {"facts": facts, "host_keys": keys, "workdir_path": workdir}
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        return self._attach(desired, {})
+
+    def read(self, resource: ResourceState) -> Observed | None:
+        observed = self._attach(resource.attributes, resource.computed.get("host_keys") or {})
+        return {**resource.computed, **observed}
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        return {**prior.computed, **self._attach(desired, prior.computed.get("host_keys") or {})}
+
+    def delete(self, prior: ResourceState) -> None:
+        if not prior.attributes.get("cleanup"):
+            return  # detaching removes nothing on the host unless asked
+        workdir = str(prior.computed.get("workdir_path") or "")
+        if not workdir or workdir in ("/", "~"):
+            return
+        for host in self._hosts(prior.attributes):
+            conn, _ = self._connect(
+                prior.attributes, host, (prior.computed.get("host_keys") or {}).get(host)
+            )
+            try:
+                conn.run(["rm", "-rf", "--", workdir])
+            finally:
+                conn.close()
+
+    # -- runs
+    def submit(self, request: RunRequest) -> Handle:
+        from trainform.runs.shipping import full_spec, lib_digest, lib_files
+
+        compute = request.compute
+        hosts = self._hosts(compute)
+        if request.node_count > len(hosts):
+            raise ProviderError(
+                f"{request.address}: node_count = {request.node_count} but "
+                f"{compute.get('address')} has {len(hosts)} host(s)"
+            )
+        hosts = hosts[: request.node_count]
+        workdir = str(compute.get("workdir_path") or "~/.trainform")
+        target = {
+            k: compute.get(k) for k in (*_target_keys(), "host_key", "proxy_jump", "host_keys")
+        }
+        files = lib_files()
+        lib = f"{workdir}/lib/{lib_digest(files)}"
+        run_dir = f"{workdir}/runs/{request.run_id}"
+        blobs = f"{workdir}/blobs"
+        port = 29500 + (sum(request.run_id.encode()) % 2000)
+        nodes = []
+        upload = {"files": 0, "bytes": 0}
+        for rank, host in enumerate(hosts):
+            conn = self._session(target, host)
+            conn.run(["mkdir", "-p", lib, run_dir, blobs])
+            has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
+            if has_lib != 0:
+                conn.upload_stream([*files.items(), (".complete", b"")], lib)
+            wanted = sorted(
+                {e["sha256"] for e in request.manifest["entries"] if e.get("kind") == "file"}
+            )
+            out = conn.python(MISSING_SCRIPT, [blobs], input="\n".join(wanted).encode())
+            missing = out.decode().split()
+            payload = [(f"{h[:2]}/{h[2:]}", request.blob_dir / h[:2] / h[2:]) for h in missing]
+            sent = conn.upload_stream(payload, blobs) if payload else 0
+            upload["files"] += len(payload)
+            upload["bytes"] += sent
+            spec = full_spec(request, blobs, lib, f"{workdir}/envs")
+            spec["extra_env"] = {
+                "TRAINFORM_NODE_RANK": str(rank),
+                "TRAINFORM_NUM_NODES": str(len(hosts)),
+                "TRAINFORM_NODE_IPS": ",".join(hosts),
+                "MASTER_ADDR": hosts[0],
+                "MASTER_PORT": str(port),
+                "WORLD_SIZE": str(len(hosts)),
+                "NODE_RANK": str(rank),
+            }
+            conn.upload_stream([("spec.json", json.dumps(spec).encode())], run_dir)
+            launch = shlex.join(["python3", f"{lib}/launcher.py", run_dir])
+            # setsid + nohup: the launcher leaves the SSH session and survives it dropping.
+            _, out, _ = conn.run(
+                [
+                    "sh",
+                    "-c",
+                    f"setsid nohup {launch} </dev/null >{shlex.quote(run_dir)}/launcher.err 2>&1 & echo $!",
+                ]
+            )
+            nodes.append(
+                {"host": host, "run_dir": run_dir, "launcher_pid": int(out.decode().strip())}
+            )
+        return {
+            "nodes": nodes,
+            "target": {
+                k: v for k, v in target.items() if k not in ("password", "private_key_passphrase")
+            },
+            "upload": upload,
+        }
+
+    def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
+        conn = self._session(handle["target"], node["host"])
+        out = conn.python(STATUS_SCRIPT, [node["run_dir"], str(node["launcher_pid"])])
+        status: dict[str, Any] = json.loads(out)
+        if status.get("status") not in TERMINAL and not status.pop("launcher_alive", False):
+            status["status"] = "lost"
+            status["message"] = f"the launcher on {node['host']} ended without recording an outcome"
+        status.pop("launcher_alive", None)
+        return status
+
+    def status(self, handle: Handle) -> dict[str, Any]:
+        statuses = [self._node_status(handle, node) for node in handle["nodes"]]
+        head = dict(statuses[0])
+        failed = [
+            (n, s)
+            for n, s in zip(handle["nodes"], statuses)
+            if s.get("status") in TERMINAL and s.get("status") != "completed"
+        ]
+        if failed:
+            node, st = failed[0]
+            if any(s.get("status") not in TERMINAL for s in statuses):
+                self.cancel(handle)  # one node failed: stop the others
+                return {
+                    **head,
+                    "status": "running",
+                    "message": f"node {node['host']} {st.get('status')}",
+                }
+            head.update(
+                status=st.get("status"),
+                exit_code=st.get("exit_code"),
+                message=f"node {node['host']}: {st.get('message') or st.get('status')}",
+            )
+            return head
+        if all(s.get("status") == "completed" for s in statuses):
+            return head
+        if head.get("status") in TERMINAL:
+            head["status"] = "running"  # rank 0 is done; the others are not yet
+        return head
+
+    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        return self._read(handle, "output.log", offset)
+
+    def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        return self._read(handle, "metrics.jsonl", offset)
+
+    def _read(self, handle: Handle, name: str, offset: int) -> tuple[bytes, int]:
+        node = handle["nodes"][0]
+        conn = self._session(handle["target"], node["host"])
+        data = conn.python(READ_SCRIPT, [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)])
+        return data, offset + len(data)
+
+    def cancel(self, handle: Handle) -> None:
+        for node in handle["nodes"]:
+            conn = self._session(handle["target"], node["host"])
+            conn.run(["kill", "-TERM", str(node["launcher_pid"])], check=False)
+
+    def fetch_outputs(self, handle: Handle, dest: Path) -> None:
+        dest.mkdir(parents=True, exist_ok=True)
+        for rank, node in enumerate(handle["nodes"]):
+            conn = self._session(handle["target"], node["host"])
+            spec = json.loads(
+                conn.python(READ_SCRIPT, [f"{node['run_dir']}/spec.json", "0", str(1 << 24)])
+            )
+            outputs = f"{node['run_dir']}/src/{spec.get('outputs_dir') or 'outputs'}"
+            where = dest if rank == 0 else dest / "nodes" / str(rank)
+            conn.run(["mkdir", "-p", outputs])
+            conn.download_tree(outputs, where / "outputs")
+            for name in ("output.log", "metrics.jsonl", "status.json", "spec.json"):
+                data = conn.python(READ_SCRIPT, [f"{node['run_dir']}/{name}", "0", str(1 << 30)])
+                where.mkdir(parents=True, exist_ok=True)
+                (where / name).write_bytes(data)
+
+
+def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
+    """``user@host:port`` (user and port optional) -> (user, host, port)."""
+    user, _, rest = text.rpartition("@")
+    host, _, port = rest.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ValueError(f"proxy_jump {text!r} is not user@host:port")
+    return user or default_user, host, int(port or 22)
+
+
+def expand_home(path: str, home: str) -> str:
+    return home + path[1:] if path == "~" or path.startswith("~/") else path
+
+
+def _is_secret_marker(value: Any) -> bool:
+    from trainform.state.secrets import is_sealed
+
+    return is_sealed(value)

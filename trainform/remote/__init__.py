@@ -1,0 +1,1 @@
+"""Transports to remote machines (SSH) that compute providers build on."""

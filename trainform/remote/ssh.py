@@ -1,0 +1,951 @@
+"""SSH transport: verified connections, argv-quoted commands, batched uploads, safe downloads.
+
+Built on paramiko, imported lazily (only once a connection is made). The host key is checked
+right after the key exchange and before any authentication request, so no credential is ever
+sent to a host whose key is unknown or has changed. Remote commands are built from argument
+vectors with `shlex.join`; file transfers are tar streams over one exec channel each.
+
+paramiko and socket errors are translated into `ProviderError` (and its subclasses below) here;
+no message or log line contains a password or passphrase.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import io
+import logging
+import os
+import re
+import shlex
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from trainform.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+# Host key algorithms grouped by key type: a pinned fingerprint does not say which type it is.
+_KEY_FAMILIES = (
+    ("ssh-ed25519",),
+    ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"),
+    ("rsa-sha2-512", "rsa-sha2-256"),
+)
+_WINDOW = 8 << 20  # receive window per channel: keeps downloads from stalling on round trips
+_CHUNK = 1 << 16
+_TICK = 0.1  # how often blocked loops look at deadlines and at the connection
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to log in to one host. Secrets are left out of `repr()`."""
+
+    host: str
+    port: int = 22
+    username: str = ""  # "" = the local user name, as with ssh
+    private_key_file: str | None = None
+    private_key_passphrase: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    host_key: str | None = None  # pinned "SHA256:..." fingerprint
+    known_hosts: str | None = None  # default ~/.ssh/known_hosts
+    trust_on_first_use: bool = False
+    connect_timeout: float = 10.0
+    proxy_jump: SSHTarget | None = None  # a bastion (same credential options)
+
+    @property
+    def endpoint(self) -> str:
+        """"host:port" (IPv6 hosts bracketed), as used in messages and in `jump_pins`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def login(self) -> str:
+        return self.username or getpass.getuser()
+
+
+class HostKeyError(ProviderError):
+    """The host's key is not known (and trust-on-first-use is off), or it is not the expected one."""
+
+    def __init__(
+        self, message: str, *, host: str, fingerprint: str, expected: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, host=host)
+        self.fingerprint = fingerprint
+        self.expected = list(expected)
+
+    @property
+    def changed(self) -> bool:
+        """True when a different key was expected (possible man-in-the-middle)."""
+        return bool(self.expected)
+
+
+class SSHAuthError(ProviderError):
+    """The host refused every configured credential, or none could be loaded."""
+
+    def __init__(self, message: str, *, host: str, username: str, tried: Sequence[str]) -> None:
+        super().__init__(message, host=host)
+        self.username = username
+        self.tried = list(tried)
+
+
+def fingerprint_of(pkey: Any) -> str:
+    """ "SHA256:<base64, no padding>" of a public key (a paramiko key or its wire blob), as
+    `ssh-keygen -lf` prints it."""
+    blob = pkey if isinstance(pkey, (bytes, bytearray)) else pkey.asbytes()
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode()
+    return "SHA256:" + digest.rstrip("=")
+
+
+def _normal_fingerprint(value: str, what: str) -> str:
+    fp = value.strip().rstrip("=")
+    if not fp.startswith("SHA256:") or len(fp) != len("SHA256:") + 43:
+        raise ProviderError(
+            f'{what} must be a SHA256 fingerprint such as "SHA256:..." '
+            f"(as printed by ssh-keygen -lf), not {value!r}"
+        )
+    return fp
+
+
+# -- known_hosts ----------------------------------------------------------------------------
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    regex = "".join(
+        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()
+    )
+    return re.fullmatch(regex, name.lower()) is not None
+
+
+def _names_match(names: str, name: str) -> bool:
+    if names.startswith("|1|"):  # hashed: |1|base64(salt)|base64(hmac-sha1(salt, name))
+        try:
+            _, _, salt, digest = names.split("|")
+            mac = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
+            return hmac.compare_digest(mac, base64.b64decode(digest))
+        except ValueError:
+            return False
+    matched = False
+    for pattern in names.split(","):
+        negated = pattern.startswith("!")
+        if _pattern_matches(pattern[1:] if negated else pattern, name):
+            if negated:
+                return False
+            matched = True
+    return matched
+
+
+def known_host_keys(path: Path, host: str, port: int) -> tuple[list[tuple[str, str]], set[str]]:
+    """The (key type, fingerprint) pairs an OpenSSH known_hosts file lists for host:port, and
+    the fingerprints it marks @revoked. A missing file knows nothing; bad lines are skipped."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    known: list[tuple[str, str]] = []
+    revoked: set[str] = set()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return known, revoked
+    except OSError as e:
+        raise ProviderError(f"cannot read known_hosts file {path}: {e.strerror}") from e
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else ""
+        if len(fields) < 3 or marker == "@cert-authority" or not _names_match(fields[0], name):
+            continue
+        try:
+            fp = fingerprint_of(base64.b64decode(fields[2], validate=True))
+        except ValueError:
+            continue
+        if marker == "@revoked":
+            revoked.add(fp)
+        else:
+            known.append((fields[1], fp))
+    return known, revoked
+
+
+def _algorithms_for(key_type: str) -> tuple[str, ...]:
+    return ("rsa-sha2-512", "rsa-sha2-256") if key_type == "ssh-rsa" else (key_type,)
+
+
+# -- connecting -----------------------------------------------------------------------------
+
+
+def _dial(target: SSHTarget) -> socket.socket:
+    """A TCP connection to the target, tuned so that a dead peer is noticed within ~a minute."""
+    try:
+        sock = socket.create_connection(
+            (target.host, target.port), timeout=target.connect_timeout
+        )
+    except ConnectionRefusedError:
+        reason = "connection refused"
+    except TimeoutError:
+        reason = f"timed out after {target.connect_timeout:g} s"
+    except socket.gaierror as e:
+        reason = f"cannot resolve the host name ({e.strerror})"
+    except OSError as e:
+        reason = (e.strerror or str(e)).lower()
+    else:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", 30),
+            ("TCP_KEEPINTVL", 10),
+            ("TCP_KEEPCNT", 3),
+            ("TCP_USER_TIMEOUT", 60_000),  # ms of unacknowledged data before giving up
+        ):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        return sock
+    raise ProviderError(f"cannot connect to {target.endpoint}: {reason}", host=target.endpoint)
+
+
+def _handshake(
+    target: SSHTarget, dial: Callable[[], Any], key_types: Sequence[str], only: bool
+) -> Any:
+    """Connect and run the key exchange (no authentication); returns a paramiko Transport.
+
+    `key_types` are the host key algorithms to prefer (or, with `only`, to allow)."""
+    import paramiko
+
+    sock = dial()
+    transport = paramiko.Transport(sock, default_window_size=_WINDOW)
+    transport.banner_timeout = transport.handshake_timeout = target.connect_timeout
+    transport.auth_timeout = target.connect_timeout
+    try:
+        options = transport.get_security_options()
+        available = list(options.key_types)
+        chosen = [k for k in dict.fromkeys(key_types) if k in available]
+        if not only:
+            chosen += [k for k in available if k not in chosen]
+        if chosen != available:
+            options.key_types = chosen
+        transport.start_client(timeout=target.connect_timeout)
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        transport.close()
+        sock.close()
+        raise ProviderError(
+            f"SSH handshake with {target.endpoint} failed: {e or type(e).__name__}",
+            host=target.endpoint,
+        ) from e
+    return transport
+
+
+def _verified_transport(
+    target: SSHTarget, pinned: str | None, dial: Callable[[], Any]
+) -> tuple[Any, str]:
+    """Key exchange plus host key check; returns (transport, fingerprint). Raises HostKeyError."""
+    ep = target.endpoint
+    # An explicit host_key wins over a recorded pin: it is how the user accepts a new key.
+    expected = target.host_key or pinned
+    if expected:
+        expected = _normal_fingerprint(expected, "host_key")
+        known, revoked = [], set()
+    else:
+        path = Path(target.known_hosts or "~/.ssh/known_hosts").expanduser()
+        known, revoked = known_host_keys(path, target.host, target.port)
+    preferred = [a for key_type, _ in known for a in _algorithms_for(key_type)]
+    transport = _handshake(target, dial, preferred, only=False)
+    key = transport.get_remote_server_key()
+    fp = fingerprint_of(key)
+    if fp in revoked:
+        transport.close()
+        raise HostKeyError(
+            f"host key of {ep} ({fp}) is marked @revoked in known_hosts", host=ep, fingerprint=fp
+        )
+    if expected:
+        if fp == expected:
+            return transport, fp
+        transport.close()
+        # The pin may be for another of the host's keys (say its RSA key): ask for each type.
+        for family in _KEY_FAMILIES:
+            if _algorithms_for(key.get_name())[0] in family:
+                continue  # the type already seen
+            try:
+                other = _handshake(target, dial, family, only=True)
+            except ProviderError:
+                continue  # the host has no key of this type
+            if fingerprint_of(other.get_remote_server_key()) == expected:
+                return other, expected
+            other.close()
+        raise _changed(ep, fp, [expected])
+    if known:
+        if fp in {f for _, f in known}:
+            return transport, fp
+        transport.close()
+        raise _changed(ep, fp, list(dict.fromkeys(f for _, f in known)))
+    if target.trust_on_first_use:
+        log.warning("trusting the host key of %s on first use: %s", ep, fp)
+        return transport, fp
+    transport.close()
+    raise HostKeyError(
+        f"host key of {ep} is not known ({fp}); pin it with host_key = \"{fp}\" or add it to "
+        "known_hosts, or set trust_on_first_use = true",
+        host=ep,
+        fingerprint=fp,
+    )
+
+
+def _changed(ep: str, fp: str, expected: list[str]) -> HostKeyError:
+    return HostKeyError(
+        f"WARNING: the host key of {ep} changed (now {fp}, expected {' or '.join(expected)}). "
+        "Someone may be intercepting the connection (man-in-the-middle); no credentials were "
+        "sent. If the change is expected, update host_key / known_hosts.",
+        host=ep,
+        fingerprint=fp,
+        expected=expected,
+    )
+
+
+def _load_key(path: Path, passphrase: str | None) -> tuple[Any, str]:
+    """(paramiko key, "") or (None, why it cannot be used)."""
+    import paramiko
+
+    try:
+        return paramiko.PKey.from_path(path, passphrase), ""
+    except FileNotFoundError:
+        return None, "file not found"
+    except PermissionError:
+        return None, "not readable"
+    except (TypeError, paramiko.PasswordRequiredException):
+        # cryptography raises TypeError when an encrypted key comes without a passphrase
+        return None, "encrypted: set private_key_passphrase"
+    except paramiko.UnknownKeyType:
+        return None, "unsupported key type"
+    except (ValueError, paramiko.SSHException):
+        if passphrase:
+            return None, "cannot decrypt it: wrong private_key_passphrase?"
+        return None, "not a private key paramiko can read"
+
+
+def _authenticate(transport: Any, target: SSHTarget) -> None:
+    """Try the key, then the password; raises SSHAuthError naming what was tried."""
+    import paramiko
+
+    user, ep = target.login, target.endpoint
+    tried: list[str] = []
+    attempts: list[tuple[str, Callable[[], Any]]] = []
+    if target.private_key_file:
+        path = Path(target.private_key_file).expanduser()
+        key, problem = _load_key(path, target.private_key_passphrase)
+        if key is None:
+            tried.append(f"key {path} ({problem})")
+        else:
+            attempts.append((f"key {path}", lambda: transport.auth_publickey(user, key)))
+    if target.password is not None:
+        password = target.password
+        attempts.append(("password", lambda: transport.auth_password(user, password)))
+    for label, attempt in attempts:
+        try:
+            attempt()
+        except paramiko.BadAuthenticationType as e:
+            tried.append(f"{label} (server allows only {', '.join(e.allowed_types)})")
+            continue
+        except paramiko.AuthenticationException:
+            tried.append(label)
+            continue
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise ProviderError(
+                f"connection to {ep} lost during authentication: {e or type(e).__name__}",
+                host=ep,
+            ) from e
+        if transport.is_authenticated():
+            return
+        tried.append(f"{label} (accepted, but the server wants a further method)")
+    if not tried:
+        tried.append("nothing: set private_key_file or password")
+    raise SSHAuthError(
+        f"authentication as {user}@{ep} failed (tried: {', '.join(tried)})",
+        host=ep,
+        username=user,
+        tried=tried,
+    )
+
+
+def _shown(argv: Sequence[str]) -> str:
+    """The command for messages: long arguments (scripts) shortened."""
+    return shlex.join(a if len(a) <= 80 else a[:60] + "..." for a in argv)
+
+
+def _tail(data: bytes, lines: int = 10) -> str:
+    return "\n".join(data.decode(errors="replace").rstrip().splitlines()[-lines:])
+
+
+# -- channel plumbing -----------------------------------------------------------------------
+
+
+class _Channel:
+    """One exec channel: stdout read as a stream, stderr kept drained (its last 64 KiB kept,
+    so a chatty stderr never stalls the window), deadlines and connection loss checked."""
+
+    def __init__(self, conn: SSHConnection, argv: Sequence[str], timeout: float | None) -> None:
+        import paramiko
+
+        self.conn, self.argv, self.ep = conn, list(argv), conn.target.endpoint
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.timeout = timeout
+        self.err = bytearray()
+        transport = conn._live_transport()
+        try:
+            self.chan = transport.open_session(
+                window_size=_WINDOW, timeout=conn.target.connect_timeout
+            )
+            self.chan.settimeout(_TICK)
+            self.chan.exec_command(shlex.join(self.argv))
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise self.lost(e) from e
+
+    def lost(self, cause: object = None) -> ProviderError:
+        why = f" ({cause})" if cause else ""
+        return ProviderError(
+            f"connection to {self.ep} was lost while running `{_shown(self.argv)}`{why}",
+            host=self.ep,
+            command=_shown(self.argv),
+        )
+
+    def _tick(self, drain: bool = True) -> None:
+        if drain and self.chan.recv_stderr_ready():
+            self.err += self.chan.recv_stderr(_CHUNK)
+            del self.err[: -(64 << 10)]
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ProviderError(
+                f"`{_shown(self.argv)}` on {self.ep} did not finish within {self.timeout:g} s",
+                host=self.ep,
+                command=_shown(self.argv),
+            )
+
+    def read(self, n: int = _CHUNK) -> bytes:
+        """Up to n bytes of stdout; b"" at its end (or when the connection dropped)."""
+        while True:
+            self._tick()
+            try:
+                return bytes(self.chan.recv(n))
+            except TimeoutError:
+                continue
+
+    def send(self, data: bytes | memoryview, drain: bool = True) -> None:
+        """All of data to stdin; raises (lost) if the channel closes first."""
+        view = memoryview(data)
+        while view:
+            self._tick(drain)
+            if self.chan.closed:
+                raise self.lost()
+            try:
+                sent = self.chan.send(view[:_CHUNK])
+            except TimeoutError:
+                continue
+            except OSError as e:
+                raise self.lost(e) from e
+            view = view[sent:]
+
+    def feed(self, data: bytes) -> threading.Thread:
+        """Send data then EOF from a thread (so reading stdout meanwhile cannot deadlock)."""
+
+        def run() -> None:
+            try:
+                self.send(data, drain=False)  # the reading thread drains stderr
+                self.chan.shutdown_write()
+            except (ProviderError, OSError, EOFError):
+                pass  # the command exited without reading all of it, as with a closed pipe
+
+        thread = threading.Thread(target=run, name=f"ssh-stdin {self.ep}", daemon=True)
+        thread.start()
+        return thread
+
+    def finish(self) -> int:
+        """Read stderr to its end, wait for the exit status; -1 if killed by a signal."""
+        while True:
+            self._tick(drain=False)
+            try:
+                chunk = self.chan.recv_stderr(_CHUNK)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            self.err += chunk
+            del self.err[: -(64 << 10)]
+        while not self.chan.status_event.wait(_TICK):
+            self._tick(drain=False)
+        status = self.chan.exit_status
+        if status == -1 and not self.conn._transport_alive():
+            raise self.lost()
+        return int(status)
+
+    def check(self, code: int) -> None:
+        if code == 0:
+            return
+        what = "was killed by a signal" if code == -1 else f"failed with exit code {code}"
+        tail = _tail(bytes(self.err))
+        raise ProviderError(
+            f"`{_shown(self.argv)}` on {self.ep} {what}" + (f":\n{tail}" if tail else ""),
+            host=self.ep,
+            command=_shown(self.argv),
+            exit_code=code,
+            stderr_tail=tail,
+        )
+
+    def close(self) -> None:
+        self.chan.close()
+
+
+# -- the connection -------------------------------------------------------------------------
+
+
+class SSHConnection:
+    """An authenticated SSH connection to one target, through its bastion if it has one.
+
+    `pinned` is a fingerprint recorded earlier (say by trust-on-first-use); it must match like
+    `host_key` (an explicit `host_key` takes precedence). `jump_pins` does the same for bastions,
+    keyed by their `endpoint`. Methods connect on first use; after the connection drops they
+    raise ProviderError until `connect()` is called again. Channels are independent, so
+    several threads may run commands at once.
+    """
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        pinned: str | None = None,
+        *,
+        jump_pins: Mapping[str, str] | None = None,
+    ) -> None:
+        self.target = target
+        self.pinned = pinned
+        self.jump_pins = dict(jump_pins or {})
+        self.fingerprint: str | None = None
+        self.fingerprints: dict[str, str] = {}  # endpoint -> verified key, every hop
+        self._transport: Any = None
+        self._bastion: SSHConnection | None = None
+
+    def __enter__(self) -> SSHConnection:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SSHConnection({self.target.login}@{self.target.endpoint})"
+
+    def connect(self) -> str:
+        """Connect, verify the host key, authenticate; returns the verified fingerprint.
+
+        Idempotent while connected. Raises HostKeyError (before any credential is sent),
+        SSHAuthError, or ProviderError (unreachable, handshake failure)."""
+        if self._transport_alive() and self.fingerprint:
+            return self.fingerprint
+        self.close()
+        target = self.target
+        try:
+            if target.proxy_jump is not None:
+                jump = target.proxy_jump
+                bastion = SSHConnection(
+                    jump, self.jump_pins.get(jump.endpoint), jump_pins=self.jump_pins
+                )
+                self._bastion = bastion
+                bastion.connect()
+                self.fingerprints.update(bastion.fingerprints)
+                transport, fp = _verified_transport(
+                    target, self.pinned, lambda: bastion._tunnel(target)
+                )
+            else:
+                transport, fp = _verified_transport(target, self.pinned, lambda: _dial(target))
+            try:
+                _authenticate(transport, target)
+            except BaseException:
+                transport.close()
+                raise
+        except BaseException:
+            self.close()
+            raise
+        transport.set_keepalive(15)
+        self._transport = transport
+        self.fingerprint = fp
+        self.fingerprints[target.endpoint] = fp
+        log.debug("connected to %s@%s (%s)", target.login, target.endpoint, fp)
+        return fp
+
+    def close(self) -> None:
+        """Close the connection (and the bastion's). Idempotent."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        bastion, self._bastion = self._bastion, None
+        if bastion is not None:
+            bastion.close()
+
+    def _transport_alive(self) -> bool:
+        return self._transport is not None and bool(self._transport.is_active())
+
+    def _live_transport(self) -> Any:
+        if self._transport is None:
+            self.connect()
+        elif not self._transport.is_active():
+            raise ProviderError(
+                f"connection to {self.target.endpoint} was lost", host=self.target.endpoint
+            )
+        return self._transport
+
+    def _tunnel(self, target: SSHTarget) -> Any:
+        """A direct-tcpip channel from this host to target (the bastion side of proxy_jump)."""
+        import paramiko
+
+        try:
+            return self._live_transport().open_channel(
+                "direct-tcpip",
+                (target.host, target.port),
+                ("127.0.0.1", 0),
+                timeout=target.connect_timeout,
+            )
+        except paramiko.ChannelException as e:
+            reason = str(e.text or e).lower()
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            reason = str(e or type(e).__name__)
+        raise ProviderError(
+            f"cannot connect to {target.endpoint} through {self.target.endpoint}: {reason}",
+            host=target.endpoint,
+        )
+
+    # -- commands ----------------------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> tuple[int, bytes, bytes]:
+        """Run argv (quoted with shlex.join, in the login shell) and wait: (code, out, err).
+
+        Blocks until the command ends, `timeout` seconds pass (ProviderError; the remote
+        process is not killed), or the connection drops (ProviderError). With `check`, a
+        non-zero exit raises ProviderError with the exit code and the last lines of stderr.
+        An exit code of -1 means the command was killed by a signal."""
+        if not argv:
+            raise ValueError("run() needs a command")
+        channel = _Channel(self, [str(a) for a in argv], timeout)
+        try:
+            if input:
+                channel.feed(input)
+            else:
+                channel.chan.shutdown_write()
+            out = bytearray()
+            while chunk := channel.read():
+                out += chunk
+            code = channel.finish()
+        finally:
+            channel.close()
+        if check:
+            channel.check(code)
+        return code, bytes(out), bytes(channel.err)
+
+    def python(
+        self,
+        script: str,
+        args: Sequence[str] = (),
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """stdout of `python3 -c script args...` on the host; raises ProviderError on failure."""
+        return self.run(["python3", "-c", script, *args], input=input, timeout=timeout)[1]
+
+    def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
+        """Up to `limit` bytes of a remote file from `offset`, and the offset after them.
+
+        A file that does not exist (yet) reads as empty, for following logs."""
+        data = self.python(_READ_SCRIPT, [path, str(offset), str(limit)])
+        return data, offset + len(data)
+
+    # -- files -------------------------------------------------------------------------------
+    def upload_stream(
+        self,
+        files: Iterable[tuple[str, bytes | Path]],
+        remote_dir: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Send files (relative POSIX names -> content or a local path) into remote_dir, as one
+        tar stream over one channel; returns the bytes sent.
+
+        Each file is written to a temporary folder on the host and renamed into place once
+        complete, so an interrupted upload leaves whole files only (the finished ones) under
+        their final names. `progress` is called with the running byte count."""
+        entries = [(_relative_name(name), source) for name, source in files]
+        channel = _Channel(self, ["python3", "-c", _UPLOAD_SCRIPT, remote_dir], None)
+        sink = _CountingSink(channel, progress)
+        try:
+            try:
+                with tarfile.open(fileobj=sink, mode="w|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
+                    for name, source in entries:
+                        _add_to_tar(tar, name, source)
+                channel.chan.shutdown_write()
+            except ProviderError as sending_failed:
+                # The remote side stopped reading: its stderr says why, if it had time.
+                code = _finish_quietly(channel)
+                if code not in (0, None):
+                    channel.check(code)
+                raise sending_failed
+            while channel.read():
+                pass
+            channel.check(channel.finish())
+        finally:
+            channel.close()
+        return sink.count
+
+    def download_tree(self, remote_dir: str, dest: Path) -> list[str]:
+        """Copy the tree under remote_dir into dest (created if needed).
+
+        Nothing is written outside dest: absolute names, `..`, devices and fifos are skipped,
+        and so are symlinks that resolve outside dest (they are not followed either). Returns
+        the skipped names with the reason, which are also logged as warnings. Raises
+        ProviderError if the folder cannot be read or the connection drops."""
+        channel = _Channel(self, ["tar", "-c", "-f", "-", "-C", _shell_path(remote_dir), "."], None)
+        try:
+            channel.chan.shutdown_write()
+            try:
+                with tarfile.open(fileobj=_ChannelReader(channel), mode="r|") as tar:
+                    skipped = _extract_safely(tar, Path(dest))
+            except tarfile.TarError as e:
+                code = _finish_quietly(channel)
+                if code not in (0, 1, None):
+                    channel.check(code)
+                if not self._transport_alive() or code is None:
+                    raise channel.lost(e) from e
+                raise ProviderError(
+                    f"bad tar stream from {self.target.endpoint}: {e}", host=self.target.endpoint
+                ) from e
+            while channel.read():
+                pass
+            code = channel.finish()
+            if code != 1:  # GNU tar: 1 = some file changed while being read; the rest is there
+                channel.check(code)
+        finally:
+            channel.close()
+        for item in skipped:
+            log.warning("download from %s: skipped %s", self.target.endpoint, item)
+        return skipped
+
+
+def _finish_quietly(channel: _Channel) -> int | None:
+    try:
+        return channel.finish()
+    except ProviderError:
+        return None
+
+
+def _shell_path(path: str) -> str:
+    """A remote path for argv use: commands start in the home folder, so ~/x is x."""
+    if path == "~":
+        return "."
+    return path[2:] or "." if path.startswith("~/") else path
+
+
+def _relative_name(name: str) -> str:
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith("/") or any(p in ("..", ".", "") for p in name.split("/")):
+        raise ValueError(f"upload name must be a plain relative path, not {name!r}")
+    return "/".join(parts)
+
+
+class _CountingSink:
+    """The write end of a tar stream: bytes go to the channel's stdin, counted."""
+
+    def __init__(self, channel: _Channel, progress: Callable[[int], None] | None) -> None:
+        self.channel, self.progress, self.count = channel, progress, 0
+
+    def write(self, data: bytes) -> int:
+        self.channel.send(data)
+        self.count += len(data)
+        if self.progress is not None:
+            self.progress(self.count)
+        return len(data)
+
+
+class _ChannelReader:
+    """The read end of a tar stream coming from the channel's stdout."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
+
+    def read(self, n: int = -1) -> bytes:
+        want = _CHUNK if n is None or n < 0 else n
+        buf = bytearray()
+        while len(buf) < want:
+            chunk = self.channel.read(want - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+
+def _add_to_tar(tar: tarfile.TarFile, name: str, source: bytes | Path) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = int(time.time())
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+        return
+    with open(source, "rb") as f:
+        st = os.fstat(f.fileno())
+        info.size, info.mode, info.mtime = st.st_size, st.st_mode & 0o777, int(st.st_mtime)
+        tar.addfile(info, f)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _member_parts(name: str) -> list[str] | None:
+    """The parts of a safe relative member name ([] for the root), or None if unsafe."""
+    if name.startswith("/"):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return None if ".." in parts else parts
+
+
+def _ensure_dir(root: str, parts: list[str]) -> str | None:
+    """Create root/parts... one level at a time, refusing to pass through anything that
+    leads outside root; returns the folder's real path, or None."""
+    current = root
+    for part in parts:
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            real = os.path.realpath(current)
+            if not _inside(real, root) or not os.path.isdir(real):
+                return None
+        elif not os.path.isdir(current):
+            if os.path.lexists(current):
+                return None
+            os.mkdir(current, 0o755)
+    real = os.path.realpath(current)
+    return real if _inside(real, root) else None
+
+
+def _extract_safely(tar: tarfile.TarFile, dest: Path) -> list[str]:
+    dest.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(dest)
+    skipped: list[str] = []
+    links: list[tuple[str, str]] = []
+    files: dict[str, str] = {}  # member name -> where it was written (for hard links)
+    for member in tar:
+        parts = _member_parts(member.name)
+        if parts is None:
+            skipped.append(f"{member.name!r} (unsafe name)")
+            continue
+        if not parts:
+            continue
+        name = "/".join(parts)
+        if member.isdir():
+            if _ensure_dir(root, parts) is None:
+                skipped.append(f"{name!r} (leads outside the destination)")
+            continue
+        if not (member.isfile() or member.issym() or member.islnk()):
+            skipped.append(f"{name!r} (device, fifo or other special file)")
+            continue
+        folder = _ensure_dir(root, parts[:-1])
+        if folder is None:
+            skipped.append(f"{name!r} (leads outside the destination)")
+            continue
+        path = os.path.join(folder, parts[-1])
+        if os.path.isdir(path) and not os.path.islink(path):
+            skipped.append(f"{name!r} (a folder is in the way)")
+            continue
+        if os.path.lexists(path):
+            os.unlink(path)
+        if member.issym():
+            target = member.linkname
+            lexical = os.path.normpath(os.path.join(folder, target))
+            if os.path.isabs(target) or not _inside(lexical, root):
+                skipped.append(f"{name!r} (symlink to {target!r}, outside the destination)")
+                continue
+            os.symlink(target, path)
+            links.append((name, path))
+            continue
+        if member.islnk():
+            source_parts = _member_parts(member.linkname)
+            source = files.get("/".join(source_parts)) if source_parts else None
+            if source is None:
+                skipped.append(f"{name!r} (hard link to {member.linkname!r}, not extracted)")
+                continue
+            with open(source, "rb") as f:
+                _write_file(path, f, member)
+        else:
+            data = tar.extractfile(member)
+            if data is None:
+                continue
+            _write_file(path, data, member)
+        files[name] = path
+    # Links were checked one at a time; a later link can redirect an earlier one, so check
+    # where each one really leads now that the tree is complete.
+    for name, path in links:
+        if not _inside(os.path.realpath(path), root):
+            os.unlink(path)
+            skipped.append(f"{name!r} (symlink resolving outside the destination)")
+    return skipped
+
+
+def _write_file(path: str, data: Any, member: tarfile.TarInfo) -> None:
+    mode = (member.mode & 0o777) | 0o600
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        while chunk := data.read(1 << 20):
+            out.write(chunk)
+    os.chmod(path, mode)
+    os.utime(path, (member.mtime, member.mtime))
+
+
+# -- scripts run on the host (python3, standard library only) ------------------------------
+
+_READ_SCRIPT = """\
+import os, sys
+path, offset, limit = os.path.expanduser(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+try:
+    f = open(path, "rb")
+except FileNotFoundError:
+    sys.exit(0)
+with f:
+    f.seek(offset)
+    while limit > 0:
+        data = f.read(min(limit, 1 << 20))
+        if not data:
+            break
+        sys.stdout.buffer.write(data)
+        limit -= len(data)
+"""
+
+# Each member goes to a temporary folder beside its destination, then is renamed into place:
+# an interrupted upload never leaves a truncated file under a final name.
+_UPLOAD_SCRIPT = """\
+import os, shutil, sys, tarfile
+root = os.path.expanduser(sys.argv[1])
+os.makedirs(root, exist_ok=True)
+tmp = os.path.join(root, ".tf-upload-%d" % os.getpid())
+os.makedirs(tmp)
+count = 0
+try:
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+        for m in tar:
+            parts = m.name.split("/")
+            if not m.isfile() or m.name.startswith("/") or set(parts) & {"", ".", ".."}:
+                sys.exit("refusing tar member %r" % m.name)
+            part = os.path.join(tmp, str(count))
+            with open(part, "wb") as out:
+                shutil.copyfileobj(tar.extractfile(m), out, 1 << 20)
+            os.chmod(part, m.mode & 0o777)
+            os.utime(part, (m.mtime, m.mtime))
+            final = os.path.join(root, *parts)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.replace(part, final)
+            count += 1
+    while sys.stdin.buffer.read(1 << 16):
+        pass
+finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+print(count)
+"""
