@@ -185,34 +185,33 @@ class SSHComputeProvider(Provider):
             creds["private_key_file"] = str(
                 path if path.is_absolute() else self.context.config_dir / path
             )
+        common = dict(
+            private_key_file=creds.get("private_key_file"),
+            private_key_passphrase=creds.get("private_key_passphrase"),
+            password=creds.get("password"),
+            known_hosts=creds.get("known_hosts"),
+            trust_on_first_use=bool(creds.get("trust_on_first_use")),
+            connect_timeout=float(creds.get("connect_timeout") or 10),
+        )
         jump = None
         if attrs.get("proxy_jump"):
             juser, jhost, jport = parse_jump(str(attrs["proxy_jump"]), str(attrs.get("username")))
-            jump = SSHTarget(
-                host=jhost,
-                port=jport,
-                username=juser,
-                **{k: v for k, v in creds.items() if k not in ("port", "username")},
-            )
+            jump = SSHTarget(host=jhost, port=jport, username=juser, **common)  # type: ignore[arg-type]
         return SSHTarget(
             host=host,
             port=int(creds.get("port") or 22),
             username=str(creds["username"]),
-            private_key_file=creds.get("private_key_file"),
-            private_key_passphrase=creds.get("private_key_passphrase"),
-            password=creds.get("password"),
             host_key=attrs.get("host_key"),
-            known_hosts=creds.get("known_hosts"),
-            trust_on_first_use=bool(creds.get("trust_on_first_use")),
-            connect_timeout=float(creds.get("connect_timeout") or 10),
             proxy_jump=jump,
+            **common,  # type: ignore[arg-type]
         )
 
     def _connect(self, attrs: dict[str, Any], host: str, pinned: str | None) -> tuple[Any, str]:
         """A verified connection to ``host`` and the host key fingerprint seen."""
         from trainform.remote.ssh import SSHConnection
 
-        conn = SSHConnection(self._target(attrs, host), pinned)
+        pins = {k: v for k, v in (attrs.get("host_keys") or {}).items() if k != host}
+        conn = SSHConnection(self._target(attrs, host), pinned, jump_pins=pins)
         fingerprint = conn.connect()
         return conn, fingerprint
 
