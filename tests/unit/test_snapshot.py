@@ -1,21 +1,26 @@
-"""Snapshots of real folders written to ``tmp_path``: ignore rules, the hash cache (a real
-SQLite file), links, the size warning, git facts from a real repository, manifest diffs and
-the blob store."""
+"""Snapshots of real folders written to ``tmp_path``: ignore rules, the hash cache (real cache
+files), links, the size warning, git facts from a real repository, manifest diffs and the blob
+store."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import marshal
 import os
-import sqlite3
+import pickle
 import subprocess
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from trainform.errors import TrainformError
+from trainform.runs import snapshot as snapshot_module
 from trainform.runs.snapshot import (
     Changes,
     Entry,
@@ -250,15 +255,48 @@ def test_a_file_replaced_by_rename_is_rehashed_even_with_same_size_and_mtime(src
     assert first.manifest.diff(second.manifest).modified == ["train.py"]
 
 
+def cache_files(src: Path) -> list[Path]:
+    return sorted((src.parent / "cache").glob("hashes.db.*.cache"))
+
+
+def cached_hashes(src: Path) -> dict[str, tuple[int, int, int, str]]:
+    """What the cache file of ``src`` trusts: relative path -> (size, mtime_ns, inode, sha256)."""
+    cache = snapshot_module._HashCache(src.parent / "cache" / "hashes.db", str(src.resolve()))
+    state = cache.load()
+    assert state is not None
+    assert not isinstance(state.rows, list)  # kept in its stored form until needed
+    return {
+        path: (row[3], *stamp, row[2])
+        for path, (row, stamp) in state.known().items()
+        if stamp is not None
+    }
+
+
 def test_rows_of_deleted_files_are_dropped_from_the_cache(src: Path) -> None:
     write(src, "a.py")
     write(src, "b.py")
     snap(src)
+    assert sorted(cached_hashes(src)) == ["a.py", "b.py"]
     (src / "b.py").unlink()
     snap(src)
-    with sqlite3.connect(src.parent / "cache" / "hashes.db") as conn:
-        stored = [row[0] for row in conn.execute("SELECT path FROM hashes")]
-    assert stored == [str((src / "a.py").resolve())]
+    assert list(cached_hashes(src)) == ["a.py"]
+    assert cached_hashes(src)["a.py"][3] == hashlib.sha256(b"x").hexdigest()
+
+
+def test_the_cache_is_one_file_per_source_folder_rewritten_only_on_change(src: Path) -> None:
+    write(src, "a.py")
+    snap(src)
+    [cache] = cache_files(src)
+    before = cache.stat()
+    again = snap(src)
+    assert (again.hashed, again.cached) == (0, 1)
+    assert cache.stat().st_mtime_ns == before.st_mtime_ns  # unchanged tree: not written
+    assert cache.stat().st_ino == before.st_ino
+    write(src, "b.py")
+    assert snap(src).hashed == 1
+    assert cache_files(src) == [cache]
+    assert cache.stat().st_ino != before.st_ino  # replaced whole (written aside, renamed)
+    assert not list(cache.parent.glob(".tmp-*"))
 
 
 def test_one_cache_serves_several_source_folders(tmp_path: Path) -> None:
@@ -270,16 +308,187 @@ def test_one_cache_serves_several_source_folders(tmp_path: Path) -> None:
     snapshot(two, cache)
     assert snapshot(one, cache).cached == 1
     assert snapshot(two, cache).cached == 1
+    assert len(list(tmp_path.glob("hashes.db.*.cache"))) == 2
 
 
-def test_a_corrupt_cache_is_rebuilt(src: Path) -> None:
-    write(src, "a.py")
-    cache = src.parent / "cache" / "hashes.db"
-    cache.parent.mkdir()
-    cache.write_bytes(b"this is not a database" * 100)
+def flip_last_byte(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: b"this is not a cache" * 100,
+        lambda data: b"",
+        lambda data: data[: len(data) // 2],  # truncated
+        flip_last_byte,  # the checksum notices
+        lambda data: data.replace(b"trainform-snapshot-cache", b"trainform-snapshot-cachf"),
+    ],
+)
+def test_a_corrupt_cache_is_ignored_and_rebuilt(src: Path, damage: Any) -> None:
+    write(src, "a.py", "one")
+    write(src, "b.py", "two")
+    expected = snap(src).manifest
+    [cache] = cache_files(src)
+    cache.write_bytes(damage(cache.read_bytes()))
     first = snap(src)
-    assert (first.hashed, first.warnings) == (1, [])
-    assert snap(src).cached == 1
+    assert (first.hashed, first.warnings) == (2, [])
+    assert first.manifest == expected
+    assert first.manifest.id == expected.id
+    assert snap(src).cached == 2
+
+
+def test_a_cache_of_the_wrong_shape_is_ignored(src: Path) -> None:
+    """A well-formed file whose content is not what this version writes (another folder's,
+    another layout) counts as no cache."""
+    write(src, "a.py")
+    snap(src)
+    [cache] = cache_files(src)
+    root = str(src.resolve())
+    state = snapshot_module._CacheState.from_file(root, cache.read_bytes())
+    assert state is not None
+    assert state.known().keys() == {"a.py"}
+    assert isinstance(state.rows, memoryview) and isinstance(state.stamps, memoryview)
+    rows, stamps = bytes(state.rows), bytes(state.stamps)
+    one_row = marshal.dumps([("a.py", "file", "0" * 64, 1, 0o644, "")])
+    parts: list[tuple[Any, bytes, bytes]] = [
+        (state.head("/elsewhere", len(rows), len(stamps)), rows, stamps),
+        (state.head(root, len(rows) + 1, len(stamps)), rows, stamps),  # sizes do not add up
+        (["a", "list"], rows, stamps),
+        (42, rows, stamps),
+        ((*state.head(root, 0, 0)[:7], "many", len(stamps)), rows, stamps),
+    ]
+    # Rows and stamps are only decoded when the walk differs (or the entries are asked for).
+    partial = dataclasses.replace(state, complete=False)
+    for bad_stamps in (marshal.dumps(None), marshal.dumps([]), b"garbage"):
+        head = partial.head(root, len(one_row), len(bad_stamps))
+        parts.append((head, one_row, bad_stamps))
+    for head, rows_part, stamps_part in parts:
+        head_bytes = marshal.dumps(head)
+        body = len(head_bytes).to_bytes(4, "big") + head_bytes + rows_part + stamps_part
+        cache.write_bytes(snapshot_module._MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
+        assert snap(src).hashed == 1
+
+
+def test_an_unreadable_cache_is_bypassed_with_a_warning(src: Path) -> None:
+    write(src, "a.py")
+    snap(src)
+    [cache] = cache_files(src)
+    cache.unlink()
+    cache.mkdir()  # cannot be read or replaced
+    result = snap(src)
+    assert result.hashed == 1
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith(f"hash cache {cache} not used: ")
+    assert result.manifest.file_count == 1
+
+
+def test_a_cache_folder_that_is_a_file_is_a_warning(src: Path) -> None:
+    write(src, "a.py")
+    (src.parent / "cache").write_text("a file where the folder should be")
+    result = snap(src)
+    assert result.hashed == 1
+    [warning] = result.warnings
+    assert warning.startswith(f"hash cache {src.parent / 'cache'}/hashes.db.")
+    assert warning.endswith(" not used: Not a directory")
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(
+    src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(src, "a.py")
+
+    def refuse(**_: Any) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(snapshot_module.tempfile, "mkstemp", refuse)
+    result = snap(src)
+    assert result.hashed == 1
+    [warning] = result.warnings
+    assert warning.endswith(" not updated: Permission denied")
+
+
+def test_concurrent_snapshots_share_the_cache_safely(src: Path) -> None:
+    for i in range(30):
+        write(src, f"m{i}.py", f"v = {i}\n")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: snap(src), range(8)))
+    assert len({r.manifest.id for r in results}) == 1
+    assert snap(src).cached == 30
+    assert not list((src.parent / "cache").glob(".tmp-*"))
+
+
+# --- reusing the previous manifest -----------------------------------------------------------
+
+
+def test_an_unchanged_tree_reuses_the_previous_manifest_whole(src: Path) -> None:
+    write(src, "b.py", "b")
+    write(src, "pkg/a.py", "a")
+    (src / "link").symlink_to("b.py")
+    first = snap(src)
+    second = snap(src)
+    assert (second.hashed, second.cached) == (0, 2)
+    assert "entries" not in second.manifest.__dict__  # not built until asked for
+    assert second.manifest.id == first.manifest.id
+    assert (second.manifest.file_count, second.manifest.total_size) == (2, 2)
+    assert second.manifest.entries == first.manifest.entries
+    assert second.manifest == first.manifest
+    assert hash(second.manifest) == hash(first.manifest)
+    assert Manifest(second.manifest.entries).id == first.manifest.id
+    assert pickle.loads(pickle.dumps(snap(src).manifest)) == first.manifest
+
+
+def test_a_mode_change_alone_is_seen(src: Path) -> None:
+    tool = write(src, "run.sh", "#!/bin/sh\n")
+    first = snap(src)
+    snap(src)
+    tool.chmod(0o755)  # changes neither size, mtime nor inode
+    os.utime(tool, ns=(OLD, OLD))
+    second = snap(src)
+    assert second.hashed == 0  # content still from the cache
+    assert second.manifest.entries[0].mode == 0o755
+    assert first.manifest.diff(second.manifest).modified == ["run.sh"]
+
+
+def test_a_retargeted_link_is_seen(src: Path) -> None:
+    write(src, "a.py")
+    write(src, "b.py")
+    (src / "link").symlink_to("a.py")
+    first = snap(src)
+    snap(src)
+    (src / "link").unlink()
+    (src / "link").symlink_to("b.py")
+    second = snap(src)
+    assert first.manifest.diff(second.manifest).modified == ["link"]
+
+
+def test_a_new_ignore_rule_is_seen_even_when_no_file_changed(src: Path) -> None:
+    write(src, ".trainignore", ".trainignore\n")  # it ignores itself: no kept file changes
+    write(src, "a.log")
+    write(src, "b.py")
+    assert paths(snap(src)) == ["a.log", "b.py"]
+    write(src, ".trainignore", "/.trainignore\n*.log\n")
+    assert paths(snap(src)) == ["b.py"]
+
+
+def test_the_size_warning_is_the_same_when_the_manifest_is_reused(src: Path) -> None:
+    write(src, "data/big.bin", b"\0" * 700_000)
+    write(src, "train.py")
+    first = snap(src, max_bytes=500_000)
+    second = snap(src, max_bytes=500_000)
+    assert second.hashed == 0
+    assert second.warnings == first.warnings
+    assert len(second.warnings) == 1
+    assert snap(src).warnings == []
+
+    # A cache file without the warning's lists (none is written so, but it is a valid file).
+    [cache] = cache_files(src)
+    state = snapshot_module._CacheState.from_file(str(src.resolve()), cache.read_bytes())
+    assert state is not None
+    cache.write_bytes(dataclasses.replace(state, largest=None).to_file(str(src.resolve())))
+    third = snap(src, max_bytes=500_000)
+    assert third.hashed == 0
+    assert third.warnings == first.warnings
 
 
 # --- the size warning ------------------------------------------------------------------------
@@ -356,6 +565,14 @@ def test_git_is_none_outside_a_repository(src: Path, git_env: None) -> None:
     assert snap(src).git is None
 
 
+def test_git_is_none_without_git(src: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(src, "a.py")
+    monkeypatch.setenv("PATH", str(src / "no-such-folder"))
+    result = snap(src)
+    assert result.git is None
+    assert result.manifest.file_count == 1
+
+
 # --- manifests -------------------------------------------------------------------------------
 
 
@@ -377,6 +594,61 @@ def test_the_id_is_the_sha256_of_the_canonical_json_of_the_entries(src: Path) ->
     canonical = json.dumps(rows, separators=(",", ":"), ensure_ascii=False).encode()
     assert manifest.id == hashlib.sha256(canonical).hexdigest()
     assert Manifest(tuple(reversed(manifest.entries))).id == manifest.id  # sorted on creation
+
+
+def test_the_walk_writes_the_same_canonical_json_as_json_dumps() -> None:
+    sha = hashlib.sha256(b"x").hexdigest()
+    rows: list[tuple[str, str, str, int, int, str]] = [
+        ('a "quoted" name', "file", sha, 1, 0o644, ""),
+        ("back\\slash\ttab\nnewline\x01\x7f", "file", sha, 2**40, 0o755, ""),
+        ("é/中文/emoji-\U0001f600", "file", sha, 0, 0o644, ""),
+        ("l", "link", "", 0, 0o644, 'tar"get\\é'),
+    ]
+    assert snapshot_module._walk_manifest_id(rows) == snapshot_module._manifest_id(rows)
+    assert snapshot_module._walk_manifest_id([]) == snapshot_module._manifest_id([])
+
+
+def test_a_name_that_is_not_utf8_is_an_error(src: Path) -> None:
+    write(src, "ok.py")
+    try:
+        (src / os.fsdecode(b"bad\xff.py")).write_bytes(b"x")
+    except (OSError, UnicodeError):
+        pytest.skip("the file system does not take non-UTF-8 names")
+    with pytest.raises(SnapshotError, match="is not valid UTF-8"):
+        snap(src)
+
+
+def test_the_largest_files_and_folders_are_those_of_a_plain_count() -> None:
+    import heapq
+    import random
+
+    rng = random.Random(7)
+    tops = ["a", "a-b", "a.b", "a0", "b", "é"]
+    rows = {}
+    for i in range(300):
+        top = rng.choice([*tops, ""])
+        path = f"{top}/{rng.choice(['x', 'y/z'])}{i}" if top else f"{rng.choice(tops)}{i}"
+        rows[path] = (
+            path,
+            "file",
+            "0" * 64,
+            rng.choice([0, 5, 5, 10, rng.randrange(100)]),
+            0o644,
+            "",
+        )
+    rows["a/link"] = ("a/link", "link", "", 0, 0o644, "x")
+    ordered = sorted(rows.values())
+    files = [r for r in ordered if r[1] == "file"]
+    folders: dict[str, int] = {}
+    for r in files:
+        top, sep, _ = r[0].partition("/")
+        if sep:
+            folders[top] = folders.get(top, 0) + r[3]
+    expected = (
+        [(r[0], r[3]) for r in heapq.nlargest(5, files, key=lambda r: r[3])],
+        heapq.nlargest(5, folders.items(), key=lambda item: item[1]),
+    )
+    assert snapshot_module._largest(ordered) == expected
 
 
 def test_dict_form_round_trips_and_is_what_the_launcher_reads(src: Path) -> None:

@@ -11,11 +11,15 @@ holds their salted hashes (see ``schema``: they are sensitive).
 from __future__ import annotations
 
 import json
+import logging
+import posixpath
+import re
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from trainform.config.schema import Attribute, BlockSchema
 from trainform.errors import ProviderError
@@ -99,7 +103,13 @@ status["launcher_alive"] = alive
 print(json.dumps(status))
 """
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+# Passwords and passphrases given to this process (never written anywhere); see __init__.
+_CREDENTIALS: dict[tuple[str, ...], dict[str, Any]] = {}
 
 
 def _target_keys() -> tuple[str, ...]:
@@ -128,7 +138,8 @@ class SSHComputeProvider(Provider):
             "hosts": Attribute(
                 "list(string)",
                 force_new=True,
-                description="A pool of addresses (instead of address), for multi-node runs.",
+                description="A pool of addresses (instead of address), for multi-node runs; an "
+                'entry "host:port" overrides port for that host.',
             ),
             "port": Attribute("number", default=22, force_new=True),
             "username": Attribute(required=True, force_new=True),
@@ -151,6 +162,9 @@ class SSHComputeProvider(Provider):
             "facts": Attribute("map", computed=True, description="Facts per host."),
             "host_keys": Attribute("map", computed=True, description="Verified fingerprints."),
             "workdir_path": Attribute(computed=True, description="The workdir, expanded."),
+            "addresses": Attribute(
+                "list(string)", computed=True, description="The hosts, in node-rank order."
+            ),
         },
         description="A machine (or pool of machines) reachable over SSH.",
     )
@@ -158,13 +172,22 @@ class SSHComputeProvider(Provider):
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
         self._lock = threading.Lock()
-        self._conns: dict[tuple[str, int], Any] = {}
-        # Credentials seen in this process, by host: a later status/log read of a run
-        # reuses them without them ever being written down.
-        self._creds: dict[str, dict[str, Any]] = {}
+        self._conns: dict[tuple[Any, ...], Any] = {}
+        # Credentials seen in this process, by login (host, user, port, key file): a later
+        # status/log read of a run reuses them without them ever being written down. Shared
+        # by every instance: the run provider reaches compute through its own registry, so
+        # the instance that was told the secrets (remember) is not the one that polls runs.
+        self._creds = _CREDENTIALS
 
     # -- connections
     def _hosts(self, attrs: dict[str, Any]) -> list[str]:
+        """The host entries (``host`` or ``host:port``), in rank order.
+
+        A run sees the compute block as a reference, where ``address`` is the block's own
+        address (``compute.box``), so the computed ``addresses`` (recorded at attach) wins."""
+        recorded = attrs.get("addresses")
+        if isinstance(recorded, list) and recorded:
+            return [str(h) for h in recorded]
         hosts = attrs.get("hosts") or ([attrs["address"]] if attrs.get("address") else [])
         return [str(h) for h in hosts]
 
@@ -172,13 +195,15 @@ class SSHComputeProvider(Provider):
         from trainform.remote.ssh import SSHTarget
 
         creds = {k: attrs.get(k) for k in _target_keys()}
+        login = tuple(str(creds.get(k)) for k in ("username", "port", "private_key_file"))
+        login = (host, *login)
         for key in ("password", "private_key_passphrase"):
             if _is_secret_marker(creds.get(key)):
-                creds[key] = (self._creds.get(host) or {}).get(key)
+                creds[key] = (self._creds.get(login) or {}).get(key)
         if any(creds.get(k) for k in ("password", "private_key_passphrase")):
-            self._creds[host] = {k: creds.get(k) for k in ("password", "private_key_passphrase")}
-        elif host in self._creds:
-            creds.update(self._creds[host])
+            self._creds[login] = {k: creds.get(k) for k in ("password", "private_key_passphrase")}
+        elif login in self._creds:
+            creds.update(self._creds[login])
         key_file = creds.get("private_key_file")
         if key_file:
             path = Path(str(key_file)).expanduser()
@@ -197,45 +222,74 @@ class SSHComputeProvider(Provider):
         if attrs.get("proxy_jump"):
             juser, jhost, jport = parse_jump(str(attrs["proxy_jump"]), str(attrs.get("username")))
             jump = SSHTarget(host=jhost, port=jport, username=juser, **common)  # type: ignore[arg-type]
+        name, port = split_host(host, int(creds.get("port") or 22))
         return SSHTarget(
-            host=host,
-            port=int(creds.get("port") or 22),
+            host=name,
+            port=port,
             username=str(creds["username"]),
             host_key=attrs.get("host_key"),
             proxy_jump=jump,
             **common,  # type: ignore[arg-type]
         )
 
-    def _connect(self, attrs: dict[str, Any], host: str, pinned: str | None) -> tuple[Any, str]:
-        """A verified connection to ``host`` and the host key fingerprint seen."""
+    def _connect(
+        self, attrs: dict[str, Any], host: str, host_keys: dict[str, str]
+    ) -> tuple[Any, str]:
+        """A verified connection to ``host`` and the host key fingerprint seen.
+
+        ``host_keys`` are the fingerprints recorded in state: the host's own (by its entry)
+        and its bastion's (by the bastion's ``host:port``)."""
         from trainform.remote.ssh import SSHConnection
 
-        pins = {k: v for k, v in (attrs.get("host_keys") or {}).items() if k != host}
-        conn = SSHConnection(self._target(attrs, host), pinned, jump_pins=pins)
+        pins = {k: str(v) for k, v in host_keys.items() if k != host}
+        conn = SSHConnection(self._target(attrs, host), host_keys.get(host), jump_pins=pins)
         fingerprint = conn.connect()
         return conn, fingerprint
 
     def _session(self, target: dict[str, Any], host: str) -> Any:
         """A cached connection for run operations; reconnects with backoff when dropped."""
-        key = (host, int(target.get("port") or 22))
+        # Per login, not per host: two compute blocks may reach one host as different users.
+        key = (
+            *split_host(host, int(target.get("port") or 22)),
+            str(target.get("username")),
+            str(target.get("proxy_jump")),
+        )
         with self._lock:
             conn = self._conns.get(key)
         if conn is not None and conn.is_alive():
             return conn
+        from trainform.remote.ssh import HostKeyError, SSHAuthError
+
+        if conn is not None:
+            conn.close()
         last: Exception | None = None
         for delay in (0.0, *RECONNECT_DELAYS):
             time.sleep(delay)
             try:
-                conn, _ = self._connect(target, host, (target.get("host_keys") or {}).get(host))
+                conn, _ = self._connect(target, host, dict(target.get("host_keys") or {}))
+            except (HostKeyError, SSHAuthError):
+                raise  # never retry past a host key problem or refused credentials
             except ProviderError as exc:
-                if "host key" in str(exc):
-                    raise  # never retry past a host key problem
                 last = exc
                 continue
             with self._lock:
                 self._conns[key] = conn
             return conn
         raise ProviderError(f"{host}: cannot reconnect: {last}", host=host)
+
+    def _with_session(self, target: dict[str, Any], host: str, operation: Callable[[Any], T]) -> T:
+        """``operation(connection)``, run again on a new connection (after backoff) if the
+        connection dropped while it ran. Only for operations that are safe to repeat."""
+        for attempt in range(len(RECONNECT_DELAYS)):
+            conn = self._session(target, host)
+            try:
+                return operation(conn)
+            except ProviderError:
+                if conn.is_alive() or attempt == len(RECONNECT_DELAYS) - 1:
+                    raise  # the command failed, not the connection (or it keeps dropping)
+                log.info("connection to %s dropped; reconnecting", host)
+                time.sleep(RECONNECT_DELAYS[attempt])
+        raise AssertionError("unreachable")
 
     def remember(self, address: str, desired: dict[str, Any]) -> None:
         for host in self._hosts(desired):
@@ -246,6 +300,11 @@ class SSHComputeProvider(Provider):
         problems = []
         if bool(desired.get("address")) == bool(desired.get("hosts")):
             problems.append("set exactly one of address or hosts")
+        for entry in self._hosts(desired):
+            try:
+                split_host(entry, 22)
+            except ValueError as exc:
+                problems.append(str(exc))
         if not (desired.get("private_key_file") or desired.get("password")):
             problems.append("set private_key_file (preferred) or password")
         if desired.get("proxy_jump"):
@@ -263,17 +322,27 @@ class SSHComputeProvider(Provider):
         keys: dict[str, str] = {}
         workdir = ""
         for host in self._hosts(attrs):
-            conn, fingerprint = self._connect(attrs, host, pinned.get(host))
+            conn, fingerprint = self._connect(attrs, host, pinned)
             try:
                 keys[host] = fingerprint
+                # The bastion's key too (by its host:port), so it is pinned from now on.
+                target = conn.target.endpoint
+                keys.update({ep: fp for ep, fp in conn.fingerprints.items() if ep != target})
                 facts[host] = json.loads(conn.python(FACTS_SCRIPT))
                 workdir = expand_home(
                     str(attrs.get("workdir") or "~/.trainform"), facts[host]["home"]
                 )
+                if not workdir.startswith("/"):  # relative to the home folder, as with ssh
+                    workdir = posixpath.normpath(f"{facts[host]['home']}/{workdir}")
                 conn.run(["mkdir", "-p", workdir])
             finally:
                 conn.close()
-        return {"facts": facts, "host_keys": keys, "workdir_path": workdir}
+        return {
+            "facts": facts,
+            "host_keys": keys,
+            "workdir_path": workdir,
+            "addresses": self._hosts(attrs),
+        }
 
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return self._attach(desired, {})
@@ -290,12 +359,21 @@ class SSHComputeProvider(Provider):
     def delete(self, prior: ResourceState) -> None:
         if not prior.attributes.get("cleanup"):
             return  # detaching removes nothing on the host unless asked
-        workdir = str(prior.computed.get("workdir_path") or "")
-        if not workdir or workdir in ("/", "~"):
+        workdir = str(prior.computed.get("workdir_path") or "").rstrip("/")
+        homes = [
+            str(f.get("home") or "").rstrip("/")
+            for f in (prior.computed.get("facts") or {}).values()
+            if isinstance(f, dict)
+        ]
+        # Never the home folder itself (workdir = "~") or anything that holds it.
+        if not workdir.startswith("/") or any(
+            h == workdir or h.startswith(workdir + "/") for h in homes
+        ):
+            log.warning("cleanup: not removing %r (a home folder or above)", workdir or "/")
             return
         for host in self._hosts(prior.attributes):
             conn, _ = self._connect(
-                prior.attributes, host, (prior.computed.get("host_keys") or {}).get(host)
+                prior.attributes, host, dict(prior.computed.get("host_keys") or {})
             )
             try:
                 conn.run(["rm", "-rf", "--", workdir])
@@ -320,14 +398,21 @@ class SSHComputeProvider(Provider):
         }
         files = lib_files()
         lib = f"{workdir}/lib/{lib_digest(files)}"
-        run_dir = f"{workdir}/runs/{request.run_id}"
         blobs = f"{workdir}/blobs"
         port = 29500 + (sum(request.run_id.encode()) % 2000)
+        names = [split_host(h, int(compute.get("port") or 22))[0] for h in hosts]
         nodes = []
         upload = {"files": 0, "bytes": 0}
         for rank, host in enumerate(hosts):
+            # One folder per node: pool hosts may share the workdir (an NFS home, or two
+            # ports of one machine), and each node's launcher owns its run folder.
+            run_dir = f"{workdir}/runs/{request.run_id}"
+            if len(hosts) > 1:
+                run_dir += f"-node{rank}"
             conn = self._session(target, host)
             conn.run(["mkdir", "-p", lib, run_dir, blobs])
+            # A run's spec holds its environment variables (tokens): only the user may look.
+            conn.run(["chmod", "700", f"{workdir}/runs"])
             has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
             if has_lib != 0:
                 conn.upload_stream([*files.items(), (".complete", b"")], lib)
@@ -341,11 +426,17 @@ class SSHComputeProvider(Provider):
             upload["files"] += len(payload)
             upload["bytes"] += sent
             spec = full_spec(request, blobs, lib, f"{workdir}/envs")
+            if spec.get("slots"):
+                # max_concurrent_runs counts per machine, also when pool machines share the
+                # workdir (an NFS home): one slot folder per host name.
+                facts = (compute.get("facts") or {}).get(host) or {}
+                machine = re.sub(r"[^A-Za-z0-9._-]", "_", str(facts.get("hostname") or host))
+                spec["slots"] = {**spec["slots"], "dir": f"{workdir}/slots/{machine}"}
             spec["extra_env"] = {
                 "TRAINFORM_NODE_RANK": str(rank),
                 "TRAINFORM_NUM_NODES": str(len(hosts)),
-                "TRAINFORM_NODE_IPS": ",".join(hosts),
-                "MASTER_ADDR": hosts[0],
+                "TRAINFORM_NODE_IPS": ",".join(names),
+                "MASTER_ADDR": names[0],
                 "MASTER_PORT": str(port),
                 "WORLD_SIZE": str(len(hosts)),
                 "NODE_RANK": str(rank),
@@ -372,8 +463,11 @@ class SSHComputeProvider(Provider):
         }
 
     def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
-        conn = self._session(handle["target"], node["host"])
-        out = conn.python(STATUS_SCRIPT, [node["run_dir"], str(node["launcher_pid"])])
+        out = self._with_session(
+            handle["target"],
+            node["host"],
+            lambda conn: conn.python(STATUS_SCRIPT, [node["run_dir"], str(node["launcher_pid"])]),
+        )
         status: dict[str, Any] = json.loads(out)
         if status.get("status") not in TERMINAL and not status.pop("launcher_alive", False):
             status["status"] = "lost"
@@ -418,30 +512,43 @@ class SSHComputeProvider(Provider):
 
     def _read(self, handle: Handle, name: str, offset: int) -> tuple[bytes, int]:
         node = handle["nodes"][0]
-        conn = self._session(handle["target"], node["host"])
-        data = conn.python(READ_SCRIPT, [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)])
+        args = [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)]
+        data: bytes = self._with_session(
+            handle["target"], node["host"], lambda conn: conn.python(READ_SCRIPT, args)
+        )
         return data, offset + len(data)
 
     def cancel(self, handle: Handle) -> None:
         for node in handle["nodes"]:
-            conn = self._session(handle["target"], node["host"])
-            conn.run(["kill", "-TERM", str(node["launcher_pid"])], check=False)
+            argv = ["kill", "-TERM", str(node["launcher_pid"])]
+
+            def kill(conn: Any, argv: list[str] = argv) -> Any:
+                return conn.run(argv, check=False)
+
+            self._with_session(handle["target"], node["host"], kill)
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for rank, node in enumerate(handle["nodes"]):
-            conn = self._session(handle["target"], node["host"])
-            spec = json.loads(
-                conn.python(READ_SCRIPT, [f"{node['run_dir']}/spec.json", "0", str(1 << 24)])
-            )
-            outputs = f"{node['run_dir']}/src/{spec.get('outputs_dir') or 'outputs'}"
             where = dest if rank == 0 else dest / "nodes" / str(rank)
-            conn.run(["mkdir", "-p", outputs])
-            conn.download_tree(outputs, where / "outputs")
-            for name in ("output.log", "metrics.jsonl", "status.json", "spec.json"):
-                data = conn.python(READ_SCRIPT, [f"{node['run_dir']}/{name}", "0", str(1 << 30)])
-                where.mkdir(parents=True, exist_ok=True)
-                (where / name).write_bytes(data)
+
+            def fetch(conn: Any, node: dict[str, Any] = node, where: Path = where) -> None:
+                run_dir = node["run_dir"]
+                spec = json.loads(
+                    conn.python(READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)])
+                )
+                outputs = f"{run_dir}/src/{spec.get('outputs_dir') or 'outputs'}"
+                conn.run(["mkdir", "-p", outputs])
+                conn.download_tree(outputs, where / "outputs")
+                for name in ("output.log", "metrics.jsonl", "status.json", "spec.json"):
+                    data = conn.python(READ_SCRIPT, [f"{run_dir}/{name}", "0", str(1 << 30)])
+                    if name == "spec.json":
+                        data = redacted_spec(data)
+                    where.mkdir(parents=True, exist_ok=True)
+                    (where / name).write_bytes(data)
+
+            # Safe to repeat: a dropped connection starts this node's copy again.
+            self._with_session(handle["target"], node["host"], fetch)
 
 
 def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
@@ -451,6 +558,39 @@ def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
     if not host or (port and not port.isdigit()):
         raise ValueError(f"proxy_jump {text!r} is not user@host:port")
     return user or default_user, host, int(port or 22)
+
+
+def redacted_spec(data: bytes) -> bytes:
+    """A launcher spec for the artifact store: environment variable values left out (they may
+    come from sensitive variables, which must not reach a local file)."""
+    try:
+        spec = json.loads(data)
+    except ValueError:
+        return b""
+    if not isinstance(spec, dict):
+        return b""
+    environment = spec.get("environment")
+    variables = environment.get("variables") if isinstance(environment, dict) else None
+    for values in (spec.get("env"), variables):
+        if isinstance(values, dict):
+            for key in values:
+                values[key] = "(redacted)"
+    return json.dumps(spec, indent=1).encode()
+
+
+def split_host(entry: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port). A bare IPv6
+    address (several colons) has no port."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    if port and not port.isdigit():
+        raise ValueError(f"{entry!r} is not host or host:port")
+    return host, int(port) if port else default_port
 
 
 def expand_home(path: str, home: str) -> str:

@@ -26,6 +26,7 @@ RECORD_KEYS = (
     "node_count",
     "tags",
     "arguments",
+    "upload",
 )
 
 
