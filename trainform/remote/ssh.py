@@ -459,8 +459,9 @@ class _Channel:
                 sent = self.chan.send(view[:_CHUNK])
             except TimeoutError:
                 continue
-            except OSError as e:
-                raise self.lost(e) from e
+            except (OSError, EOFError) as e:
+                # paramiko raises EOFError when the connection drops while it writes
+                raise self.lost(e or type(e).__name__) from e
             view = view[sent:]
 
     def feed(self, data: bytes) -> threading.Thread:
