@@ -353,13 +353,6 @@ def test_run_streams_logs_runs_as_tfuser_and_brings_outputs_back(
     assert upload["bytes"] >= len(TRAIN), upload
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SSH provider records the upload figures in the run's handle, which `runs "
-    "show --json` leaves out; RECORD_KEYS keeps a computed 'upload', but "
-    "RunProvider.submit_run (trainform/providers/run.py) does not set it yet: it needs "
-    "'upload': handle.get('upload') in the computed attributes it returns",
-)
 def test_runs_show_reports_the_upload(
     cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str
 ) -> None:

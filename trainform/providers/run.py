@@ -224,6 +224,7 @@ class RunProvider(WorkProvider):
             "snapshot_id": manifest.id,
             "snapshot_files": manifest.file_count,
             "handle": handle,
+            "upload": handle.get("upload"),
             "compute_provider": str(compute["type"]),
             "compute_address": compute.get("address"),
             "workspace_path": str(store),

@@ -34,6 +34,7 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
+from trainform.runs.shipping import redacted_spec
 
 FACTS_SCRIPT = r"""
 import json, os, platform, shutil, subprocess
@@ -558,24 +559,6 @@ def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
     if not host or (port and not port.isdigit()):
         raise ValueError(f"proxy_jump {text!r} is not user@host:port")
     return user or default_user, host, int(port or 22)
-
-
-def redacted_spec(data: bytes) -> bytes:
-    """A launcher spec for the artifact store: environment variable values left out (they may
-    come from sensitive variables, which must not reach a local file)."""
-    try:
-        spec = json.loads(data)
-    except ValueError:
-        return b""
-    if not isinstance(spec, dict):
-        return b""
-    environment = spec.get("environment")
-    variables = environment.get("variables") if isinstance(environment, dict) else None
-    for values in (spec.get("env"), variables):
-        if isinstance(values, dict):
-            for key in values:
-                values[key] = "(redacted)"
-    return json.dumps(spec, indent=1).encode()
 
 
 def split_host(entry: str, default_port: int) -> tuple[str, int]:

@@ -81,7 +81,7 @@ def write_spec(
     tmp.replace(run_dir / "spec.json")
 
 
-COLLECTED = ("output.log", "metrics.jsonl", "status.json", "spec.json")
+COLLECTED = ("output.log", "metrics.jsonl", "status.json")
 
 
 def collect_run_folder(run_dir: Path, dest: Path) -> None:
@@ -92,6 +92,7 @@ def collect_run_folder(run_dir: Path, dest: Path) -> None:
     for name in COLLECTED:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, dest / name)
+    (dest / "spec.json").write_bytes(redacted_spec((run_dir / "spec.json").read_bytes()))
     outputs = run_dir / "src" / str(spec.get("outputs_dir") or "outputs")
     target = dest / "outputs"
     if target.exists():
@@ -100,3 +101,21 @@ def collect_run_folder(run_dir: Path, dest: Path) -> None:
         shutil.copytree(outputs, target, symlinks=True)
     else:
         target.mkdir()
+
+
+def redacted_spec(data: bytes) -> bytes:
+    """A launcher spec for the artifact store: environment variable values left out (they may
+    come from sensitive variables, which must not reach a local file)."""
+    try:
+        spec = json.loads(data)
+    except ValueError:
+        return b""
+    if not isinstance(spec, dict):
+        return b""
+    environment = spec.get("environment")
+    variables = environment.get("variables") if isinstance(environment, dict) else None
+    for values in (spec.get("env"), variables):
+        if isinstance(values, dict):
+            for key in values:
+                values[key] = "(redacted)"
+    return json.dumps(spec, indent=1).encode()
