@@ -30,7 +30,7 @@ from trainform.planner.types import (
     OutputChange,
     Plan,
 )
-from trainform.providers.base import PlanValues, ResourceState
+from trainform.providers.base import PlanValues, Provider, ResourceState
 from trainform.providers.registry import Providers
 from trainform.runs.spec import FINGERPRINTED
 from trainform.state import secrets
@@ -160,6 +160,7 @@ class Planner:
             return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)
         if res.kind in ("run", "sweep"):
             return self._plan_run(inst, prior, after, after_unknown, base)
+        self._provider_warnings(inst, prior)
         if prior is None:
             reason = self._recreate_reason(inst.address)
             return Change(
@@ -239,6 +240,19 @@ class Planner:
             before_sensitive=before_sensitive,
             **base,
         )
+
+    def _provider_warnings(self, inst: Instance, prior: ResourceState | None) -> None:
+        """Warnings a provider has about a resource (e.g. password authentication)."""
+        if self.providers is None or is_unknown(inst.attributes):
+            return
+        try:
+            provider = self.providers.get(inst.resource.provider)
+        except TrainformError:
+            return  # reported by validation
+        if type(provider).plan_values is Provider.plan_values:
+            return  # most providers have nothing to say; skip the call
+        pv = provider.plan_values(inst.address, inst.attributes, prior)
+        self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
 
     def _plan_run(
         self,

@@ -29,6 +29,7 @@ from trainform.providers.base import (
     TERMINAL,
     Handle,
     Observed,
+    PlanValues,
     Provider,
     ProviderContext,
     ResourceState,
@@ -295,6 +296,18 @@ class SSHComputeProvider(Provider):
     def remember(self, address: str, desired: dict[str, Any]) -> None:
         for host in self._hosts(desired):
             self._target(desired, host)  # caches this host's secrets in memory
+
+    def plan_values(
+        self, address: str, desired: dict[str, Any], prior: ResourceState | None
+    ) -> PlanValues:
+        if desired.get("password") and not desired.get("private_key_file"):
+            return PlanValues(
+                warnings=(
+                    "password authentication is allowed, but keys are safer: "
+                    "set private_key_file (and remove password)",
+                )
+            )
+        return PlanValues()
 
     # -- validation and lifecycle
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
