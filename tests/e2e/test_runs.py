@@ -21,12 +21,13 @@ import shutil
 import signal
 import time
 import zipfile
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLI, _base_env
+from conftest import CLI, _base_env, wait_until
+
+from trainform.state.locking import process_running as alive
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
@@ -70,33 +71,6 @@ def runs_json(cli, *args: str) -> list[dict]:
 
 def show(cli, ref: str) -> dict:
     return json.loads(ok(cli("runs", "show", ref, "--json")).out)
-
-
-def wait_until(what: str, check: Callable[[], object], timeout: float = 20.0):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.2)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def gone(pids: list[int], timeout: float = 20.0) -> None:

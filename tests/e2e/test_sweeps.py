@@ -22,11 +22,12 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI
+from conftest import CLI, wait_until
+
+from trainform.state.locking import process_running as alive
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -110,33 +111,6 @@ def ok(result, code: int = 0):
     assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
     assert "Traceback" not in result.all, result.all
     return result
-
-
-def wait_until(what: str, check: Callable[[], object], timeout: float = 30.0):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.2)
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def gone(pids: list[int], timeout: float = 30.0) -> None:

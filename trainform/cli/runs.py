@@ -8,7 +8,6 @@ import json
 import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -292,14 +291,7 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
             return
         provider = _providers(ctx).get("run")
         computed = _computed(r)
-        provider.cancel_run(computed)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = provider.poll(computed, 0)[0]
-            computed.update(status)
-            if computed.get("status") in TERMINAL:
-                break
-            time.sleep(0.2)
+        computed.update(provider.stop(computed, 30))
         results = provider.collect(computed) if computed.get("status") in TERMINAL else None
         record_run(store, r["address"], r["workspace"], computed, results)
         _print(ctx, f"{r['id']}: {_status_text(str(computed.get('status')))}")

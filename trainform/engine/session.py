@@ -28,7 +28,7 @@ from trainform.planner import planfile
 from trainform.planner.diff import Observations, Planner, PlanOptions, canonical
 from trainform.planner.refresh import refresh
 from trainform.planner.types import Plan
-from trainform.providers.base import ProviderContext, ResourceState
+from trainform.providers.base import Provider, ProviderContext, ResourceState
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import LockInfo, SQLiteStateStore
@@ -159,7 +159,10 @@ class Session:
         (state has only their hashes), so that refresh can connect. Evaluated only when such
         a resource exists; an evaluation error here is left for planning to report."""
         sealed = [
-            r for r in prior.values() if any(secrets.is_sealed(v) for v in r.attributes.values())
+            r
+            for r in prior.values()
+            if any(secrets.is_sealed(v) for v in r.attributes.values())
+            and self._wants_config(r.provider)
         ]
         if not sealed:
             return
@@ -172,6 +175,15 @@ class Session:
             if inst is not None:
                 with contextlib.suppress(TrainformError):
                     self.providers.get(r.provider).remember(r.address, inst.attributes)
+
+    def _wants_config(self, provider: str) -> bool:
+        """Whether a provider uses configuration values before read (SSH passwords); the
+        extra evaluation is skipped for the others."""
+        try:
+            cls = type(self.providers.get(provider))
+        except TrainformError:
+            return False
+        return cls.remember is not Provider.remember
 
     def _validate(self, planner: Planner) -> None:
         if planner.evaluated is None:

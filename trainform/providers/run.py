@@ -249,19 +249,24 @@ class RunProvider(WorkProvider):
         computed = dict(prior.computed)
         if not computed.get("handle") or computed.get("status") in TERMINAL:
             return
-        self.cancel_run(computed)
-        provider, handle = self._target(computed)
         limit = parse_duration(prior.attributes.get("grace_period") or "10s") + 10
+        if self.stop(computed, limit).get("status") not in TERMINAL:
+            raise ProviderError(
+                f"{prior.address}: run {computed.get('run_id')} did not stop within "
+                f"{limit:.0f}s of being canceled",
+                address=prior.address,
+            )
+
+    def stop(self, computed: dict[str, Any], limit: float) -> dict[str, Any]:
+        """Cancel a run and wait up to ``limit`` seconds for it to end; return its last
+        status fields (not terminal if it did not stop in time)."""
+        self.cancel_run(computed)
         deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if provider.status(handle).get("status") in TERMINAL:
-                return
+        while True:
+            status = self.status_of(computed)
+            if status.get("status") in TERMINAL or time.monotonic() >= deadline:
+                return status
             time.sleep(0.1)
-        raise ProviderError(
-            f"{prior.address}: run {computed.get('run_id')} did not stop within {limit:.0f}s "
-            "of being canceled",
-            address=prior.address,
-        )
 
     # -- watching, used by the engine and the `runs` commands
     def _target(self, computed: dict[str, Any]) -> tuple[Provider, Handle]:

@@ -7,8 +7,6 @@ import os
 import socket
 from pathlib import Path
 
-from trainform.runs.launcher import process_running
-
 
 def current_user() -> str:
     try:
@@ -29,6 +27,22 @@ def process_start_time(pid: int) -> str:
     except OSError:
         return ""
     return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process exists and is not a zombie. (The launcher, which must stay
+    standalone on targets, has its own copy; importing it here would cost every command.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state not in ("Z", "X")
 
 
 def process_alive(pid: int, start_time: str) -> bool:

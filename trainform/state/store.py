@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from trainform.errors import LockError, StateError
 from trainform.providers.base import ResourceState
@@ -369,37 +369,10 @@ class SQLiteStateStore:
         row = self.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
         return int(row[0])
 
-    @_translate
-    def put_run(self, run: dict[str, Any]) -> None:
-        """Insert or update one run of the history (keyed by ``id``). History is not part of
-        the managed state: it does not bump the serial and outlives the run resource."""
-        row = {
-            k: run.get(k)
-            for k in (
-                "id",
-                "address",
-                "workspace",
-                "experiment",
-                "status",
-                "fingerprint",
-                "created",
-                "finished",
-            )
-        }
-        row["record"] = json.dumps(run.get("record", {}), sort_keys=True)
-        with self._tx():
-            self._upsert("runs", row, "id")
-
-    @_translate
-    def runs(self, address: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Runs, newest first; optionally only those of one run address."""
-        where, params = ("WHERE address=?", [address]) if address else ("", [])
-        rows = self.execute(
-            "SELECT id, address, workspace, experiment, status, fingerprint, created, finished, "
-            f"record FROM runs {where} ORDER BY created DESC, id DESC LIMIT ?",
-            [*params, limit],
-        ).fetchall()
-        keys = (
+    # History tables (runs, sweeps) hold a few columns to query by and a JSON record. They
+    # are not managed state: writes do not bump the serial, and rows outlive their resources.
+    HISTORY_COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "runs": (
             "id",
             "address",
             "workspace",
@@ -408,31 +381,45 @@ class SQLiteStateStore:
             "fingerprint",
             "created",
             "finished",
-        )
-        return [{**dict(zip(keys, r[:8])), "record": json.loads(r[8] or "{}")} for r in rows]
+        ),
+        "sweeps": ("id", "address", "status", "fingerprint", "created", "finished"),
+    }
+
+    def _put_history(self, table: str, item: dict[str, Any]) -> None:
+        row = {k: item.get(k) for k in self.HISTORY_COLUMNS[table]}
+        row["record"] = json.dumps(item.get("record", {}), sort_keys=True, default=str)
+        with self._tx():
+            self._upsert(table, row, "id")
+
+    def _history(self, table: str, address: str | None, limit: int) -> list[dict[str, Any]]:
+        keys = self.HISTORY_COLUMNS[table]
+        where, params = ("WHERE address=?", [address]) if address else ("", [])
+        rows = self.execute(
+            f"SELECT {', '.join(keys)}, record FROM {table} {where} "
+            "ORDER BY created DESC, id DESC LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [{**dict(zip(keys, r[:-1])), "record": json.loads(r[-1] or "{}")} for r in rows]
+
+    @_translate
+    def put_run(self, run: dict[str, Any]) -> None:
+        """Insert or update one run of the history (keyed by ``id``)."""
+        self._put_history("runs", run)
+
+    @_translate
+    def runs(self, address: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Runs, newest first; optionally only those of one run address."""
+        return self._history("runs", address, limit)
 
     @_translate
     def put_sweep(self, sweep: dict[str, Any]) -> None:
         """Insert or update one sweep of the history (keyed by ``id``)."""
-        row = {
-            k: sweep.get(k)
-            for k in ("id", "address", "status", "fingerprint", "created", "finished")
-        }
-        row["record"] = json.dumps(sweep.get("record", {}), sort_keys=True, default=str)
-        with self._tx():
-            self._upsert("sweeps", row, "id")
+        self._put_history("sweeps", sweep)
 
     @_translate
-    def sweeps(self, address: str | None = None) -> list[dict[str, Any]]:
+    def sweeps(self, address: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Sweeps, newest first; optionally only those of one sweep address."""
-        where, params = ("WHERE address=?", [address]) if address else ("", [])
-        rows = self.execute(
-            "SELECT id, address, status, fingerprint, created, finished, record FROM sweeps "
-            f"{where} ORDER BY created DESC, id DESC",
-            params,
-        ).fetchall()
-        keys = ("id", "address", "status", "fingerprint", "created", "finished")
-        return [{**dict(zip(keys, r[:6])), "record": json.loads(r[6] or "{}")} for r in rows]
+        return self._history("sweeps", address, limit)
 
     @_translate
     def put_metrics(self, run_id: str, points: list[dict[str, Any]]) -> None:
