@@ -25,9 +25,9 @@ from trainform.remote.ssh import (
     SSHAuthError,
     SSHConnection,
     SSHTarget,
-    _extract_safely,
     fingerprint_of,
 )
+from trainform.remote.tarsafe import extract_safely
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
     from tests.integration.conftest import SSHServer, TestUser, UserKey
@@ -457,7 +457,7 @@ def test_extraction_refuses_hostile_archives(tmp_path: Path) -> None:
     """What a compromised host could send instead of `tar -c`: nothing lands outside dest."""
     dest = tmp_path / "box" / "dest"
     with tarfile.open(fileobj=_evil_tar(), mode="r|") as tar:
-        skipped = _extract_safely(tar, dest)
+        skipped = extract_safely(tar, dest)
     assert (dest / "sub/d").is_symlink()  # a link that stays inside is kept
     assert (dest / "out/evil-through-out.txt").exists()  # "out" was refused as a link
     for name in (
