@@ -393,15 +393,9 @@ class SSHComputeProvider(Provider):
             has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
             if has_lib != 0:
                 conn.upload_stream([*files.items(), (".complete", b"")], lib)
-            wanted = sorted(
-                {e["sha256"] for e in request.manifest["entries"] if e.get("kind") == "file"}
-            )
-            out = conn.python(MISSING_SCRIPT, [blobs], input="\n".join(wanted).encode())
-            missing = out.decode().split()
-            payload = [(f"{h[:2]}/{h[2:]}", request.blob_dir / h[:2] / h[2:]) for h in missing]
-            sent = conn.upload_stream(payload, blobs) if payload else 0
-            upload["files"] += len(payload)
-            upload["bytes"] += sent
+            sent = upload_blobs(conn, request.manifest, request.blob_dir, blobs)
+            upload["files"] += sent["files"]
+            upload["bytes"] += sent["bytes"]
             spec = full_spec(request, blobs, lib, f"{workdir}/envs")
             if spec.get("slots"):
                 # max_concurrent_runs counts per machine, also when pool machines share the
@@ -526,6 +520,20 @@ class SSHComputeProvider(Provider):
 
             # Safe to repeat: a dropped connection starts this node's copy again.
             self._with_session(handle["target"], node["host"], fetch)
+
+
+def upload_blobs(
+    conn: Any, manifest: dict[str, Any], blob_dir: Path, remote: str
+) -> dict[str, int]:
+    """Send the manifest's blobs (from ``blob_dir``) that the host's blob folder ``remote``
+    lacks, in one stream; returns ``{"files", "bytes"}`` sent. Idempotent: blobs arrive
+    whole or not at all, so after an interruption a second call sends only the rest."""
+    wanted = sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"})
+    out = conn.python(MISSING_SCRIPT, [remote], input="\n".join(wanted).encode())
+    missing = out.decode().split()
+    payload = [(f"{h[:2]}/{h[2:]}", blob_dir / h[:2] / h[2:]) for h in missing]
+    sent = conn.upload_stream(payload, remote) if payload else 0
+    return {"files": len(payload), "bytes": sent}
 
 
 def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
