@@ -1186,6 +1186,7 @@ def version(as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    import trainform.cli.compute
     import trainform.cli.runs
     import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 

@@ -160,7 +160,7 @@ class Planner:
             return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)
         if res.kind in ("run", "sweep"):
             return self._plan_run(inst, prior, after, after_unknown, base)
-        self._provider_warnings(inst, prior)
+        pv = self._provider_values(inst, prior)
         if prior is None:
             reason = self._recreate_reason(inst.address)
             return Change(
@@ -220,7 +220,8 @@ class Planner:
             )
         after = {**after, **computed_after}
         unknown_now = tuple(sorted(k for k, v in desired.items() if is_unknown(v)))
-        if changed:
+        if changed or pv.reasons:
+            reason = "will be updated in-place"
             return Change(
                 actions=UPDATE,
                 verb="update",
@@ -229,7 +230,7 @@ class Planner:
                 after_unknown=unknown_now,
                 before_sensitive=before_sensitive,
                 changed=tuple(changed),
-                reason="will be updated in-place",
+                reason=f"{reason}: {'; '.join(pv.reasons)}" if pv.reasons else reason,
                 **base,
             )
         return Change(
@@ -241,18 +242,24 @@ class Planner:
             **base,
         )
 
-    def _provider_warnings(self, inst: Instance, prior: ResourceState | None) -> None:
-        """Warnings a provider has about a resource (e.g. password authentication)."""
+    def _provider_values(self, inst: Instance, prior: ResourceState | None) -> PlanValues:
+        """What a provider has to say about a resource at plan time: warnings (password
+        authentication) and reasons to update it although its configuration is unchanged
+        (a cluster healing nodes lost outside trainform)."""
         if self.providers is None or is_unknown(inst.attributes):
-            return
+            return PlanValues()
         try:
             provider = self.providers.get(inst.resource.provider)
         except TrainformError:
-            return  # reported by validation
+            return PlanValues()  # reported by validation
         if type(provider).plan_values is Provider.plan_values:
-            return  # most providers have nothing to say; skip the call
-        pv = provider.plan_values(inst.address, inst.attributes, prior)
+            return PlanValues()  # most providers have nothing to say; skip the call
+        try:
+            pv = provider.plan_values(inst.address, inst.attributes, prior)
+        except TrainformError as exc:
+            raise PlanError(f"{inst.address}: {exc}") from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
+        return pv
 
     def _plan_run(
         self,

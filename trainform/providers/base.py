@@ -140,6 +140,12 @@ class Provider:
         default finds none."""
         return []
 
+    def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+        """Why a run of ``node_count`` nodes could never run on this compute target (its
+        recorded or planned attributes in ``compute``), as messages; checked at plan time.
+        The default finds none."""
+        return []
+
     def remember(self, address: str, desired: dict[str, Any]) -> None:
         """The configuration's values for a recorded resource, given before ``read`` so a
         provider can use secrets that state holds only as salted hashes (an SSH password).
@@ -175,6 +181,12 @@ class Provider:
         """Computed attributes known at plan time, and reasons for a change. May read files
         and write trainform's own caches; must change nothing else. The default knows none."""
         return PlanValues()
+
+    def describe(self, resource: ResourceState) -> dict[str, Any]:
+        """What ``trainform compute show`` prints about a recorded resource: the default is
+        its computed attributes; a cluster lists its nodes and queue, and also does its
+        housekeeping (an ``actions`` list says what that changed)."""
+        return dict(resource.computed)
 
     # -- resources that do work after they are created (runs, sweeps) --------------------
 

@@ -106,6 +106,8 @@ class RunProvider(WorkProvider):
                 f"node_count = {nodes}, but compute type {ctype!r} runs one node; use an ssh "
                 "pool (hosts = [...]) or a cluster for multi-node runs"
             )
+        else:
+            problems.extend(provider.run_problems(compute, nodes))
         source = self._source(desired)
         if not source.is_dir():
             problems.append(f"source_dir {desired.get('source_dir')!r} is not a folder ({source})")
