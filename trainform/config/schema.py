@@ -198,12 +198,21 @@ ENVIRONMENT = BlockSchema(
         "docker": NestedBlock(
             BlockSchema(
                 attributes={
-                    "image": Attribute(description="Image to run in."),
-                    "dockerfile": Attribute(description="Dockerfile to build."),
-                    "build_context": Attribute(description="Build context folder."),
+                    "image": Attribute(
+                        description="Image to run in; must be on the engine (never pulled)."
+                    ),
+                    "dockerfile": Attribute(
+                        description="Dockerfile to build (relative to the configuration); the "
+                        "image is tagged trainform-env:<hash of the build context>."
+                    ),
+                    "build_context": Attribute(
+                        description="Build context folder (default: the Dockerfile's folder)."
+                    ),
                     "build_args": Attribute("map(string)", default={}, description="Build args."),
                     "gpus": Attribute("any", description='"all" or a count.'),
-                    "shm_size": Attribute(description="Shared memory size."),
+                    "shm_size": Attribute(description='Shared memory size, such as "1g".'),
+                    "cpus": Attribute("number", description="CPU limit, such as 2 or 0.5."),
+                    "memory": Attribute(description='Memory limit, such as "2g".'),
                 }
             ),
             description="Run inside a container.",

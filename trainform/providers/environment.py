@@ -30,8 +30,10 @@ class EnvironmentProvider(Provider):
                 "a user_managed environment installs nothing: remove pip/requirements_file"
             )
         docker = desired.get("docker") or {}
-        if docker and bool(docker.get("image")) == bool(docker.get("dockerfile")):
-            problems.append("docker needs exactly one of image or dockerfile")
+        if docker:
+            from trainform.runs.images import check_settings
+
+            problems.extend(check_settings(docker, self.context.config_dir))
         for key in ("requirements_file", "conda_file"):
             value = desired.get(key)
             if isinstance(value, str) and not (self.context.config_dir / value).is_file():

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from trainform.config.schema import Attribute, BlockSchema
 from trainform.errors import ProviderError
 from trainform.providers.base import (
+    DOCKER,
     RUNS,
     TERMINAL,
     Handle,
@@ -107,12 +108,13 @@ def _gpus() -> list[dict[str, Any]]:
 
 
 class LocalComputeProvider(Provider):
-    """Runs work on the machine trainform runs on. Attaching gathers facts; nothing is
-    created, so detaching removes nothing."""
+    """Runs work on the machine trainform runs on, directly or (for an environment with a
+    ``docker`` block) in a container on its Docker engine. Attaching gathers facts; nothing
+    is created, so detaching removes nothing."""
 
     name = "local"
     kind = "compute"
-    capabilities = frozenset({RUNS})
+    capabilities = frozenset({RUNS, DOCKER})
     parallel_reads = False
     verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
     schema = BlockSchema(
@@ -176,6 +178,10 @@ class LocalComputeProvider(Provider):
         from trainform.runs.shipping import install_lib, write_spec
 
         workdir = Path(str(request.compute.get("workdir_path") or self.context.data_dir / "local"))
+        if request.spec["environment"].get("docker"):
+            from trainform.providers import containers
+
+            return containers.submit(request, workdir, self.context.config_dir.resolve())
         run_dir = workdir / "runs" / request.run_id
         try:
             run_dir.mkdir(parents=True)
@@ -209,6 +215,10 @@ class LocalComputeProvider(Provider):
     def status(self, handle: Handle) -> dict[str, Any]:
         from trainform.runs.launcher import read_status
 
+        if "container" in handle:
+            from trainform.providers import containers
+
+            return containers.status(handle)
         run_dir = Path(handle["run_dir"])
         status = read_status(run_dir)
         if status.get("status") in TERMINAL:
@@ -232,6 +242,10 @@ class LocalComputeProvider(Provider):
     def cancel(self, handle: Handle) -> None:
         from trainform.runs.launcher import read_status
 
+        if "container" in handle:
+            from trainform.providers import containers
+
+            return containers.cancel(handle)
         pid = int(handle["launcher_pid"])
         if process_alive(pid, str(handle.get("launcher_start", ""))):
             with contextlib.suppress(ProcessLookupError):
@@ -246,3 +260,7 @@ class LocalComputeProvider(Provider):
         from trainform.runs.shipping import collect_run_folder
 
         collect_run_folder(Path(handle["run_dir"]), dest)
+        if "container" in handle:  # its supervisor was killed: the container is ours to remove
+            from trainform.providers import containers
+
+            containers.remove_leftover(handle)

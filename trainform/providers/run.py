@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from trainform.config.schema import RUN
 from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import (
+    DOCKER,
     MULTI_NODE,
     RUNS,
     TERMINAL,
@@ -34,7 +35,7 @@ from trainform.providers.registry import Providers
 from trainform.runs import spec as runspec
 from trainform.units import parse_duration
 
-NOT_SUPPORTED_YET = ("conda_file", "docker")
+NOT_SUPPORTED_YET = ("conda_file",)
 
 
 def new_run_id(address: str) -> str:
@@ -127,6 +128,8 @@ class RunProvider(WorkProvider):
                     problems.append(
                         f"environment {key} is not supported on compute type {ctype!r} yet"
                     )
+            if env.get("docker") and DOCKER not in provider.capabilities:
+                problems.append(_no_containers(str(env.get("address") or "environment"), ctype))
         return problems
 
     def plan_values(
@@ -143,6 +146,16 @@ class RunProvider(WorkProvider):
             "snapshot_files": manifest.file_count,
         }
         reasons: list[str] = []
+        env_spec = runspec.environment_spec(desired.get("environment"), self.context.config_dir)
+        image = env_spec.get("docker") or {}
+        submits = (
+            prior is None
+            or prior.status == "pending"
+            or prior.computed.get("fingerprint") != fp
+            or prior.computed.get("status") in ("failed", "canceled", "timed_out", "lost")
+        )
+        # Only a run about to be submitted needs its image: an up-to-date one plans no work.
+        build = self._image_plan(image) if image and submits else None
         if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
             old_id = prior.computed.get("snapshot_id")
             if old_id and old_id != manifest.id:
@@ -169,15 +182,47 @@ class RunProvider(WorkProvider):
                 ):
                     reasons.append(f"{key} changed")
             old_env = prior.computed.get("environment_hash")
-            new_env = runspec.environment_spec(desired.get("environment"), self.context.config_dir)
-            if old_env and old_env != new_env["hash"]:
+            if old_env and old_env != env_spec["hash"]:
                 reasons.append("the environment changed")
+            old_image = prior.computed.get("image")
+            if image and old_image != image["image"]:
+                if build and image.get("build"):
+                    reasons.append(f"the image's build context changed: {build}")
+                    build = None
+                else:
+                    reasons.append(f"image {old_image or '(none)'} -> {image['image']}")
+            elif old_image and not image:
+                reasons.append(f"no longer runs in image {old_image}")
             compute = desired.get("compute") or {}
             if prior.computed.get("compute_address") not in (None, compute.get("address")):
                 reasons.append(f"compute changed to {compute.get('address')}")
             if not reasons:
                 reasons.append("inputs changed")
+        if build:
+            reasons.append(build)
         return PlanValues(computed, tuple(r for r in reasons if r), tuple(snap.warnings))
+
+    def _image_plan(self, image: dict[str, Any]) -> str | None:
+        """For a run about to be submitted in a container: "image X will be built from
+        Dockerfile" when its tag is not on the engine yet, else None. Raises ProviderError if
+        a named image is missing (nothing is ever pulled) or the engine cannot be reached."""
+        from trainform.remote.docker import connect
+        from trainform.runs.images import image_present, missing_image_message
+
+        client = connect(None)
+        present = image_present(client, image["image"])
+        build = image.get("build")
+        if build is None:
+            if not present:
+                raise ProviderError(missing_image_message(image["image"]))
+            return None
+        if present:
+            return None
+        try:
+            shown = str(Path(build["dockerfile"]).relative_to(self.context.config_dir.resolve()))
+        except ValueError:
+            shown = build["dockerfile"]
+        return f"image {image['image']} will be built from {shown}"
 
     # -- lifecycle
     def read(self, resource: ResourceState) -> Observed | None:
@@ -232,6 +277,7 @@ class RunProvider(WorkProvider):
             "workspace_path": str(store),
             "experiment": spec["experiment"],
             "environment_hash": spec["environment"]["hash"],
+            "image": (spec["environment"].get("docker") or {}).get("image"),
             "git": snap.git,
             "created": _now(),
             "exit_code": None,
@@ -318,6 +364,19 @@ class RunProvider(WorkProvider):
         dest = Path(str(computed["workspace_path"])) / "runs" / str(computed["run_id"])
         provider.fetch_outputs(handle, dest)
         return read_results(dest)
+
+
+def _no_containers(environment: str, ctype: object) -> str:
+    """Why a compute type cannot take a run whose environment has a docker block."""
+    hint = {
+        "docker-cluster": "its nodes are containers already: give the cluster a node_image instead",
+        "ssh": "containers on ssh compute are not supported yet: use local compute, or an "
+        "environment without a docker block",
+    }.get(str(ctype), "use local compute, or an environment without a docker block")
+    return (
+        f"{environment} runs in a container (it has a docker block), but compute type "
+        f"{ctype!r} cannot run containers; {hint}"
+    )
 
 
 def _status_fields(status: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from trainform.runs.images import image_settings
 from trainform.units import parse_duration
 
 # Attributes whose change means a new run: everything that decides the result. Tags, wait,
@@ -45,7 +46,24 @@ def environment_spec(environment: dict[str, Any] | None, config_dir: Path) -> di
     # what gets installed.
     key = {"python": spec["python"], "requirements": reqs, "user_managed": spec["user_managed"]}
     spec["hash"] = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    # In a container the same hash is used under a cache folder keyed by the image id, so a
+    # virtualenv built in one image is never used on the host or in another image.
+    docker = image_settings(env.get("docker"), config_dir)
+    if docker is not None:
+        spec["docker"] = docker
     return spec
+
+
+def image_identity(env_spec: dict[str, Any]) -> dict[str, Any] | None:
+    """What of an environment's container decides a run's result: the image (its name, or
+    the hash of the build context it is built from) and the GPUs. Resource limits (shm_size,
+    cpus, memory) are left out, as max_duration is: they do not change what a script
+    computes."""
+    docker = env_spec.get("docker")
+    if not docker:
+        return None
+    build = docker.get("build") or {}
+    return {"image": docker["image"], "build": build.get("hash"), "gpus": docker.get("gpus")}
 
 
 def argument_strings(arguments: list[Any]) -> list[str]:
@@ -66,9 +84,13 @@ def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> 
     compute, script or command, arguments, env and node count."""
     compute = desired.get("compute") or {}
     env = environment_spec(desired.get("environment"), config_dir)
+    environment = {k: env[k] for k in ("python", "user_managed", "requirements", "variables")}
+    container = image_identity(env)
+    if container is not None:  # only then, so runs without one keep their fingerprints
+        environment["docker"] = container
     data = {
         "snapshot": snapshot_id,
-        "environment": {k: env[k] for k in ("python", "user_managed", "requirements", "variables")},
+        "environment": environment,
         "compute": {"address": compute.get("address"), "type": compute.get("type")},
         **{k: desired.get(k) for k in FINGERPRINTED},
         "arguments": argument_strings(desired.get("arguments") or []),

@@ -1,0 +1,217 @@
+"""Container images for runs: the settings of an environment's ``docker`` block, the content
+hash that tags an image built from a Dockerfile, and the translation of resource settings into
+the docker SDK's container options.
+
+Everything here is pure (it reads files, never an engine) except :func:`image_present`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from trainform.errors import ProviderError
+
+IMAGE_REPOSITORY = "trainform-env"  # images built from a Dockerfile: trainform-env:<hash12>
+HASH_LABEL = "trainform.context_hash"
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: object) -> int:
+    """Bytes in a size such as ``"2g"``, ``"512m"``, ``"1.5GiB"`` or a bare number of bytes
+    (units are powers of 1024, as Docker reads them). Raises ValueError naming the form."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    match = _SIZE.fullmatch(str(value).strip()) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a size such as 512m, 2g or 1.5g")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def gpu_count(value: object) -> int | None:
+    """The device request count for ``gpus``: -1 for ``"all"``, a whole number >= 1, or None
+    when no GPUs are asked for (unset or 0). Raises ValueError otherwise."""
+    if value is None or value == 0 or value == "0":
+        return None
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return -1
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f'gpus = {value!r}: use "all" or a whole number of GPUs')
+
+
+def check_settings(docker: dict[str, Any], config_dir: Path) -> list[str]:
+    """Problems with an environment's ``docker`` block, as messages. Reads only the files it
+    names."""
+    problems = []
+    if bool(docker.get("image")) == bool(docker.get("dockerfile")):
+        problems.append("docker needs exactly one of image or dockerfile")
+    if docker.get("build_context") and not docker.get("dockerfile"):
+        problems.append("docker.build_context is only used with dockerfile")
+    if docker.get("build_args") and not docker.get("dockerfile"):
+        problems.append("docker.build_args are only used with dockerfile")
+    if docker.get("dockerfile"):
+        dockerfile, context = build_paths(docker, config_dir)
+        if not context.is_dir():
+            problems.append(
+                f"docker.build_context {str(docker.get('build_context'))!r} is not a folder"
+            )
+        if not dockerfile.is_file():
+            problems.append(f"docker.dockerfile {str(docker['dockerfile'])!r} does not exist")
+    try:
+        gpu_count(docker.get("gpus"))
+    except ValueError as exc:
+        problems.append(f"docker.{exc}")
+    for key in ("shm_size", "memory"):
+        if docker.get(key) is not None:
+            try:
+                parse_size(docker[key])
+            except ValueError as exc:
+                problems.append(f"docker.{key}: {exc}")
+    cpus = docker.get("cpus")
+    if cpus is not None and (
+        isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0
+    ):
+        problems.append(f"docker.cpus = {cpus!r}: use a number of CPUs > 0, such as 2 or 0.5")
+    return problems
+
+
+def build_paths(docker: dict[str, Any], config_dir: Path) -> tuple[Path, Path]:
+    """The Dockerfile and the build context as absolute paths. Both are relative to the
+    configuration folder; the context defaults to the Dockerfile's folder."""
+    dockerfile = (config_dir / str(docker["dockerfile"])).resolve()
+    context = docker.get("build_context")
+    return dockerfile, (config_dir / str(context)).resolve() if context else dockerfile.parent
+
+
+def _dockerignore(context: Path) -> list[str]:
+    # The same reading of .dockerignore as the docker SDK's build, so the hash covers exactly
+    # the files the engine is sent.
+    try:
+        text = (context / ".dockerignore").read_text()
+    except OSError:
+        return []
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+# File digests by (path, size, mtime_ns, inode): a plan hashes a context several times.
+_digests: dict[tuple[str, int, int, int], bytes] = {}
+
+
+def _file_digest(path: Path, st: os.stat_result) -> bytes:
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest = _digests.get(key)
+    if digest is None:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        digest = _digests[key] = h.digest()
+    return digest
+
+
+def context_hash(docker: dict[str, Any], config_dir: Path) -> str:
+    """sha256 over everything a build reads: every file of the build context that is sent to
+    the engine (``.dockerignore`` honoured; names, modes, contents, link targets), the
+    Dockerfile and the build args. Raises ProviderError if a file cannot be read."""
+    from docker.utils.build import exclude_paths
+
+    dockerfile, context = build_paths(docker, config_dir)
+    rel_dockerfile = os.path.relpath(dockerfile, context)
+    h = hashlib.sha256()
+    try:
+        h.update(b"dockerfile\0" + dockerfile.read_bytes() + b"\0")
+        names = sorted(exclude_paths(str(context), _dockerignore(context), rel_dockerfile))
+        for rel in names:
+            path = context / rel
+            st = path.lstat()
+            if path.is_symlink():
+                h.update(f"link\0{rel}\0{os.readlink(path)}\0".encode())
+            elif path.is_file():
+                h.update(f"file\0{rel}\0{st.st_mode & 0o111:o}\0".encode())
+                h.update(_file_digest(path, st) + b"\0")
+            elif path.is_dir():
+                h.update(f"dir\0{rel}\0".encode())
+    except OSError as exc:
+        raise ProviderError(
+            f"cannot read the docker build context {context}: {exc.strerror} ({exc.filename})"
+        ) from None
+    args = docker.get("build_args") or {}
+    for key in sorted(args):
+        h.update(f"arg\0{key}\0{args[key]}\0".encode())
+    return h.hexdigest()
+
+
+def image_settings(docker: dict[str, Any] | None, config_dir: Path) -> dict[str, Any] | None:
+    """The ``docker`` section of a launcher spec's environment, or None without a docker
+    block: the image to use (``image``: a name, or ``trainform-env:<hash12>`` for a
+    Dockerfile, with ``build`` saying how to build it) and the container's resources."""
+    if not docker:
+        return None
+    out: dict[str, Any] = {}
+    if docker.get("dockerfile"):
+        digest = context_hash(docker, config_dir)
+        dockerfile, context = build_paths(docker, config_dir)
+        out["image"] = f"{IMAGE_REPOSITORY}:{digest[:12]}"
+        out["build"] = {
+            "dockerfile": str(dockerfile),
+            "context": str(context),
+            "args": {str(k): str(v) for k, v in (docker.get("build_args") or {}).items()},
+            "hash": digest,
+        }
+    else:
+        out["image"] = str(docker.get("image") or "")
+    for key in ("gpus", "shm_size", "cpus", "memory"):
+        if docker.get(key) is not None:
+            out[key] = docker[key]
+    return out
+
+
+def container_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``containers.create`` for an image settings dict (see
+    :func:`image_settings`): GPUs as a device request (count -1 for all), ``shm_size`` and
+    ``memory`` in bytes, ``cpus`` as nano-CPUs. Raises ValueError for an invalid value."""
+    options: dict[str, Any] = {}
+    count = gpu_count(settings.get("gpus"))
+    if count is not None:
+        from docker.types import DeviceRequest
+
+        options["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+    if settings.get("shm_size") is not None:
+        options["shm_size"] = parse_size(settings["shm_size"])
+    if settings.get("memory") is not None:
+        options["mem_limit"] = parse_size(settings["memory"])
+    if settings.get("cpus") is not None:
+        options["nano_cpus"] = round(float(settings["cpus"]) * 1e9)
+    return options
+
+
+def image_present(client: Any, name: str) -> bool:
+    """Whether the engine has the image ``name`` (never pulls)."""
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(name)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def missing_image_message(name: str) -> str:
+    """What to say when a run's image is not on the engine."""
+    return (
+        f"image {name!r} is not on the local Docker engine, and trainform does not pull from "
+        "registries. Load or build it first (docker load / docker build; "
+        "scripts/build-base-image builds a Debian image with python3 offline), or give the "
+        "environment a dockerfile instead of an image."
+    )
