@@ -284,6 +284,8 @@ class Evaluator:
         for key, extra in keyed:
             iscope = Scope({**values, **extra}, self.functions) if extra else scope
             attrs = self._attributes(res.schema, res.attributes, res.blocks, iscope, res)
+            if res.kind == "compute":
+                attrs["type"] = res.provider
             unknown = any(is_unknown(v) for v in attrs.values())
             inst = Instance(res, key, attrs, sens_attrs, depends, unknown)
             instances.append(inst)
@@ -299,6 +301,13 @@ class Evaluator:
         res: Resource,
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if schema.open_attributes:  # a run's inline compute { ... }: checked by its provider
+            out.update({k: evaluate(e, scope) for k, e in exprs.items()})
+            for b in blocks:
+                out[b.type] = self._attributes(
+                    schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res
+                )
+            return out
         for name, attr in schema.user_attributes().items():
             if name in exprs:
                 value = evaluate(exprs[name], scope)
@@ -320,6 +329,8 @@ class Evaluator:
                 out[name] = attr.default
         for bname, nested in schema.blocks.items():
             found = [b for b in blocks if b.type == bname]
+            if not found and bname in schema.attributes:
+                continue  # the attribute of the same name is used (run's compute = ...)
             values = [
                 self._attributes(
                     nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res
@@ -332,8 +343,6 @@ class Evaluator:
                 out[bname] = values
             else:
                 out[bname] = values[0] if values else None
-        if res.kind == "compute":
-            out["type"] = res.provider
         return out
 
     def _publish(

@@ -291,6 +291,9 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
     allowed_blocks = set(sch.blocks) | ({"lifecycle"} if "count" in extra else set())
     counts: dict[str, int] = {}
     for nested in blk.blocks:
+        if sch.open_attributes:  # any nested block, itself open
+            _check_attrs(nested, sch, f"{nested.type} block")
+            continue
         if nested.type not in allowed_blocks:
             hint = S.did_you_mean(nested.type, sorted(allowed_blocks | set(user)))
             if nested.type in user:

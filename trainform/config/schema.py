@@ -225,7 +225,9 @@ RUN = BlockSchema(
     attributes={
         "experiment": Attribute(required=True, description="Experiment name."),
         "workspace": Attribute("any", description="The workspace that records the run."),
-        "compute": Attribute("any", required=True, description="Where the run executes."),
+        "compute": Attribute(
+            "any", description="Where the run executes: a compute block, e.g. compute.gpu."
+        ),
         "environment": Attribute("any", description="The environment it runs in."),
         "source_dir": Attribute(default=".", description="Folder snapshotted for the run."),
         "script": Attribute(description="Python file to run (relative to source_dir)."),
@@ -254,6 +256,13 @@ RUN = BlockSchema(
         "snapshot_files": Attribute("number", computed=True, description="Files in the snapshot."),
         "exit_code": Attribute("number", computed=True, description="Exit code of the command."),
         "outputs_path": Attribute(computed=True, description="Where the outputs were collected."),
+    },
+    blocks={
+        "compute": NestedBlock(
+            BlockSchema(open_attributes=True),
+            description="Compute created for this run alone and destroyed when it ends "
+            '(compute { type = "docker-cluster" ... }), instead of compute = compute.NAME.',
+        )
     },
     description="A training run: snapshotted, launched, watched; its logs, metrics and outputs "
     "collected.",

@@ -22,6 +22,7 @@ from trainform.providers.base import (
     DOCKER,
     MULTI_NODE,
     RUNS,
+    SCALING,
     TERMINAL,
     Handle,
     Observed,
@@ -76,8 +77,45 @@ class RunProvider(WorkProvider):
     def _compute(self, desired: dict[str, Any]) -> tuple[dict[str, Any], Provider]:
         compute = desired.get("compute")
         if not isinstance(compute, dict) or "type" not in compute:
-            raise ProviderError("compute must refer to a compute block, e.g. compute.local")
-        return compute, self.providers.get(str(compute["type"]))
+            raise ProviderError(
+                "compute must refer to a compute block (compute = compute.NAME), or declare "
+                'compute for this run alone with a compute { type = "docker-cluster" ... } block'
+            )
+        provider = self.providers.get(str(compute["type"]))
+        if _is_inline(compute):
+            return _with_defaults(compute, provider), provider
+        return compute, provider
+
+    def _inline_problems(
+        self, address: str, compute: dict[str, Any], provider: Provider
+    ) -> list[str]:
+        """What is wrong with a run's inline compute { ... } block."""
+        from trainform.config.schema import did_you_mean
+
+        if SCALING not in provider.capabilities:
+            return [
+                f"compute type {compute['type']!r} cannot be created for one run; declare it as "
+                f'a compute "NAME" {{ }} block and refer to it (run-based compute is for '
+                "clusters such as docker-cluster)"
+            ]
+        schema = provider.schema
+        problems = []
+        for name in compute:
+            if (
+                name != "type"
+                and name not in schema.user_attributes()
+                and name not in schema.blocks
+            ):
+                hint = did_you_mean(name, [*schema.user_attributes(), *schema.blocks])
+                problems.append(
+                    f"compute block: unsupported attribute {name!r}" + (f"; {hint}" if hint else "")
+                )
+        for name, attr in schema.user_attributes().items():
+            if attr.required and compute.get(name) is None:
+                problems.append(f"compute block: attribute {name!r} is required")
+        if not problems:
+            problems += [f"compute block: {p}" for p in provider.validate(address, compute)]
+        return problems
 
     def _snapshot(self, desired: dict[str, Any]) -> Any:
         from trainform.runs.snapshot import snapshot
@@ -97,6 +135,8 @@ class RunProvider(WorkProvider):
         except TrainformError as exc:
             return [*problems, str(exc)]
         ctype = compute.get("type")
+        if _is_inline(compute):
+            problems.extend(self._inline_problems(f"{address}.compute", compute, provider))
         if RUNS not in provider.capabilities:
             problems.append(f"compute type {ctype!r} cannot run work")
         nodes = desired.get("node_count") or 1
@@ -242,9 +282,34 @@ class RunProvider(WorkProvider):
     ) -> Observed:
         """Snapshot, store and submit one run; ``extra_spec`` adds launcher spec fields (a
         sweep trial's ``watch_pid``). Returns the run's computed attributes."""
+        compute, provider = self._compute(desired)
+        inline = None
+        if _is_inline(compute):  # created for this run; destroyed when it ends
+            inline = {
+                "address": f"{address}.compute",
+                "type": compute["type"],
+                "attributes": compute,
+            }
+            inline["computed"] = provider.create(inline["address"], compute)
+            compute = {**compute, **inline["computed"], "address": inline["address"]}
+        try:
+            return self._submit(address, desired, compute, provider, inline, extra_spec)
+        except BaseException:
+            if inline is not None:
+                self._release_inline({"inline_compute": inline})
+            raise
+
+    def _submit(
+        self,
+        address: str,
+        desired: dict[str, Any],
+        compute: dict[str, Any],
+        provider: Provider,
+        inline: dict[str, Any] | None,
+        extra_spec: dict[str, Any] | None,
+    ) -> Observed:
         from trainform.runs.snapshot import save_manifest, store_blobs
 
-        compute, provider = self._compute(desired)
         snap = self._snapshot(desired)
         manifest = snap.manifest
         store = self.store(desired)
@@ -274,6 +339,7 @@ class RunProvider(WorkProvider):
             "upload": handle.get("upload"),
             "compute_provider": str(compute["type"]),
             "compute_address": compute.get("address"),
+            "inline_compute": inline,
             "workspace_path": str(store),
             "experiment": spec["experiment"],
             "environment_hash": spec["environment"]["hash"],
@@ -295,15 +361,33 @@ class RunProvider(WorkProvider):
         """Cancel the run if it is still going and wait until it has stopped (the grace
         period plus 10 s at most); its history stays."""
         computed = dict(prior.computed)
-        if not computed.get("handle") or computed.get("status") in TERMINAL:
+        if computed.get("handle") and computed.get("status") not in TERMINAL:
+            limit = parse_duration(prior.attributes.get("grace_period") or "10s") + 10
+            if self.stop(computed, limit).get("status") not in TERMINAL:
+                raise ProviderError(
+                    f"{prior.address}: run {computed.get('run_id')} did not stop within "
+                    f"{limit:.0f}s of being canceled",
+                    address=prior.address,
+                )
+        self._release_inline(computed)
+
+    def _release_inline(self, computed: dict[str, Any]) -> None:
+        """Destroy the compute created for this run alone (idempotent)."""
+        inline = computed.get("inline_compute")
+        if not inline:
             return
-        limit = parse_duration(prior.attributes.get("grace_period") or "10s") + 10
-        if self.stop(computed, limit).get("status") not in TERMINAL:
-            raise ProviderError(
-                f"{prior.address}: run {computed.get('run_id')} did not stop within "
-                f"{limit:.0f}s of being canceled",
-                address=prior.address,
+        provider = self.providers.get(str(inline["type"]))
+        provider.delete(
+            ResourceState(
+                address=inline["address"],
+                kind="compute",
+                name="compute",
+                key=None,
+                provider=str(inline["type"]),
+                attributes=inline["attributes"],
+                computed=inline["computed"],
             )
+        )
 
     def stop(self, computed: dict[str, Any], limit: float) -> dict[str, Any]:
         """Cancel a run and wait up to ``limit`` seconds for it to end; return its last
@@ -363,6 +447,7 @@ class RunProvider(WorkProvider):
         provider, handle = self._target(computed)
         dest = Path(str(computed["workspace_path"])) / "runs" / str(computed["run_id"])
         provider.fetch_outputs(handle, dest)
+        self._release_inline(computed)
         return read_results(dest)
 
 
@@ -377,6 +462,19 @@ def _no_containers(environment: str, ctype: object) -> str:
         f"{environment} runs in a container (it has a docker block), but compute type "
         f"{ctype!r} cannot run containers; {hint}"
     )
+
+
+def _is_inline(compute: dict[str, Any]) -> bool:
+    """A run's own compute { ... } block, rather than a reference to a compute resource."""
+    return not isinstance(compute.get("address"), str)
+
+
+def _with_defaults(compute: dict[str, Any], provider: Provider) -> dict[str, Any]:
+    attrs = provider.schema.user_attributes()
+    filled = {k: a.default for k, a in attrs.items()}
+    filled.update({k: None for k in provider.schema.blocks})
+    filled.update(compute)
+    return filled
 
 
 def _status_fields(status: dict[str, Any]) -> dict[str, Any]:

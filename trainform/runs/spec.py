@@ -95,6 +95,8 @@ def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> 
         **{k: desired.get(k) for k in FINGERPRINTED},
         "arguments": argument_strings(desired.get("arguments") or []),
     }
+    if compute and not isinstance(compute.get("address"), str):  # the run's own compute { }
+        data["compute"]["inline"] = compute
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
