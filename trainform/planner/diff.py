@@ -310,6 +310,7 @@ class Planner:
                 before=None,
                 after=after,
                 after_unknown=after_unknown,
+                reason=", ".join(pv.reasons),  # e.g. an image that will be built first
                 **base,
             )
         current = {**prior.computed, **self.observed.computed.get(inst.address, {})}

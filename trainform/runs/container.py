@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -49,6 +50,7 @@ PLAN_FILE = "container.json"
 SUPERVISOR_LOG = "supervisor.log"
 BUILD_PREFIX = "[build]"
 _TAIL_LINES = 15
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the engine colours a build's stderr
 _POLL_SECONDS = 0.25
 # After a forwarded cancel, how long beyond the run's grace period to wait before SIGKILL.
 _STOP_MARGIN_SECONDS = 20.0
@@ -128,8 +130,10 @@ class _Supervisor:
             raise _Canceled()
 
     def fail(self, message: str) -> int:
+        """Record the run as failed; the log gets the message's first line (the rest, such
+        as a build's last lines, is in the log already)."""
         self.phase = "finishing"
-        _append(self.run_dir, "".join(f"[trainform] {line}\n" for line in message.splitlines()))
+        _append(self.run_dir, f"[trainform] run failed: {message.splitlines()[0]}\n")
         write_status(
             self.run_dir, status="failed", message=message, finished=_now(), exit_code=None
         )
@@ -210,7 +214,9 @@ class _Supervisor:
             os.close(lock_fd)
 
     def _build(self, name: str, build: dict[str, Any]) -> None:
+        from docker.api.build import process_dockerfile
         from docker.errors import DockerException
+        from docker.utils.build import tar
 
         from trainform.remote.docker import LABEL, short_error
         from trainform.runs.images import HASH_LABEL
@@ -225,7 +231,7 @@ class _Supervisor:
             nonlocal partial
             *lines, partial = (partial + text).split("\n")
             for line in lines:
-                line = line.rstrip("\r")
+                line = _ANSI.sub("", line).rstrip("\r")
                 if line.strip():
                     tail.append(line)
                     _append(self.run_dir, f"{BUILD_PREFIX} {line}\n")
@@ -236,9 +242,16 @@ class _Supervisor:
             # The classic builder tags the image only when every step succeeded, and forcerm
             # removes the intermediate containers whatever happens: a failed build leaves no
             # tag and no container.
+            # The context is sent exactly as it was hashed (.dockerignore and trainform's
+            # own folder left out), through the SDK's own tar helper.
+            dockerfile = process_dockerfile(build["dockerfile"], build["context"])
+            context = tar(
+                build["context"], exclude=list(build.get("exclude") or []), dockerfile=dockerfile
+            )
             stream = self.client.api.build(
-                path=build["context"],
-                dockerfile=build["dockerfile"],
+                fileobj=context,
+                custom_context=True,
+                dockerfile=dockerfile[0],
                 tag=name,
                 buildargs=build.get("args") or {},
                 labels=labels,

@@ -93,15 +93,20 @@ def build_paths(docker: dict[str, Any], config_dir: Path) -> tuple[Path, Path]:
     return dockerfile, (config_dir / str(context)).resolve() if context else dockerfile.parent
 
 
-def _dockerignore(context: Path) -> list[str]:
-    # The same reading of .dockerignore as the docker SDK's build, so the hash covers exactly
-    # the files the engine is sent.
+def build_excludes(context: Path, config_dir: Path) -> list[str]:
+    """The patterns of files left out of a build context: its ``.dockerignore`` (read as the
+    docker SDK reads it), and trainform's own folder (``.trainform/``: state, runs, caches)
+    when it lies inside the context. The hash covers exactly the files the engine is sent."""
     try:
         text = (context / ".dockerignore").read_text()
     except OSError:
-        return []
+        text = ""
     lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    patterns = [line for line in lines if line and not line.startswith("#")]
+    data_dir = (config_dir / ".trainform").resolve()
+    if data_dir.is_relative_to(context.resolve()):
+        patterns.append(data_dir.relative_to(context.resolve()).as_posix())
+    return patterns
 
 
 # File digests by (path, size, mtime_ns, inode): a plan hashes a context several times.
@@ -131,7 +136,8 @@ def context_hash(docker: dict[str, Any], config_dir: Path) -> str:
     h = hashlib.sha256()
     try:
         h.update(b"dockerfile\0" + dockerfile.read_bytes() + b"\0")
-        names = sorted(exclude_paths(str(context), _dockerignore(context), rel_dockerfile))
+        excludes = build_excludes(context, config_dir)
+        names = sorted(exclude_paths(str(context), excludes, rel_dockerfile))
         for rel in names:
             path = context / rel
             st = path.lstat()
@@ -167,6 +173,7 @@ def image_settings(docker: dict[str, Any] | None, config_dir: Path) -> dict[str,
             "dockerfile": str(dockerfile),
             "context": str(context),
             "args": {str(k): str(v) for k, v in (docker.get("build_args") or {}).items()},
+            "exclude": build_excludes(context, config_dir),
             "hash": digest,
         }
     else:
