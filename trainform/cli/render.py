@@ -87,8 +87,8 @@ def _title(c: Change) -> str:
         base = f"will be {past(c.verb)}"
     elif c.actions == ("update",) and c.verb == "resubmit":
         return f"# {c.address} will be resubmitted: {c.reason}"
-    elif c.actions == ("update",):
-        base = "will be updated in-place"
+    elif c.actions == ("update",):  # the reason may say why (a cluster healing lost nodes)
+        return f"# {c.address} {c.reason or 'will be updated in-place'}"
     elif len(c.actions) == 2:
         base = c.reason or "must be replaced"
         return f"# {c.address} {base}"

@@ -184,14 +184,16 @@ class DockerClusterProvider(Provider):
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
-        """Reasons to heal: nodes lost outside trainform leave the cluster below min_nodes."""
+        """Reasons to heal: nodes lost outside trainform since the last apply (refresh has
+        already dropped them), and the cluster below min_nodes."""
         registry = _registry_of(prior.computed) if prior else None
         if registry is None or not registry.path.exists():
             return PlanValues()
         with registry.locked() as reg:
             cluster = Cluster(reg, address)
-            lost = cluster.lost_nodes()
-            live = len(cluster.live_nodes())
+            cluster.housekeeping(full=False)
+            lost = list(reg["lost"])
+            live = len(reg["nodes"])
         low = int(desired.get("min_nodes") or 0)
         if not lost and live >= low:
             return PlanValues()
@@ -381,6 +383,7 @@ class Registry:
             data.setdefault("nodes", {})
             data.setdefault("runs", {})
             data.setdefault("queue", [])
+            data.setdefault("lost", [])  # [name, why] of nodes lost since the last apply
             data.setdefault("next_node", 1)
             data["_registry"] = self
             before = json.dumps({k: v for k, v in data.items() if k != "_registry"}, sort_keys=True)
@@ -434,10 +437,6 @@ class Cluster:
             elif container.status != "running":
                 lost.append((name, _stopped_reason(container)))
         return lost
-
-    def live_nodes(self) -> list[str]:
-        lost = {name for name, _ in self.lost_nodes()}
-        return [n for n in self.reg["nodes"] if n not in lost]
 
     def _new_node(self) -> str:
         config = self.config
@@ -506,6 +505,7 @@ class Cluster:
     def heal(self) -> list[str]:
         """Drop lost nodes (failing the runs they served) and start nodes up to min_nodes."""
         actions = self._drop_lost()
+        self.reg["lost"] = []  # reported by the plan that led here
         missing = self.config.get("min_nodes", 0) - len(self.reg["nodes"])
         if missing > 0:
             names = [self._new_node() for _ in range(missing)]
@@ -534,6 +534,7 @@ class Cluster:
             if run_id and self.reg["runs"].get(run_id, {}).get("state") == "placed":
                 self._finish_run(run_id, lost=(name, why))
             self._forget_node(name)
+            self.reg["lost"].append([name, why])
             actions.append(f"dropped node {name}, which {why}")
         return actions
 
