@@ -4,6 +4,7 @@ part of the managed state), so these commands work while an apply is waiting on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -13,18 +14,29 @@ from typing import Any
 
 import click
 
-from trainform.cli.main import _config_dir, _errors, _print, _store, cli
+from trainform.cli.main import _config_dir, _errors, _open_session, _print, _store, cli
 from trainform.errors import TrainformError
 
 ACTIVE = ("queued", "preparing", "running")
 
 
 def _providers(ctx: click.Context) -> Any:
+    """Providers for commands that reach run targets. Targets reached with a password or a
+    passphrase need the configuration's values (state holds only salted hashes), so then the
+    configuration is evaluated as for `plan` (variables from -var flags, files, TF_VAR_*,
+    or a prompt on a terminal)."""
     from trainform.engine.session import DATA_DIR
     from trainform.providers.base import ProviderContext
     from trainform.providers.registry import Providers
+    from trainform.state import secrets
 
     directory = _config_dir(ctx).resolve()
+    resources = _store(ctx).resources()
+    if any(secrets.is_sealed(v) for r in resources.values() for v in r.attributes.values()):
+        with contextlib.suppress(TrainformError):  # then the target reports what it lacks
+            session = _open_session(ctx)
+            session.remember_secrets(resources)
+            return session.providers
     return Providers(ProviderContext(directory, directory / DATA_DIR))
 
 

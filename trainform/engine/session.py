@@ -130,7 +130,7 @@ class Session:
         """Refresh (unless told not to) and plan. Raises ConfigError, PlanError,
         ProviderNotFound."""
         prior = self.store.resources()
-        self._remember_secrets(prior)
+        self.remember_secrets(prior)
         observations = (
             refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
         )
@@ -154,7 +154,7 @@ class Session:
         self._validate(planner)
         return plan, planner
 
-    def _remember_secrets(self, prior: dict[str, ResourceState]) -> None:
+    def remember_secrets(self, prior: dict[str, ResourceState]) -> None:
         """Give providers the configuration's values of recorded resources that hold secrets
         (state has only their hashes), so that refresh can connect. Evaluated only when such
         a resource exists; an evaluation error here is left for planning to report."""

@@ -88,15 +88,16 @@ def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> 
     container = image_identity(env)
     if container is not None:  # only then, so runs without one keep their fingerprints
         environment["docker"] = container
+    target: dict[str, Any] = {"address": compute.get("address"), "type": compute.get("type")}
+    if compute and not isinstance(compute.get("address"), str):  # the run's own compute { }
+        target["inline"] = compute
     data = {
         "snapshot": snapshot_id,
         "environment": environment,
-        "compute": {"address": compute.get("address"), "type": compute.get("type")},
+        "compute": target,
         **{k: desired.get(k) for k in FINGERPRINTED},
         "arguments": argument_strings(desired.get("arguments") or []),
     }
-    if compute and not isinstance(compute.get("address"), str):  # the run's own compute { }
-        data["compute"]["inline"] = compute
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
