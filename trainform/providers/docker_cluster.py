@@ -57,6 +57,7 @@ WORKDIR = "/var/lib/trainform"  # inside node containers
 CLUSTER_LABEL = "trainform.cluster"
 PROJECT_LABEL = "trainform.project"
 NODE_COMMAND = ["sleep", "infinity"]
+KEEP_FINISHED = 7 * 24 * 3600.0  # seconds a finished run's record stays in the registry
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*([kmgt]i?b?|b)?$", re.IGNORECASE)
 
 NODE_SIZE = BlockSchema(
@@ -524,7 +525,17 @@ class Cluster:
                     self.run_status(run_id)
         actions += self._dispatch()
         actions += self._scale_down()
+        self._forget_old_runs()
         return actions
+
+    def _forget_old_runs(self) -> None:
+        """Drop the records and copied-back folders of runs finished over a week ago (their
+        outputs were collected into the artifact store by then, or never will be)."""
+        cutoff = time.time() - KEEP_FINISHED
+        for run_id, run in list(self.reg["runs"].items()):
+            if run.get("state") == "done" and run.get("done_at", cutoff) < cutoff:
+                del self.reg["runs"][run_id]
+                _remove_tree(self.registry.runs_dir / run_id)
 
     def _drop_lost(self) -> list[str]:
         actions = []
@@ -682,7 +693,7 @@ class Cluster:
             entry = self.reg["nodes"].get(node["name"])
             if entry is not None and entry.get("run") == run_id:
                 entry.update(run=None, idle_since=time.time())
-        run.update(state="done", final=final)
+        run.update(state="done", final=final, done_at=time.time())
         return dict(final)
 
     def _signal(self, run: dict[str, Any]) -> None:
