@@ -439,13 +439,14 @@ class Cluster:
                 lost.append((name, _stopped_reason(container)))
         return lost
 
-    def _new_node(self) -> str:
+    def _new_node(self, engine: str | None = None) -> str:
+        """Record a new node (on ``engine``, else the engine with the fewest nodes)."""
         config = self.config
         engines = config.get("engines") or [dk.LOCAL]
         counts = {url: 0 for url in engines}
         for node in self.reg["nodes"].values():
             counts[node["engine"]] = counts.get(node["engine"], 0) + 1
-        url = min(engines, key=lambda u: counts[u])
+        url = engine or min(engines, key=lambda u: counts[u])
         name = f"{config['cluster_id']}-{self.reg['next_node']}"
         self.reg["next_node"] += 1
         self.reg["nodes"][name] = {"engine": url, "run": None, "idle_since": time.time()}
@@ -567,13 +568,25 @@ class Cluster:
         return actions
 
     def _allocate(self, count: int) -> list[str] | None:
-        """``count`` nodes for a run (idle ones first, new ones up to max_nodes), or None."""
+        """``count`` nodes for a run (idle ones first, new ones up to max_nodes), or None.
+        The nodes of a multi-node run share one engine: bridge networks do not span
+        engines, and ranks must reach MASTER_ADDR."""
+        room = max(self.config["max_nodes"] - len(self.reg["nodes"]), 0)
         idle = [n for n, node in sorted(self.reg["nodes"].items()) if not node.get("run")]
-        room = self.config["max_nodes"] - len(self.reg["nodes"])
-        if len(idle) + max(room, 0) < count:
+        if count == 1 or len(self.config.get("engines") or [dk.LOCAL]) == 1:
+            choices = [(None, idle)]
+        else:  # prefer the engine with the most idle nodes
+            by_engine = {
+                url: [n for n in idle if self.reg["nodes"][n]["engine"] == url]
+                for url in self.config["engines"]
+            }
+            choices = sorted(by_engine.items(), key=lambda kv: -len(kv[1]))
+        fit = next(((e, f) for e, f in choices if len(f) + room >= count), None)
+        if fit is None:
             return None
-        chosen = idle[:count]
-        new = [self._new_node() for _ in range(count - len(chosen))]
+        engine, free = fit
+        chosen = free[:count]
+        new = [self._new_node(engine) for _ in range(count - len(chosen))]
         if new:
             self._start_nodes(new)
         return chosen + new
