@@ -462,13 +462,13 @@ def test_multi_node_run_on_local_compute_is_refused_at_plan_time(cli):
     assert runs_json(cli) == []
 
 
+# (docker environments run in containers on local compute: tests/docker/test_container_env.py)
 @pytest.mark.parametrize(
     "environment, key",
     [
-        ('environment "env" {\n  docker {\n    image = "x"\n  }\n}\n', "docker"),
         ('environment "env" {\n  conda_file = "env.yml"\n}\n', "conda_file"),
     ],
-    ids=["docker", "conda_file"],
+    ids=["conda_file"],
 )
 def test_environments_local_compute_cannot_provide_are_refused_at_plan_time(cli, environment, key):
     cli.write("env.yml", "name: x\ndependencies: [python=3.11]\n")

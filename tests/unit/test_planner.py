@@ -61,6 +61,8 @@ def docker(image: str) -> dict[str, Any]:
         "build_args": {},
         "gpus": None,
         "shm_size": None,
+        "cpus": None,
+        "memory": None,
     }
 
 
