@@ -302,15 +302,23 @@ class _Supervisor:
 
     def _create(self, image: Any) -> None:
         from docker.errors import DockerException
+        from docker.types import Mount
 
         from trainform.remote.docker import short_error
         from trainform.runs.images import container_options
 
         plan = self.plan
         run_dir = plan["run_dir"]
-        volumes = {run_dir: {"bind": run_dir, "mode": "rw"}}
-        for path, mode in [*plan["mounts"], [str(self.cache_dir), "rw"], [plan["slots_dir"], "rw"]]:
-            volumes[path] = {"bind": path, "mode": mode}
+        # Mount objects rather than "src:dst:mode" strings: a path may hold a colon.
+        mounts = [
+            Mount(path, path, type="bind", read_only=mode == "ro")
+            for path, mode in [
+                [run_dir, "rw"],
+                *plan["mounts"],
+                [str(self.cache_dir), "rw"],
+                [plan["slots_dir"], "rw"],
+            ]
+        ]
         try:
             options = container_options(plan["image"])
         except ValueError as exc:
@@ -324,7 +332,7 @@ class _Supervisor:
                 user=plan["user"],
                 working_dir=run_dir,
                 environment={"HOME": "/tmp", "TRAINFORM_IMAGE": plan["image"]["image"]},
-                volumes=volumes,
+                mounts=mounts,
                 init=True,
                 detach=True,
                 **options,
