@@ -613,21 +613,33 @@ class Cluster:
         containers = self.containers()
         ips = [_address_on(containers[n], self.config["cluster_id"]) for n in names]
         port = multinode.rendezvous_port(run_id)
-        placed: list[dict[str, Any]] = []
-        upload = {"files": 0, "bytes": 0}
-        for rank, name in enumerate(names):
+        for name in names:
             self.reg["nodes"][name]["run"] = run_id
+
+        def start(rank: int) -> Any:  # the nodes in parallel: each is a few round trips
             extra = multinode.node_env(rank, ips, port) if len(names) > 1 else {}
             try:
-                node, sent = _start_on_node(containers[name], request, extra)
+                return _start_on_node(containers[names[rank]], request, extra)
             except ProviderError as exc:
-                placed.append({"name": name, "engine": self.reg["nodes"][name]["engine"]})
-                run.update(state="placed", nodes=placed)
-                self._finish_run(run_id, failed=f"could not start on node {name}: {exc}")
-                return
-            placed.append({**node, "name": name, "engine": self.reg["nodes"][name]["engine"]})
+                return exc
+
+        placed: list[dict[str, Any]] = []
+        upload = {"files": 0, "bytes": 0}
+        failures = []
+        for name, result in zip(names, _parallel(start, list(range(len(names))))):
+            engine = self.reg["nodes"][name]["engine"]
+            if isinstance(result, ProviderError):
+                placed.append({"name": name, "engine": engine})
+                failures.append(f"could not start on node {name}: {result}")
+                continue
+            node, sent = result
+            placed.append({**node, "name": name, "engine": engine})
             upload["files"] += sent[0]
             upload["bytes"] += sent[1]
+        if failures:  # stop the ranks that did start
+            run.update(state="placed", nodes=placed)
+            self._finish_run(run_id, failed=failures[0])
+            return
         run.update(state="placed", nodes=placed, upload=upload, started_at=time.time())
 
     def run_status(self, run_id: str) -> dict[str, Any]:
@@ -639,16 +651,23 @@ class Cluster:
         if run["state"] == "done":
             return dict(run["final"])
         containers = self.containers()
-        statuses, names = [], []
-        for node in run["nodes"]:
-            names.append(node["name"])
-            container = containers.get(node["name"])
+        names = [node["name"] for node in run["nodes"]]
+        for name in names:
+            container = containers.get(name)
             if container is None or container.status != "running":
                 why = "was removed" if container is None else _stopped_reason(container)
-                return self._finish_run(run_id, lost=(node["name"], why))
-            out = dk.python_in(
-                container, STATUS_SCRIPT, [node["run_dir"], str(node["pid"])], "reading status"
-            )
+                return self._finish_run(run_id, lost=(name, why))
+        outs = _parallel(  # one round trip per node, at the same time
+            lambda node: dk.python_in(
+                containers[node["name"]],
+                STATUS_SCRIPT,
+                [node["run_dir"], str(node["pid"])],
+                "reading status",
+            ),
+            run["nodes"],
+        )
+        statuses = []
+        for node, out in zip(run["nodes"], outs):
             status = json.loads(out)
             if status.get("status") not in TERMINAL and not status.pop("launcher_alive", False):
                 status["status"] = "lost"
