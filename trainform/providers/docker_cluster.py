@@ -789,58 +789,65 @@ class Cluster:
 # -- running on one node --------------------------------------------------------------------
 
 _LAUNCH = 'setsid nohup python3 "$0" "$1" </dev/null >"$1/launcher.err" 2>&1 & echo $!'
+# Lists the blobs a run still lacks on the node and, when none is missing, starts the
+# launcher at once (a node that has the snapshot costs one round trip): prints `pid N`, or
+# `missing` and the hashes. sh -c SCRIPT MISSING_SCRIPT BLOBS LAUNCHER RUN_DIR
+_MISSING_OR_LAUNCH = (
+    'missing=$(python3 -c "$0" "$1" < "$3/wanted") || exit 1\n'
+    'if [ -n "$missing" ]; then echo missing; echo "$missing"; exit 0; fi\n'
+    'setsid nohup python3 "$2" "$3" </dev/null >"$3/launcher.err" 2>&1 & echo "pid $!"'
+)
 
 
 def _start_on_node(
     container: Any, request: RunRequest, extra_env: dict[str, str]
 ) -> tuple[dict[str, Any], tuple[int, int]]:
-    """Ship the lib, missing blobs and the spec to a node and start the launcher there."""
+    """Ship the lib, the spec and missing blobs to a node and start the launcher there:
+    one tar stream and one command when the node has every blob, else two of each."""
     from trainform.runs.shipping import full_spec, lib_digest, lib_files
 
     files = lib_files()
     lib = f"{WORKDIR}/lib/{lib_digest(files)}"
     blobs = f"{WORKDIR}/blobs"
     run_dir = f"{WORKDIR}/runs/{request.run_id}"
+    launcher = f"{lib}/launcher.py"
     wanted = sorted({e["sha256"] for e in request.manifest["entries"] if e.get("kind") == "file"})
     spec = full_spec(request, blobs, lib, f"{WORKDIR}/envs")
     spec.pop("slots", None)  # a node serves one run at a time
     if extra_env:
         spec["extra_env"] = extra_env
-    dk.exec_in(container, ["mkdir", "-p", WORKDIR])
-    dk.put_files(
+    top = WORKDIR.lstrip("/")  # sent to "/": the tar makes the folders, no mkdir first
+    sent = dk.put_files(
         container,
-        WORKDIR,
+        "/",
         [
-            *((f"lib/{lib_digest(files)}/{rel}", data) for rel, data in files.items()),
-            (f"runs/{request.run_id}/wanted", "\n".join(wanted).encode()),
+            *((f"{top}/lib/{lib_digest(files)}/{rel}", data) for rel, data in files.items()),
+            (f"{top}/runs/{request.run_id}/wanted", "\n".join(wanted).encode()),
+            (f"{top}/runs/{request.run_id}/spec.json", json.dumps(spec).encode()),
         ],
     )
     code, out, err = dk.exec_in(
-        container,
-        [
-            "sh",
-            "-c",
-            'exec python3 -c "$0" "$1" < "$2"',
-            MISSING_SCRIPT,
-            blobs,
-            f"{run_dir}/wanted",
-        ],
+        container, ["sh", "-c", _MISSING_OR_LAUNCH, MISSING_SCRIPT, blobs, launcher, run_dir]
     )
     if code != 0:
         raise ProviderError(f"listing blobs on {container.name}: {err.decode(errors='replace')}")
-    missing = out.decode().split()
-    payload: list[tuple[str, bytes | Path]] = [
-        (f"blobs/{h[:2]}/{h[2:]}", request.blob_dir / h[:2] / h[2:]) for h in missing
-    ]
-    payload.append((f"runs/{request.run_id}/spec.json", json.dumps(spec).encode()))
-    sent = dk.put_files(container, WORKDIR, payload)
-    code, out, err = dk.exec_in(container, ["sh", "-c", _LAUNCH, f"{lib}/launcher.py", run_dir])
-    if code != 0 or not out.strip().isdigit():
+    words = out.decode().split()
+    missing: list[str] = []
+    if words[:1] == ["missing"]:
+        missing = words[1:]
+        sent += dk.put_files(
+            container,
+            "/",
+            [(f"{top}/blobs/{h[:2]}/{h[2:]}", request.blob_dir / h[:2] / h[2:]) for h in missing],
+        )
+        code, out, err = dk.exec_in(container, ["sh", "-c", _LAUNCH, launcher, run_dir])
+        words = ["pid", *out.decode().split()] if code == 0 else []
+    if len(words) != 2 or words[0] != "pid" or not words[1].isdigit():
         raise ProviderError(
             f"starting the launcher on {container.name}: {err.decode(errors='replace').strip()}",
-            command=shlex.join(["python3", f"{lib}/launcher.py", run_dir]),
+            command=shlex.join(["python3", launcher, run_dir]),
         )
-    return {"run_dir": run_dir, "pid": int(out.strip())}, (len(missing), sent)
+    return {"run_dir": run_dir, "pid": int(words[1])}, (len(missing), sent)
 
 
 def _copy_back(container: Any, run_dir: str, dest: Path) -> None:
