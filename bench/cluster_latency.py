@@ -201,7 +201,7 @@ def docker_run_pair(image: str, label: str) -> float:
 
 def row(name: str, values: list[float]) -> str:
     med = statistics.median(values)
-    return f"| {name:<58} | {med:7.3f} | {min(values):.3f}–{max(values):.3f} |"
+    return f"| {name:<58} | {med:7.3f} | {min(values):.3f}-{max(values):.3f} |"
 
 
 def main() -> None:
