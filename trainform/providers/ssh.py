@@ -526,14 +526,15 @@ def upload_blobs(
     conn: Any, manifest: dict[str, Any], blob_dir: Path, remote: str
 ) -> dict[str, int]:
     """Send the manifest's blobs (from ``blob_dir``) that the host's blob folder ``remote``
-    lacks, in one stream; returns ``{"files", "bytes"}`` sent. Idempotent: blobs arrive
-    whole or not at all, so after an interruption a second call sends only the rest."""
+    lacks, in one stream; returns ``{"files", "bytes"}`` sent (bytes: the query, the hashes
+    of the manifest's files, and the tar stream). Idempotent: blobs arrive whole or not at all,
+    so after an interruption a second call sends only the rest."""
     wanted = sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"})
-    out = conn.python(MISSING_SCRIPT, [remote], input="\n".join(wanted).encode())
-    missing = out.decode().split()
+    query = "\n".join(wanted).encode()
+    missing = conn.python(MISSING_SCRIPT, [remote], input=query).decode().split()
     payload = [(f"{h[:2]}/{h[2:]}", blob_dir / h[:2] / h[2:]) for h in missing]
     sent = conn.upload_stream(payload, remote) if payload else 0
-    return {"files": len(payload), "bytes": sent}
+    return {"files": len(payload), "bytes": len(query) + sent}
 
 
 def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:
