@@ -201,7 +201,7 @@ def docker_run_pair(image: str, label: str) -> float:
 
 def row(name: str, values: list[float]) -> str:
     med = statistics.median(values)
-    return f"| {name:<58} | {med:7.3f} | {min(values):.3f}-{max(values):.3f} |"
+    return f"| {name:<64} | {med:7.3f} | {min(values):.3f}-{max(values):.3f} |"
 
 
 def main() -> None:
@@ -246,8 +246,8 @@ def main() -> None:
     submit_lat = [w[0] for w in warm]
     exec_lat = [e[0] for e in execs]
     print(f"median of {args.repeat} (range), seconds; image {image}\n")
-    print(f"| {'(a) warm node: to the command starting':<58} |  median | range |")
-    print(f"|{'-' * 60}|---------|-------|")
+    print(f"| {'(a) warm node: to the command starting':<64} |  median | range |")
+    print(f"|{'-' * 66}|---------|-------|")
     print(row("trainform: provider.submit called -> command starts", submit_lat))
     print(row("trainform: `apply` process starts -> command starts", [w[1] for w in warm]))
     print(
@@ -256,9 +256,11 @@ def main() -> None:
     print(row("`docker exec NODE python3 -c ...` starts -> command starts", exec_lat))
     print(row("`docker exec` wall time", [e[1] for e in execs]))
     extra = statistics.median(submit_lat) - statistics.median(exec_lat)
-    print(f"\nsubmit -> start, over docker exec: {extra:+.3f} s (goal: < 0.5 s)\n")
-    print(f"| {'(b) cold cluster, 2 nodes: to the first log line':<58} |  median | range |")
-    print(f"|{'-' * 60}|---------|-------|")
+    whole = statistics.median([w[1] for w in warm]) - statistics.median(exec_lat)
+    print(f"\nsubmit -> start, over docker exec: {extra:+.3f} s (goal: < 0.5 s)")
+    print(f"apply -> start, over docker exec: {whole:+.3f} s (start-up and planning included)\n")
+    print(f"| {'(b) cold cluster, 2 nodes: to the first log line':<64} |  median | range |")
+    print(f"|{'-' * 66}|---------|-------|")
     print(row("`trainform apply` starts -> first log line of a 2-node run", cold))
     print(row("two parallel `docker run` -> both printed", plain))
 
