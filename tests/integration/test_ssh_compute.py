@@ -521,7 +521,7 @@ def test_password_auth_keeps_the_password_out_of_files_and_output(
     assert files_containing(cli.cwd, tfuser.password) == []  # state, WAL, plan, artifacts
     assert files_containing(plan_file.parent, tfuser.password) == []
 
-    # A detached run, then destroy: a new process refreshes and cancels the run on the host
+    # A detached run: new processes (`runs show`, `runs cancel`, then destroy) reach the host
     # with the password from the configuration (the run's record has none).
     marker = f"pw-marker-{Path(remote_tmp).name}"
     cli.write(
@@ -533,9 +533,11 @@ def test_password_auth_keeps_the_password_out_of_files_and_output(
     cli.write("src/train.py", SLEEPER)
     outputs.append(ok(cli("apply", "--auto-approve", "--detach", **secret)))
     wait_until("the detached run to start", lambda: len(tfuser_processes(marker)) >= 2)
-    outputs.append(ok(cli("destroy", "--auto-approve", **secret)))
-    assert "run.train: Canceled" in outputs[-1].out, outputs[-1].out
+    outputs.append(ok(cli("runs", "show", "run.train", "--json", **secret)))
+    assert json.loads(outputs[-1].out)["status"] == "running", outputs[-1].out
+    outputs.append(ok(cli("runs", "cancel", "run.train", **secret)))
     wait_until("the run's processes to end", lambda: not tfuser_processes(marker))
+    outputs.append(ok(cli("destroy", "--auto-approve", **secret)))
 
     for result in outputs:
         assert tfuser.password not in result.all, result.all
