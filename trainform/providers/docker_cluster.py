@@ -714,13 +714,21 @@ class Cluster:
             self._signal(run)
         dest = self.registry.runs_dir / run_id / "collected"
         containers = self.containers()
-        for rank, node in enumerate(run.get("nodes") or []):
-            container = containers.get(node["name"])
-            if container is None or "run_dir" not in node:
-                continue
-            where = dest if rank == 0 else dest / "nodes" / str(rank)
+        copies = [
+            (
+                containers[node["name"]],
+                node["run_dir"],
+                dest / "nodes" / str(rank) if rank else dest,
+            )
+            for rank, node in enumerate(run.get("nodes") or [])
+            if node["name"] in containers and "run_dir" in node
+        ]
+
+        def copy(job: tuple[Any, str, Path]) -> None:
             with contextlib.suppress(ProviderError, Exception):
-                _copy_back(container, node["run_dir"], where)
+                _copy_back(*job)
+
+        _parallel(copy, copies)  # the nodes at the same time: each is a few round trips
         for node in run.get("nodes") or []:
             entry = self.reg["nodes"].get(node["name"])
             if entry is not None and entry.get("run") == run_id:
