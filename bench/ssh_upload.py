@@ -90,7 +90,8 @@ def trainform_upload(bench: BenchServer, src: Path, local: Path, workdir: str) -
     os.sync()  # what the store wrote is not left to compete with the upload
     restart = time.perf_counter()
     with SSHConnection(bench.target) as conn:
-        sent = upload_blobs(conn, manifest.to_dict(), local / "blobs", f"{workdir}/blobs")
+        known = local / "known-set.json"  # as a run's submit keeps it per host
+        sent = upload_blobs(conn, manifest.to_dict(), local / "blobs", f"{workdir}/blobs", known)
     seconds = snapshotted - start + time.perf_counter() - restart
     return Transfer(seconds, sent["bytes"], sent["files"], stored - snapshotted)
 

@@ -10,8 +10,10 @@ holds their salted hashes (see ``schema``: they are sensitive).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import posixpath
 import re
 import shlex
@@ -35,7 +37,7 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
-from trainform.remote.scripts import MISSING_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
+from trainform.remote.scripts import MISSING_DELTA_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs.shipping import redacted_spec
 
 FACTS_SCRIPT = r"""
@@ -143,6 +145,8 @@ class SSHComputeProvider(Provider):
         # by every instance: the run provider reaches compute through its own registry, so
         # the instance that was told the secrets (remember) is not the one that polls runs.
         self._creds = _CREDENTIALS
+        # The blob set last sent to each host's blob folder, so the next query is a difference.
+        self._known_sets = context.data_dir / "cache" / "ssh-blob-sets"
 
     # -- connections
     def _hosts(self, attrs: dict[str, Any]) -> list[str]:
@@ -393,7 +397,13 @@ class SSHComputeProvider(Provider):
             has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
             if has_lib != 0:
                 conn.upload_stream([*files.items(), (".complete", b"")], lib)
-            sent = upload_blobs(conn, request.manifest, request.blob_dir, blobs)
+            known = self._known_sets / (
+                hashlib.sha256(f"{host}\0{target.get('username')}\0{blobs}".encode()).hexdigest()[
+                    :24
+                ]
+                + ".json"
+            )
+            sent = upload_blobs(conn, request.manifest, request.blob_dir, blobs, known)
             upload["files"] += sent["files"]
             upload["bytes"] += sent["bytes"]
             spec = full_spec(request, blobs, lib, f"{workdir}/envs")
@@ -523,18 +533,56 @@ class SSHComputeProvider(Provider):
 
 
 def upload_blobs(
-    conn: Any, manifest: dict[str, Any], blob_dir: Path, remote: str
+    conn: Any,
+    manifest: dict[str, Any],
+    blob_dir: Path,
+    remote: str,
+    known: Path | None = None,
 ) -> dict[str, int]:
     """Send the manifest's blobs (from ``blob_dir``) that the host's blob folder ``remote``
-    lacks, in one stream; returns ``{"files", "bytes"}`` sent (bytes: the query, the hashes
-    of the manifest's files, and the tar stream). Idempotent: blobs arrive whole or not at all,
-    so after an interruption a second call sends only the rest."""
+    lacks, in one stream; returns ``{"files", "bytes"}`` sent (bytes: the query and the tar
+    stream). Idempotent: blobs arrive whole or not at all, so after an interruption a second
+    call sends only the rest.
+
+    ``known`` is a local file naming the last blob set sent to this host; the query then
+    carries only the difference from it (a few hashes after a small change) instead of every
+    hash of the snapshot."""
     wanted = sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"})
-    query = "\n".join(wanted).encode()
-    missing = conn.python(MISSING_SCRIPT, [remote], input=query).decode().split()
+    set_id = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:32]
+    sets = posixpath.join(posixpath.dirname(remote.rstrip("/")) or ".", "sets")
+    base = _known_set(known)
+    query = b""
+    out = b"FULL"
+    if base is not None:
+        old = set(base[1])
+        delta = [f"+{h}" for h in wanted if h not in old]
+        delta += [f"-{h}" for h in sorted(old.difference(wanted))]
+        query = "\n".join(delta).encode()
+        out = conn.python(MISSING_DELTA_SCRIPT, [remote, sets, base[0], set_id], input=query)
+    if out.strip() == b"FULL":
+        full = "\n".join(f"+{h}" for h in wanted).encode()
+        query += full
+        out = conn.python(MISSING_DELTA_SCRIPT, [remote, sets, "-", set_id], input=full)
+    missing = out.decode().split()
     payload = [(f"{h[:2]}/{h[2:]}", blob_dir / h[:2] / h[2:]) for h in missing]
     sent = conn.upload_stream(payload, remote) if payload else 0
+    if known is not None:
+        known.parent.mkdir(parents=True, exist_ok=True)
+        tmp = known.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(json.dumps({"id": set_id, "hashes": wanted}))
+        os.replace(tmp, known)
     return {"files": len(payload), "bytes": len(query) + sent}
+
+
+def _known_set(path: Path | None) -> tuple[str, list[str]] | None:
+    """The blob set last sent to a host (its id and hashes), if recorded and readable."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return str(data["id"]), list(data["hashes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def parse_jump(text: str, default_user: str) -> tuple[str, str, int]:

@@ -10,6 +10,50 @@ for h in sys.stdin.read().split():
         print(h)
 """
 
+# Prints the blobs of a set that a blob folder lacks. The set comes as a difference from a set
+# the host recorded earlier ("+hash" / "-hash" lines against BASE), so after a small change
+# the query is small; every blob of the set is still checked on the host's disk. Prints FULL
+# alone when BASE is unknown here (the client then sends every hash, with BASE "-"). Records
+# the set as NEW for next time, keeping the 20 newest records.
+# python3 -c SCRIPT BLOBS SETS BASE NEW
+MISSING_DELTA_SCRIPT = r"""
+import os, sys
+blobs, sets, base, new = sys.argv[1:5]
+lines = sys.stdin.read().split()
+names = set()
+if base != "-":
+    try:
+        with open(os.path.join(sets, base)) as f:
+            names = set(f.read().split())
+    except OSError:
+        print("FULL")
+        sys.exit(0)
+for line in lines:
+    if line[0] == "+":
+        names.add(line[1:])
+    else:
+        names.discard(line[1:])
+os.makedirs(sets, exist_ok=True)
+tmp = os.path.join(sets, ".%s.%d" % (new, os.getpid()))
+with open(tmp, "w") as f:
+    f.write("\n".join(sorted(names)))
+os.replace(tmp, os.path.join(sets, new))
+records = []
+for name in os.listdir(sets):
+    try:
+        records.append((os.path.getmtime(os.path.join(sets, name)), name))
+    except OSError:
+        pass
+for _, name in sorted(records)[:-20]:
+    try:
+        os.remove(os.path.join(sets, name))
+    except OSError:
+        pass
+for h in sorted(names):
+    if not os.path.isfile(os.path.join(blobs, h[:2], h[2:])):
+        print(h)
+"""
+
 # Reads a file from an offset: python3 -c SCRIPT PATH OFFSET LIMIT
 READ_SCRIPT = r"""
 import os, sys
