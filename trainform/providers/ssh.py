@@ -38,6 +38,7 @@ from trainform.providers.base import (
     RunRequest,
 )
 from trainform.remote.scripts import MISSING_DELTA_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
+from trainform.runs import nodes as multinode
 from trainform.runs.shipping import redacted_spec
 
 FACTS_SCRIPT = r"""
@@ -380,7 +381,7 @@ class SSHComputeProvider(Provider):
         files = lib_files()
         lib = f"{workdir}/lib/{lib_digest(files)}"
         blobs = f"{workdir}/blobs"
-        port = 29500 + (sum(request.run_id.encode()) % 2000)
+        port = multinode.rendezvous_port(request.run_id)
         names = [split_host(h, int(compute.get("port") or 22))[0] for h in hosts]
         nodes = []
         upload = {"files": 0, "bytes": 0}
@@ -413,15 +414,7 @@ class SSHComputeProvider(Provider):
                 facts = (compute.get("facts") or {}).get(host) or {}
                 machine = re.sub(r"[^A-Za-z0-9._-]", "_", str(facts.get("hostname") or host))
                 spec["slots"] = {**spec["slots"], "dir": f"{workdir}/slots/{machine}"}
-            spec["extra_env"] = {
-                "TRAINFORM_NODE_RANK": str(rank),
-                "TRAINFORM_NUM_NODES": str(len(hosts)),
-                "TRAINFORM_NODE_IPS": ",".join(names),
-                "MASTER_ADDR": names[0],
-                "MASTER_PORT": str(port),
-                "WORLD_SIZE": str(len(hosts)),
-                "NODE_RANK": str(rank),
-            }
+            spec["extra_env"] = multinode.node_env(rank, names, port)
             conn.upload_stream([("spec.json", json.dumps(spec).encode())], run_dir)
             launch = shlex.join(["python3", f"{lib}/launcher.py", run_dir])
             # setsid + nohup: the launcher leaves the SSH session and survives it dropping.
@@ -458,32 +451,10 @@ class SSHComputeProvider(Provider):
 
     def status(self, handle: Handle) -> dict[str, Any]:
         statuses = [self._node_status(handle, node) for node in handle["nodes"]]
-        head = dict(statuses[0])
-        failed = [
-            (n, s)
-            for n, s in zip(handle["nodes"], statuses)
-            if s.get("status") in TERMINAL and s.get("status") != "completed"
-        ]
-        if failed:
-            node, st = failed[0]
-            if any(s.get("status") not in TERMINAL for s in statuses):
-                self.cancel(handle)  # one node failed: stop the others
-                return {
-                    **head,
-                    "status": "running",
-                    "message": f"node {node['host']} {st.get('status')}",
-                }
-            head.update(
-                status=st.get("status"),
-                exit_code=st.get("exit_code"),
-                message=f"node {node['host']}: {st.get('message') or st.get('status')}",
-            )
-            return head
-        if all(s.get("status") == "completed" for s in statuses):
-            return head
-        if head.get("status") in TERMINAL:
-            head["status"] = "running"  # rank 0 is done; the others are not yet
-        return head
+        combined, stop_others = multinode.combine([n["host"] for n in handle["nodes"]], statuses)
+        if stop_others:
+            self.cancel(handle)  # one node failed: stop the others
+        return combined
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         return self._read(handle, "output.log", offset)
