@@ -858,17 +858,30 @@ def _start_on_node(
     return {"run_dir": run_dir, "pid": int(words[1])}, (len(missing), sent)
 
 
+# Packs what comes back from a node's run folder into RUN_DIR/.collect.tar (one exec; the
+# archive then travels in one get_archive): python3 -c SCRIPT RUN_DIR
+_PACK_SCRIPT = r"""
+import json, os, sys, tarfile
+run_dir = sys.argv[1]
+try:
+    with open(os.path.join(run_dir, "spec.json")) as f:
+        outputs = json.load(f).get("outputs_dir") or "outputs"
+except (OSError, ValueError, AttributeError):
+    outputs = "outputs"
+with tarfile.open(os.path.join(run_dir, ".collect.tar"), "w") as tar:
+    for name in ("output.log", "metrics.jsonl", "status.json", "spec.json", "src/" + outputs):
+        if os.path.lexists(os.path.join(run_dir, name)):
+            tar.add(os.path.join(run_dir, name), arcname=name)
+"""
+
+
 def _copy_back(container: Any, run_dir: str, dest: Path) -> None:
-    """A node's run folder (log, metrics, status, spec, outputs) into ``dest`` (replaced)."""
+    """A node's run folder (log, metrics, status, spec, outputs) into ``dest`` (replaced);
+    only what stays inside ``dest`` is written."""
     _remove_tree(dest)
     dest.mkdir(parents=True)
-    raw = dk.python_in(container, READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)], "spec")
-    outputs = str(json.loads(raw or b"{}").get("outputs_dir") or "outputs")
-    for name in ("output.log", "metrics.jsonl", "status.json", "spec.json"):
-        data = dk.python_in(container, READ_SCRIPT, [f"{run_dir}/{name}", "0", str(1 << 30)], name)
-        (dest / name).write_bytes(data)
-    dk.exec_in(container, ["mkdir", "-p", f"{run_dir}/src/{outputs}"])
-    dk.get_tree(container, f"{run_dir}/src/{outputs}", dest / "src" / outputs)
+    dk.python_in(container, _PACK_SCRIPT, [run_dir], "packing the run folder")
+    dk.get_archive_of_tar(container, f"{run_dir}/.collect.tar", dest)
 
 
 # -- small helpers ---------------------------------------------------------------------------

@@ -149,6 +149,20 @@ def get_tree(container: Any, path: str, dest: Path) -> list[str]:
         return extract_safely(tar, dest)
 
 
+def get_archive_of_tar(container: Any, path: str, dest: Path) -> list[str]:
+    """Extract the tar file ``path`` of a container into ``dest`` (the engine sends it
+    wrapped in a tar of its own); only what stays inside ``dest`` is written."""
+    stream, _ = container.get_archive(path)
+    reader = io.BufferedReader(_StreamReader(iter(stream)))
+    with tarfile.open(fileobj=reader, mode="r|") as outer:
+        for member in outer:
+            inner = outer.extractfile(member) if member.isfile() else None
+            if inner is not None:
+                with tarfile.open(fileobj=inner, mode="r|") as tar:
+                    return extract_safely(tar, dest)
+    return []
+
+
 def user_spec() -> str:
     """``uid:gid`` of this process, so files a container writes into a bind mount are ours."""
     return f"{os.getuid()}:{os.getgid()}"
