@@ -157,7 +157,7 @@ def test_fingerprint_follows_the_image_but_not_resource_limits(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("ctype", "hint"),
-    [("ssh", "not supported yet"), ("docker-cluster", "node_image"), ("local", None)],
+    [("ssh", None), ("docker-cluster", "node_image"), ("local", None)],
 )
 def test_compute_without_docker_capability_rejects_a_docker_environment(
     tmp_path: Path, ctype: str, hint: str | None
@@ -178,3 +178,27 @@ def test_compute_without_docker_capability_rejects_a_docker_environment(
         assert "environment.gpu runs in a container" in problem
         assert f"compute type {ctype!r} cannot run containers" in problem
         assert hint in problem
+
+
+def test_ssh_compute_refuses_containers_where_its_facts_show_no_usable_engine(tmp_path: Path):
+    (tmp_path / "train.py").write_text("")
+    provider = RunProvider(ProviderContext(tmp_path, tmp_path / ".trainform"))
+    compute = {
+        "address": "compute.box",
+        "type": "ssh",
+        "username": "tfuser",
+        "addresses": ["10.0.0.5", "10.0.0.6"],
+        "facts": {"10.0.0.5": {"docker": True}, "10.0.0.6": {"docker": False}},
+    }
+    desired = {
+        "compute": compute,
+        "environment": {"address": "environment.gpu", "docker": {"image": "x:1"}},
+        "script": "train.py",
+        "node_count": 1,
+    }
+    [problem] = [p for p in provider.validate("run.train", desired) if "Docker" in p]
+    assert "10.0.0.6 is not usable by tfuser" in problem
+    assert "docker group" in problem
+    desired["node_count"] = 2
+    problems = provider.validate("run.train", desired)
+    assert any("runs in containers on ssh compute use one host" in p for p in problems)

@@ -146,6 +146,22 @@ class Provider:
         The default finds none."""
         return []
 
+    def container_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+        """For compute with :data:`DOCKER`: why a run in a container could not run there
+        (say its hosts' facts show no usable Docker engine), as messages; checked at plan
+        time. The default finds none."""
+        return []
+
+    def image_present(self, compute: dict[str, Any], image: str) -> bool | None:
+        """For compute with :data:`DOCKER`: whether the engine that would run a container
+        has ``image`` (never pulls), or None when that cannot be known before apply. Raises
+        ProviderError if the engine cannot be reached. The default asks this machine's
+        engine."""
+        from trainform.remote.docker import connect
+        from trainform.runs.images import image_present
+
+        return image_present(connect(None), image)
+
     def remember(self, address: str, desired: dict[str, Any]) -> None:
         """The configuration's values for a recorded resource, given before ``read`` so a
         provider can use secrets that state holds only as salted hashes (an SSH password).

@@ -170,6 +170,8 @@ class RunProvider(WorkProvider):
                     )
             if env.get("docker") and DOCKER not in provider.capabilities:
                 problems.append(_no_containers(str(env.get("address") or "environment"), ctype))
+            elif env.get("docker") and isinstance(nodes, int):
+                problems.extend(provider.container_problems(compute, nodes))
         return problems
 
     def plan_values(
@@ -195,7 +197,7 @@ class RunProvider(WorkProvider):
             or prior.computed.get("status") in ("failed", "canceled", "timed_out", "lost")
         )
         # Only a run about to be submitted needs its image: an up-to-date one plans no work.
-        build = self._image_plan(image) if image and submits else None
+        build = self._image_plan(image, desired) if image and submits else None
         if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
             old_id = prior.computed.get("snapshot_id")
             if old_id and old_id != manifest.id:
@@ -242,19 +244,25 @@ class RunProvider(WorkProvider):
             reasons.append(build)
         return PlanValues(computed, tuple(r for r in reasons if r), tuple(snap.warnings))
 
-    def _image_plan(self, image: dict[str, Any]) -> str | None:
+    def _image_plan(self, image: dict[str, Any], desired: dict[str, Any]) -> str | None:
         """For a run about to be submitted in a container: "image X will be built from
-        Dockerfile" when its tag is not on the engine yet, else None. Raises ProviderError if
-        a named image is missing (nothing is ever pulled) or the engine cannot be reached."""
-        from trainform.remote.docker import connect
-        from trainform.runs.images import image_present, missing_image_message
+        Dockerfile" when its tag is not on the compute's engine yet, else None. Raises
+        ProviderError if a named image is missing (nothing is ever pulled) or the engine
+        cannot be reached."""
+        from trainform.runs.images import missing_image_message
 
-        client = connect(None)
-        present = image_present(client, image["image"])
+        compute, provider = self._compute(desired)
+        present = provider.image_present(compute, image["image"])
         build = image.get("build")
         if build is None:
-            if not present:
-                raise ProviderError(missing_image_message(image["image"]))
+            if present is False:
+                if compute.get("type") == "local":
+                    raise ProviderError(missing_image_message(image["image"]))
+                raise ProviderError(
+                    f"image {image['image']!r} is not on the Docker engine of "
+                    f"{compute.get('address')}, and trainform does not pull from registries: "
+                    "load or build it there first, or give the environment a dockerfile"
+                )
             return None
         if present:
             return None
@@ -262,6 +270,8 @@ class RunProvider(WorkProvider):
             shown = str(Path(build["dockerfile"]).relative_to(self.context.config_dir.resolve()))
         except ValueError:
             shown = build["dockerfile"]
+        if present is None:  # the compute is not attached yet: its engine is not known
+            return f"image {image['image']} will be built from {shown} unless the engine has it"
         return f"image {image['image']} will be built from {shown}"
 
     # -- lifecycle
@@ -455,8 +465,6 @@ def _no_containers(environment: str, ctype: object) -> str:
     """Why a compute type cannot take a run whose environment has a docker block."""
     hint = {
         "docker-cluster": "its nodes are containers already: give the cluster a node_image instead",
-        "ssh": "containers on ssh compute are not supported yet: use local compute, or an "
-        "environment without a docker block",
     }.get(str(ctype), "use local compute, or an environment without a docker block")
     return (
         f"{environment} runs in a container (it has a docker block), but compute type "

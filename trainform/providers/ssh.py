@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 from trainform.config.schema import Attribute, BlockSchema
 from trainform.errors import ProviderError
 from trainform.providers.base import (
+    DOCKER,
     MULTI_NODE,
     RUNS,
     TERMINAL,
@@ -98,7 +99,7 @@ class SSHComputeProvider(Provider):
 
     name = "ssh"
     kind = "compute"
-    capabilities = frozenset({RUNS, MULTI_NODE})
+    capabilities = frozenset({RUNS, MULTI_NODE, DOCKER})
     verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
     schema = BlockSchema(
         attributes={
@@ -277,6 +278,32 @@ class SSHComputeProvider(Provider):
             )
         return PlanValues()
 
+    def container_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+        from trainform.providers.ssh_containers import docker_problems
+
+        facts = compute.get("facts")
+        return docker_problems(
+            facts if isinstance(facts, dict) else {}, str(compute.get("username")), node_count
+        )
+
+    def image_present(self, compute: dict[str, Any], image: str) -> bool | None:
+        """Whether the first host's engine has ``image``; None before the compute is attached
+        (its host keys are not recorded yet, so nothing is connected to at plan time)."""
+        from trainform.remote.docker_ssh import engine_over, remote_call
+        from trainform.runs.images import image_present
+
+        hosts = self._hosts(compute)
+        if not hosts or not isinstance(compute.get("host_keys"), dict):
+            return None
+        target = self._run_target(compute)
+        conn = self._session(target, hosts[0])
+        client = engine_over(conn)
+        return bool(remote_call(f"looking up image {image}", conn, image_present, client, image))
+
+    def _run_target(self, compute: dict[str, Any]) -> dict[str, Any]:
+        """What run operations connect with (held in memory; handles drop the secrets)."""
+        return {k: compute.get(k) for k in (*_target_keys(), "host_key", "proxy_jump", "host_keys")}
+
     # -- validation and lifecycle
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         problems = []
@@ -375,9 +402,13 @@ class SSHComputeProvider(Provider):
             )
         hosts = hosts[: request.node_count]
         workdir = str(compute.get("workdir_path") or "~/.trainform")
-        target = {
-            k: compute.get(k) for k in (*_target_keys(), "host_key", "proxy_jump", "host_keys")
-        }
+        target = self._run_target(compute)
+        in_container = bool(request.spec["environment"].get("docker"))
+        if in_container and len(hosts) > 1:
+            raise ProviderError(
+                f"{request.address}: runs in containers on ssh compute use one host",
+                address=request.address,
+            )
         files = lib_files()
         lib = f"{workdir}/lib/{lib_digest(files)}"
         blobs = f"{workdir}/blobs"
@@ -415,6 +446,21 @@ class SSHComputeProvider(Provider):
                 machine = re.sub(r"[^A-Za-z0-9._-]", "_", str(facts.get("hostname") or host))
                 spec["slots"] = {**spec["slots"], "dir": f"{workdir}/slots/{machine}"}
             spec["extra_env"] = multinode.node_env(rank, names, port)
+            if in_container:
+                from trainform.providers import ssh_containers
+
+                node = ssh_containers.start(
+                    conn,
+                    request,
+                    spec,
+                    run_dir=run_dir,
+                    lib=lib,
+                    blobs=blobs,
+                    workdir=workdir,
+                    project=str(self.context.config_dir.resolve()),
+                )
+                nodes.append({"host": host, "run_dir": run_dir, **node})
+                continue
             conn.upload_stream([("spec.json", json.dumps(spec).encode())], run_dir)
             launch = shlex.join(["python3", f"{lib}/launcher.py", run_dir])
             # setsid + nohup: the launcher leaves the SSH session and survives it dropping.
@@ -437,6 +483,12 @@ class SSHComputeProvider(Provider):
         }
 
     def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
+        if "container" in node:
+            from trainform.providers import ssh_containers
+
+            return self._with_session(
+                handle["target"], node["host"], lambda conn: ssh_containers.node_status(conn, node)
+            )
         out = self._with_session(
             handle["target"],
             node["host"],
@@ -472,6 +524,14 @@ class SSHComputeProvider(Provider):
 
     def cancel(self, handle: Handle) -> None:
         for node in handle["nodes"]:
+            if "container" in node:
+                from trainform.providers import ssh_containers
+
+                def stop(conn: Any, node: dict[str, Any] = node) -> None:
+                    ssh_containers.cancel(conn, node)
+
+                self._with_session(handle["target"], node["host"], stop)
+                continue
             argv = ["kill", "-TERM", str(node["launcher_pid"])]
 
             def kill(conn: Any, argv: list[str] = argv) -> Any:
@@ -501,6 +561,13 @@ class SSHComputeProvider(Provider):
 
             # Safe to repeat: a dropped connection starts this node's copy again.
             self._with_session(handle["target"], node["host"], fetch)
+            if "container" in node:  # normally removed by status already
+                from trainform.providers import ssh_containers
+
+                def remove(conn: Any, node: dict[str, Any] = node) -> None:
+                    ssh_containers.remove_leftover(conn, node)
+
+                self._with_session(handle["target"], node["host"], remove)
 
 
 def upload_blobs(

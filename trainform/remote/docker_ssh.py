@@ -13,12 +13,18 @@ The SDK is imported lazily. SDK, HTTP and SSH errors are translated into Provide
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 from trainform.errors import ProviderError
 
 API_VERSION = "1.41"  # the oldest engine API trainform relies on (device requests, init)
 _POOL_SIZE = 3  # idle engine channels kept open per SSH connection
+
+# One client per SSHConnection (and per transport: a reconnected one gets a new client).
+_clients: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
 
 
 class _Transport:
@@ -39,7 +45,7 @@ def _adapter_class() -> type:
     from docker.transport.basehttpadapter import BaseHTTPAdapter
     from docker.transport.sshconn import SSHConnectionPool, SSHHTTPAdapter
 
-    class VerifiedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
+    class VerifiedSSHAdapter(SSHHTTPAdapter):
         """SSHHTTPAdapter over an existing SSHConnection (never a connection of its own)."""
 
         def __init__(self, conn: Any, timeout: float) -> None:
@@ -77,10 +83,14 @@ def engine_over(conn: Any, timeout: float = 120.0) -> Any:
     is logged in to, through ``conn``'s transport. Connects ``conn`` first if needed
     (HostKeyError/SSHAuthError before anything reaches docker). Checks that the engine
     answers: ProviderError naming the host otherwise (docker missing, or not usable by the
-    login user). The client must not outlive ``conn``."""
+    login user). The client is cached for ``conn`` and must not outlive it."""
     import docker
 
-    conn._live_transport()  # host key verified and login done before any docker traffic
+    transport = conn._live_transport()  # host key verified, login done: then docker traffic
+    with _clients_lock:
+        cached = _clients.get(conn)
+    if cached is not None and cached[1] is transport:
+        return cached[0]
     # Built for an address it never uses (version given, so nothing is asked at creation);
     # the engine is reached only through the adapter mounted below.
     client = docker.DockerClient(
@@ -106,6 +116,8 @@ def engine_over(conn: Any, timeout: float = 120.0) -> Any:
                 host=conn.target.endpoint,
             ) from None
         raise exc from None
+    with _clients_lock:
+        _clients[conn] = (client, transport)
     return client
 
 
