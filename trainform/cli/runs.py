@@ -282,7 +282,8 @@ def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
             r = _follow(ctx, store, r, echo=not quiet)
         else:
             r = _refresh(ctx, store, r)
-        _print(ctx, f"{r['id']}: {_status_text(r['status'])}")
+        message = r["record"].get("message") if r["status"] != "completed" else None
+        _print(ctx, f"{r['id']}: {_status_text(r['status'])}" + (f": {message}" if message else ""))
         if r["status"] != "completed":
             raise SystemExit(1)
 
@@ -485,6 +486,7 @@ def submit(
         if detach:
             return
         r = _follow(ctx, store, _find_run(store, computed["run_id"]), echo=True)
-        _print(ctx, f"{r['id']}: {_status_text(r['status'])}")
+        message = r["record"].get("message") if r["status"] != "completed" else None
+        _print(ctx, f"{r['id']}: {_status_text(r['status'])}" + (f": {message}" if message else ""))
         if r["status"] != "completed":
             raise SystemExit(1)

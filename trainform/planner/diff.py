@@ -362,7 +362,9 @@ class Planner:
         elif fp_changed:
             reason = inputs
         elif status in ("failed", "canceled", "timed_out", "lost"):
-            detail = str(current.get("message") or "").removeprefix(f"{status} ").strip("()")
+            detail = str(current.get("message") or "").removeprefix(f"{status} ")
+            if detail.startswith("(") and detail.endswith(")"):
+                detail = detail[1:-1]
             reason = f"is tainted: {run} {status}" + (
                 f" ({detail})" if detail and detail != status else ""
             )
