@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import managed  # tests/docker/conftest.py (it shadows tests/conftest.py here)
+from docker_engine import managed
+from helpers import failed, ok, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -62,33 +62,6 @@ with open(os.path.join(out, f"rank{rank}.txt"), "w") as fh:
 """
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
-
-
-def ok(result: Any, code: int = 0) -> Any:
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    return result
-
-
-def failed(result: Any, *needles: str) -> Any:
-    assert result.code == 1, f"exit {result.code} (wanted 1)\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    for needle in needles:
-        assert needle in result.all, f"{needle!r} not in\n{result.all}"
-    return result
-
-
-def until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise.
-    (tests/conftest.py has the same helper, but `conftest` here is tests/docker/conftest.py.)"""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.2)
 
 
 def cluster_block(
@@ -271,7 +244,7 @@ def test_cold_cluster_serves_a_two_node_run_queues_a_third_and_scales_back_to_ze
     assert len(cluster_containers(docker_client, cluster_id)) == 2  # never past max_nodes
 
     # Rank 0 listens on MASTER_ADDR, its own address on the cluster network.
-    head = until(
+    head = wait_until(
         "rank 0 to print its address",
         lambda: re.search(
             r"rank 0 of 2 ip (\S+) master (\S+):(\d+)", cli("runs", "logs", "run.ddp").out
@@ -455,7 +428,7 @@ def test_a_node_killed_mid_run_fails_the_run_naming_it_and_stops_the_other_rank(
     )
     cli.write("src/sleeper.py", SLEEPER)
     ok(cli("apply", "-auto-approve", "--detach"))
-    until("the run to start", lambda: "started" in cli("runs", "logs", "run.long").out)
+    wait_until("the run to start", lambda: "started" in cli("runs", "logs", "run.long").out)
     info = compute_show(cli)
     cluster_id = info["cluster_id"]
     assert all(n["state"] == "busy" for n in info["nodes"]) and len(info["nodes"]) == 2, info
@@ -472,7 +445,7 @@ def test_a_node_killed_mid_run_fails_the_run_naming_it_and_stops_the_other_rank(
     # The other rank was stopped and its node freed; the killed node is gone.
     nodes = {n["name"]: n for n in compute_show(cli)["nodes"]}
     assert list(nodes) == [survivor] and nodes[survivor]["state"] == "idle", nodes
-    until(
+    wait_until(
         "the surviving rank's script to end",
         lambda: running_scripts(node) == 0,
         timeout=20,

@@ -15,33 +15,16 @@ import contextlib
 import json
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ok, wait_until
 
 from trainform.runs.images import IMAGE_REPOSITORY
 
 PROJECT_LABEL = "trainform.project"
-
-
-def ok(result: Any) -> Any:
-    assert result.code == 0, f"exit {result.code}\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    return result
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.2)
 
 
 def show(cli: Any, ref: str) -> dict[str, Any]:

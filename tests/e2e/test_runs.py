@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLI, _base_env, wait_until
+from helpers import CLI, base_env, failed, ok, wait_until
 
 from trainform.state.locking import process_running as alive
 
@@ -37,20 +37,6 @@ compute "local" {
   max_concurrent_runs = 4
 }
 """
-
-
-def ok(result, code: int = 0):
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    return result
-
-
-def failed(result, *needles: str):
-    assert result.code == 1, f"exit {result.code} (wanted 1)\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    for needle in needles:
-        assert needle in result.all, f"{needle!r} not in\n{result.all}"
-    return result
 
 
 def run_block(name: str, script: str, extra: str = "", compute: str = "compute.local") -> str:
@@ -124,7 +110,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory):
     """The quick-start example, applied once; yields (cli, apply result)."""
     folder = tmp_path_factory.mktemp("quickstart") / "config"
     copy_quickstart(folder)
-    cli = CLI(folder, _base_env())
+    cli = CLI(folder, base_env())
     return cli, cli("apply", "-auto-approve")
 
 

@@ -14,13 +14,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from helpers import ok
+
 SECRET = "hunter2-e2e-secret-9c41"
-
-
-def ok(result, code: int = 0):
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all
-    return result
 
 
 def refused(result, *needles: str):

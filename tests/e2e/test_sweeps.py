@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, wait_until
+from helpers import CLI, ok, wait_until
 
 from trainform.state.locking import process_running as alive
 
@@ -105,12 +105,6 @@ def accuracy(lr: float, epoch: int) -> float:
 
 
 # -- helpers
-
-
-def ok(result, code: int = 0):
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    return result
 
 
 def gone(pids: list[int], timeout: float = 30.0) -> None:

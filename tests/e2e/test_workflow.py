@@ -16,6 +16,8 @@ import socket
 import sqlite3
 from pathlib import Path
 
+from helpers import ok
+
 TOKEN = "tok-e2e-workflow-5f1c"
 
 CONFIG = """\
@@ -76,12 +78,6 @@ def setup(cli, text: str = CONFIG):
     cli.write("main.train.hcl", text)
     cli.env["TRAINFORM_VAR_token"] = TOKEN
     return cli
-
-
-def ok(result, code: int = 0):
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all
-    return result
 
 
 def applied(cli, text: str = CONFIG):

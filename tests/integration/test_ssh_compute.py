@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import failed, ok, wait_until
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
     from tests.conftest import CLI, Result
@@ -42,20 +43,6 @@ AWKWARD_ARGS = ["two words", 'it\'s "quoted"', "$HOME and $(id)", "a;b && c | d"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def ok(result: Result, code: int = 0) -> Result:
-    assert result.code == code, f"exit {result.code} (wanted {code})\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    return result
-
-
-def failed(result: Result, *needles: str) -> Result:
-    assert result.code == 1, f"exit {result.code} (wanted 1)\n{result.out}\n{result.err}"
-    assert "Traceback" not in result.all, result.all
-    for needle in needles:
-        assert needle in result.all, f"{needle!r} not in\n{result.all}"
-    return result
 
 
 def hcl(value: Any) -> str:
@@ -128,17 +115,6 @@ def runs_list(cli: CLI) -> list[dict[str, Any]]:
 def upload_of(cli: CLI, ref: str = "run.train") -> dict[str, int]:
     """What the latest run of `ref` sent to the host, as the provider recorded it."""
     return dict(state(cli)[ref]["computed"]["handle"]["upload"])
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g} s")
-        time.sleep(0.1)
 
 
 def assert_no_auth_attempt(log: str) -> None:

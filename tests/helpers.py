@@ -1,0 +1,105 @@
+"""The CLI runner, assertions and polling shared by the end-to-end and integration tests (importable as
+`helpers`: pytest puts tests/ on sys.path for tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+R = TypeVar("R")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def all(self) -> str:
+        return self.out + self.err
+
+
+@dataclass
+class CLI:
+    """Runs `python -m trainform` in a configuration folder."""
+
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 120, **env: str
+    ) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "trainform", *args],
+            cwd=self.cwd,
+            env={**self.env, **env},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "trainform", *args],
+            cwd=self.cwd,
+            env={**self.env, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.cwd / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINFORM_")}
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    return env
+
+
+def ok(result: R, code: int = 0) -> R:
+    """A CLI result that exited with ``code`` and printed no traceback."""
+    got: Any = result
+    assert got.code == code, f"exit {got.code} (wanted {code})\n{got.out}\n{got.err}"
+    assert "Traceback" not in got.all, got.all
+    return result
+
+
+def failed(result: R, *needles: str) -> R:
+    """A CLI result that exited 1, with no traceback and each needle in its output."""
+    got: Any = result
+    assert got.code == 1, f"exit {got.code} (wanted 1)\n{got.out}\n{got.err}"
+    assert "Traceback" not in got.all, got.all
+    for needle in needles:
+        assert needle in got.all, f"{needle!r} not in\n{got.all}"
+    return result
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise.
+    ``timeout`` only matters when the test is failing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.1)
