@@ -9,7 +9,7 @@ refused before anything reaches docker; `runs cancel` leaving no container or pr
 
 Fixtures: `cli` (tests/conftest.py); the servers, `tfuser` and keys
 (tests/integration/conftest.py); `base_image`, `docker_client` and `no_leftovers`
-(tests/docker_engine.py). Helpers are those of test_ssh_compute.py.
+(tests/docker_engine.py). Helpers come from tests/helpers.py and test_ssh_compute.py.
 """
 
 from __future__ import annotations
@@ -23,24 +23,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import CLI, failed, ok, wait_until
 from test_ssh_compute import (
     SLEEPER,
     assert_no_auth_attempt,
     compute_block,
-    failed,
     files_containing,
-    ok,
     run_show,
     sensitive_variable,
     state,
     tfuser_processes,
-    wait_until,
 )
 
 from trainform.runs.images import IMAGE_REPOSITORY
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
-    from tests.conftest import CLI
     from tests.integration.conftest import SSHServer, TestUser, UserKey
 
 PROJECT_LABEL = "trainform.project"
