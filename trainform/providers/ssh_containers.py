@@ -17,21 +17,17 @@ Unlike local compute there is no host-side supervisor: the build runs inside ``s
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime
 import json
-import re
 import time
 from typing import Any
 
 from trainform.errors import ProviderError
 from trainform.providers.base import TERMINAL, RunRequest
 from trainform.remote.scripts import READ_SCRIPT
+from trainform.runs.images import BUILD_PREFIX, TAIL_LINES
 
-BUILD_PREFIX = "[build]"
-_TAIL_LINES = 15
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _FLUSH_SECONDS = 1.0
 # A launcher that recorded its outcome exits at once; if its container is still running
 # this long after, it is removed anyway.
@@ -180,20 +176,13 @@ def _build(
     """Build ``name`` on the host's engine from the local build context (sent through the
     SDK, as it was hashed), its output appended to the run's log as ``[build]`` lines.
     Raises ProviderError with the last lines when the build fails."""
-    from docker.api.build import process_dockerfile
-    from docker.errors import DockerException
-    from docker.utils.build import tar
-
-    from trainform.remote.docker import LABEL, short_error
-    from trainform.runs.images import HASH_LABEL
+    from trainform.remote.docker import LABEL
+    from trainform.runs.images import BuildLog, stream_build
 
     host = conn.target.endpoint
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
     pending: list[str] = [
         f"{BUILD_PREFIX} building image {name} from {build['dockerfile']} on {host}\n"
     ]
-    partial = ""
-    error = ""
     flushed = time.monotonic()
 
     def flush() -> None:
@@ -203,64 +192,26 @@ def _build(
             pending.clear()
         flushed = time.monotonic()
 
-    def emit(text: str) -> None:
-        nonlocal partial
-        *lines, partial = (partial + text).split("\n")
-        for line in lines:
-            line = _ANSI.sub("", line).rstrip("\r")
-            if line.strip():
-                tail.append(line)
-                pending.append(f"{BUILD_PREFIX} {line}\n")
+    def write(line: str) -> None:
+        pending.append(line)
         if time.monotonic() - flushed > _FLUSH_SECONDS:
             flush()
 
+    log = BuildLog(write)
+    labels = {LABEL: "1", "trainform.project": project}
     try:
-        # The classic builder tags only a build whose every step succeeded; forcerm removes
-        # the intermediate containers whatever happens.
-        dockerfile = process_dockerfile(build["dockerfile"], build["context"])
-        context = tar(
-            build["context"], exclude=list(build.get("exclude") or []), dockerfile=dockerfile
-        )
-        stream = client.api.build(
-            fileobj=context,
-            custom_context=True,
-            dockerfile=dockerfile[0],
-            tag=name,
-            buildargs=build.get("args") or {},
-            labels={LABEL: "1", "trainform.project": project, HASH_LABEL: build["hash"]},
-            rm=True,
-            forcerm=True,
-            pull=False,
-            decode=True,
-            timeout=None,
-        )
-        for chunk in stream:
-            if "stream" in chunk:
-                emit(str(chunk["stream"]))
-            elif "error" in chunk:
-                error = str(chunk.get("error") or "").strip()
-            elif "status" in chunk:
-                emit(str(chunk["status"]) + "\n")
-    except DockerException as exc:
-        error = short_error(exc)
+        error = stream_build(client.api, name, build, labels, log)
     except Exception as exc:  # the SSH channel or the HTTP stream broke
-        if not conn.is_alive():
-            error = f"the SSH connection was lost ({exc})"
-        else:
-            error = f"{type(exc).__name__}: {exc}"
-    emit("\n")
-    if error:
-        pending.append(f"{BUILD_PREFIX} error: {error}\n")
+        lost = not conn.is_alive()
+        error = f"the SSH connection was lost ({exc})" if lost else f"{type(exc).__name__}: {exc}"
+    message = log.failure(error, f" on {host}") if error else ""
+    if not error:
+        log.feed("\n")
+        pending.append(f"{BUILD_PREFIX} built image {name}\n")
     with contextlib.suppress(ProviderError):
         flush()
     if error:
-        lines = "\n".join(tail)
-        raise ProviderError(
-            f"image build failed on {host}: {error}"
-            + (f"\nthe last lines of the build:\n{lines}" if lines else ""),
-            host=host,
-        )
-    _append(conn, run_dir, f"{BUILD_PREFIX} built image {name}\n")
+        raise ProviderError(message, host=host)
 
 
 def _container(conn: Any, name: str) -> Any:
@@ -353,7 +304,7 @@ def _finished_long_ago(status: dict[str, Any]) -> bool:
 
 def _container_tail(container: Any) -> str:
     with contextlib.suppress(Exception):
-        data = container.logs(tail=_TAIL_LINES)
+        data = container.logs(tail=TAIL_LINES)
         return str(data.decode("utf-8", "replace").strip())
     return ""
 

@@ -24,12 +24,10 @@ still being removed as not final yet), so nothing is left behind once a run is o
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -37,6 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from trainform.runs.images import BUILD_PREFIX, TAIL_LINES
 from trainform.runs.launcher import (
     FINAL_STATUSES,
     OUTPUT_LOG,
@@ -48,9 +47,6 @@ from trainform.runs.launcher import (
 
 PLAN_FILE = "container.json"
 SUPERVISOR_LOG = "supervisor.log"
-BUILD_PREFIX = "[build]"
-_TAIL_LINES = 15
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the engine colours a build's stderr
 _POLL_SECONDS = 0.25
 # After a forwarded cancel, how long beyond the run's grace period to wait before SIGKILL.
 _STOP_MARGIN_SECONDS = 20.0
@@ -214,70 +210,18 @@ class _Supervisor:
             os.close(lock_fd)
 
     def _build(self, name: str, build: dict[str, Any]) -> None:
-        from docker.api.build import process_dockerfile
-        from docker.errors import DockerException
-        from docker.utils.build import tar
-
-        from trainform.remote.docker import LABEL, short_error
-        from trainform.runs.images import HASH_LABEL
+        from trainform.remote.docker import LABEL
+        from trainform.runs.images import BuildLog, stream_build
 
         write_status(self.run_dir, status="preparing", message=f"building image {name}")
         _append(self.run_dir, f"{BUILD_PREFIX} building image {name} from {build['dockerfile']}\n")
-        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-        partial = ""
-        error = ""
-
-        def emit(text: str) -> None:
-            nonlocal partial
-            *lines, partial = (partial + text).split("\n")
-            for line in lines:
-                line = _ANSI.sub("", line).rstrip("\r")
-                if line.strip():
-                    tail.append(line)
-                    _append(self.run_dir, f"{BUILD_PREFIX} {line}\n")
-
-        labels = {**self.plan["labels"], LABEL: "1", HASH_LABEL: build["hash"]}
+        log = BuildLog(lambda line: _append(self.run_dir, line))
+        labels = {**self.plan["labels"], LABEL: "1"}
         labels.pop("trainform.run_id", None)
-        try:
-            # The classic builder tags the image only when every step succeeded, and forcerm
-            # removes the intermediate containers whatever happens: a failed build leaves no
-            # tag and no container.
-            # The context is sent exactly as it was hashed (.dockerignore and trainform's
-            # own folder left out), through the SDK's own tar helper.
-            dockerfile = process_dockerfile(build["dockerfile"], build["context"])
-            context = tar(
-                build["context"], exclude=list(build.get("exclude") or []), dockerfile=dockerfile
-            )
-            stream = self.client.api.build(
-                fileobj=context,
-                custom_context=True,
-                dockerfile=dockerfile[0],
-                tag=name,
-                buildargs=build.get("args") or {},
-                labels=labels,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                decode=True,
-            )
-            for chunk in stream:
-                if "stream" in chunk:
-                    emit(str(chunk["stream"]))
-                elif "error" in chunk:
-                    error = str(chunk.get("error") or "").strip()
-                elif "status" in chunk:
-                    emit(str(chunk["status"]) + "\n")
-        except DockerException as exc:
-            error = short_error(exc)
-        emit("\n")
+        error = stream_build(self.client.api, name, build, labels, log)
         if error:
-            _append(self.run_dir, f"{BUILD_PREFIX} error: {error}\n")
-            lines = "\n".join(tail)
-            raise _Failed(
-                f"image build failed: {error}\nthe last lines of the build:\n{lines}"
-                if lines
-                else f"image build failed: {error}"
-            )
+            raise _Failed(log.failure(error))
+        log.feed("\n")
         _append(self.run_dir, f"{BUILD_PREFIX} built image {name}\n")
 
     # -- the container
@@ -417,7 +361,7 @@ class _Supervisor:
 
     def _container_tail(self) -> str:
         with contextlib.suppress(Exception):
-            data = self.container.logs(tail=_TAIL_LINES)
+            data = self.container.logs(tail=TAIL_LINES)
             return data.decode("utf-8", "replace").strip()
         return ""
 

@@ -7,9 +7,11 @@ Everything here is pure (it reads files, never an engine) except :func:`image_pr
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,80 @@ def missing_image_message(name: str) -> str:
         "scripts/build-base-image builds a Debian image with python3 offline), or give the "
         "environment a dockerfile instead of an image."
     )
+
+
+BUILD_PREFIX = "[build]"  # how build output is marked in a run's log
+TAIL_LINES = 15  # lines of a failed build (or container) shown in its error message
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the engine colours a build's stderr
+
+
+class BuildLog:
+    """A build's output as ``[build]`` lines for a run's log (colour codes and blank lines
+    left out), keeping the last ones for an error message."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._partial = ""
+
+    def feed(self, text: str) -> None:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            line = _ANSI.sub("", line).rstrip("\r")
+            if line.strip():
+                self.tail.append(line)
+                self.write(f"{BUILD_PREFIX} {line}\n")
+
+    def failure(self, error: str, where: str = "") -> str:
+        """Finish the log with ``error``; the message for the run: the error and last lines."""
+        self.feed("\n")
+        self.write(f"{BUILD_PREFIX} error: {error}\n")
+        lines = "\n".join(self.tail)
+        message = f"image build failed{where}: {error}"
+        return f"{message}\nthe last lines of the build:\n{lines}" if lines else message
+
+
+def stream_build(
+    api: Any, name: str, build: dict[str, Any], labels: dict[str, str], log: BuildLog
+) -> str:
+    """Build image ``name`` with the engine's classic builder from ``build`` (the build
+    settings: context, dockerfile, exclude, args, hash), feeding its output to ``log``; returns the error ("" when it
+    was built). The classic builder tags the image only when every step succeeded, and
+    ``forcerm`` removes the intermediate containers whatever happens, so a failed build
+    leaves no tag and no container. The context is sent exactly as it was hashed
+    (``.dockerignore`` and trainform's own folder left out), through the SDK's tar helper."""
+    from docker.api.build import process_dockerfile
+    from docker.errors import DockerException
+    from docker.utils.build import tar
+
+    from trainform.remote.docker import short_error
+
+    error = ""
+    try:
+        dockerfile = process_dockerfile(build["dockerfile"], build["context"])
+        context = tar(
+            build["context"], exclude=list(build.get("exclude") or []), dockerfile=dockerfile
+        )
+        stream = api.build(
+            fileobj=context,
+            custom_context=True,
+            dockerfile=dockerfile[0],
+            tag=name,
+            buildargs=build.get("args") or {},
+            labels={**labels, HASH_LABEL: build["hash"]},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            timeout=None,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                log.feed(str(chunk["stream"]))
+            elif "error" in chunk:
+                error = str(chunk.get("error") or "").strip()
+            elif "status" in chunk:
+                log.feed(str(chunk["status"]) + "\n")
+    except DockerException as exc:
+        error = short_error(exc)
+    return error
