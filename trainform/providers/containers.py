@@ -14,13 +14,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from trainform.errors import ProviderError
 from trainform.providers.base import TERMINAL, Handle, RunRequest
 from trainform.state.locking import process_alive, process_start_time
 
@@ -36,9 +32,9 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
     """Prepare the run folder under ``workdir/runs`` and start the supervisor detached;
     returns at once (the image is built afterwards, its output going to the run's log).
     Raises ProviderError if the folder cannot be written or the supervisor cannot start."""
+    from trainform.providers.local import start_detached, start_failed
     from trainform.remote.docker import LABEL, user_spec
     from trainform.runs.container import PLAN_FILE, container_name, container_plan
-    from trainform.runs.launcher import write_status
     from trainform.runs.shipping import full_spec, install_lib
 
     settings = request.spec["environment"]["docker"]
@@ -64,23 +60,9 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
             user=user_spec(),
         )
         _write_json(run_dir / PLAN_FILE, plan)
-        write_status(run_dir, status="queued", host=socket.gethostname())
-        with (run_dir / "supervisor.err").open("ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "trainform.runs.container", str(run_dir)],
-                cwd=run_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
     except OSError as exc:
-        raise ProviderError(
-            f"{request.address}: cannot start the run in {run_dir}: {exc}",
-            address=request.address,
-            host=socket.gethostname(),
-        ) from None
+        raise start_failed(request, run_dir, exc) from None
+    proc = start_detached(request, run_dir, ["-m", "trainform.runs.container"], "supervisor.err")
     return {
         "run_dir": str(run_dir),
         "container": container_name(request.run_id),

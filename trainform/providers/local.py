@@ -107,6 +107,37 @@ def _gpus() -> list[dict[str, Any]]:
     return gpus
 
 
+def start_detached(
+    request: RunRequest, run_dir: Path, argv: list[str], err_name: str
+) -> subprocess.Popen[bytes]:
+    """Mark the run queued and start ``python argv... RUN_DIR`` in its own session (it
+    outlives trainform), its stderr into ``run_dir/err_name``."""
+    from trainform.runs.launcher import write_status
+
+    try:
+        write_status(run_dir, status="queued", host=socket.gethostname())
+        with (run_dir / err_name).open("ab") as err:
+            return subprocess.Popen(
+                [sys.executable, *argv, str(run_dir)],
+                cwd=run_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+    except OSError as exc:
+        raise start_failed(request, run_dir, exc) from None
+
+
+def start_failed(request: RunRequest, run_dir: Path, exc: OSError) -> ProviderError:
+    return ProviderError(
+        f"{request.address}: cannot start the run in {run_dir}: {exc}",
+        address=request.address,
+        host=socket.gethostname(),
+    )
+
+
 class LocalComputeProvider(Provider):
     """Runs work on the machine trainform runs on, directly or (for an environment with a
     ``docker`` block) in a container on its Docker engine. Attaching gathers facts; nothing
@@ -174,7 +205,6 @@ class LocalComputeProvider(Provider):
 
     # -- running work
     def submit(self, request: RunRequest) -> Handle:
-        from trainform.runs.launcher import write_status
         from trainform.runs.shipping import install_lib, write_spec
 
         workdir = Path(str(request.compute.get("workdir_path") or self.context.data_dir / "local"))
@@ -189,23 +219,9 @@ class LocalComputeProvider(Provider):
             write_spec(
                 run_dir, request, blob_dir=request.blob_dir, lib_dir=lib, cache_dir=workdir / "envs"
             )
-            write_status(run_dir, status="queued", host=socket.gethostname())
-            with (run_dir / "launcher.err").open("ab") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, str(lib / "launcher.py"), str(run_dir)],
-                    cwd=run_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    start_new_session=True,
-                    close_fds=True,
-                )
         except OSError as exc:
-            raise ProviderError(
-                f"{request.address}: cannot start the run in {run_dir}: {exc}",
-                address=request.address,
-                host=socket.gethostname(),
-            ) from None
+            raise start_failed(request, run_dir, exc) from None
+        proc = start_detached(request, run_dir, [str(lib / "launcher.py")], "launcher.err")
         return {
             "run_dir": str(run_dir),
             "launcher_pid": proc.pid,
