@@ -93,3 +93,13 @@ def no_leftovers(docker_client: Any, tmp_path: Path) -> Iterator[None]:
             else:
                 docker_client.volumes.get(ident).remove(force=True)
     assert not left, f"left behind: {sorted(left)}"
+
+
+@pytest.fixture
+def built_images(docker_client: Any) -> Iterator[list[str]]:
+    """Tags the test built; removed afterwards (their contexts are unique to the test)."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(tag, force=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from docker_engine import (  # noqa: F401 (fixtures and helpers for this folder)
     PROJECT_LABEL,
     base_image,
+    built_images,
     docker_client,
     managed,
     no_leftovers,

@@ -11,15 +11,12 @@ folder; `base_image` and `no_leftovers` come from tests/docker/conftest.py.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from helpers import ok, wait_until
 
 from trainform.runs.images import IMAGE_REPOSITORY
@@ -37,16 +34,6 @@ def containers_of(client: Any, cli: Any) -> list[Any]:
         for c in client.containers.list(all=True, filters={"label": PROJECT_LABEL})
         if c.labels.get(PROJECT_LABEL) == str(cli.cwd)
     ]
-
-
-@pytest.fixture
-def built_images(docker_client: Any) -> Iterator[list[str]]:
-    """Tags the test built; removed afterwards (their contexts are unique to the test)."""
-    tags: list[str] = []
-    yield tags
-    for tag in tags:
-        with contextlib.suppress(Exception):
-            docker_client.images.remove(tag, force=True)
 
 
 COMPUTE = 'compute "local" {\n  type                = "local"\n  max_concurrent_runs = 4\n}\n'

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from docker_engine import base_image, docker_client, no_leftovers  # noqa: F401 (fixtures)
+from docker_engine import (  # noqa: F401 (fixtures)
+    base_image,
+    built_images,
+    docker_client,
+    no_leftovers,
+)
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"

@@ -14,11 +14,9 @@ Fixtures: `cli` (tests/conftest.py); the servers, `tfuser` and keys
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,16 +56,6 @@ with open(os.path.join(os.environ["TRAINFORM_OUTPUT_DIR"], "result.txt"), "w") a
 def tfuser_uses_docker(tfuser: TestUser) -> None:
     """tfuser may use the engine's socket (its SSH sessions start after this)."""
     subprocess.run(["usermod", "-aG", "docker", tfuser.name], check=True)
-
-
-@pytest.fixture
-def built_images(docker_client: Any) -> Iterator[list[str]]:
-    """Tags the test built; removed afterwards (their contexts are unique to the test)."""
-    tags: list[str] = []
-    yield tags
-    for tag in tags:
-        with contextlib.suppress(Exception):
-            docker_client.images.remove(tag, force=True)
 
 
 def containers_of(client: Any, cli: CLI) -> list[Any]:
