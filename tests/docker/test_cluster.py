@@ -321,6 +321,38 @@ def test_plan_removes_nodes_idle_past_the_timeout_down_to_min_nodes(
     destroy_leaves_nothing(cli, docker_client, tmp_path)
 
 
+def test_with_no_command_running_a_queued_run_starts_and_idle_nodes_go(
+    cli, base_image, docker_client, tmp_path
+):
+    """`apply --detach` and then nothing: the cluster's watcher process starts the queued run
+    when the node frees up, and removes the node once it has been idle for idle_timeout."""
+    first = run_block("first", command='["python3", "-c", "import time; time.sleep(6)"]')
+    second = run_block("second", command='["python3", "-c", "print(\'second ran\')"]')
+    cli.write("main.train.hcl", cluster_block(base_image, 0, 1, idle="2s") + first + second)
+    cli.write("src/.keep", "")
+    ok(cli("apply", "-auto-approve", "--detach", timeout=120))
+    registry = next((cli.cwd / ".trainform" / "clusters").glob("*.json"))
+    recorded = json.loads(registry.read_text())
+    cluster_id = recorded["config"]["cluster_id"]
+    assert len(recorded["queue"]) == 1, recorded  # max_nodes = 1: one of them waits
+    queued = recorded["runs"][recorded["queue"][0]]["address"]
+
+    def finished() -> bool:
+        runs = json.loads(registry.read_text())["runs"]
+        return len(runs) == 2 and all(r["state"] == "done" for r in runs.values())
+
+    # No trainform command from here on: only the engine and the registry file are read.
+    wait_until("both runs to finish", finished, timeout=90)
+    wait_until("the idle node to go", lambda: not cluster_containers(docker_client, cluster_id))
+    assert network_exists(docker_client, cluster_id)  # the cluster itself stays
+
+    shown = run_show(cli, queued)
+    assert shown["status"] == "completed", shown
+    logs = ok(cli("runs", "logs", "run.second")).out
+    assert "second ran" in logs, logs
+    destroy_leaves_nothing(cli, docker_client, tmp_path)
+
+
 # -- changing the configuration ----------------------------------------------------------------
 
 

@@ -15,7 +15,9 @@ every trainform process on this machine (an apply, ``runs show`` in another term
 detached sweep) sees and keeps one truth. The cluster's housekeeping happens whenever a
 trainform process touches it (refresh, a run's status, ``compute show``/``reconcile``):
 finished runs release their nodes (after their folders are copied back), queued runs start,
-and nodes idle past ``idle_timeout`` above ``min_nodes`` are removed.
+and nodes idle past ``idle_timeout`` above ``min_nodes`` are removed. While the cluster has
+work or spare nodes, a watcher process (this module run as a program) does the same on its
+own, so nothing waits for the next command.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import os
 import re
 import secrets
 import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +61,7 @@ WORKDIR = "/var/lib/trainform"  # inside node containers
 CLUSTER_LABEL = "trainform.cluster"
 PROJECT_LABEL = "trainform.project"
 NODE_COMMAND = ["sleep", "infinity"]
+AGENT_POLL = 2.0  # seconds between the watcher's looks at a cluster with work
 KEEP_FINISHED = 7 * 24 * 3600.0  # seconds a finished run's record stays in the registry
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*([kmgt]i?b?|b)?$", re.IGNORECASE)
 
@@ -527,7 +532,54 @@ class Cluster:
         actions += self._dispatch()
         actions += self._scale_down()
         self._forget_old_runs()
+        self._keep_watch()
         return actions
+
+    def busy(self) -> bool:
+        """Whether the cluster has work, or nodes above min_nodes waiting to be retired."""
+        return bool(
+            self.reg["queue"]
+            or any(r.get("state") == "placed" for r in self.reg["runs"].values())
+            or len(self.reg["nodes"]) > self.config.get("min_nodes", 0)
+        )
+
+    def next_check(self) -> float:
+        """Seconds until the cluster's housekeeping has something to do again."""
+        if self.reg["queue"] or any(r.get("state") == "placed" for r in self.reg["runs"].values()):
+            return AGENT_POLL
+        deadlines = [
+            node["idle_since"] + self.config["idle_timeout"] - time.time()
+            for node in self.reg["nodes"].values()
+            if not node.get("run")
+        ]
+        return min(max(min(deadlines, default=AGENT_POLL), AGENT_POLL), 60.0)
+
+    def _keep_watch(self) -> None:
+        """Make sure a watcher process looks after the cluster while it is busy, so queued
+        runs start and idle nodes go even when no trainform command is running."""
+        from trainform.state.locking import process_alive, process_start_time
+
+        agent = self.reg.get("agent") or {}
+        if not self.busy() or (
+            agent and process_alive(int(agent["pid"]), str(agent.get("start", "")))
+        ):
+            return
+        self.registry.runs_dir.mkdir(parents=True, exist_ok=True)
+        with (self.registry.runs_dir / "watcher.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trainform.providers.docker_cluster",
+                    str(self.registry.path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        self.reg["agent"] = {"pid": proc.pid, "start": process_start_time(proc.pid)}
 
     def _forget_old_runs(self) -> None:
         """Drop the records and copied-back folders of runs finished over a week ago (their
@@ -966,3 +1018,30 @@ def _request_to_json(request: RunRequest) -> dict[str, Any]:
 
 def _request_from_json(data: dict[str, Any]) -> RunRequest:
     return RunRequest(**{**data, "blob_dir": Path(data["blob_dir"])})
+
+
+def watch(path: Path) -> int:
+    """The cluster's watcher (``python -m trainform.providers.docker_cluster REGISTRY``): its
+    housekeeping, every few seconds while runs are queued or running and at the next idle
+    deadline otherwise, until the cluster has nothing left to do or is destroyed."""
+    registry = Registry(path)
+    while registry.path.exists():
+        with registry.locked() as reg:
+            if "config" not in reg:
+                return 0
+            cluster = Cluster(reg, "")
+            try:
+                cluster.housekeeping()
+            except ProviderError as exc:  # the engine is unreachable: try again later
+                print(f"{time.strftime('%H:%M:%S')} {exc}", flush=True)
+            if not cluster.busy():
+                reg.pop("agent", None)
+                return 0
+            wake = time.monotonic() + cluster.next_check()
+        while time.monotonic() < wake and registry.path.exists():  # destroy ends the watch
+            time.sleep(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(watch(Path(sys.argv[1])))
