@@ -1,0 +1,3 @@
+import socket
+
+print(f"evaluating on {socket.gethostname()}")
