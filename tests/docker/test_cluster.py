@@ -353,6 +353,17 @@ def test_with_no_command_running_a_queued_run_starts_and_idle_nodes_go(
     destroy_leaves_nothing(cli, docker_client, tmp_path)
 
 
+def test_the_cluster_example_applies_and_destroys_cleanly(cli, base_image, docker_client, tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "cluster"
+    for path in example.glob("*.*"):
+        cli.write(path.name, path.read_text().replace("trainform/base:latest", base_image))
+    applied = ok(cli("apply", "-auto-approve", timeout=180))
+    assert "rank 0 got 'hello from rank 1'" in applied.out, applied.out
+    for ref in ("run.ddp", "run.eval"):
+        assert run_show(cli, ref)["status"] == "completed"
+    destroy_leaves_nothing(cli, docker_client, tmp_path)
+
+
 # -- changing the configuration ----------------------------------------------------------------
 
 
