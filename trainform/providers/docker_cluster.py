@@ -195,11 +195,14 @@ class DockerClusterProvider(Provider):
         registry = _registry_of(prior.computed) if prior else None
         if registry is None or not registry.path.exists():
             return PlanValues()
-        with registry.locked() as reg:
-            cluster = Cluster(reg, address)
-            cluster.housekeeping(full=False)
-            lost = list(reg["lost"])
-            live = len(reg["nodes"])
+        try:
+            with registry.locked() as reg:
+                cluster = Cluster(reg, address)
+                cluster.housekeeping(full=False)
+                lost = list(reg["lost"])
+                live = len(reg["nodes"])
+        except ProviderError:
+            return PlanValues()  # an unreachable engine: refresh reports it as drift
         low = int(desired.get("min_nodes") or 0)
         if not lost and live >= low:
             return PlanValues()
@@ -362,7 +365,7 @@ class DockerClusterProvider(Provider):
         except Exception as exc:
             if dk.is_not_found(exc):
                 raise ProviderError(
-                    f"{address}: node_image {image!r} is not on {dk.engine_name(url)}; "
+                    f"node_image {image!r} is not on {dk.engine_name(url)}; "
                     "trainform does not pull images. Build or load it there first (for a "
                     "Debian image with python3 and no registry: scripts/build-base-image)",
                     host=url,
