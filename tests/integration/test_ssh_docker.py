@@ -3,7 +3,8 @@
 this machine's real Docker engine, reached over the compute's own SSH connection.
 
 Covered: a run inside a named image (in a container, as tfuser's uid, outputs back, no
-container left); a Dockerfile built on the host's engine, reused on the next apply; a
+container left); a 2-node run on a pool of two servers, a container per rank meeting over the
+host's network; a Dockerfile built on the host's engine, reused on the next apply; a
 password-authenticated compute whose password reaches no file or output; an unknown host key
 refused before anything reaches docker; `runs cancel` leaving no container or process.
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from helpers import CLI, failed, ok, wait_until
 from test_ssh_compute import (
+    RENDEZVOUS,
     SLEEPER,
     assert_no_auth_attempt,
     compute_block,
@@ -120,6 +122,46 @@ def test_run_in_a_named_image_on_the_ssh_host(
     # The host's facts say docker is usable; an unchanged configuration plans nothing.
     assert state(cli)["compute.box"]["computed"]["facts"]["127.0.0.1"]["docker"] is True
     ok(cli("plan", "--detailed-exitcode"))
+
+
+def test_multi_node_run_in_containers_on_a_pool_meets_over_the_hosts_network(
+    cli: CLI,
+    sshd_factory: Any,
+    user_key: UserKey,
+    remote_tmp: str,
+    base_image: str,
+    docker_client: Any,
+    no_leftovers: None,
+    tmp_path: Path,
+) -> None:
+    a, b = sshd_factory(), sshd_factory()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(a.known_hosts_line + "\n" + b.known_hosts_line + "\n")
+    cli.write(
+        "main.train.hcl",
+        compute_block(
+            a,
+            f"{remote_tmp}/tf",
+            key=user_key,
+            pin=False,
+            hosts=[a.endpoint, b.endpoint],
+            known_hosts=str(known_hosts),
+            max_concurrent_runs=2,
+        )
+        + environment(f'    image = "{base_image}"')
+        + run_block(node_count="2"),
+    )
+    cli.write("src/train.py", "import os\nassert os.path.exists('/.dockerenv')\n" + RENDEZVOUS)
+    out = ok(cli("apply", "--auto-approve")).out
+    assert "rank 0 got: hello from rank 1" in out, out
+    handle = state(cli)["run.probe"]["computed"]["handle"]
+    names = [node["container"] for node in handle["nodes"]]
+    assert len(set(names)) == 2 and names[1].endswith("-node1"), names
+    run = run_show(cli, "run.probe")
+    assert run["status"] == "completed", run
+    collected = Path(run["outputs_path"]).parent
+    assert (collected / "nodes" / "1" / "outputs" / "rendezvous.json").is_file()
+    assert containers_of(docker_client, cli) == []
 
 
 def test_a_named_image_missing_on_the_host_is_refused_at_plan_time(

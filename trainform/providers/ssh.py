@@ -283,7 +283,7 @@ class SSHComputeProvider(Provider):
 
         facts = compute.get("facts")
         return docker_problems(
-            facts if isinstance(facts, dict) else {}, str(compute.get("username")), node_count
+            facts if isinstance(facts, dict) else {}, str(compute.get("username"))
         )
 
     def image_present(self, compute: dict[str, Any], image: str) -> bool | None:
@@ -404,11 +404,6 @@ class SSHComputeProvider(Provider):
         workdir = str(compute.get("workdir_path") or "~/.trainform")
         target = self._run_target(compute)
         in_container = bool(request.spec["environment"].get("docker"))
-        if in_container and len(hosts) > 1:
-            raise ProviderError(
-                f"{request.address}: runs in containers on ssh compute use one host",
-                address=request.address,
-            )
         files = lib_files()
         lib = f"{workdir}/lib/{lib_digest(files)}"
         blobs = f"{workdir}/blobs"
@@ -453,6 +448,7 @@ class SSHComputeProvider(Provider):
                     conn,
                     request,
                     spec,
+                    rank=rank if len(hosts) > 1 else None,
                     run_dir=run_dir,
                     lib=lib,
                     blobs=blobs,

@@ -37,15 +37,10 @@ _APPEND_SCRIPT = "import sys\nopen(sys.argv[1], 'ab').write(sys.stdin.buffer.rea
 _IDS_SCRIPT = "import os\nprint('%d:%d' % (os.getuid(), os.getgid()))\n"
 
 
-def docker_problems(facts: dict[str, Any], username: str, node_count: int) -> list[str]:
+def docker_problems(facts: dict[str, Any], username: str) -> list[str]:
     """Why runs in containers cannot go to an ssh compute with these recorded ``facts``
     (per host); facts not gathered yet (not attached) find none."""
     problems = []
-    if node_count > 1:
-        problems.append(
-            f"node_count = {node_count}: runs in containers on ssh compute use one host; "
-            "use an environment without a docker block for multi-node runs on a pool"
-        )
     for host, host_facts in facts.items():
         if isinstance(host_facts, dict) and host_facts.get("docker") is False:
             problems.append(
@@ -61,6 +56,7 @@ def start(
     request: RunRequest,
     spec: dict[str, Any],
     *,
+    rank: int | None,
     run_dir: str,
     lib: str,
     blobs: str,
@@ -70,7 +66,11 @@ def start(
     """Ensure the image on ``conn``'s host, upload ``spec`` (its cache and slot folders
     pointed at the host's), create and start the run's container; returns the node's handle
     fields. Blocks through an image build. Raises ProviderError (a missing image, a failed
-    build with its last lines, an engine that cannot be used)."""
+    build with its last lines, an engine that cannot be used).
+
+    ``rank`` is the node's rank in a multi-node run (None for a one-node run): each node gets
+    a container of its own, on the host's network, so that ranks meet at MASTER_ADDR (a
+    pool host's address) as they would outside containers."""
     from docker.types import Mount
 
     from trainform.remote.docker import LABEL
@@ -90,7 +90,7 @@ def start(
     conn.run(["mkdir", "-p", cache_dir, slots_dir])
     conn.upload_stream([("spec.json", json.dumps(spec).encode())], run_dir)
     user = conn.python(_IDS_SCRIPT).decode().strip()
-    name = container_name(request.run_id)
+    name = container_name(request.run_id) + (f"-node{rank}" if rank is not None else "")
     mounts = [
         Mount(path, path, type="bind", read_only=mode == "ro")
         for path, mode in [
@@ -105,6 +105,8 @@ def start(
         options = container_options(settings)
     except ValueError as exc:
         raise ProviderError(f"{request.address}: docker settings: {exc}") from None
+    if rank is not None:
+        options["network_mode"] = "host"
     container = remote_call(
         f"creating container {name} from image {settings['image']}",
         conn,
