@@ -141,14 +141,6 @@ class _StreamReader(io.RawIOBase):
         return n
 
 
-def get_tree(container: Any, path: str, dest: Path) -> list[str]:
-    """Copy the folder ``path`` of a container into ``dest`` (its contents, not the folder
-    itself). Only what stays inside ``dest`` is written; returns what was skipped."""
-    stream, _ = container.get_archive(path.rstrip("/") + "/.")
-    with tarfile.open(fileobj=io.BufferedReader(_StreamReader(iter(stream))), mode="r|") as tar:
-        return extract_safely(tar, dest)
-
-
 def get_archive_of_tar(container: Any, path: str, dest: Path) -> list[str]:
     """Extract the tar file ``path`` of a container into ``dest`` (the engine sends it
     wrapped in a tar of its own); only what stays inside ``dest`` is written."""
