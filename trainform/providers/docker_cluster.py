@@ -300,7 +300,9 @@ class DockerClusterProvider(Provider):
             placed = run.get("nodes") or []
             if run.get("state") != "placed":
                 local = registry.runs_dir / handle["run_id"] / "collected" / name
-                return _read_local(local, offset)
+                from trainform.providers.local import read_from
+
+                return read_from(local, offset)
             node = placed[0]
         container = _container(node)
         if container is None:
@@ -995,16 +997,6 @@ def _remove_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _read_local(path: Path, offset: int) -> tuple[bytes, int]:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(offset)
-            data = fh.read(1 << 20)
-    except FileNotFoundError:
-        return b"", offset
-    return data, offset + len(data)
 
 
 def _request_to_json(request: RunRequest) -> dict[str, Any]:

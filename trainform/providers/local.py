@@ -69,7 +69,7 @@ def _python() -> dict[str, str]:
     return {"python": os.path.realpath(exe), "python_version": out}
 
 
-def _read_from(path: Path, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
+def read_from(path: Path, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
     """Up to ``limit`` bytes of a growing file from ``offset`` on, and the next offset."""
     try:
         with path.open("rb") as fh:
@@ -250,10 +250,10 @@ class LocalComputeProvider(Provider):
         return status
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        return _read_from(Path(handle["run_dir"]) / "output.log", offset)
+        return read_from(Path(handle["run_dir"]) / "output.log", offset)
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        return _read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
+        return read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
 
     def cancel(self, handle: Handle) -> None:
         from trainform.runs.launcher import read_status
