@@ -337,10 +337,18 @@ def test_runs_show_reports_the_upload(
         compute_block(sshd, f"{remote_tmp}/tf", key=user_key) + ENVIRONMENT + run_block(),
     )
     cli.write("src/train.py", 'print("hello")\n')
-    ok(cli("apply", "--auto-approve"))
+    out = ok(cli("apply", "--auto-approve")).out
+    assert "uploading" not in out, out  # a small upload says nothing
     run = run_show(cli)
     assert run.get("upload", {}).get("files") == 1, run
     assert run["upload"]["bytes"] > 0, run
+
+    # A large one reports its progress while it goes, up to 100%, once.
+    (cli.cwd / "src" / "weights.bin").write_bytes(os.urandom(24 << 20))
+    out = ok(cli("apply", "--auto-approve")).out
+    assert "run.train: uploading 1 file(s):" in out, out
+    assert out.count("of 24.0 MiB (100%)") == 1, out
+    assert run_show(cli)["upload"]["files"] == 1
 
 
 # -- 3. a rerun sends only what changed ----------------------------------------------------------

@@ -216,7 +216,9 @@ def test_dockerfile_built_on_the_host_then_reused(
     built_images.append(tag)
 
     out = ok(cli("apply", "--auto-approve")).out
-    assert "[build] Step 1/" in out, out  # the build's output is in the run's log
+    # The build's output is shown while it goes (during submit), once, and is in the log.
+    assert out.count("[build] Step 1/") == 1, out
+    assert out.index("[build] Step 1/") < out.index("submitted as run"), out
     assert f"Successfully tagged {tag}" in out, out
     assert "marker: built-on-the-host" in out, out
     assert f"uid: {tfuser.uid}" in out, out

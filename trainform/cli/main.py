@@ -644,6 +644,8 @@ def _run_apply(
                 _print(ctx, f"[cyan]{escape(c.address)}: {escape(e.message)}[/cyan]")
             elif e.kind == "log":
                 click.echo(f"{c.address.ljust(width)} | {e.message}")
+            elif e.kind == "progress":
+                _print(ctx, f"[dim]{escape(c.address)}: {escape(e.message)}[/dim]")
 
     def on_sigint(signum: int, frame: Any) -> None:
         if cancel.is_set():

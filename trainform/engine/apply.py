@@ -18,7 +18,7 @@ from trainform.config.model import Evaluated, Instance
 from trainform.config.values import UNKNOWN, is_unknown
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
-from trainform.providers.base import ResourceState
+from trainform.providers.base import ResourceState, reporting
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import SQLiteStateStore
@@ -26,7 +26,8 @@ from trainform.state.store import SQLiteStateStore
 
 @dataclass(frozen=True)
 class Event:
-    """Progress of one change, for the CLI to show: start, done, failed, skipped."""
+    """Progress of one change, for the CLI to show: start, done, failed, skipped, submitted,
+    status, log, progress (what a provider reports during a long create)."""
 
     kind: str
     change: Change
@@ -366,6 +367,10 @@ class Engine:
         return inst
 
     def _execute(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
+        with reporting(lambda message: self.on_event(Event("progress", change, message=message))):
+            return self._execute_change(change, inst)
+
+    def _execute_change(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
         provider = self.providers.get(change.provider)
         prior = self._prior.get(change.address)
         try:

@@ -24,8 +24,9 @@ Values passed in and out:
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,6 +35,30 @@ from trainform.config.schema import BlockSchema
 from trainform.errors import ProviderError
 
 Observed = dict[str, Any]
+
+_reporter = threading.local()
+
+
+@contextlib.contextmanager
+def reporting(listener: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, :func:`report` calls from this thread reach ``listener`` (the engine
+    shows them under the resource being changed)."""
+    previous = getattr(_reporter, "listener", None)
+    _reporter.listener = listener
+    try:
+        yield
+    finally:
+        _reporter.listener = previous
+
+
+def report(message: str) -> None:
+    """Tell the user how a long step of a create or update goes (an upload's progress, an
+    image build's output). Providers never print; this is how they are heard. Does nothing
+    when nobody listens."""
+    listener = getattr(_reporter, "listener", None)
+    if listener is not None:
+        listener(message)
+
 
 # Optional capabilities a provider may declare; the planner rejects, at plan time, a run that
 # asks a compute target for one it lacks.

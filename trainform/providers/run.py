@@ -431,7 +431,10 @@ class RunProvider(WorkProvider):
         """Follow the run to its end (see :func:`trainform.runs.watch.follow`)."""
         from trainform.runs.watch import follow
 
-        return follow(self, computed, on_line, on_status, stop)
+        # Lines a provider already showed while submitting (an image build over SSH) are
+        # not printed twice.
+        shown = int((computed.get("handle") or {}).get("log_shown") or 0)
+        return follow(self, computed, on_line, on_status, stop, offset=shown)
 
     def status_of(self, computed: dict[str, Any]) -> dict[str, Any]:
         """Current status fields of a submitted run."""

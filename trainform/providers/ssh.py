@@ -37,6 +37,7 @@ from trainform.providers.base import (
     ProviderContext,
     ResourceState,
     RunRequest,
+    report,
 )
 from trainform.remote.scripts import MISSING_DELTA_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs import nodes as multinode
@@ -476,6 +477,7 @@ class SSHComputeProvider(Provider):
                 k: v for k, v in target.items() if k not in ("password", "private_key_passphrase")
             },
             "upload": upload,
+            "log_shown": nodes[0].get("log_shown", 0),  # rank 0's log is the one followed
         }
 
     def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
@@ -599,13 +601,38 @@ def upload_blobs(
         out = conn.python(MISSING_DELTA_SCRIPT, [remote, sets, "-", set_id], input=full)
     missing = out.decode().split()
     payload = [(f"{h[:2]}/{h[2:]}", blob_dir / h[:2] / h[2:]) for h in missing]
-    sent = conn.upload_stream(payload, remote) if payload else 0
+    sent = conn.upload_stream(payload, remote, progress=_progress(payload)) if payload else 0
     if known is not None:
         known.parent.mkdir(parents=True, exist_ok=True)
         tmp = known.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
         tmp.write_text(json.dumps({"id": set_id, "hashes": wanted}))
         os.replace(tmp, known)
     return {"files": len(payload), "bytes": len(query) + sent}
+
+
+PROGRESS_FROM = 16 << 20  # uploads at least this large report their progress
+PROGRESS_EVERY = 1.0  # seconds between progress reports
+
+
+def _progress(payload: list[tuple[str, Path]]) -> Callable[[int], None] | None:
+    """A byte-count callback that reports a large upload's progress about once a second."""
+    total = sum(path.stat().st_size for _, path in payload)
+    if total < PROGRESS_FROM:
+        return None
+    last = [0.0]  # when the last report was; -1 once 100% has been reported
+    mib = 1 << 20
+
+    def progress(sent: int) -> None:
+        now = time.monotonic()
+        if last[0] >= 0 and (now - last[0] >= PROGRESS_EVERY or sent >= total):
+            last[0] = -1.0 if sent >= total else now
+            done = min(sent, total)
+            report(
+                f"uploading {len(payload)} file(s): {done / mib:.1f} of {total / mib:.1f} MiB "
+                f"({100 * done // total}%)"
+            )
+
+    return progress
 
 
 def _known_set(path: Path | None) -> tuple[str, list[str]] | None:

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from trainform.errors import ProviderError
-from trainform.providers.base import TERMINAL, RunRequest
+from trainform.providers.base import TERMINAL, RunRequest, report
 from trainform.remote.scripts import READ_SCRIPT
 from trainform.runs.images import BUILD_PREFIX, TAIL_LINES
 
@@ -80,7 +80,7 @@ def start(
 
     settings = spec["environment"]["docker"]
     client = engine_over(conn)
-    image = _image(conn, client, settings, run_dir, project)
+    image, built = _image(conn, client, settings, run_dir, project)
     image_id = str(image.id).split(":", 1)[-1][:12]
     cache_dir = f"{workdir}/envs/image-{image_id}"
     slots_dir = str((spec.get("slots") or {}).get("dir") or f"{workdir}/slots")
@@ -133,28 +133,35 @@ def start(
         with contextlib.suppress(Exception):
             container.remove(force=True)
         raise
-    _append(
-        conn,
-        run_dir,
+    running = (
         f"[trainform] running in container {name} (image {settings['image']}) on "
-        f"{conn.target.endpoint}\n",
+        f"{conn.target.endpoint}"
     )
-    return {"container": name, "image": settings["image"]}
+    _append(conn, run_dir, running + "\n")
+    node = {"container": name, "image": settings["image"]}
+    if built:  # the build's lines were shown live: following the log starts after them
+        report(running)
+        size = conn.run(["wc", "-c", f"{run_dir}/output.log"])[1].split()[0]
+        node["log_shown"] = int(size)
+    return node
 
 
 def _append(conn: Any, run_dir: str, text: str) -> None:
     conn.python(_APPEND_SCRIPT, [f"{run_dir}/output.log"], input=text.encode("utf-8", "replace"))
 
 
-def _image(conn: Any, client: Any, settings: dict[str, Any], run_dir: str, project: str) -> Any:
-    """The image to run on the host's engine: built if it has a build and its tag is missing
-    there; a named image must be present (never pulled)."""
+def _image(
+    conn: Any, client: Any, settings: dict[str, Any], run_dir: str, project: str
+) -> tuple[Any, bool]:
+    """The image to run on the host's engine, and whether it was built now: built if it has
+    a build and its tag is missing there; a named image must be present (never pulled)."""
     from trainform.remote.docker_ssh import remote_call
     from trainform.runs.images import image_present
 
     name = settings["image"]
     build = settings.get("build")
     host = conn.target.endpoint
+    built = False
     if not remote_call(f"looking up image {name}", conn, image_present, client, name):
         if build is None:
             raise ProviderError(
@@ -164,7 +171,8 @@ def _image(conn: Any, client: Any, settings: dict[str, Any], run_dir: str, proje
                 host=host,
             )
         _build(conn, client, name, build, run_dir, project)
-    return remote_call(f"looking up image {name}", conn, client.images.get, name)
+        built = True
+    return remote_call(f"looking up image {name}", conn, client.images.get, name), built
 
 
 def _build(
@@ -182,9 +190,9 @@ def _build(
     from trainform.runs.images import BuildLog, stream_build
 
     host = conn.target.endpoint
-    pending: list[str] = [
-        f"{BUILD_PREFIX} building image {name} from {build['dockerfile']} on {host}\n"
-    ]
+    first = f"{BUILD_PREFIX} building image {name} from {build['dockerfile']} on {host}"
+    report(first)
+    pending: list[str] = [first + "\n"]
     flushed = time.monotonic()
 
     def flush() -> None:
@@ -195,6 +203,7 @@ def _build(
         flushed = time.monotonic()
 
     def write(line: str) -> None:
+        report(line.rstrip("\n"))  # live on the terminal; the run's log gets them in batches
         pending.append(line)
         if time.monotonic() - flushed > _FLUSH_SECONDS:
             flush()
