@@ -762,6 +762,22 @@ with open(os.path.join(out, "rendezvous.json"), "w") as fh:
 """
 
 
+def pool_block(a: SSHServer, b: SSHServer, workdir: str, key: UserKey, tmp_path: Path) -> str:
+    """A compute block for a pool of two servers. Both are this machine, on different ports
+    (entries are "host:port"), so each node takes one of its two run slots."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(a.known_hosts_line + "\n" + b.known_hosts_line + "\n")
+    return compute_block(
+        a,
+        workdir,
+        key=key,
+        pin=False,
+        hosts=[a.endpoint, b.endpoint],
+        known_hosts=str(known_hosts),
+        max_concurrent_runs=2,
+    )
+
+
 def test_multi_node_run_on_a_pool_rendezvous_over_tcp(
     cli: CLI,
     sshd_factory: Callable[..., SSHServer],
@@ -770,21 +786,9 @@ def test_multi_node_run_on_a_pool_rendezvous_over_tcp(
     tmp_path: Path,
 ) -> None:
     a, b = sshd_factory(), sshd_factory()
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(a.known_hosts_line + "\n" + b.known_hosts_line + "\n")
-    # Both servers are this machine, on different ports: entries are "host:port".
     cli.write(
         "main.train.hcl",
-        compute_block(
-            a,
-            f"{remote_tmp}/tf",
-            key=user_key,
-            pin=False,
-            hosts=[a.endpoint, b.endpoint],
-            known_hosts=str(known_hosts),
-            # Both nodes share this machine; each takes one of its run slots.
-            max_concurrent_runs=2,
-        )
+        pool_block(a, b, f"{remote_tmp}/tf", user_key, tmp_path)
         + ENVIRONMENT
         + run_block(node_count=2),
     )

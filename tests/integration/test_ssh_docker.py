@@ -29,6 +29,7 @@ from test_ssh_compute import (
     assert_no_auth_attempt,
     compute_block,
     files_containing,
+    pool_block,
     run_show,
     sensitive_variable,
     state,
@@ -135,19 +136,9 @@ def test_multi_node_run_in_containers_on_a_pool_meets_over_the_hosts_network(
     tmp_path: Path,
 ) -> None:
     a, b = sshd_factory(), sshd_factory()
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(a.known_hosts_line + "\n" + b.known_hosts_line + "\n")
     cli.write(
         "main.train.hcl",
-        compute_block(
-            a,
-            f"{remote_tmp}/tf",
-            key=user_key,
-            pin=False,
-            hosts=[a.endpoint, b.endpoint],
-            known_hosts=str(known_hosts),
-            max_concurrent_runs=2,
-        )
+        pool_block(a, b, f"{remote_tmp}/tf", user_key, tmp_path)
         + environment(f'    image = "{base_image}"')
         + run_block(node_count="2"),
     )
