@@ -14,21 +14,15 @@ test's own folder remains, and removes what does.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +33,7 @@ def docker_client() -> Any:
         client = docker.from_env()
         client.ping()
     except Exception as exc:
-        _unavailable(f"no Docker engine ({exc}); install docker.io and start dockerd (as root)")
+        unavailable(f"no Docker engine ({exc}); install docker.io and start dockerd (as root)")
     return client
 
 
@@ -50,7 +44,7 @@ def base_image(docker_client: Any) -> str:
         [str(ROOT / "scripts" / "build-base-image")], capture_output=True, text=True, timeout=900
     )
     if proc.returncode != 0:
-        _unavailable(f"scripts/build-base-image failed:\n{proc.stderr[-2000:]}")
+        unavailable(f"scripts/build-base-image failed:\n{proc.stderr[-2000:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 

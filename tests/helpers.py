@@ -103,3 +103,11 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> An
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout:g} s")
         time.sleep(0.1)
+
+
+def unavailable(message: str) -> None:
+    """A service a test needs is missing: under CI=true that fails the test (CI must install
+    and start it); on a developer's machine the test is skipped, saying what to install."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -82,12 +82,17 @@ def compute_block(
     return "\n".join(lines) + "\n"
 
 
-def run_block(name: str = "train", script: str = "train.py", **attributes: Any) -> str:
+def run_block(
+    name: str = "train",
+    script: str = "train.py",
+    environment: str = "environment.system",
+    **attributes: Any,
+) -> str:
     lines = [
         f'run "{name}" {{',
         '  experiment  = "ssh-tests"',
         "  compute     = compute.box",
-        "  environment = environment.system",
+        f"  environment = {environment}",
         '  source_dir  = "src"',
         f"  script      = {hcl(script)}",
         '  max_duration = "2m"',

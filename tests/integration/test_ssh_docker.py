@@ -15,7 +15,6 @@ Fixtures: `cli` (tests/conftest.py); the servers, `tfuser` and keys
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -34,6 +33,9 @@ from test_ssh_compute import (
     sensitive_variable,
     state,
     tfuser_processes,
+)
+from test_ssh_compute import (
+    run_block as compute_run_block,
 )
 
 from trainform.runs.images import IMAGE_REPOSITORY
@@ -73,20 +75,8 @@ def environment(docker: str) -> str:
     return f'environment "img" {{\n  docker {{\n{docker}\n  }}\n}}\n'
 
 
-def run_block(name: str = "probe", script: str = "train.py", **extra: str) -> str:
-    lines = [
-        f'run "{name}" {{',
-        '  experiment   = "ssh-docker"',
-        "  compute      = compute.box",
-        "  environment  = environment.img",
-        '  source_dir   = "src"',
-        f'  script       = "{script}"',
-        '  max_duration = "2m"',
-        '  grace_period = "3s"',
-        *(f"  {k} = {v}" for k, v in extra.items()),
-        "}",
-    ]
-    return "\n".join(lines) + "\n"
+def run_block(name: str = "probe", script: str = "train.py", **attributes: Any) -> str:
+    return compute_run_block(name, script, environment="environment.img", **attributes)
 
 
 def test_run_in_a_named_image_on_the_ssh_host(
@@ -140,7 +130,7 @@ def test_multi_node_run_in_containers_on_a_pool_meets_over_the_hosts_network(
         "main.train.hcl",
         pool_block(a, b, f"{remote_tmp}/tf", user_key, tmp_path)
         + environment(f'    image = "{base_image}"')
-        + run_block(node_count="2"),
+        + run_block(node_count=2),
     )
     cli.write("src/train.py", "import os\nassert os.path.exists('/.dockerenv')\n" + RENDEZVOUS)
     out = ok(cli("apply", "--auto-approve")).out
@@ -264,7 +254,7 @@ def test_password_authenticated_compute_keeps_the_password_out_of_everything(
         sensitive_variable("pw")
         + compute_block(sshd, workdir, password="var.pw")
         + environment(f'    image = "{base_image}"')
-        + run_block(arguments='["pw-docker-marker"]'),
+        + run_block(arguments=["pw-docker-marker"]),
     )
     outputs.append(ok(cli("apply", "--auto-approve", "--detach", **secret)))
     wait_until(
@@ -331,7 +321,7 @@ def test_runs_cancel_stops_the_container_and_leaves_none(
         "main.train.hcl",
         compute_block(sshd, f"{remote_tmp}/tf", key=user_key)
         + environment(f'    image = "{base_image}"')
-        + run_block(arguments=json.dumps([marker])),
+        + run_block(arguments=[marker]),
     )
     cli.write("src/train.py", SLEEPER)
     ok(cli("apply", "--auto-approve", "--detach"))

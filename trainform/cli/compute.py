@@ -22,7 +22,8 @@ def _describe(ctx: click.Context, name: str) -> tuple[str, dict[str, Any]]:
     from trainform.config.schema import did_you_mean
 
     address = name if name.startswith("compute.") else f"compute.{name}"
-    resources = _store(ctx).resources()
+    store = _store(ctx)
+    resources = store.resources()
     resource = resources.get(address)
     if resource is None:
         known = sorted(a for a in resources if a.startswith("compute."))
@@ -32,7 +33,7 @@ def _describe(ctx: click.Context, name: str) -> tuple[str, dict[str, Any]]:
             + (f"; {hint}" if hint else "")
             + ("" if known else " (nothing has been applied)")
         )
-    return address, _providers(ctx).get(resource.provider).describe(resource)
+    return address, _providers(ctx, store).get(resource.provider).describe(resource)
 
 
 def _node_lines(info: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from trainform.errors import TrainformError
 ACTIVE = ("queued", "preparing", "running")
 
 
-def _providers(ctx: click.Context) -> Any:
+def _providers(ctx: click.Context, store: Any) -> Any:
     """Providers for commands that reach run targets. Targets reached with a password or a
     passphrase need the configuration's values (state holds only salted hashes), so then the
     configuration is evaluated as for `plan` (variables from -var flags, files, TF_VAR_*,
@@ -31,7 +31,7 @@ def _providers(ctx: click.Context) -> Any:
     from trainform.state import secrets
 
     directory = _config_dir(ctx).resolve()
-    resources = _store(ctx).resources()
+    resources = store.resources()
     if any(secrets.is_sealed(v) for r in resources.values() for v in r.attributes.values()):
         with contextlib.suppress(TrainformError):  # then the target reports what it lacks
             session = _open_session(ctx)
@@ -75,7 +75,7 @@ def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, A
 
     if run["status"] in TERMINAL and run["record"].get("outputs_path"):
         return run
-    provider = _providers(ctx).get("run")
+    provider = _providers(ctx, store).get("run")
     computed = _computed(run)
     status, _, _ = provider.poll(computed, 0)
     computed.update(status)
@@ -242,19 +242,18 @@ def runs_logs(ctx: click.Context, run: str, follow: bool) -> None:
         if r["status"] not in ACTIVE and collected.is_file():
             sys.stdout.write(collected.read_text(errors="replace"))
             return
-        provider = _providers(ctx).get("run")
-        if not follow:
-            data, _ = provider.poll(_computed(r), 0)[1:]
-            sys.stdout.write(data.decode(errors="replace"))
+        if follow:
+            _follow(ctx, store, r, echo=True)
             return
-        _follow(ctx, store, r, echo=True)
+        data, _ = _providers(ctx, store).get("run").poll(_computed(r), 0)[1:]
+        sys.stdout.write(data.decode(errors="replace"))
 
 
 def _follow(ctx: click.Context, store: Any, run: dict[str, Any], echo: bool) -> dict[str, Any]:
     from trainform.runs.history import record_run
     from trainform.runs.watch import follow
 
-    provider = _providers(ctx).get("run")
+    provider = _providers(ctx, store).get("run")
 
     def on_line(line: str) -> None:
         if echo:
@@ -302,7 +301,7 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
         if r["status"] in TERMINAL:
             _print(ctx, f"{r['id']} already ended: {_status_text(r['status'])}")
             return
-        provider = _providers(ctx).get("run")
+        provider = _providers(ctx, store).get("run")
         computed = _computed(r)
         computed.update(provider.stop(computed, 30))
         results = provider.collect(computed) if computed.get("status") in TERMINAL else None
@@ -474,7 +473,7 @@ def submit(
             "outputs_dir": "outputs",
             "grace_period": "10s",
         }
-        provider = _providers(ctx).get("run")
+        provider = _providers(ctx, store).get("run")
         problems = provider.validate("submit", desired)
         if problems:
             raise TrainformError("; ".join(problems))

@@ -152,6 +152,6 @@ def sweeps_cancel(ctx: click.Context, sweep: str) -> None:
         computed = resources[s["address"]].computed if s["address"] in resources else {}
         if computed.get("sweep_id") != s["id"]:
             raise TrainformError(f"{s['id']} is not the current sweep of {s['address']}")
-        _providers(ctx).get("sweep").cancel_sweep(computed)
+        _providers(ctx, store).get("sweep").cancel_sweep(computed)
         s = _find_sweep(store, s["id"])
         _print(ctx, f"{s['id']}: {_status_text(s['status'])}")

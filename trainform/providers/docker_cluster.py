@@ -52,6 +52,7 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
+from trainform.providers.local import read_from
 from trainform.remote import docker as dk
 from trainform.remote.scripts import MISSING_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs import nodes as multinode
@@ -163,9 +164,9 @@ class DockerClusterProvider(Provider):
                 driver="bridge",
                 labels=config["labels"],
             )
-        with registry.locked() as reg:
-            reg["config"] = config
-            Cluster(reg, address).heal()
+        with registry.locked(address) as cluster:
+            cluster.reg["config"] = config
+            cluster.heal()
         return {"cluster_id": cluster_id, "registry": str(registry.path), "engines": engines}
 
     def read(self, resource: ResourceState) -> Observed | None:
@@ -183,26 +184,22 @@ class DockerClusterProvider(Provider):
                 raise ProviderError(
                     f"{resource.address}: {dk.short_error(exc)}", host=url
                 ) from None
-        with registry.locked() as reg:
-            Cluster(reg, resource.address).housekeeping()
+        with registry.locked(resource.address) as cluster:
+            cluster.housekeeping()
         return dict(resource.computed)
 
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
-        """Reasons to heal: nodes lost outside trainform since the last apply (refresh has
-        already dropped them), and the cluster below min_nodes."""
+        """Reasons to heal: nodes lost outside trainform since the last apply, and the
+        cluster below min_nodes, as the refresh just before (``read``) recorded them; this
+        reads the registry only."""
         registry = _registry_of(prior.computed) if prior else None
         if registry is None or not registry.path.exists():
             return PlanValues()
-        try:
-            with registry.locked() as reg:
-                cluster = Cluster(reg, address)
-                cluster.housekeeping(full=False)
-                lost = list(reg["lost"])
-                live = len(reg["nodes"])
-        except ProviderError:
-            return PlanValues()  # an unreachable engine: refresh reports it as drift
+        with registry.locked(address) as cluster:
+            lost = list(cluster.reg["lost"])
+            live = len(cluster.reg["nodes"])
         low = int(desired.get("min_nodes") or 0)
         if not lost and live >= low:
             return PlanValues()
@@ -218,9 +215,11 @@ class DockerClusterProvider(Provider):
         if registry is None:
             raise ProviderError(f"{address}: no registry recorded; replace the cluster")
         engines = prior.computed.get("engines") or [dk.LOCAL]
-        with registry.locked() as reg:
-            reg["config"] = self._config(address, desired, prior.computed["cluster_id"], engines)
-            Cluster(reg, address).heal()
+        with registry.locked(address) as cluster:
+            cluster.reg["config"] = self._config(
+                address, desired, prior.computed["cluster_id"], engines
+            )
+            cluster.heal()
         return dict(prior.computed)
 
     def delete(self, prior: ResourceState) -> None:
@@ -254,8 +253,7 @@ class DockerClusterProvider(Provider):
         registry = _registry_of(resource.computed)
         if registry is None or not registry.path.exists():
             raise ProviderError(f"{resource.address}: the cluster has not been created")
-        with registry.locked() as reg:
-            cluster = Cluster(reg, resource.address)
+        with registry.locked(resource.address) as cluster:
             actions = cluster.housekeeping()
             return {**cluster.summary(), "actions": actions}
 
@@ -267,25 +265,24 @@ class DockerClusterProvider(Provider):
         path = registry.runs_dir / request.run_id / "request.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_request_to_json(request)))
-        with registry.locked() as reg:
-            cluster = Cluster(reg, str(request.compute.get("address") or ""))
-            reg["runs"][request.run_id] = {
+        with registry.locked(str(request.compute.get("address") or "")) as cluster:
+            cluster.reg["runs"][request.run_id] = {
                 "state": "queued",
                 "node_count": request.node_count,
                 "queued_at": time.time(),
                 "address": request.address,
             }
-            reg["queue"].append(request.run_id)
+            cluster.reg["queue"].append(request.run_id)
             cluster.housekeeping()
-            upload = reg["runs"][request.run_id].get("upload")
+            upload = cluster.reg["runs"][request.run_id].get("upload")
         return {"registry": str(registry.path), "run_id": request.run_id, "upload": upload}
 
     def status(self, handle: Handle) -> dict[str, Any]:
         registry = Registry(Path(handle["registry"]))
-        with registry.locked() as reg:
-            cluster = Cluster(reg, "")
+        with registry.locked() as cluster:
+            status = cluster.run_status(handle["run_id"])  # may free nodes for the queue
             cluster.housekeeping(full=False)
-            return cluster.run_status(handle["run_id"])
+            return status
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         return self._read(handle, "output.log", offset)
@@ -295,13 +292,11 @@ class DockerClusterProvider(Provider):
 
     def _read(self, handle: Handle, name: str, offset: int) -> tuple[bytes, int]:
         registry = Registry(Path(handle["registry"]))
-        with registry.locked() as reg:
-            run = reg["runs"].get(handle["run_id"]) or {}
+        with registry.locked() as cluster:
+            run = cluster.reg["runs"].get(handle["run_id"]) or {}
             placed = run.get("nodes") or []
             if run.get("state") != "placed":
                 local = registry.runs_dir / handle["run_id"] / "collected" / name
-                from trainform.providers.local import read_from
-
                 return read_from(local, offset)
             node = placed[0]
         container = _container(node)
@@ -317,15 +312,14 @@ class DockerClusterProvider(Provider):
 
     def cancel(self, handle: Handle) -> None:
         registry = Registry(Path(handle["registry"]))
-        with registry.locked() as reg:
-            Cluster(reg, "").cancel(handle["run_id"])
+        with registry.locked() as cluster:
+            cluster.cancel(handle["run_id"])
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
         from trainform.runs.shipping import collect_run_folder
 
         registry = Registry(Path(handle["registry"]))
-        with registry.locked() as reg:
-            cluster = Cluster(reg, "")
+        with registry.locked() as cluster:
             cluster.run_status(handle["run_id"])  # a finished run's folders are copied back
         base = registry.runs_dir / handle["run_id"] / "collected"
         if not (base / "spec.json").is_file():
@@ -383,7 +377,10 @@ class Registry:
         self.runs_dir = path.with_suffix("")  # per-run files: queued requests, collected folders
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[dict[str, Any]]:
+    def locked(self, address: str = "") -> Iterator[Cluster]:
+        """The cluster, its bookkeeping read under the lock and written back (atomically, if
+        it changed) when the block ends. ``address`` names it in messages (default: the
+        address recorded at create)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "a+") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
@@ -396,12 +393,10 @@ class Registry:
             data.setdefault("queue", [])
             data.setdefault("lost", [])  # [name, why] of nodes lost since the last apply
             data.setdefault("next_node", 1)
-            data["_registry"] = self
-            before = json.dumps({k: v for k, v in data.items() if k != "_registry"}, sort_keys=True)
+            before = json.dumps(data, sort_keys=True)
             try:
-                yield data
+                yield Cluster(self, data, address)
             finally:
-                data.pop("_registry", None)
                 after = json.dumps(data, sort_keys=True)
                 if after != before:
                     tmp = self.path.with_suffix(f".tmp-{os.getpid()}-{threading.get_ident()}")
@@ -412,12 +407,20 @@ class Registry:
 class Cluster:
     """Operations on a cluster's registry (held under its lock) and its containers."""
 
-    def __init__(self, reg: dict[str, Any], address: str) -> None:
+    def __init__(self, registry: Registry, reg: dict[str, Any], address: str) -> None:
+        self.registry = registry
         self.reg = reg
-        self.registry: Registry = reg["_registry"]
-        self.config: dict[str, Any] = reg.get("config") or {}
-        self.address = address or self.config.get("address", "")
+        self._address = address
         self._containers: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The cluster's settings, as the last create or update recorded them."""
+        return self.reg.get("config") or {}
+
+    @property
+    def address(self) -> str:
+        return self._address or str(self.config.get("address", ""))
 
     # -- containers
     def containers(self) -> dict[str, Any]:
@@ -528,9 +531,11 @@ class Cluster:
     def housekeeping(self, full: bool = True) -> list[str]:
         """Release nodes of finished runs, start queued runs that fit, and remove nodes idle
         past idle_timeout above min_nodes. ``full`` also asks every busy node how its run is
-        doing (a run nobody watches releases its nodes only that way)."""
+        doing (a run nobody watches releases its nodes only that way). Refresh and the watcher
+        process do that; a run's own status poll does not, so polls of several runs do not
+        each ask about all of them."""
         actions = self._drop_lost()
-        if full or self.reg["queue"]:
+        if full:
             for run_id, run in list(self.reg["runs"].items()):
                 if run.get("state") == "placed":
                     self.run_status(run_id)
@@ -1021,16 +1026,15 @@ def watch(path: Path) -> int:
     deadline otherwise, until the cluster has nothing left to do or is destroyed."""
     registry = Registry(path)
     while registry.path.exists():
-        with registry.locked() as reg:
-            if "config" not in reg:
+        with registry.locked() as cluster:
+            if not cluster.config:
                 return 0
-            cluster = Cluster(reg, "")
             try:
                 cluster.housekeeping()
             except ProviderError as exc:  # the engine is unreachable: try again later
                 print(f"{time.strftime('%H:%M:%S')} {exc}", flush=True)
             if not cluster.busy():
-                reg.pop("agent", None)
+                cluster.reg.pop("agent", None)
                 return 0
             wake = time.monotonic() + cluster.next_check()
         while time.monotonic() < wake and registry.path.exists():  # destroy ends the watch
