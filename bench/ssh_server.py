@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The repository (for `tests.integration.conftest`) and tests/ (for the modules that conftest
+# imports by plain name, as pytest makes them importable).
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from tests.integration.conftest import USER, SSHServer, _keygen  # noqa: E402
 from trainform.remote.ssh import SSHTarget  # noqa: E402

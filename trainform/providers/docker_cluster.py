@@ -576,8 +576,13 @@ class Cluster:
             return
         self.registry.runs_dir.mkdir(parents=True, exist_ok=True)
         with (self.registry.runs_dir / "watcher.log").open("ab") as log:
+            # At low priority: it must not slow down the runs it looks after, which the
+            # command that starts it is usually launching at that very moment.
             proc = subprocess.Popen(
                 [
+                    "nice",
+                    "-n",
+                    "10",
                     sys.executable,
                     "-m",
                     "trainform.providers.docker_cluster",
@@ -1025,6 +1030,7 @@ def watch(path: Path) -> int:
     housekeeping, every few seconds while runs are queued or running and at the next idle
     deadline otherwise, until the cluster has nothing left to do or is destroyed."""
     registry = Registry(path)
+    time.sleep(AGENT_POLL)  # whoever started it has just done the housekeeping
     while registry.path.exists():
         with registry.locked() as cluster:
             if not cluster.config:
