@@ -36,6 +36,9 @@ locals {
 workspace "main" {
   description = "Experiments of team ${var.team}"
   tags        = local.labels
+  # A demo: `trainform destroy` may remove the artifact store with the runs' logs and outputs
+  # (the run records stay in state). Without it, destroy refuses while runs are recorded.
+  force_destroy = true
 }
 
 compute "workstation" {

@@ -40,7 +40,7 @@ def ing(verb: str) -> str:
     """attach -> Attaching, create -> Creating."""
     if verb == "update":
         return "Modifying"
-    if verb in ("submit", "resubmit"):
+    if verb in ("submit", "resubmit", "forget"):
         return verb.capitalize() + "ting"
     stem = verb[:-1] if verb.endswith("e") and not verb.endswith("ee") else verb
     return (stem + "ing").capitalize()
@@ -159,6 +159,7 @@ def change_lines(c: Change) -> list[str]:
 def plan_text(plan: Plan) -> list[str]:
     """The whole plan as rich-markup lines."""
     out: list[str] = [f"[yellow bold]Warning:[/yellow bold] {escape(w)}" for w in plan.warnings]
+    out += [f"[cyan]{escape(n)}[/cyan]" for n in plan.notes]
     if out:
         out.append("")
     if plan.drift:

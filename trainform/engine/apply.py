@@ -16,9 +16,10 @@ from typing import Any
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
 from trainform.config.values import UNKNOWN, is_unknown
+from trainform.engine.settle import settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
-from trainform.providers.base import ResourceState, reporting
+from trainform.providers.base import ResourceState, awaited_values, reporting
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import SQLiteStateStore
@@ -72,16 +73,25 @@ class DesiredValues:
     """The real (unmasked) desired attributes of each instance at apply time. Instances whose
     attributes were unknown at plan time are re-evaluated once what they depend on is known."""
 
-    def __init__(self, evaluator: Evaluator, evaluated: Evaluated, store: SQLiteStateStore) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        evaluated: Evaluated,
+        store: SQLiteStateStore,
+        providers: Providers,
+    ) -> None:
         self.evaluator = evaluator
         self.evaluated = evaluated
         self.store = store
+        self.providers = providers
         self._state: dict[str, ResourceState] = {}
 
     def from_state(self, inst: Instance) -> dict[str, Any]:
         prior = self._state.get(inst.address)
         computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
-        return {k: (prior.computed.get(k, UNKNOWN) if prior else UNKNOWN) for k in computed}
+        if prior is None:
+            return {k: UNKNOWN for k in computed}
+        return awaited_values(self.providers.get(prior.provider), prior.computed, computed)
 
     def get(self, address: str) -> Instance:
         inst = self.evaluated.instances[address]
@@ -174,28 +184,11 @@ class Engine:
             rs = prior.get(addr)
             if rs is not None and addr not in touched and computed != rs.computed:
                 if rs.kind == "run":
-                    computed = self._settle_run(rs, computed)
+                    computed = settle_run(self.store, self.providers, rs, computed)
                 self.store.put_resource(_with(rs, computed=computed))
         for addr in plan.gone:
             if addr in prior and addr not in touched:
                 self.store.remove_resource(addr)
-
-    def _settle_run(self, rs: ResourceState, computed: dict[str, Any]) -> dict[str, Any]:
-        """A run that ended while nobody watched (``--detach``): collect its outputs and
-        metrics and update its history."""
-        from trainform.providers.base import TERMINAL
-        from trainform.runs.history import record_run, workspace_of
-
-        results = None
-        if computed.get("status") in TERMINAL and computed.get("run_id"):
-            try:
-                results = self.providers.get(rs.provider).collect(computed)
-                computed = {**computed, "outputs_path": results["outputs_path"]}
-            except TrainformError:
-                results = None  # unreachable now; the next refresh tries again
-        if computed.get("run_id"):
-            record_run(self.store, rs.address, workspace_of(rs.attributes), computed, results)
-        return computed
 
     def _walk(self, plan: Plan, result: ApplyResult) -> None:
         changes = {c.address: c for c in plan.resource_changes}
@@ -279,7 +272,7 @@ class Engine:
                         self.store.put_resource(self._state_of(inst, outcome, "ready"))
                         result.detached.append(change.address)
                     release(change, elapsed)
-            if self.cancel.is_set() and pending:
+            if self.cancel.is_set():  # even if all was done, runs were left unwatched
                 result.interrupted = True
                 result.not_started.extend(sorted(pending))
 
@@ -416,7 +409,7 @@ class Engine:
             if prior is not None and prior.kind == "run" and prior.computed.get("run_id"):
                 with contextlib.suppress(TrainformError):  # history is best effort here
                     observed = self.providers.get(prior.provider).read(prior) or prior.computed
-                    self._settle_run(prior, observed)
+                    settle_run(self.store, self.providers, prior, observed)
             self.store.remove_resource(change.address)
             return
         assert inst is not None
@@ -437,28 +430,31 @@ class Engine:
 
     def _persist_outputs(self, result: ApplyResult) -> None:
         assert self.desired is not None
-        current = self.store.outputs()
-        outputs: dict[str, dict[str, Any]] = {}
-        for name, (value, sensitive) in self.desired.outputs().items():
-            if is_unknown(value):
-                if name in current:
-                    outputs[name] = current[name]
-                continue
-            prior = current.get(name)
-            if (
-                sensitive
-                and prior
-                and prior["sensitive"]
-                and secrets.matches(prior["value"], value)
-            ):
-                outputs[name] = prior  # keep the salt so an unchanged secret does not bump serial
-            else:
-                outputs[name] = {
-                    "value": secrets.seal(value) if sensitive else value,
-                    "sensitive": sensitive,
-                }
-        self.store.put_outputs(outputs)
-        result.outputs = outputs
+        result.outputs = record_outputs(self.store, self.desired.outputs())
+
+
+def record_outputs(
+    store: SQLiteStateStore, values: dict[str, tuple[Any, bool]]
+) -> dict[str, dict[str, Any]]:
+    """Write the configuration's outputs (name -> (value, sensitive)) to state, sealing
+    sensitive values; an output still unknown keeps its recorded value. Returns them."""
+    current = store.outputs()
+    outputs: dict[str, dict[str, Any]] = {}
+    for name, (value, sensitive) in values.items():
+        if is_unknown(value):
+            if name in current:
+                outputs[name] = current[name]
+            continue
+        prior = current.get(name)
+        if sensitive and prior and prior["sensitive"] and secrets.matches(prior["value"], value):
+            outputs[name] = prior  # keep the salt so an unchanged secret does not bump serial
+        else:
+            outputs[name] = {
+                "value": secrets.seal(value) if sensitive else value,
+                "sensitive": sensitive,
+            }
+    store.put_outputs(outputs)
+    return outputs
 
 
 def _with(rs: ResourceState, **changes: Any) -> ResourceState:

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from trainform.config.loader import load_module
 from trainform.config.model import Instance, Module
 from trainform.config.values import UNKNOWN, FunctionContext
 from trainform.config.variables import VariableInputs, VariableValues, collect_values
-from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event
+from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event, record_outputs
+from trainform.engine.settle import settle_ended
 from trainform.errors import ConfigError, Diagnostic, StalePlanError, TrainformError
 from trainform.planner import planfile
 from trainform.planner.diff import Observations, Planner, PlanOptions, canonical
@@ -134,6 +135,9 @@ class Session:
         observations = (
             refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
         )
+        notes: list[str] = []
+        if self.lock is not None and options.mode != "destroy":
+            notes = settle_ended(self.store, self.providers, prior, observations)
         lineage, serial = self.store.lineage_serial()
         run_counts = {
             a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"
@@ -152,6 +156,17 @@ class Session:
         )
         plan = planner.plan()
         self._validate(planner)
+        if notes:
+            plan = replace(plan, notes=tuple(notes))
+            # The outputs an apply that had waited would have recorded, once nothing else
+            # is left to change (state then matches the configuration).
+            if plan.mode != "destroy" and not plan.resource_changes and planner.evaluated:
+                record_outputs(self.store, planner.evaluated.outputs)
+                planner.prior_outputs = self.store.outputs()
+                lineage, serial = self.store.lineage_serial()
+                plan = replace(
+                    plan, outputs=planner.output_changes(), lineage=lineage, serial=serial
+                )
         return plan, planner
 
     def remember_secrets(self, prior: dict[str, ResourceState]) -> None:
@@ -254,7 +269,9 @@ class Session:
     ) -> ApplyResult:
         desired = None
         if planner.evaluated is not None and plan.mode != "destroy":
-            desired = DesiredValues(planner.evaluator, planner.evaluated, self.store)
+            desired = DesiredValues(
+                planner.evaluator, planner.evaluated, self.store, self.providers
+            )
         engine = Engine(
             self.store, self.providers, desired, self.parallelism, cancel, on_event, detach
         )

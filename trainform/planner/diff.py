@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trainform.config.evaluate import Evaluator
@@ -30,7 +31,13 @@ from trainform.planner.types import (
     OutputChange,
     Plan,
 )
-from trainform.providers.base import PlanValues, Provider, ResourceState
+from trainform.providers.base import (
+    TERMINAL,
+    PlanValues,
+    Provider,
+    ResourceState,
+    awaited_values,
+)
 from trainform.providers.registry import Providers
 from trainform.runs.spec import FINGERPRINTED
 from trainform.state import secrets
@@ -53,6 +60,15 @@ class Observations:
     computed: dict[str, dict[str, Any]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     unreachable: dict[str, str] = field(default_factory=dict)
+
+
+# How a plan says a run or sweep ended ("the last run X was canceled").
+ENDED = {
+    "failed": "failed",
+    "canceled": "was canceled",
+    "timed_out": "timed out",
+    "lost": "was lost",
+}
 
 
 def canonical(value: Any) -> str:
@@ -118,9 +134,13 @@ class Planner:
         change = self._plan_instance(inst)
         self.changes[inst.address] = change
         computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+        if "rerun" in change.changed:  # a new run: only what the plan computed is known
+            return {k: (change.after or {}).get(k, UNKNOWN) for k in computed}
         if change.actions in (NOOP, UPDATE):
             known = self._current_computed(inst.address)
-            return {k: known.get(k, UNKNOWN) for k in computed}
+            if self.providers is None:
+                return {k: known.get(k, UNKNOWN) for k in computed}
+            return awaited_values(self.providers.get(inst.resource.provider), known, computed)
         return {k: UNKNOWN for k in computed}
 
     def _current_computed(self, address: str) -> dict[str, Any]:
@@ -365,9 +385,11 @@ class Planner:
             detail = str(current.get("message") or "").removeprefix(f"{status} ")
             if detail.startswith("(") and detail.endswith(")"):
                 detail = detail[1:-1]
-            reason = f"is tainted: {run} {status}" + (
-                f" ({detail})" if detail and detail != status else ""
+            reason = f"the last {run} {ENDED[status]}" + (
+                f": {detail}" if detail and detail != status else ""
             )
+        elif prior.status == "tainted":
+            reason = f"the last submission of {inst.address} failed"
         elif forced:
             reason = "will be resubmitted, as requested"
         if reason:
@@ -379,12 +401,14 @@ class Planner:
                 for n in (*FINGERPRINTED, "arguments")
                 if attribute_changed(prior.attributes.get(n), desired.get(n))
             ]
+            # The new run's id and status: a resubmission never shows as an empty block.
+            fresh = [k for k in ("run_id", "sweep_id", "status") if k in res.schema.attributes]
             return Change(
                 actions=UPDATE,
                 verb="resubmit",
-                changed=("rerun", *others, *shown),
+                changed=("rerun", *others, *shown, *fresh),
                 reason=reason,
-                after_unknown=after_unknown,
+                after_unknown=tuple(sorted({*after_unknown, *fresh})),
                 **common,
             )
         if others:
@@ -446,14 +470,29 @@ class Planner:
             runs = self.run_counts.get(prior.address, 0)
             force = prior.attributes.get("force_destroy") is True
             if runs and not force:
+                where = (
+                    f' (workspace "{prior.name}" in {Path(res.pos.file).name}:{res.pos.line})'
+                    if res is not None
+                    else ""
+                )
                 self._refusals.setdefault(
                     prior.address,
                     PlanError(
-                        f"{prior.address} holds the history of {runs} run(s); set force_destroy = true "
-                        "on the workspace (and apply) to destroy it with its history"
+                        f"{prior.address} holds the history of {runs} run(s); to destroy it with "
+                        f"its artifact store, set force_destroy = true on it{where} and apply "
+                        f"first; to keep them, stop managing it with "
+                        f"`trainform state rm {prior.address}` instead"
                     ),
                 )
         verbs = self._verbs(prior.kind, prior.provider)
+        verb = verbs["delete"]
+        if prior.kind in ("run", "sweep"):
+            status = self._current_computed(prior.address).get("status")
+            why = "" if reason.startswith("will be") else f"{reason}; "
+            if status is None or status in TERMINAL:
+                verb, reason = "forget", f"{why}history kept"
+            else:
+                reason = f"{why}it is {status}; history kept"
         return Change(
             address=prior.address,
             kind=prior.kind,
@@ -461,7 +500,7 @@ class Planner:
             key=prior.key,
             provider=prior.provider,
             actions=DELETE,
-            verb=verbs["delete"],
+            verb=verb,
             before=self._before(prior),
             after=None,
             before_sensitive=_sealed_names(prior.attributes),
@@ -516,7 +555,7 @@ class Planner:
         for addr in sorted(self._refusals):
             if addr in kept:
                 raise self._refusals[addr]
-        outputs = self._output_changes()
+        outputs = self.output_changes()
         drift = self._drift()
         warnings = tuple(self.warnings)
         return Plan(
@@ -582,7 +621,7 @@ class Planner:
             if prior.address not in self.observed.gone
         ]
 
-    def _output_changes(self) -> tuple[OutputChange, ...]:
+    def output_changes(self) -> tuple[OutputChange, ...]:
         out: list[OutputChange] = []
         new: dict[str, tuple[Any, bool]] = {}
         if self.options.mode == "normal" and self.evaluated is not None:

@@ -84,6 +84,7 @@ class Plan:
     targets: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what planning recorded (a run that ended unwatched)
 
     @property
     def resource_changes(self) -> list[Change]:
@@ -137,5 +138,6 @@ class Plan:
             "targets",
             "replace",
             "warnings",
+            "notes",
         )
         return cls(changes=changes, outputs=outputs, drift=drift, **rest)

@@ -110,6 +110,19 @@ TERMINAL = ("completed", "failed", "canceled", "timed_out", "lost")
 recording an outcome (the machine rebooted, the process was killed)."""
 
 
+def awaited_values(provider: Provider, computed: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The values of computed attributes ``keys`` as expressions see them: what is recorded,
+    except that an attribute still null while the provider's work has not settled is
+    unknown (an ``outputs_path`` before the run ended and was collected)."""
+    from trainform.config.values import UNKNOWN
+
+    waiting = not provider.settled(computed)
+    return {
+        k: UNKNOWN if k not in computed or (waiting and computed[k] is None) else computed[k]
+        for k in keys
+    }
+
+
 @dataclass(frozen=True)
 class PlanValues:
     """Computed attributes a provider can know at plan time (a content fingerprint), the
@@ -243,6 +256,13 @@ class Provider:
         updated computed attributes, the collected results (None if stopped early) and the
         last log lines."""
         raise ProviderError(f"{self.name!r} resources do no work to watch")
+
+    def settled(self, computed: dict[str, Any]) -> bool:
+        """Whether the work a create started has ended and its results are recorded in
+        ``computed``. Until then, a computed attribute that is still null (a run's
+        ``outputs_path``) is unknown, not null: expressions that use it wait, shown as
+        ``(known after apply)``. Pure. Resources that do no work are always settled."""
+        return True
 
     def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
         """Let the work a create started go on without trainform watching; return the

@@ -27,6 +27,7 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
+from trainform.runs.results import judge_liveness
 from trainform.state.locking import process_alive, process_start_time
 
 
@@ -241,12 +242,15 @@ class LocalComputeProvider(Provider):
             return status
         if not process_alive(int(handle["launcher_pid"]), str(handle.get("launcher_start", ""))):
             status = read_status(run_dir)  # it may have finished between the two reads
-            if status.get("status") not in TERMINAL:
-                status["status"] = "lost"
-                status["message"] = (
-                    f"the launcher (pid {handle['launcher_pid']}) ended without recording an "
-                    "outcome; see launcher.err in the run folder"
-                )
+            pgid = status.get("pgid")
+            group = False
+            if isinstance(pgid, int) and pgid > 1:
+                try:
+                    os.killpg(pgid, 0)
+                    group = True
+                except OSError:
+                    pass
+            status = judge_liveness(status, False, group, f"pid {handle['launcher_pid']}")
         return status
 
     def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:

@@ -284,6 +284,10 @@ class RunProvider(WorkProvider):
         computed.update(_status_fields(provider.status(handle)))
         return computed
 
+    def settled(self, computed: dict[str, Any]) -> bool:
+        """A run is settled once it ended and its outputs were collected."""
+        return computed.get("status") in TERMINAL and computed.get("outputs_path") is not None
+
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return self.submit_run(address, desired)
 

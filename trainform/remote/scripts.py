@@ -66,7 +66,8 @@ except FileNotFoundError:
     pass
 """
 
-# Status of a remote run: its status.json plus whether the launcher pid still lives.
+# Status of a remote run: its status.json, whether the launcher pid still lives, and whether
+# the process group it started does (a launcher killed with SIGKILL leaves its command running).
 STATUS_SCRIPT = r"""
 import json, os, sys
 run_dir, pid = sys.argv[1], int(sys.argv[2])
@@ -74,11 +75,21 @@ try:
     status = json.load(open(os.path.join(run_dir, "status.json")))
 except (OSError, ValueError):
     status = {}
+if not isinstance(status, dict):
+    status = {}
 try:
     os.kill(pid, 0)
     alive = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 except (OSError, IndexError):
     alive = False
+group = False
+if not alive and isinstance(status.get("pgid"), int) and status["pgid"] > 1:
+    try:
+        os.killpg(status["pgid"], 0)
+        group = True
+    except OSError:
+        pass
 status["launcher_alive"] = alive
+status["group_alive"] = group
 print(json.dumps(status))
 """

@@ -68,3 +68,30 @@ def read_results(run_dir: Path) -> dict[str, Any]:
         "metrics": summarise(points),
         "points": points,
     }
+
+
+def judge_liveness(
+    status: dict[str, Any], launcher_alive: bool, group_alive: bool, where: str
+) -> dict[str, Any]:
+    """A run's status once it is known whether its launcher (``where``: "pid 12" or "on
+    host-a") and the process group it started still live. A launcher that vanished without
+    recording an outcome leaves a run ``lost``, but only once nothing it started runs any
+    more: until then the run is still ``running`` (so it is neither collected early nor
+    submitted a second time beside itself)."""
+    from trainform.providers.base import TERMINAL
+
+    if status.get("status") in TERMINAL or launcher_alive:
+        return status
+    if group_alive:
+        return {
+            **status,
+            "status": "running",
+            "message": f"the launcher ({where}) is gone but the command it started still "
+            f"runs (process group {status.get('pgid')}); its exit code will not be known",
+        }
+    return {
+        **status,
+        "status": "lost",
+        "message": f"the launcher ({where}) ended without recording an outcome; see "
+        "launcher.err in the run folder",
+    }

@@ -1,0 +1,69 @@
+"""Settling work that ended while nobody watched: a run submitted with ``--detach``, left
+running by Ctrl-C, canceled with ``trainform runs cancel``, or whose launcher died. Refresh
+reads its real outcome; settling records it (outputs collected, history and state updated)
+exactly as if apply had waited for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from trainform.errors import TrainformError
+from trainform.planner.diff import Observations
+from trainform.providers.base import TERMINAL, ResourceState
+from trainform.providers.registry import Providers
+from trainform.state.store import SQLiteStateStore
+
+
+def settle_run(
+    store: SQLiteStateStore, providers: Providers, rs: ResourceState, observed: dict[str, Any]
+) -> dict[str, Any]:
+    """A run's observed computed attributes, with its results collected into the artifact
+    store when it has ended, and its history row brought up to date. A run whose target
+    cannot be reached now keeps ``outputs_path`` null (so it stays unsettled) and is
+    collected by a later refresh."""
+    from trainform.runs.history import record_run, workspace_of
+
+    results = None
+    if observed.get("status") in TERMINAL and observed.get("run_id"):
+        try:
+            results = providers.get(rs.provider).collect(observed)
+            observed = {**observed, "outputs_path": results["outputs_path"]}
+        except TrainformError:
+            results = None
+    if observed.get("run_id"):
+        record_run(store, rs.address, workspace_of(rs.attributes), observed, results)
+    return observed
+
+
+def settle_ended(
+    store: SQLiteStateStore,
+    providers: Providers,
+    prior: dict[str, ResourceState],
+    observations: Observations,
+) -> list[str]:
+    """Record every run or sweep that refresh found ended but state still shows as going.
+    Writes state; the caller holds the lock. Updates ``prior`` and ``observations`` in place
+    so that planning sees what was recorded. Returns a note per settled resource."""
+    notes: list[str] = []
+    for addr, now in list(observations.computed.items()):
+        rs = prior.get(addr)
+        if rs is None or now.get("status") not in TERMINAL:
+            continue
+        provider = providers.get(rs.provider)
+        if provider.settled(rs.computed):
+            continue
+        computed = settle_run(store, providers, rs, now) if rs.kind == "run" else now
+        if computed == rs.computed:
+            continue
+        settled = replace(rs, computed=computed)
+        store.put_resource(settled)
+        prior[addr] = settled
+        observations.computed[addr] = computed
+        ident = computed.get("run_id") or computed.get("sweep_id")
+        what = f"{rs.kind} {ident} {computed.get('status')}"
+        if not provider.settled(computed):
+            what += " (its results could not be collected yet; a later refresh retries)"
+        notes.append(f"{addr}: {what} while trainform was not watching; recorded")
+    return notes
