@@ -532,7 +532,11 @@ def test_workspace_with_run_history_needs_force_destroy(planner: Any, tmp_path: 
     conn.close()
     destroy = PlanOptions(mode="destroy")
     with pytest.raises(
-        PlanError, match=r"workspace.ws holds the history of 1 run\(s\); set force_destroy = true"
+        PlanError,
+        match=r"workspace.ws holds the history of 1 run\(s\); to destroy it with its "
+        r"artifact store, set force_destroy = true on it \(workspace \"ws\" in "
+        r"main.train.hcl:1\) and apply first; to keep them, stop managing it with "
+        r"`trainform state rm workspace.ws` instead",
     ):
         planner('workspace "ws" {}\n', [], destroy, refresh=False, directory=first.directory)
     forced = [workspace("ws", store, force_destroy=True)]
