@@ -494,7 +494,7 @@ def test_a_node_killed_mid_run_fails_the_run_naming_it_and_stops_the_other_rank(
         timeout=20,
     )
     plan = ok(cli("plan")).out
-    assert "run.long will be resubmitted" in plan and "tainted" in plan, plan
+    assert "run.long will be resubmitted: the last run long-" in plan and " failed: " in plan, plan
 
     destroy_leaves_nothing(cli, docker_client, tmp_path)
     assert cluster_containers(docker_client, cluster_id) == {}

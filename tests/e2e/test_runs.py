@@ -226,6 +226,41 @@ def test_quickstart_changes_that_resubmit_and_those_that_do_not(cli):
     ok(cli("plan", "--detailed-exitcode"))
 
 
+def test_configuration_files_are_not_part_of_a_runs_snapshot(cli):
+    """With source_dir = "." (the default) the configuration's own folder is the snapshot:
+    editing the configuration (tags, max_duration) or its variable files updates the run in
+    place and never resubmits it; an edit to a real source file does."""
+    config = (
+        LOCAL
+        + 'run "train" {\n  experiment = "tests"\n  compute = compute.local\n'
+        + '  script = "train.py"\n  tags = { team = "a" }\n  max_duration = "5m"\n}\n'
+    )
+    cli.write("main.train.hcl", config)
+    cli.write("extra.train.yaml", "locals:\n  unused: 1\n")
+    cli.write("trainform.tfvars", "# no variables\n")
+    cli.write("train.py", "print('ok')\n")
+    ok(cli("apply", "-auto-approve"))
+    (snapshot,) = [r["snapshot_files"] for r in [show(cli, "run.train")]]
+    assert snapshot == 1, "only train.py is source"
+
+    cli.write(
+        "main.train.hcl",
+        config.replace('team = "a"', 'team = "b"').replace('"5m"', '"10m"'),
+    )
+    cli.write("extra.train.yaml", "locals:\n  unused: 2\n")
+    cli.write("trainform.tfvars", "# still no variables\n")
+    plan = ok(cli("plan", "--detailed-exitcode"), 2)
+    assert "run.train will be updated in-place" in plan.out, plan.out
+    assert "resubmit" not in plan.out, plan.out
+    ok(cli("apply", "-auto-approve"))
+    assert len(runs_json(cli)) == 1
+    ok(cli("plan", "--detailed-exitcode"))
+
+    cli.write("train.py", "print('ok again')\n")
+    plan = ok(cli("plan", "--detailed-exitcode"), 2)
+    assert "run.train will be resubmitted: train.py changed" in plan.out, plan.out
+
+
 # -- failures and limits -----------------------------------------------------------------------
 
 
@@ -245,7 +280,7 @@ def test_failing_script_fails_apply_with_its_last_lines_and_is_resubmitted(cli):
 
     plan = ok(cli("plan", "--detailed-exitcode"), 2)
     assert "run.bad" in plan.out, plan.out
-    assert "tainted" in plan.out and "resubmit" in plan.out, plan.out
+    assert re.search(r"run\.bad will be resubmitted: the last run bad-\S+ failed: exit code 3", plan.out), plan.out
 
 
 def test_time_limit_ends_the_run_and_every_process_of_it(cli, tmp_path, leftovers):

@@ -41,6 +41,16 @@ read."""
 
 ALWAYS_EXCLUDED = frozenset({".git", ".trainform", "__pycache__"})
 """Names left out of every snapshot, at any depth."""
+# trainform's own configuration and variable files, at any depth: editing a run's tags must not
+# make its source look changed when source_dir is the configuration's folder.
+CONFIG_SUFFIXES = (
+    ".train.hcl",
+    ".train.yaml",
+    ".train.yml",
+    ".tfvars",
+    ".tfvars.json",
+    ".tfvars.yaml",
+)
 
 _CHUNK = 1 << 20
 # Files up to this size are hashed on the calling thread: for them the cost is the Python
@@ -316,7 +326,9 @@ def snapshot(
     rules come from the first of ``.trainignore``, ``.amlignore``, ``.gitignore`` found at the
     source root (gitignore syntax; the files are not merged, and ``.gitignore`` files in
     subfolders are not read). ``.git``, ``.trainform`` and ``__pycache__`` are always left
-    out, at any depth. An ignored folder is not descended into, so, as in git, a negation
+    out, at any depth, and so are trainform's configuration and variable files
+    (``*.train.hcl``, ``*.train.yaml``, ``*.train.yml``, ``*.tfvars[.json|.yaml]``). An
+    ignored folder is not descended into, so, as in git, a negation
     pattern cannot re-include a file below an ignored folder. Links are kept as links (not
     followed); sockets, FIFOs and devices are skipped with a warning; a file that disappears
     during the walk is left out.
@@ -441,6 +453,7 @@ def _walk(root: str, match: Callable[[str], bool] | None, warnings: list[str]) -
     stats: list[int] = []
     links: list[_Row] = []
     excluded = ALWAYS_EXCLUDED
+    config_files = CONFIG_SUFFIXES
     add_name = names.append
     add_stat = stats.extend
     sep = os.sep
@@ -457,7 +470,9 @@ def _walk(root: str, match: Callable[[str], bool] | None, warnings: list[str]) -
                     continue
                 try:
                     if item.is_file(follow_symlinks=False):
-                        if match is not None and match(prefix + name):
+                        if name.endswith(config_files) or (
+                            match is not None and match(prefix + name)
+                        ):
                             continue
                         st = item.stat()  # not a link (above): no keyword argument to parse
                         add_name(name)
