@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import shutil
@@ -27,6 +28,7 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
+from trainform.remote.scripts import STATUS_SCRIPT
 from trainform.runs.results import judge_liveness
 from trainform.state.locking import process_alive, process_start_time
 
@@ -241,19 +243,22 @@ class LocalComputeProvider(Provider):
         if status.get("status") in TERMINAL:
             return status
         if not process_alive(int(handle["launcher_pid"]), str(handle.get("launcher_start", ""))):
-            status = read_status(run_dir)  # it may have finished between the two reads
-            pgid = status.get("pgid")
-            group = False
-            if isinstance(pgid, int) and pgid > 1:
-                try:
-                    os.killpg(pgid, 0)
-                    group = True
-                except OSError:
-                    pass
+            # it may have finished since the first read; the script also says whether the
+            # command it started still runs
+            out = subprocess.run(
+                [sys.executable, "-c", STATUS_SCRIPT, str(run_dir), str(handle["launcher_pid"])],
+                capture_output=True,
+                check=False,
+            ).stdout
+            status = json.loads(out) if out.strip() else read_status(run_dir)
+            group = bool(status.pop("group_alive", False))
+            status.pop("launcher_alive", None)
             status = judge_liveness(status, False, group, f"pid {handle['launcher_pid']}")
         return status
 
-    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+    def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
+        if node != 0:
+            raise ProviderError(f"a local run has one node: no rank {node}")
         return read_from(Path(handle["run_dir"]) / "output.log", offset)
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:

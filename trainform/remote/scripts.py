@@ -83,12 +83,18 @@ try:
 except (OSError, IndexError):
     alive = False
 group = False
-if not alive and isinstance(status.get("pgid"), int) and status["pgid"] > 1:
-    try:
-        os.killpg(status["pgid"], 0)
-        group = True
-    except OSError:
-        pass
+pgid = status.get("pgid")
+if not alive and isinstance(pgid, int) and pgid > 1:
+    # a member of the group that is not a zombie (an orphan nobody reaps stays one)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open("/proc/%s/stat" % entry).read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                group = True
+                break
 status["launcher_alive"] = alive
 status["group_alive"] = group
 print(json.dumps(status))
