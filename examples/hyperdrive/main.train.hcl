@@ -1,6 +1,7 @@
 # An Azure ML CLI HyperDrive configuration, used as it is: hdconfig.yml gives the space,
 # sampling, policy, objective and limits; trial {} gives the script and compute. Parameters
-# named like --penalty reach the script as `--penalty VALUE`.
+# reach the script as Azure ML passes them: `--penalty VALUE` for a name written with dashes,
+# `--learning_rate VALUE` for one written without (learning_rate).
 
 compute "local" {
   type                = "local"

@@ -337,7 +337,12 @@ def test_grid_with_a_non_choice_parameter_is_refused_at_plan_time(sweeps: Sweeps
         assert "'lr' is uniform" in result.all, result.all
         assert "main.train.hcl" in result.all, result.all
     assert sweeps.trial_pids() == []
-    assert json.loads(ok(sweeps.cli("sweeps", "list", "--json")).out) == []
+    # No sweep was recorded (a refused plan may leave no state at all behind).
+    listed = sweeps.cli("sweeps", "list", "--json")
+    assert "Traceback" not in listed.all, listed.all
+    assert (listed.code == 0 and json.loads(listed.out) == []) or (
+        listed.code == 1 and "no state yet" in listed.all
+    ), listed.all
 
 
 # -- parameters reaching the script
@@ -478,8 +483,7 @@ def test_killed_controller_leaves_no_trial_and_plans_a_resubmit(sweeps: Sweeps) 
     gone([controller, *pids])  # the trials watch the controller's pid and cancel themselves
 
     result = ok(sweeps.cli("plan", "--detailed-exitcode"), 2)
-    assert "sweep.bg will be resubmitted: is tainted:" in result.out, result.out
-    assert f"sweep {sweep_id} lost" in result.out, result.out
+    assert f"sweep.bg will be resubmitted: the last sweep {sweep_id} was lost: " in result.out
     assert f"(pid {controller}) ended before the sweep did" in result.out, result.out
 
     runs = sweeps.runs()
@@ -552,3 +556,266 @@ def test_other_policies_run_to_completion(
             assert t["status"] == "completed", t
     assert ceiling(s["record"]["best"]["params"]["lr"]) == best_ceiling, s["record"]["best"]
     gone(sweeps.trial_pids(), timeout=10)
+
+
+# -- sweeps that produce nothing fail
+
+
+def _grid_sweep(cli: CLI, name: str, trial: str, parameters: str, metric: str = "accuracy") -> None:
+    """A grid sweep over ``parameters`` (HCL parameter blocks) with ``trial`` as its template."""
+    cli.write(
+        "main.train.hcl",
+        'compute "local" {\n  type = "local"\n  max_concurrent_runs = 4\n}\n\n'
+        f'sweep "{name}" {{\n'
+        '  experiment = "tests"\n'
+        f"  trial {{\n{trial}  }}\n"
+        '  sampling {\n    algorithm = "grid"\n  }\n'
+        f"{parameters}"
+        f'  objective {{\n    metric = "{metric}"\n    goal   = "maximize"\n  }}\n'
+        "  limits {\n    max_total_runs      = 8\n    max_concurrent_runs = 4\n  }\n"
+        "}\n",
+    )
+
+
+FAILING = """\
+import sys
+
+from trainform.tracking import log_metric
+
+log_metric("accuracy", 0.5, step=1)
+print("loading the data set", flush=True)
+raise SystemExit("cannot open data/train.csv: no such file")
+"""
+
+
+def test_sweep_whose_every_trial_fails_exits_1_and_is_resubmitted(cli: CLI) -> None:
+    cli.write("src/train.py", FAILING)
+    _grid_sweep(
+        cli,
+        "broken",
+        '    compute    = compute.local\n    source_dir = "src"\n    script     = "train.py"\n',
+        '  parameter "lr" {\n    distribution = "choice"\n'
+        "    values       = [0.1, 0.01, 0.001, 0.0001]\n  }\n",
+    )
+    result = cli("apply", "-auto-approve", timeout=120)
+    assert result.code == 1, result.all
+    assert "Traceback" not in result.all, result.all
+    reason = (
+        r"all 4 trials failed; the last one: run (\S+) failed \(exit code 1\): "
+        r"cannot open data/train\.csv: no such file"
+    )
+    m = re.search(reason, result.all)
+    assert m, result.all
+    assert "Apply complete" not in result.all, result.all
+
+    s = json.loads(ok(cli("sweeps", "show", "broken", "--json")).out)
+    assert s["status"] == "failed", s
+    assert re.fullmatch(reason, s["record"]["message"]), s["record"]["message"]
+    assert {t["status"] for t in s["record"]["trials"]} == {"failed"}, s["record"]["trials"]
+    assert m.group(1) in {t["run_id"] for t in s["record"]["trials"]}
+    for t in s["record"]["trials"]:
+        assert t["failure"] == (
+            f"run {t['run_id']} failed (exit code 1): cannot open data/train.csv: no such file"
+        ), t
+    shown = ok(cli("sweeps", "show", "broken")).out.splitlines()
+    assert shown[0].endswith("failed") and re.fullmatch("  " + reason, shown[3]), shown
+
+    # Tainted: the next plan resubmits it and says why.
+    result = ok(cli("plan", "--detailed-exitcode"), 2)
+    assert re.search(
+        rf"sweep\.broken will be resubmitted: the last sweep {re.escape(s['id'])} failed: "
+        + reason,
+        result.out,
+    ), result.out
+
+    # Once the script is fixed, the sweep completes and exits 0.
+    cli.write("src/train.py", FAILING.replace("raise SystemExit", "print"))
+    ok(cli("apply", "-auto-approve", timeout=120))
+    assert json.loads(ok(cli("sweeps", "show", "broken", "--json")).out)["status"] == "completed"
+    ok(cli("plan", "--detailed-exitcode"), 0)
+
+
+def test_sweep_where_no_trial_reports_the_primary_metric_exits_1(cli: CLI) -> None:
+    cli.write(
+        "src/train.py",
+        "from trainform.tracking import log_metric\n\n"
+        "for step in range(1, 3):\n"
+        '    log_metric("loss", 1.0 / step, step=step)\n'
+        '    log_metric("Accuracy", 0.4 * step, step=step)\n',
+    )
+    _grid_sweep(
+        cli,
+        "quiet",
+        '    compute    = compute.local\n    source_dir = "src"\n    script     = "train.py"\n',
+        '  parameter "lr" {\n    distribution = "choice"\n    values       = [0.1, 0.01]\n  }\n',
+    )
+    result = cli("apply", "-auto-approve", timeout=120)
+    assert result.code == 1, result.all
+    assert "Traceback" not in result.all, result.all
+    reason = "no trial reported the primary metric 'accuracy' (trials reported: Accuracy, loss)"
+    assert reason in result.all, result.all
+
+    s = json.loads(ok(cli("sweeps", "show", "quiet", "--json")).out)
+    assert s["status"] == "failed", s
+    assert s["record"]["message"].startswith(reason), s["record"]["message"]
+    assert {t["status"] for t in s["record"]["trials"]} == {"completed"}, s["record"]["trials"]
+    assert reason in ok(cli("sweeps", "show", "quiet")).out
+
+    result = ok(cli("plan", "--detailed-exitcode"), 2)
+    assert (
+        f"sweep.quiet will be resubmitted: the last sweep {s['id']} failed: {reason}" in result.out
+    ), result.out
+
+
+# -- numbers in a trial's command
+
+
+ECHO_ARGV = """\
+import json
+import os
+import sys
+
+from trainform.tracking import log_metric
+
+with open(os.path.join(os.environ["TRAINFORM_OUTPUT_DIR"], "argv.json"), "w") as f:
+    json.dump(sys.argv[1:], f)
+with open(os.path.join(os.environ["TRAINFORM_OUTPUT_DIR"], "env.json"), "w") as f:
+    json.dump({k: v for k, v in os.environ.items() if k.endswith("FAST")}, f)
+log_metric("accuracy", float(sys.argv[2]), step=1)
+"""
+
+
+def test_numeric_and_bool_parameters_in_a_trial_command_are_arguments(
+    cli: CLI, tmp_path: Path
+) -> None:
+    cli.write("src/train.py", ECHO_ARGV)
+    _grid_sweep(
+        cli,
+        "cmd",
+        "    compute    = compute.local\n"
+        '    source_dir = "src"\n'
+        '    command    = ["python", "train.py", "--C", param.C, "--epochs", param.epochs,\n'
+        '                  "--fast", param.fast, "--n", 3, "--x", "v${param.epochs}",\n'
+        '                  "--fast=${param.fast}"]\n'
+        "    env        = { FAST = param.fast }\n",
+        '  parameter "C" {\n    distribution = "choice"\n    values       = [0.1, 2.5]\n  }\n'
+        '  parameter "epochs" {\n    distribution = "choice"\n    values       = [10]\n  }\n'
+        '  parameter "fast" {\n    distribution = "choice"\n    values       = [true]\n  }\n',
+    )
+    ok(cli("validate"))
+    ok(cli("plan"))
+    ok(cli("apply", "-auto-approve", timeout=120))
+    s = json.loads(ok(cli("sweeps", "show", "cmd", "--json")).out)
+    assert s["status"] == "completed", s
+    trials = s["record"]["trials"]
+    assert sorted(t["params"]["C"] for t in trials) == [0.1, 2.5], trials
+    for t in trials:
+        assert t["status"] == "completed", t
+        dest = tmp_path / t["run_id"]
+        ok(cli("runs", "outputs", t["run_id"], "--to", str(dest)))
+        argv = json.loads((dest / "argv.json").read_text())
+        C = "0.1" if t["params"]["C"] == 0.1 else "2.5"
+        # Written as HCL writes them, as a plain run's arguments are.
+        assert argv == [
+            *("--C", C, "--epochs", "10", "--fast", "true", "--n", "3"),
+            *("--x", "v10", "--fast=true"),
+        ], argv
+        env = json.loads((dest / "env.json").read_text())
+        assert env == {"FAST": "true", "TRAINFORM_PARAM_FAST": "true"}, env
+        assert t["best"] == t["params"]["C"], t
+
+
+def test_numbers_in_a_plain_run_command_are_arguments(cli: CLI, tmp_path: Path) -> None:
+    cli.write("train.py", ECHO_ARGV)
+    cli.write(
+        "main.train.hcl",
+        'compute "local" {\n  type = "local"\n}\n\n'
+        'run "train" {\n'
+        '  experiment = "tests"\n'
+        "  compute    = compute.local\n"
+        '  command    = ["python", "train.py", 0.5, 10, true]\n'
+        "}\n",
+    )
+    ok(cli("apply", "-auto-approve", timeout=120))
+    run = json.loads(ok(cli("runs", "list", "--json")).out)[0]
+    assert run["status"] == "completed", run
+    ok(cli("runs", "outputs", run["id"], "--to", str(tmp_path / "out")))
+    argv = json.loads((tmp_path / "out" / "argv.json").read_text())
+    assert argv == ["0.5", "10", "true"], argv
+
+
+# -- HyperDrive parameter names without dashes
+
+
+# Parses its arguments as Azure ML's PyTorch sample (pytorch_train.py) does, but fails loudly
+# when --learning_rate is not given instead of training on a default.
+PYTORCH_STYLE = """\
+import argparse
+import json
+import os
+import sys
+
+from trainform.tracking import log_metric
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--learning_rate", type=float, required=True)
+parser.add_argument("--momentum", type=float, required=True)
+parser.add_argument("-b", type=int, required=True)
+args = parser.parse_args()
+with open(os.path.join(os.environ["TRAINFORM_OUTPUT_DIR"], "argv.json"), "w") as f:
+    json.dump(sys.argv[1:], f)
+log_metric("best_val_acc", 1 - abs(args.learning_rate - 0.001) - args.momentum / 100, step=1)
+"""
+
+PYTORCH_HDCONFIG = """\
+sampling:
+    type: grid
+    parameter_space:
+    - name: learning_rate
+      expression: choice
+      values: [0.001, 0.005]
+    - name: --momentum
+      expression: choice
+      values: [0.9]
+    - name: -b
+      expression: choice
+      values: [4]
+primary_metric_name: best_val_acc
+primary_metric_goal: Maximize
+max_total_runs: 4
+max_concurrent_runs: 2
+"""
+
+
+def test_hyperdrive_names_without_dashes_reach_the_script_as_flags(
+    cli: CLI, tmp_path: Path
+) -> None:
+    cli.write("src/pytorch_train.py", PYTORCH_STYLE)
+    cli.write("hdconfig.yml", PYTORCH_HDCONFIG)
+    cli.write(
+        "main.train.hcl",
+        'compute "local" {\n  type = "local"\n  max_concurrent_runs = 2\n}\n\n'
+        'sweep "pytorch" {\n'
+        '  experiment        = "tests"\n'
+        '  hyperdrive_config = "hdconfig.yml"\n'
+        "  trial {\n"
+        "    compute    = compute.local\n"
+        '    source_dir = "src"\n'
+        '    script     = "pytorch_train.py"\n'
+        "  }\n"
+        "}\n",
+    )
+    ok(cli("apply", "-auto-approve", timeout=120))
+    s = json.loads(ok(cli("sweeps", "show", "pytorch", "--json")).out)
+    assert s["status"] == "completed", s
+    trials = s["record"]["trials"]
+    assert sorted(t["params"]["learning_rate"] for t in trials) == [0.001, 0.005], trials
+    for t in trials:
+        assert t["status"] == "completed", t
+        dest = tmp_path / t["run_id"]
+        ok(cli("runs", "outputs", t["run_id"], "--to", str(dest)))
+        argv = json.loads((dest / "argv.json").read_text())
+        lr = str(t["params"]["learning_rate"])
+        # Bare names as --NAME, names with dashes as written, in the file's order.
+        assert argv == ["--learning_rate", lr, "--momentum", "0.9", "-b", "4"], argv
+    assert s["record"]["best"]["params"]["learning_rate"] == 0.001, s["record"]["best"]

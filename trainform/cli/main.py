@@ -614,7 +614,6 @@ def _run_apply(
 
     cancel = threading.Event()
     printing = threading.Lock()  # events arrive from worker threads
-    width = max((len(c.address) for c in the_plan.resource_changes), default=0)
 
     def on_event(e: Any) -> None:
         c = e.change
@@ -643,7 +642,10 @@ def _run_apply(
             elif e.kind == "status":
                 _print(ctx, f"[cyan]{escape(c.address)}: {escape(e.message)}[/cyan]")
             elif e.kind == "log":
-                click.echo(f"{c.address.ljust(width)} | {e.message}")
+                from trainform.cli.loglines import plan_prefix_width, prefixed
+
+                # A multi-node run's lines carry their rank: run.ddp[1] | ...
+                click.echo(prefixed(c.address, e.message, plan_prefix_width(the_plan)))
             elif e.kind == "progress":
                 _print(ctx, f"[dim]{escape(c.address)}: {escape(e.message)}[/dim]")
 

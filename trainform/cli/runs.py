@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,7 @@ def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, A
         return run
     provider = _providers(ctx, store).get("run")
     computed = _computed(run)
-    status, _, _ = provider.poll(computed, 0)
-    computed.update(status)
+    computed.update(provider.status_of(computed))
     results = provider.collect(computed) if computed.get("status") in TERMINAL else None
     record_run(store, run["address"], run["workspace"], computed, results)
     return _find_run(store, run["id"])
@@ -231,41 +230,142 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
 @runs.command("logs")
 @click.argument("run")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the run ends.")
+@click.option(
+    "--node",
+    type=int,
+    metavar="N",
+    help="The log of the node of rank N of a multi-node run (default: rank 0).",
+)
+@click.option(
+    "--all-nodes",
+    is_flag=True,
+    help="Every node's log, each line prefixed with the run's address and the node's rank "
+    "(run.ddp[1] | ...).",
+)
 @click.pass_context
-def runs_logs(ctx: click.Context, run: str, follow: bool) -> None:
-    """Print a run's log (stdout and stderr)."""
+def runs_logs(
+    ctx: click.Context, run: str, follow: bool, node: int | None, all_nodes: bool
+) -> None:
+    """Print a run's log (stdout and stderr). For a multi-node run, that is the log of
+    rank 0 unless --node or --all-nodes says otherwise; --all-nodes shows the lines of a
+    running run as they arrive (interleaved), and a finished run's one rank after another."""
+    from trainform.runs.watch import NodeLog
+
     with _errors(ctx):
+        if node is not None and all_nodes:
+            raise TrainformError("give --node N or --all-nodes, not both")
         store = _store(ctx)
         r = _find_run(store, run)
-        rec = r["record"]
-        collected = Path(str(rec.get("workspace_path", ""))) / "runs" / r["id"] / "output.log"
-        if r["status"] not in ACTIVE and collected.is_file():
-            sys.stdout.write(collected.read_text(errors="replace"))
+        count = len(_node_names(ctx, r))
+        if node is not None and not 0 <= node < count:
+            nodes = f"{count} nodes (ranks 0 to {count - 1})" if count > 1 else "1 node (rank 0)"
+            raise TrainformError(f"--node {node}: {r['address']} ({r['id']}) has {nodes}")
+        ranks = list(range(count)) if all_nodes else [node or 0]
+        show = _printer(r, count, prefix=len(ranks) > 1)
+        collected = Path(str(r["record"].get("workspace_path", ""))) / "runs" / r["id"]
+        if r["status"] not in ACTIVE and (collected / "output.log").is_file():
+            for rank in ranks:
+                folder = collected / "nodes" / str(rank) if rank else collected
+                if not _print_log(folder / "output.log", NodeLog(rank, count, 0), show):
+                    _print(ctx, f"(no log was collected from rank {rank})", stderr=True)
             return
         if follow:
-            _follow(ctx, store, r, echo=True)
+            _follow(ctx, store, r, show, ranks)
             return
-        data, _ = _providers(ctx, store).get("run").poll(_computed(r), 0)[1:]
-        sys.stdout.write(data.decode(errors="replace"))
+        compute = _providers(ctx, store).get(str(r["record"].get("compute_provider")))
+        handle = r["record"]["handle"]
+        for rank in ranks:
+            log = NodeLog(rank, count, 0)
+            while log.offset < LOG_LIMIT:
+                if count > 1:
+                    chunk, log.offset = compute.logs(handle, log.offset, node=rank)
+                else:
+                    chunk, log.offset = compute.logs(handle, log.offset)
+                if not chunk:
+                    break
+                log.feed(chunk, show)
+            log.flush(show)
 
 
-def _follow(ctx: click.Context, store: Any, run: dict[str, Any], echo: bool) -> dict[str, Any]:
+LOG_LIMIT = 1 << 30  # bytes of one node's log that `runs logs` reads from a running run
+
+
+def _node_names(ctx: click.Context, run: dict[str, Any]) -> list[str]:
+    """The names of a run's nodes in rank order (one for a single-node run). Asks no
+    target, so needs no secrets: the handle, or the cluster's registry, knows them."""
+    from trainform.engine.session import DATA_DIR
+    from trainform.providers.base import ProviderContext
+    from trainform.providers.registry import Providers
+
+    rec = run["record"]
+    if not rec.get("handle") or not rec.get("compute_provider"):
+        return [""]
+    directory = _config_dir(ctx).resolve()
+    providers = Providers(ProviderContext(directory, directory / DATA_DIR))
+    return list(providers.get(str(rec["compute_provider"])).nodes(rec["handle"])) or [""]
+
+
+def _printer(run: dict[str, Any], count: int, prefix: bool) -> Callable[[str], None]:
+    """What shows a run's log lines: with ``prefix``, each under the run's address and the
+    rank of its node (``run.ddp[1] | ...``, as apply shows them)."""
+    from trainform.cli.loglines import prefix_width, prefixed
+
+    width = prefix_width([(run["address"], count)])
+
+    def show(line: str) -> None:
+        click.echo(prefixed(run["address"], line, width) if prefix else line)
+
+    return show
+
+
+def _print_log(path: Path, log: Any, show: Callable[[str], None]) -> bool:
+    """Show a collected log file line by line (``log``: a NodeLog for its rank); False if
+    there is no such file."""
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                log.feed(chunk, show)
+    except FileNotFoundError:
+        return False
+    log.flush(show)
+    return True
+
+
+def _follow(
+    ctx: click.Context,
+    store: Any,
+    run: dict[str, Any],
+    show: Callable[[str], None] | None,
+    ranks: list[int] | None = None,
+) -> dict[str, Any]:
+    """Follow a run to its end, showing with ``show`` (None: not at all) the log lines of
+    its nodes of rank ``ranks`` (default: every node), then record how it ended."""
     from trainform.runs.history import record_run
     from trainform.runs.watch import follow
 
     provider = _providers(ctx, store).get("run")
 
-    def on_line(line: str) -> None:
-        if echo:
-            click.echo(line)
-
     def on_status(status: str, message: str) -> None:
         if status in ACTIVE:  # the end is reported by the caller
             _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True)
 
-    computed, results, _ = follow(provider, _computed(run), on_line, on_status, threading.Event())
+    computed, results, _ = follow(
+        provider,
+        _computed(run),
+        show or (lambda line: None),
+        on_status,
+        threading.Event(),
+        ranks=ranks,
+        from_start=True,
+    )
     record_run(store, run["address"], run["workspace"], computed, results)
     return _find_run(store, run["id"])
+
+
+def _all_lines(ctx: click.Context, run: dict[str, Any]) -> Callable[[str], None]:
+    """Shows every node's lines of a run, a multi-node run's prefixed with their rank."""
+    count = len(_node_names(ctx, run))
+    return _printer(run, count, prefix=count > 1)
 
 
 @runs.command("wait")
@@ -278,7 +378,7 @@ def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
         store = _store(ctx)
         r = _find_run(store, run)
         if r["status"] in ACTIVE:
-            r = _follow(ctx, store, r, echo=not quiet)
+            r = _follow(ctx, store, r, None if quiet else _all_lines(ctx, r))
         else:
             r = _refresh(ctx, store, r)
         message = r["record"].get("message") if r["status"] != "completed" else None
@@ -484,7 +584,8 @@ def submit(
         _print(ctx, f"Submitted {computed['run_id']}")
         if detach:
             return
-        r = _follow(ctx, store, _find_run(store, computed["run_id"]), echo=True)
+        r = _find_run(store, computed["run_id"])
+        r = _follow(ctx, store, r, _all_lines(ctx, r))
         message = r["record"].get("message") if r["status"] != "completed" else None
         _print(ctx, f"{r['id']}: {_status_text(r['status'])}" + (f": {message}" if message else ""))
         if r["status"] != "completed":

@@ -128,7 +128,7 @@ def sweeps_show(ctx: click.Context, sweep: str, as_json: bool) -> None:
                 _status_text(t["status"]),
                 "" if t["best"] is None else f"{t['best']:.6g}",
                 "" if t["last"] is None else f"{t['last']:.6g}",
-                t.get("stopped") or "",
+                escape(t.get("stopped") or t.get("failure") or ""),
             )
         _console(ctx).print(table)
         if best_id:

@@ -321,7 +321,8 @@ class Engine:
             return ""
         if change.kind == "sweep":
             return f"sweep {computed.get('sweep_id')} {computed.get('status')}: {computed.get('message')}"
-        lines = "\n".join(f"    {line}" for line in tail[-10:])
+        # The watcher bounds the tail: a multi-node run's holds each failing rank's lines.
+        lines = "\n".join(f"    {line}" for line in tail)
         message = f"run {computed.get('run_id')} {computed.get('status')}"
         if computed.get("message"):
             message += f": {computed['message']}"

@@ -252,9 +252,11 @@ class Provider:
         stop: threading.Event,
     ) -> tuple[dict[str, Any], Any, list[str]]:
         """Follow the work a create started until it ends or ``stop`` is set; blocks. Calls
-        ``on_line`` per log line and ``on_status(status, message)`` on changes. Returns the
-        updated computed attributes, the collected results (None if stopped early) and the
-        last log lines."""
+        ``on_line`` per log line (of every node of a multi-node run: see
+        :class:`trainform.runs.watch.LogLine`) and ``on_status(status, message)`` on
+        changes. Returns the updated computed attributes, the collected results (None if
+        stopped early) and the lines to show if the work failed: the last log lines (a
+        multi-node run's, per failing rank under a ``rank N (node):`` line)."""
         raise ProviderError(f"{self.name!r} resources do no work to watch")
 
     def settled(self, computed: dict[str, Any]) -> bool:
@@ -285,12 +287,22 @@ class Provider:
     def status(self, handle: Handle) -> dict[str, Any]:
         """The run's status record (the launcher's ``status.json``: ``status``, ``exit_code``,
         timestamps, ``message``). ``status`` is ``lost`` when the launcher died without
-        recording an outcome. No side effects."""
+        recording an outcome. A multi-node run's record also has ``nodes``: each node's
+        ``name``, ``status`` and ``exit_code`` in rank order, when they are known. No side
+        effects."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
 
-    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        """Log bytes from ``offset`` on, and the offset to continue from. No side effects."""
+    def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
+        """Bytes of the log of the node of rank ``node`` (0 for a single-node run) from
+        ``offset`` on, at most 1 MiB, and the offset to continue from. Raises ProviderError
+        for a rank the run does not have. No side effects."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def nodes(self, handle: Handle) -> list[str]:
+        """The names of the run's nodes (hosts, node containers) in rank order: one per
+        node, "" where it is not known yet (a run still queued for nodes). No side effects.
+        The default: a single node with no name of its own."""
+        return [""]
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         """Bytes of the run's metrics file (JSON lines) from ``offset`` on, and the offset to

@@ -275,7 +275,12 @@ class DockerClusterProvider(Provider):
             cluster.reg["queue"].append(request.run_id)
             cluster.housekeeping()
             upload = cluster.reg["runs"][request.run_id].get("upload")
-        return {"registry": str(registry.path), "run_id": request.run_id, "upload": upload}
+        return {
+            "registry": str(registry.path),
+            "run_id": request.run_id,
+            "upload": upload,
+            "node_count": request.node_count,
+        }
 
     def status(self, handle: Handle) -> dict[str, Any]:
         registry = Registry(Path(handle["registry"]))
@@ -284,21 +289,37 @@ class DockerClusterProvider(Provider):
             cluster.housekeeping(full=False)
             return status
 
-    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        return self._read(handle, "output.log", offset)
+    def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
+        return self._read(handle, "output.log", offset, node)
+
+    def nodes(self, handle: Handle) -> list[str]:
+        """The node containers of the run, in rank order ("" for each while it is queued)."""
+        registry = Registry(Path(handle["registry"]))
+        count = int(handle.get("node_count") or 1)
+        if not registry.path.is_file():  # the cluster is gone (a run's own, destroyed)
+            return [""] * count
+        with registry.locked() as cluster:
+            run = cluster.reg["runs"].get(handle["run_id"]) or {}
+        placed = [str(node.get("name") or "") for node in run.get("nodes") or []]
+        return placed or [""] * int(run.get("node_count") or count)
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         return self._read(handle, "metrics.jsonl", offset)
 
-    def _read(self, handle: Handle, name: str, offset: int) -> tuple[bytes, int]:
+    def _read(self, handle: Handle, name: str, offset: int, rank: int = 0) -> tuple[bytes, int]:
+        """Up to 1 MiB of file ``name`` of the node of rank ``rank``: from its container
+        while the run has its nodes, else from the folder copied back when it ended."""
         registry = Registry(Path(handle["registry"]))
         with registry.locked() as cluster:
             run = cluster.reg["runs"].get(handle["run_id"]) or {}
             placed = run.get("nodes") or []
-            if run.get("state") != "placed":
-                local = registry.runs_dir / handle["run_id"] / "collected" / name
-                return read_from(local, offset)
-            node = placed[0]
+            count = int(run.get("node_count") or handle.get("node_count") or 1)
+            if not 0 <= rank < count:
+                raise ProviderError(f"the run has {count} node(s): no rank {rank}")
+            if run.get("state") != "placed" or rank >= len(placed):
+                local = registry.runs_dir / handle["run_id"] / "collected"
+                return read_from((local / "nodes" / str(rank) if rank else local) / name, offset)
+            node = placed[rank]
         container = _container(node)
         if container is None:
             return b"", offset
@@ -307,7 +328,7 @@ class DockerClusterProvider(Provider):
             READ_SCRIPT,
             [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)],
             f"reading {name}",
-        )
+        )[: 1 << 20]  # what a node sends is not trusted to keep the limit
         return data, offset + len(data)
 
     def cancel(self, handle: Handle) -> None:

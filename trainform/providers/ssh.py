@@ -477,7 +477,10 @@ class SSHComputeProvider(Provider):
                 k: v for k, v in target.items() if k not in ("password", "private_key_passphrase")
             },
             "upload": upload,
-            "log_shown": nodes[0].get("log_shown", 0),  # rank 0's log is the one followed
+            # Bytes of each node's log already shown while submitting (an image build's
+            # lines): following the log starts after them.
+            "log_shown": nodes[0].get("log_shown", 0),
+            "log_shown_by_rank": [node.get("log_shown", 0) for node in nodes],
         }
 
     def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
@@ -506,18 +509,25 @@ class SSHComputeProvider(Provider):
             self.cancel(handle)  # one node failed: stop the others
         return combined
 
-    def logs(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        return self._read(handle, "output.log", offset)
+    def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
+        return self._read(handle, "output.log", offset, node)
+
+    def nodes(self, handle: Handle) -> list[str]:
+        return [str(node["host"]) for node in handle["nodes"]]
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         return self._read(handle, "metrics.jsonl", offset)
 
-    def _read(self, handle: Handle, name: str, offset: int) -> tuple[bytes, int]:
-        node = handle["nodes"][0]
+    def _read(self, handle: Handle, name: str, offset: int, rank: int = 0) -> tuple[bytes, int]:
+        """Up to 1 MiB of file ``name`` in the run folder of the node of rank ``rank``."""
+        if not 0 <= rank < len(handle["nodes"]):
+            raise ProviderError(f"the run has {len(handle['nodes'])} node(s): no rank {rank}")
+        node = handle["nodes"][rank]
         args = [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)]
         data: bytes = self._with_session(
             handle["target"], node["host"], lambda conn: conn.python(READ_SCRIPT, args)
         )
+        data = data[: 1 << 20]  # what the target sends is not trusted to keep the limit
         return data, offset + len(data)
 
     def cancel(self, handle: Handle) -> None:

@@ -154,13 +154,30 @@ class SweepProvider(WorkProvider):
         run = self.providers.get("run")
         return [f"trial: {p}" for p in run.validate(address, {**trial, "experiment": "x"})]
 
+    def parameter_flags(self, desired: dict[str, Any]) -> dict[str, str | None]:
+        """The flag each parameter reaches the script with (None: only where the template
+        places it): see :func:`trainform.sweep.controller.parameter_flags`."""
+        from trainform.sweep.controller import parameter_flags
+
+        names = [p["name"] for p in self.settings(desired)["parameters"]]
+        return parameter_flags(
+            names, self._trial(desired), hyperdrive=bool(desired.get("hyperdrive_config"))
+        )
+
     def _fingerprint(self, desired: dict[str, Any], snapshot_id: str) -> str:
+        from trainform.sweep.controller import legacy_flags
+
         trial = self._trial(desired)
-        data = {
+        data: dict[str, Any] = {
             "run": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
             "settings": self.settings(desired),
             "experiment": desired.get("experiment"),
         }
+        flags = self.parameter_flags(desired)
+        # Only where the arguments differ from what earlier versions passed (dashed names
+        # only), so that every other recorded sweep stays up to date.
+        if flags != legacy_flags(list(flags)):
+            data["parameter_flags"] = flags
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
     def _snapshot_id(self, desired: dict[str, Any]) -> str:
@@ -181,6 +198,16 @@ class SweepProvider(WorkProvider):
                 self._trial(desired), self._snapshot_id(desired), self.context.config_dir
             ):
                 reasons.append("the trial template or its source changed")
+            from trainform.sweep.controller import legacy_flags
+
+            flags = self.parameter_flags(desired)
+            before = prior.computed.get("parameter_flags") or legacy_flags(list(flags))
+            if not reasons and before != flags:
+                passed = [f for f in flags.values() if f]
+                reasons.append(
+                    "the parameters now reach the script as arguments "
+                    + (" ".join(f"{f} VALUE" for f in passed) if passed else "only where placed")
+                )
         return PlanValues({"fingerprint": fp}, tuple(reasons))
 
     # -- lifecycle
@@ -228,6 +255,7 @@ class SweepProvider(WorkProvider):
             "data_dir": str(self.context.data_dir),
             "state_path": str(self.context.state_path or self.context.data_dir / "state.db"),
             "status_file": str(folder / "status.json"),
+            "parameter_flags": self.parameter_flags(desired),
         }
         (folder / "spec.json").write_text(json.dumps(spec, indent=1, default=str))
         (folder / "status.json").write_text(json.dumps({"status": "queued"}))
@@ -237,6 +265,7 @@ class SweepProvider(WorkProvider):
             "fingerprint": spec["fingerprint"],
             "run_fingerprint": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
             "settings": json.loads(json.dumps(settings, default=str)),
+            "parameter_flags": spec["parameter_flags"],
             "spec_path": str(folder / "spec.json"),
             "status_file": str(folder / "status.json"),
             "experiment": desired["experiment"],

@@ -32,15 +32,22 @@ def combine(
 ) -> tuple[dict[str, Any], bool]:
     """The run's status from its nodes' (rank order), and whether the nodes still going must
     be stopped because another one failed. The run completes when every node completes and
-    fails, naming the node, when one fails."""
+    fails, naming the node, when one fails: the first that failed by itself, not one that
+    was stopped because another failed. ``nodes`` lists each node's ``name``, ``status``
+    and ``exit_code``, so a reader can tell which ranks failed."""
     head = dict(statuses[0])
+    head["nodes"] = [
+        {"name": name, "status": st.get("status"), "exit_code": st.get("exit_code")}
+        for name, st in zip(names, statuses)
+    ]
     failed = [
         (name, st)
         for name, st in zip(names, statuses)
         if st.get("status") in TERMINAL and st.get("status") != "completed"
     ]
     if failed:
-        name, st = failed[0]
+        # The ranks stopped because of this failure end "canceled" (and may do so first).
+        name, st = next(((n, s) for n, s in failed if s.get("status") != "canceled"), failed[0])
         if any(s.get("status") not in TERMINAL for s in statuses):
             return {**head, "status": "running", "message": f"node {name} {st.get('status')}"}, True
         head.update(
@@ -54,3 +61,20 @@ def combine(
     if head.get("status") in TERMINAL:
         head["status"] = "running"  # rank 0 is done; the others are not yet
     return head, False
+
+
+def failing_ranks(status: dict[str, Any]) -> list[int] | None:
+    """The ranks of a finished multi-node run (its combined ``status``) that failed by
+    themselves (not completed, not stopped because another failed); every rank that did
+    not complete when all of them were canceled; None when the nodes' statuses are not
+    known."""
+    nodes = status.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        return None
+    ended = [
+        rank
+        for rank, node in enumerate(nodes)
+        if isinstance(node, dict) and node.get("status") not in ("completed", None)
+    ]
+    own = [r for r in ended if nodes[r].get("status") != "canceled"]
+    return own or ended

@@ -66,17 +66,26 @@ def image_identity(env_spec: dict[str, Any]) -> dict[str, Any] | None:
     return {"image": docker["image"], "build": build.get("hash"), "gpus": docker.get("gpus")}
 
 
+def argument_string(value: Any) -> str:
+    """One argument as the script sees it: numbers and bools written the way HCL prints
+    them (0.1 -> "0.1", 10.0 -> "10", true -> "true")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def argument_strings(arguments: list[Any]) -> list[str]:
-    """Arguments as the script sees them: numbers written the way HCL prints them."""
-    out = []
-    for a in arguments or []:
-        if isinstance(a, bool):
-            out.append("true" if a else "false")
-        elif isinstance(a, float) and a.is_integer():
-            out.append(str(int(a)))
-        else:
-            out.append(str(a))
-    return out
+    """Arguments (or a command vector) as the script sees them: see :func:`argument_string`."""
+    return [argument_string(a) for a in arguments or []]
+
+
+def command_strings(command: Any) -> Any:
+    """A run's ``command`` as the launcher takes it: a list's items written as
+    :func:`argument_string` writes them. Anything else (``None``, or a value the launcher
+    will refuse) is returned as it is."""
+    return argument_strings(command) if isinstance(command, list) else command
 
 
 def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> str:
@@ -96,6 +105,8 @@ def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> 
         "environment": environment,
         "compute": target,
         **{k: desired.get(k) for k in FINGERPRINTED},
+        # As the launcher gets it: [..., 10] and [..., "10"] run the same command.
+        "command": command_strings(desired.get("command")),
         "arguments": argument_strings(desired.get("arguments") or []),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
@@ -111,7 +122,7 @@ def launcher_spec(
         "address": address,
         "experiment": desired.get("experiment") or "default",
         "script": desired.get("script"),
-        "command": list(desired["command"]) if desired.get("command") else None,
+        "command": command_strings(desired["command"]) if desired.get("command") else None,
         "arguments": argument_strings(desired.get("arguments") or []),
         "env": {str(k): str(v) for k, v in (desired.get("env") or {}).items()},
         "environment": environment_spec(desired.get("environment"), config_dir),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,16 +22,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from trainform.config.values import substitute_params
+from trainform.config.schema import did_you_mean
+from trainform.config.values import PARAM_MARK, substitute_params
 from trainform.errors import TrainformError
 from trainform.providers.base import TERMINAL, ProviderContext
 from trainform.providers.registry import Providers
 from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run
 from trainform.runs.results import read_points
+from trainform.runs.spec import argument_string
 from trainform.state.store import SQLiteStateStore
 
 TICK_SECONDS = 0.2
+# Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
+FAILED = ("failed", "timed_out", "lost")
+_MARKER = re.compile(re.escape(PARAM_MARK) + "(.*?)\x00", re.DOTALL)
 
 
 @dataclass
@@ -43,6 +49,8 @@ class Trial:
     partial: bytes = b""
     status: str = "queued"
     stopped: str = ""  # why the policy stopped it
+    failure: str = ""  # why it failed: its status, message and last log line
+    metric_names: set[str] = field(default_factory=set)  # every metric it reported
 
     @property
     def run_id(self) -> str:
@@ -64,16 +72,95 @@ class Trial:
             "last": self.reports[-1][1] if self.reports else None,
             "reports": len(self.reports),
             "stopped": self.stopped,
+            **({"failure": self.failure} if self.failure else {}),
         }
 
 
-def parameters_args(params: dict[str, Any]) -> list[str]:
-    """HyperDrive style: a parameter named ``--penalty`` is passed as ``--penalty VALUE``."""
+def placed_parameters(template: Any) -> set[str]:
+    """The parameters a trial template places itself (``param.lr`` anywhere in it)."""
+    found: set[str] = set()
+    if isinstance(template, str):
+        found.update(_MARKER.findall(template))
+    elif isinstance(template, list):
+        for item in template:
+            found |= placed_parameters(item)
+    elif isinstance(template, dict):
+        for item in template.values():
+            found |= placed_parameters(item)
+    return found
+
+
+def parameter_flags(
+    names: list[str], template: dict[str, Any], *, hyperdrive: bool
+) -> dict[str, str | None]:
+    """The flag each parameter is passed to the script with, or None for a parameter that is
+    not added to the arguments.
+
+    A name written with dashes (``--lr``, ``-x``) is passed as written. A name without them
+    is passed as ``--NAME`` when it comes from a HyperDrive file, as Azure ML does (its
+    samples name ``learning_rate`` and parse ``--learning_rate``); in a ``parameter`` block it
+    reaches the script where the template places it (``param.lr``). A parameter the template
+    places itself is not added again."""
+    placed = placed_parameters(template)
+    flags: dict[str, str | None] = {}
+    for name in names:
+        if name in placed:
+            flags[name] = None
+        elif name.startswith("-"):
+            flags[name] = name
+        else:
+            flags[name] = f"--{name}" if hyperdrive else None
+    return flags
+
+
+def legacy_flags(names: list[str]) -> dict[str, str | None]:
+    """The flags of sweeps submitted before :func:`parameter_flags`: dashed names only."""
+    return {n: (n if n.startswith("-") else None) for n in names}
+
+
+def parameters_args(params: dict[str, Any], flags: dict[str, str | None]) -> list[str]:
+    """``--flag VALUE`` for each parameter that has a flag (see :func:`parameter_flags`),
+    the value written as a run's arguments are."""
     out: list[str] = []
     for name, value in params.items():
-        if name.startswith("-"):
-            out.extend([name, str(value)])
+        flag = flags.get(name)
+        if flag:
+            out.extend([flag, argument_string(value)])
     return out
+
+
+def trial_values(template: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's run attributes: the template with each parameter's value in place, then
+    converted to the types the attributes take, as a run block's are when it is read. So
+    ``command = ["python", "t.py", "--C", param.C]`` gets ``"0.1"``, not 0.1, and a value
+    inside a string is written as HCL writes it (``"v${param.fast}"`` -> ``"vtrue"``)."""
+    from trainform.config.schema import SWEEP, check_type
+
+    texts = {k: argument_string(v) for k, v in params.items()}
+
+    def put(value: Any) -> Any:
+        if isinstance(value, str):
+            whole = _MARKER.fullmatch(value)
+            if whole and whole.group(1) in params:
+                return params[whole.group(1)]  # keeps its type until the conversion below
+            return substitute_params(value, texts)
+        if isinstance(value, list):
+            return [put(v) for v in value]
+        if isinstance(value, dict):
+            return {k: put(v) for k, v in value.items()}
+        return value
+
+    desired = put(template)
+    attributes = SWEEP.blocks["trial"].schema.attributes
+    for key, value in list(desired.items()):
+        attribute = attributes.get(key)
+        if attribute is None or attribute.type in ("any", "list", "map"):
+            continue
+        converted, problem = check_type(value, attribute.type)
+        if problem:
+            raise TrainformError(f"trial {key}: {problem}")
+        desired[key] = converted
+    return desired
 
 
 def env_name(name: str) -> str:
@@ -111,7 +198,11 @@ class Controller:
         self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
         context = ProviderContext(Path(spec["config_dir"]), Path(spec["data_dir"]))
         self.runs = cast(RunProvider, Providers(context).get("run"))
+        names = [p["name"] for p in spec["parameters"]]
+        # A spec written before parameter_flags existed keeps the rule it was written with.
+        self.flags: dict[str, str | None] = spec.get("parameter_flags") or legacy_flags(names)
         self.trials: list[Trial] = []
+        self.finished: list[Trial] = []  # in the order they ended
         self.decisions: list[dict[str, Any]] = []
         self.status = "running"
         self.message = ""
@@ -184,12 +275,15 @@ class Controller:
 
     # -- trials
     def _launch(self, index: int, params: dict[str, Any]) -> Trial:
-        desired = substitute_params(self.spec["trial"], params)
+        desired = trial_values(self.spec["trial"], params)
         desired["env"] = {
             **(desired.get("env") or {}),
-            **{env_name(k): str(v) for k, v in params.items()},
+            **{env_name(k): argument_string(v) for k, v in params.items()},
         }
-        desired["arguments"] = [*(desired.get("arguments") or []), *parameters_args(params)]
+        desired["arguments"] = [
+            *(desired.get("arguments") or []),
+            *parameters_args(params, self.flags),
+        ]
         desired["experiment"] = self.spec["experiment"]
         desired["workspace"] = self.spec["workspace"]
         if self.spec["limits"].get("trial_max_duration"):
@@ -214,7 +308,11 @@ class Controller:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if rec.get("kind", "metric") != "metric" or rec.get("name") != self.metric:
+            if rec.get("kind", "metric") != "metric":
+                continue
+            if isinstance(rec.get("name"), str):
+                trial.metric_names.add(rec["name"][:100])
+            if rec.get("name") != self.metric:
                 continue
             value = rec.get("value")
             if not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -243,8 +341,13 @@ class Controller:
             trial.computed,
             results,
         )
+        run_dir = Path(results["outputs_path"]).parent
+        trial.metric_names.update(str(p["name"])[:100] for p in results.get("points") or [])
+        if trial.status in FAILED:
+            trial.failure = _failure(trial, run_dir / "output.log")
+        self.finished.append(trial)
         if not trial.reports:  # a last look at what it reported
-            points, _ = read_points(Path(results["outputs_path"]).parent / "metrics.jsonl")
+            points, _ = read_points(run_dir / "metrics.jsonl")
             trial.reports = [
                 (int(p["step"]) if isinstance(p.get("step"), int) else i + 1, float(p["value"]))
                 for i, p in enumerate(points)
@@ -281,10 +384,11 @@ class Controller:
                     self._cancel_all(running)
                     break
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.message = f"max_duration ({limits['max_duration']}s) reached"
-                    self.on_event("sweep", self.message)
+                    reached = f"max_duration ({limits['max_duration']}s) reached"
+                    self.on_event("sweep", reached)
                     self._cancel_all(running)
-                    self.status = "completed"
+                    self.status, verdict = self.verdict()
+                    self.message = f"{reached}; {verdict}"
                     break
                 while (
                     not exhausted and len(running) < max_concurrent and len(self.trials) < max_total
@@ -310,14 +414,7 @@ class Controller:
                     else:
                         trial.status = str(status.get("status"))
                 if not running and (exhausted or len(self.trials) >= max_total):
-                    self.status = "completed"
-                    best = self.best_trial()
-                    self.message = (
-                        f"best trial {best.index} ({best.run_id}): {self.metric} = "
-                        f"{best.best(self.goal):.6g} with {_fmt(best.params)}"
-                        if best
-                        else f"no trial reported {self.metric}"
-                    )
+                    self.status, self.message = self.verdict()
                     break
                 time.sleep(TICK_SECONDS)
         except TrainformError as exc:
@@ -326,6 +423,36 @@ class Controller:
         self._record(finished=True)
         self.on_event("sweep", f"sweep {self.status}: {self.message}")
         return self.status
+
+    def verdict(self) -> tuple[str, str]:
+        """The status and message of a sweep whose trials have ended: "failed" when every
+        trial failed or none reported the primary metric (there is no best trial to use),
+        else "completed" with the best trial."""
+        if not self.trials:
+            return "failed", "no trial ran"
+        failed = [t for t in self.finished if t.status in FAILED]
+        if len(failed) == len(self.trials):
+            count = "the only trial" if len(failed) == 1 else f"all {len(failed)} trials"
+            last = "" if len(failed) == 1 else "; the last one"
+            return "failed", f"{count} failed{last}: {failed[-1].failure}"
+        best = self.best_trial()
+        if best is None:
+            names = sorted(set().union(*(t.metric_names for t in self.trials)))
+            reported = (
+                f"trials reported: {', '.join(names)}" if names else "trials reported no metrics"
+            )
+            hint = did_you_mean(self.metric, names)
+            return "failed", (
+                f"no trial reported the primary metric '{self.metric}' ({reported})"
+                + (f"; {hint}" if hint else "")
+            )
+        message = (
+            f"best trial {best.index} ({best.run_id}): {self.metric} = "
+            f"{best.best(self.goal):.6g} with {_fmt(best.params)}"
+        )
+        if failed:
+            message += f" ({len(failed)} of {len(self.trials)} trials failed)"
+        return "completed", message
 
     def _cancel_all(self, trials: list[Trial]) -> None:
         for trial in trials:
@@ -346,6 +473,33 @@ def _fmt(params: dict[str, Any]) -> str:
     return ", ".join(
         f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
+
+
+def _failure(trial: Trial, log: Path) -> str:
+    """``run ID failed (exit code 1): LAST LOG LINE``: what a person needs to see first."""
+    what = f"run {trial.run_id} {trial.status}"
+    message = str(trial.computed.get("message") or "")
+    if message and message != trial.status:
+        what += f" ({message[:300]})"
+    line = _last_line(log)
+    return f"{what}: {line}" if line else what
+
+
+def _last_line(log: Path, limit: int = 16384) -> str:
+    """The log's last line of the script's own output (not trainform's), shortened; the log
+    comes from the target, so only its end is read."""
+    try:
+        with log.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - limit))
+            data = f.read(limit)
+    except OSError:
+        return ""
+    for raw in reversed(data.decode("utf-8", errors="replace").splitlines()):
+        line = "".join(c for c in raw if c.isprintable()).strip()
+        if line and not line.startswith("[trainform]"):
+            return line if len(line) <= 300 else line[:299] + "…"
+    return ""
 
 
 def _now() -> str:

@@ -29,6 +29,11 @@ options (one nested list is taken as the list of options), ``randint: [upper]``,
 ``normal``/``lognormal: [mu, sigma]``, ``qnormal``/``qlognormal: [mu, sigma, q]``. The same
 arguments may instead be given by name (``min: 0.01``, ``max: 0.1``, ``upper: 10``, ...).
 
+Every parameter reaches the script as an argument, as Azure ML passes them: a name with
+dashes as written (``--penalty VALUE``), a name without as ``--NAME VALUE`` (``learning_rate``
+-> ``--learning_rate VALUE``, what Azure ML's samples parse). See
+:func:`trainform.sweep.controller.parameter_flags`.
+
 Unlike the CLI, unknown fields are errors (a misspelt limit would otherwise be ignored).
 """
 
