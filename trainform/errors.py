@@ -64,6 +64,21 @@ class PlanError(TrainformError):
     """A plan cannot be made or applied (stale plan file, refused destroy, bad target)."""
 
 
+class RefreshError(PlanError):
+    """Refresh could not read what exists for some recorded resources (an unreachable host,
+    a changed host key); carries the address -> cause of each."""
+
+    def __init__(self, causes: dict[str, str]) -> None:
+        self.causes = causes
+        lines = [f"cannot read {addr}: {cause}" for addr, cause in sorted(causes.items())]
+        first = sorted(causes)[0]
+        super().__init__(
+            "\n".join(lines) + "\n\nRefresh reads every recorded resource before planning. To plan "
+            "without reading them, pass -refresh=false (the plan then trusts the recorded "
+            f"state), or plan only other resources with -target (which then leaves {first} out)."
+        )
+
+
 class StalePlanError(PlanError):
     """A saved plan no longer matches the state or the configuration it was made from."""
 

@@ -279,8 +279,45 @@ def test_failing_script_fails_apply_with_its_last_lines_and_is_resubmitted(cli):
     assert show(cli, "run.bad")["exit_code"] == 3
 
     plan = ok(cli("plan", "--detailed-exitcode"), 2)
-    assert "run.bad" in plan.out, plan.out
-    assert re.search(r"run\.bad will be resubmitted: the last run bad-\S+ failed: exit code 3", plan.out), plan.out
+    assert re.search(
+        r"run\.bad will be resubmitted: the last run bad-\S+ failed: exit code 3", plan.out
+    ), plan.out
+    # a resubmission never shows as an empty block
+    assert '~ status = "failed" -> (known after apply)' in plan.out, plan.out
+
+
+def test_a_failed_runs_log_is_shown_once_streamed_then_once_in_the_summary(cli):
+    """A raising script's traceback is streamed while it runs and shown once more, with its
+    indentation, in the failure summary: never a third time in the failed line."""
+    cli.write("main.train.hcl", LOCAL + run_block("bad", "bad.py"))
+    cli.write(
+        "src/bad.py",
+        "def inner():\n    raise ValueError('boom-7f2c')\n\n\ndef outer():\n    inner()\n\n\n"
+        "print('starting', flush=True)\nouter()\n",
+    )
+    result = cli("apply", "-auto-approve")  # (the script's own traceback is expected)
+    assert result.code == 1 and "exit code 1" in result.all, result.all
+    assert result.all.count("ValueError: boom-7f2c") == 2, result.all
+    assert result.all.count("line 10, in <module>") == 2, result.all
+    summary = result.all.split("Apply incomplete.", 1)[1]
+    assert "ValueError: boom-7f2c" in summary, result.all
+    # indentation of the traceback survives (the code line is deeper than its File line)
+    lines = summary.splitlines()
+    at = next(i for i, line in enumerate(lines) if "line 6, in outer" in line)
+    indent = len(lines[at]) - len(lines[at].lstrip())
+    assert len(lines[at + 1]) - len(lines[at + 1].lstrip()) == indent + 2, summary
+    assert "run.bad: failed after " in result.out, result.out
+
+
+def test_a_failed_pip_build_is_shown_once_in_the_log_and_named_in_the_summary(cli, tmp_path):
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    cli.write("main.train.hcl", pip_config("nosuch-package-abc==9.9"))
+    cli.write("src/t.py", PIP_SCRIPT)
+    result = failed(cli("apply", "-auto-approve", timeout=300, **offline))
+    needle = "No matching distribution found for nosuch-package-abc==9.9"
+    # streamed once; in the summary once as the run's message and once in its last lines
+    assert result.all.count(needle) == 3, result.all
+    assert result.all.split("Apply incomplete.", 1)[1].count(needle) == 2, result.all
 
 
 def test_time_limit_ends_the_run_and_every_process_of_it(cli, tmp_path, leftovers):

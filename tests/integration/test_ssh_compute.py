@@ -434,10 +434,13 @@ def test_unknown_host_key_is_refused_then_trusted_once_then_a_changed_key_is_ref
     assert sshd.fingerprint != old
     cli.write("src/train.py", 'print("ran on the host again")\n')  # would resubmit
     since = sshd.log_size()
-    plan = cli("plan")
-    assert plan.code in (0, 1, 2), plan.all
+    plan = cli("plan", "-detailed-exitcode")
+    assert plan.code == 1, plan.all  # an error, never "no changes" or "changes to review"
+    assert "cannot read compute.box: WARNING: the host key" in plan.all, plan.all
     assert "man-in-the-middle" in plan.all, plan.all
     assert sshd.fingerprint in plan.all and old in plan.all, plan.all
+    refresh = cli("refresh")
+    assert refresh.code == 1 and "man-in-the-middle" in refresh.all, refresh.all
 
     result = cli("apply", "--auto-approve")
     assert result.code == 1, result.all
@@ -724,7 +727,7 @@ def test_attach_and_run_through_a_proxy_jump(
     bastion.restart(new_host_key=True)
     since_inner, since_bastion = inner.log_size(), bastion.log_size()
     plan = cli("plan")
-    assert "man-in-the-middle" in plan.all, plan.all
+    assert plan.code == 1 and "man-in-the-middle" in plan.all, plan.all
     assert bastion.fingerprint in plan.all
     assert_no_auth_attempt(bastion.log(since_bastion))
     assert "Connection from" not in inner.log(since_inner)
@@ -852,12 +855,18 @@ def test_update_in_place_unreachable_drift_and_detach(
     ok(cli("apply", "--auto-approve"))
     assert state(cli)["compute.box"]["attributes"]["tags"] == {"team": "speech"}
 
-    # The host goes away: the plan says so (drift) instead of failing or planning a re-attach.
+    # The host goes away: as in Terraform, the plan fails naming the resource and the cause,
+    # and says how to plan without reading it; it never plans a re-attach.
     sshd.kill()
-    plan = cli("plan")
-    assert plan.code in (0, 2), plan.all
-    assert "compute.box could not be read" in plan.all, plan.all
+    plan = failed(cli("plan", "-detailed-exitcode"), "cannot read compute.box", "-refresh=false")
     assert "connection refused" in plan.all, plan.all
+    assert "will be attached" not in plan.all, plan.all
+    ok(cli("plan", "-refresh=false", "-detailed-exitcode"), 0)
+    # -target reads only the targets and what they need: the dead host is left out.
+    cli.write("other.train.hcl", 'compute "other" {\n  type = "local"\n}\n')
+    plan = ok(cli("plan", "-target=compute.other", "-detailed-exitcode"), 2)
+    assert "compute.other will be attached" in plan.out and "compute.box" not in plan.all
+    (cli.cwd / "other.train.hcl").unlink()
     sshd.restart()
     ok(cli("plan", "--detailed-exitcode"), 0)
 

@@ -19,7 +19,7 @@ from trainform.config.values import UNKNOWN, is_unknown
 from trainform.engine.settle import settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
-from trainform.providers.base import ResourceState, awaited_values, reporting
+from trainform.providers.base import TERMINAL, ResourceState, awaited_values, reporting
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import SQLiteStateStore
@@ -87,11 +87,7 @@ class DesiredValues:
         self._state: dict[str, ResourceState] = {}
 
     def from_state(self, inst: Instance) -> dict[str, Any]:
-        prior = self._state.get(inst.address)
-        computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
-        if prior is None:
-            return {k: UNKNOWN for k in computed}
-        return awaited_values(self.providers.get(prior.provider), prior.computed, computed)
+        return _recorded(self._state, self.providers, inst)
 
     def get(self, address: str) -> Instance:
         inst = self.evaluated.instances[address]
@@ -112,8 +108,26 @@ class DesiredValues:
         return inst
 
     def outputs(self) -> dict[str, tuple[Any, bool]]:
-        self._state = self.store.resources()
-        return self.evaluator.run(self.from_state).outputs
+        return outputs_from_state(self.evaluator, self.store, self.providers)
+
+
+def _recorded(
+    state: dict[str, ResourceState], providers: Providers, inst: Instance
+) -> dict[str, Any]:
+    """An instance's computed attributes as recorded in ``state`` (unknown where not yet)."""
+    prior = state.get(inst.address)
+    computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+    if prior is None:
+        return {k: UNKNOWN for k in computed}
+    return awaited_values(providers.get(prior.provider), prior.computed, computed)
+
+
+def outputs_from_state(
+    evaluator: Evaluator, store: SQLiteStateStore, providers: Providers
+) -> dict[str, tuple[Any, bool]]:
+    """The configuration's outputs (name -> (value, sensitive)) over what state records."""
+    state = store.resources()
+    return evaluator.run(lambda inst: _recorded(state, providers, inst)).outputs
 
 
 def sealed_attributes(inst: Instance) -> dict[str, Any]:
@@ -287,14 +301,15 @@ class Engine:
     def _watch(
         self, change: Change, computed: dict[str, Any]
     ) -> tuple[dict[str, Any], Any, list[str]]:
+        def on_status(status: str, msg: str) -> None:
+            if status not in TERMINAL:  # the end is reported once, as done or failed
+                text = f"{status}: {msg}" if status == "queued" else status
+                self.on_event(Event("status", change, message=text))
+
         return self.providers.get(change.provider).watch(
             computed,
             lambda line: self.on_event(Event("log", change, message=line)),
-            lambda status, msg: self.on_event(
-                Event(
-                    "status", change, message=f"{status}: {msg}" if status == "queued" else status
-                )
-            ),
+            on_status,
             self.cancel,
         )
 

@@ -81,7 +81,13 @@ _VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,2}")
 
 
 class LauncherError(Exception):
-    """A run cannot be prepared or started; the message is meant for the user."""
+    """A run cannot be prepared or started; the message is meant for the user. ``detail``
+    (the last words of a failed build) completes the run's status message; the log already
+    holds it, so the log's closing line leaves it out."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class _Canceled(BaseException):
@@ -394,8 +400,8 @@ def _build_virtualenv(
     code = _run_logged([python, "-m", "venv", str(tmp)], env, log, tail)
     if code != 0:
         raise LauncherError(
-            f"environment build failed: {python} -m venv exited with code {code}; "
-            "its last lines of output:\n" + "\n".join(tail)
+            f"environment build failed: {python} -m venv exited with code {code}",
+            _last_words(tail),
         )
     req_file = tmp / "requirements.txt"
     req_file.write_text("".join(r + "\n" for r in requirements))
@@ -404,8 +410,7 @@ def _build_virtualenv(
     code = _run_logged([*pip, "-r", str(req_file)], env, log, tail)
     if code != 0:
         raise LauncherError(
-            f"environment build failed: pip install exited with code {code}; "
-            "the last lines of pip's output:\n" + "\n".join(tail)
+            f"environment build failed: pip install exited with code {code}", _last_words(tail)
         )
     # Scripts pip wrote (bin/pip, console entry points) name the build folder in their
     # first line; point them at the folder the environment is about to be renamed to.
@@ -415,6 +420,15 @@ def _build_virtualenv(
         f.write(json.dumps(info) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def _last_words(tail: collections.deque[str]) -> str:
+    """The last non-empty line of a failed build's output, for its one-line message (every
+    line is in the run's log already)."""
+    for line in reversed(tail):
+        if line.strip():
+            return ": " + line.strip()[:300]
+    return ""
 
 
 def _run_logged(
@@ -779,7 +793,7 @@ class _Launch:
             plan = self._prepare(spec, logs)
         except LauncherError as exc:
             self.phase = "finishing"
-            return self._finish(logs, "failed", str(exc))
+            return self._finish(logs, "failed", str(exc), exc.detail)
 
         self.phase = "starting"
         logs.diag(f"starting {plan.argv!r} in {plan.cwd}")
@@ -819,14 +833,18 @@ class _Launch:
             signal=signal.Signals(-code).name if code < 0 else None,
         )
 
-    def _finish(self, logs: _Logs, status: str, message: str, **fields: Any) -> int:
+    def _finish(
+        self, logs: _Logs, status: str, message: str, detail: str = "", **fields: Any
+    ) -> int:
         self.phase = "finishing"
         if status != "completed":
             word = status.replace("_", " ")
             logs.note(f"run {message}" if message.startswith(word) else f"run {word}: {message}")
         else:
             logs.diag(f"run completed: {message}")
-        write_status(self.run_dir, status=status, message=message, finished=_now(), **fields)
+        write_status(
+            self.run_dir, status=status, message=message + detail, finished=_now(), **fields
+        )
         return 0 if status == "completed" else 1
 
     def _load_spec(self) -> dict[str, Any]:
