@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,9 @@ LONG_OPTIONS = {
     "check",
     "diff",
     "input",
+    "no-input",
+    "lock",
+    "detach",
     "force",
     "chdir",
     "example",
@@ -51,9 +54,36 @@ LONG_OPTIONS = {
 }
 
 
+# Boolean flags also take a value, as Go's flag package (Terraform's) reads them:
+# -input=false, -lock=false, -refresh=false, -auto-approve=true. True: whether the flag has a
+# --no-NAME form, which its false value becomes; the others are false unless given, so
+# -NAME=false only undoes an earlier -NAME.
+BOOLEAN_FLAGS = {
+    "input": True,
+    "lock": True,
+    "refresh": True,
+    "auto-approve": False,
+    "detailed-exitcode": False,
+    "destroy": False,
+    "refresh-only": False,
+    "detach": False,
+    "json": False,
+    "force": False,
+    "check": False,
+    "diff": False,
+    "example": False,
+    "raw": False,
+    "quiet": False,
+    "follow": False,
+}
+TRUE_VALUES = ("1", "t", "true")  # strconv.ParseBool's, in any case
+FALSE_VALUES = ("0", "f", "false")
+
+
 def normalize_args(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Rewrite ``-name[=v]`` to ``--name[=v]`` and collect ``--var``/``--var-file`` in
-    command-line order (their order decides precedence)."""
+    """Rewrite ``-name[=v]`` to ``--name[=v]``, boolean ``--name=true|false`` to ``--name``
+    or ``--no-name``, and collect ``--var``/``--var-file`` in command-line order (their
+    order decides precedence). Raises click.UsageError for a boolean flag's bad value."""
     out: list[str] = []
     ordered: list[tuple[str, str]] = []
     i = 0
@@ -68,6 +98,21 @@ def normalize_args(args: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
                 arg = "-" + arg
         if arg.startswith("--"):
             name, eq, value = arg[2:].partition("=")
+            if eq and name in BOOLEAN_FLAGS:
+                flag = args[i].split("=", 1)[0]
+                if value.lower() in TRUE_VALUES:
+                    arg = f"--{name}"
+                elif value.lower() not in FALSE_VALUES:
+                    raise click.UsageError(
+                        f"Invalid value for {flag}: {value!r} is not a boolean; "
+                        f"use {flag}=true or {flag}=false."
+                    )
+                elif BOOLEAN_FLAGS[name]:
+                    arg = f"--no-{name}"
+                else:
+                    out = [a for a in out if a != f"--{name}"]
+                    i += 1
+                    continue
             if name in ("var", "var-file"):
                 if not eq and i + 1 < len(args):
                     value = args[i + 1]
@@ -123,22 +168,27 @@ def _errors(ctx: click.Context) -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
+        from dataclasses import replace
+
         from trainform.cli.render import diagnostic_lines
 
         for i, d in enumerate(exc.diagnostics):
             if i:
                 _print(ctx, "", stderr=True)
+            d = replace(d, message=_with_chdir(ctx, d.message), hint=_with_chdir(ctx, d.hint))
             _print(ctx, diagnostic_lines(d), stderr=True)
         raise SystemExit(1) from None
     except LockError as exc:
         from rich.markup import escape
 
-        _print(ctx, f"[red bold]Error:[/red bold] {escape(str(exc))}", stderr=True)
+        message = _with_chdir(ctx, str(exc))
+        _print(ctx, f"[red bold]Error:[/red bold] {escape(message)}", stderr=True)
         raise SystemExit(1) from None
     except TrainformError as exc:
         from rich.markup import escape
 
-        _print(ctx, f"[red bold]Error:[/red bold] {escape(str(exc))}", stderr=True)
+        message = _with_chdir(ctx, str(exc))
+        _print(ctx, f"[red bold]Error:[/red bold] {escape(message)}", stderr=True)
         raise SystemExit(1) from None
     except Fail:
         raise SystemExit(1) from None
@@ -177,6 +227,29 @@ def _crash_report() -> str:
 
 def _config_dir(ctx: click.Context) -> Path:
     return Path(ctx.find_root().obj.get("chdir") or ".")
+
+
+def _command(ctx: click.Context, *words: str) -> str:
+    """A trainform command line to paste into a shell, carrying the -C DIR this command
+    was given."""
+    import shlex
+
+    chdir = ctx.find_root().obj.get("chdir")
+    return shlex.join(["trainform", *(["-C", chdir] if chdir else []), *words])
+
+
+def _with_chdir(ctx: click.Context, text: str) -> str:
+    """``text`` with the -C DIR added to the `trainform ...` commands it suggests (the
+    library that wrote them cannot know it)."""
+    if not ctx.find_root().obj.get("chdir"):
+        return text
+    return text.replace("`trainform ", f"`{_command(ctx)} ")
+
+
+def _locked(session: Session, operation: str, lock: bool, timeout: str) -> Any:
+    """The state lock for the block, or nothing with --lock=false (as Terraform's -lock)."""
+    duration = parse_duration(timeout)
+    return session.locked(operation, duration) if lock else nullcontext()
 
 
 def _prompt_for(ctx: click.Context, use_input: bool) -> Callable[[str, str, bool], str] | None:
@@ -237,43 +310,51 @@ def var_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def lock_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--lock/--no-lock",
+        default=True,
+        show_default=True,
+        help="Hold the state lock (--lock=false skips it: only when nobody else may run).",
+    )(fn)
+
+
 def plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(
-        [
-            click.option(
-                "--target",
-                multiple=True,
-                metavar="ADDR",
-                help="Limit to this resource and what it depends on (repeatable).",
-            ),
-            click.option(
-                "--replace",
-                multiple=True,
-                metavar="ADDR",
-                help="Force replacement of this resource (repeatable).",
-            ),
-            click.option(
-                "--refresh",
-                type=bool,
-                default=True,
-                show_default=True,
-                help="Read real-world state first (--refresh=false skips it).",
-            ),
-            click.option(
-                "--lock-timeout",
-                default="0s",
-                show_default=True,
-                help="How long to wait for the state lock (e.g. 30s, 2m).",
-            ),
-            click.option(
-                "--parallelism",
-                default=10,
-                show_default=True,
-                type=click.IntRange(1, 256),
-                help="How many operations run at once.",
-            ),
-        ]
-    ):
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+        click.option(
+            "--target",
+            multiple=True,
+            metavar="ADDR",
+            help="Limit to this resource and what it depends on (repeatable).",
+        ),
+        click.option(
+            "--replace",
+            multiple=True,
+            metavar="ADDR",
+            help="Force replacement of this resource (repeatable).",
+        ),
+        click.option(
+            "--refresh/--no-refresh",
+            default=True,
+            show_default=True,
+            help="Read real-world state first (--refresh=false skips it).",
+        ),
+        lock_option,
+        click.option(
+            "--lock-timeout",
+            default="0s",
+            show_default=True,
+            help="How long to wait for the state lock (e.g. 30s, 2m).",
+        ),
+        click.option(
+            "--parallelism",
+            default=10,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="How many operations run at once.",
+        ),
+    ]
+    for opt in reversed(options):
         fn = opt(fn)
     return var_options(fn)
 
@@ -288,8 +369,32 @@ def parse_duration(text: str) -> float:
 
 
 class Group(click.Group):
+    """The root group. A usage error (unknown option, bad value, missing argument) in any
+    command exits 1, not click's 2: exit 2 means only "changes present" under
+    --detailed-exitcode, and CI must never read a typo as that."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = 1  # type: ignore[misc]  # click declares it per class
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # from a subcommand's (or subgroup's) parsing or body
+            exc.exit_code = 1  # type: ignore[misc]  # click declares it per class
+            raise
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -546,6 +651,7 @@ def plan(
     target: tuple[str, ...],
     replace: tuple[str, ...],
     refresh: bool,
+    lock: bool,
     lock_timeout: str,
     parallelism: int,
     use_input: bool,
@@ -561,7 +667,7 @@ def plan(
     mode = _plan_mode(destroy, refresh_only)
     with _errors(ctx):
         session = _open_session(ctx, use_input, parallelism)
-        with session.locked("plan", parse_duration(lock_timeout)):
+        with _locked(session, "plan", lock, lock_timeout):
             the_plan = session.make_plan(PlanOptions(mode, target, replace), refresh)[0]
             if out:
                 planfile.save(Path(out), session.saved(the_plan))
@@ -570,30 +676,34 @@ def plan(
         else:
             _show_plan(ctx, the_plan)
             if out:
+                from rich.markup import escape
+
                 _print(
                     ctx,
-                    f"\nSaved the plan to: {out}\nTo perform exactly these actions, run:\n"
-                    f"  trainform apply {out}",
+                    f"\nSaved the plan to: {escape(out)}\nTo perform exactly these actions, run:\n"
+                    f"  {escape(_command(ctx, 'apply', out))}",
                 )
     if detailed_exitcode and the_plan.has_changes:
         raise SystemExit(2)
 
 
-def _confirm(ctx: click.Context, auto_approve: bool, what: str) -> None:
+def _confirm(ctx: click.Context, auto_approve: bool, what: str, cancelled: str) -> None:
+    """Ask on the terminal; anything but "yes" prints ``cancelled`` and exits 1."""
     if auto_approve:
         return
     if not sys.stdin.isatty():
         raise Fail_with(
             ctx,
             f"refusing to {what} without confirmation: stdin is not a terminal. Pass "
-            "--auto-approve, or apply a saved, reviewed plan file (`trainform apply FILE`).",
+            "--auto-approve, or apply a saved, reviewed plan file "
+            f"(`{_command(ctx, 'apply')} FILE`).",
         )
     _print(
         ctx, f"\n[bold]Do you want to {what}?[/bold]\n  Only 'yes' will be accepted to approve.\n"
     )
     answer = click.prompt("  Enter a value", default="", show_default=False)
     if answer.strip() != "yes":
-        _print(ctx, f"\n[red]{what.capitalize()} cancelled.[/red]")
+        _print(ctx, f"\n[red]{cancelled}[/red]")
         raise SystemExit(1)
 
 
@@ -673,7 +783,12 @@ def _run_apply(
         counts["destroy"] += "delete" in c.actions
         counts["change"] += c.actions == ("update",)
     _print(ctx, "")
-    if result.ok:
+    if result.ok and the_plan.mode == "destroy":
+        _print(
+            ctx,
+            f"[green bold]Destroy complete![/green bold] Resources: {counts['destroy']} destroyed.",
+        )
+    elif result.ok:
         _print(
             ctx,
             f"[green bold]Apply complete![/green bold] Resources: {counts['add']} added, "
@@ -701,9 +816,9 @@ def _run_apply(
         _print(ctx, "State records exactly what was done; run the command again to continue.")
     for addr in result.detached:
         follow = (
-            f"trainform sweeps show {addr}"
+            _command(ctx, "sweeps", "show", addr)
             if addr.startswith("sweep.")
-            else f"trainform runs wait {addr}"
+            else _command(ctx, "runs", "wait", addr)
         )
         _print(
             ctx,
@@ -746,6 +861,7 @@ def apply(
     target: tuple[str, ...],
     replace: tuple[str, ...],
     refresh: bool,
+    lock: bool,
     lock_timeout: str,
     parallelism: int,
     use_input: bool,
@@ -766,6 +882,7 @@ def apply(
         use_input,
         "apply",
         detach,
+        lock=lock,
     )
 
 
@@ -801,6 +918,7 @@ def _apply_command(
     use_input: bool,
     command: str,
     detach: bool = False,
+    lock: bool = True,
 ) -> None:
     from trainform.planner import planfile as pf
     from trainform.planner.diff import PlanOptions
@@ -821,7 +939,7 @@ def _apply_command(
                     f"run from there or with -C {saved.config_dir}"
                 )
             session = _open_session(ctx, use_input, parallelism, fixed=saved.variables)
-            with session.locked(command, parse_duration(lock_timeout)):
+            with _locked(session, command, lock, lock_timeout):
                 planner = session.check_saved(saved)
                 the_plan = saved.plan
                 if not the_plan.has_changes and not the_plan.drift:
@@ -830,7 +948,7 @@ def _apply_command(
                 _run_apply(ctx, session, the_plan, planner, argv, detach)
             return
         session = _open_session(ctx, use_input, parallelism)
-        with session.locked(command, parse_duration(lock_timeout)):
+        with _locked(session, command, lock, lock_timeout):
             the_plan, planner = session.make_plan(PlanOptions(mode, target, replace), refresh)
             _show_plan(ctx, the_plan)
             if not the_plan.has_changes and not the_plan.drift:
@@ -839,7 +957,8 @@ def _apply_command(
                 what = {"destroy": "destroy all resources", "refresh-only": "update the state"}.get(
                     mode, "perform these actions"
                 )
-                _confirm(ctx, auto_approve, what)
+                cancelled = "Destroy cancelled." if mode == "destroy" else "Apply cancelled."
+                _confirm(ctx, auto_approve, what, cancelled)
             _print(ctx, "")
             _run_apply(ctx, session, the_plan, planner, argv, detach)
 
@@ -849,6 +968,13 @@ def _apply_command(
 @click.option(
     "--target", multiple=True, metavar="ADDR", help="Destroy only this (and its dependents)."
 )
+@click.option(
+    "--refresh/--no-refresh",
+    default=True,
+    show_default=True,
+    help="Read real-world state first (--refresh=false skips it).",
+)
+@lock_option
 @click.option("--lock-timeout", default="0s", show_default=True)
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @var_options
@@ -857,6 +983,8 @@ def destroy(
     ctx: click.Context,
     auto_approve: bool,
     target: tuple[str, ...],
+    refresh: bool,
+    lock: bool,
     lock_timeout: str,
     parallelism: int,
     use_input: bool,
@@ -870,22 +998,35 @@ def destroy(
         "destroy",
         target,
         (),
-        True,
+        refresh,
         lock_timeout,
         parallelism,
         use_input,
         "destroy",
+        lock=lock,
     )
 
 
 @cli.command()
+@lock_option
 @click.option("--lock-timeout", default="0s", show_default=True)
 @var_options
 @click.pass_context
-def refresh(ctx: click.Context, lock_timeout: str, use_input: bool, **_: Any) -> None:
+def refresh(ctx: click.Context, lock: bool, lock_timeout: str, use_input: bool, **_: Any) -> None:
     """Record real-world changes (facts, deleted resources) in state."""
     _apply_command(
-        ctx, None, True, "refresh-only", (), (), True, lock_timeout, 10, use_input, "refresh"
+        ctx,
+        None,
+        True,
+        "refresh-only",
+        (),
+        (),
+        True,
+        lock_timeout,
+        10,
+        use_input,
+        "refresh",
+        lock=lock,
     )
 
 
@@ -1194,5 +1335,9 @@ def main(argv: list[str] | None = None) -> None:
     import trainform.cli.runs
     import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 
-    args, ordered = normalize_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args, ordered = normalize_args(list(sys.argv[1:] if argv is None else argv))
+    except click.UsageError as exc:
+        exc.show()
+        raise SystemExit(1) from None
     cli.main(args=args, prog_name="trainform", obj={"var_order": ordered})

@@ -106,7 +106,7 @@ class Session:
                 raw.values[name] = value
                 raw.origin[name] = "the saved plan"
         variables = resolve_variables(module, raw, prompt, functions)
-        store = SQLiteStateStore(state_path(module))
+        store = SQLiteStateStore(state_path(module), create=False)
         data_dir = module.directory / DATA_DIR
         providers = Providers(ProviderContext(module.directory, data_dir, state_path(module)))
         return cls(

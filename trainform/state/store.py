@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -181,15 +181,44 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 
 class SQLiteStateStore:
     """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
-    command uses it from one thread."""
+    command uses it from one thread.
 
-    def __init__(self, path: Path) -> None:
+    With ``create=False`` a missing file is not created by opening: reads see empty state,
+    and the file is made by the first write or lock. A file made only for a lock is in
+    SQLite's rollback-journal mode until something is recorded (then WAL); if nothing was,
+    releasing the lock deletes the file again, so a plan leaves no empty state behind. The
+    released lock's row stays in the deleted file, so a process that waits on that file sees
+    it held until it notices the file is gone and reopens the path."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
-        self._open()
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
+        self._created = False  # this store made the file for a lock; it may delete it
+        self._made_dir = False
+        self._wal = False
+        if create or path.exists():
+            self._open(wal=True)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, creating the file if it does not exist yet."""
+        if self._conn is None:
+            self._open(wal=False)
+        assert self._conn is not None
+        return self._conn
+
+    def _exists(self) -> bool:
+        """Whether there is a state file to read (opened now if another process made it)."""
+        if self._conn is None and self.path.exists():
+            self._open(wal=True)
+        return self._conn is not None
 
     @_translate
-    def _open(self) -> None:
+    def _open(self, wal: bool) -> None:
         try:
+            existed = self.path.exists()
+            self._made_dir = not self.path.parent.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(
@@ -197,10 +226,37 @@ class SQLiteStateStore:
                 "(check that the state file and its folder are writable)"
             ) from None
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn = conn
-        self._migrate()
+        try:
+            # An existing file keeps its mode: WAL, or rollback-journal while it is made
+            # only for a lock (see the class docstring).
+            set_wal = wal and not existed
+            mode = conn.execute("PRAGMA journal_mode" + ("=WAL" if set_wal else "")).fetchone()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = conn
+            self._wal = bool(mode) and mode[0] == "wal"
+            self._migrate()
+            st = self.path.stat()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+        self._identity = (st.st_dev, st.st_ino)
+        self._created = not existed and not self._wal
+
+    def _moved(self) -> bool:
+        """Whether the open file is no longer the one at the path (another process deleted
+        the file it had made only for a lock)."""
+        if self._conn is None:
+            return False
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
+
+    def _reopen(self) -> None:
+        self.close()
+        self._open(wal=False)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -233,6 +289,23 @@ class SQLiteStateStore:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    @contextmanager
+    def _record(self) -> Iterator[None]:
+        """A transaction that records something: the file is kept from now on (WAL mode)."""
+        if not self._wal:
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            self._wal = bool(mode) and mode[0] == "wal"
+            self._created = False
+        with self._tx():
+            yield
+
+    def _blank(self) -> bool:
+        """Nothing was ever recorded: no lineage, resources, outputs or history."""
+        if self._meta("lineage") is not None or self._meta("serial") is not None:
+            return False
+        tables = ("resources", "outputs", "apply_history", "runs", "run_metrics", "sweeps")
+        return not any(self.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
 
     def _migrate(self) -> None:
         with self._tx():
@@ -268,16 +341,22 @@ class SQLiteStateStore:
 
     @_translate
     def lineage_serial(self) -> tuple[str | None, int]:
+        if not self._exists():
+            return None, 0
         return self._meta("lineage"), int(self._meta("serial") or 0)
 
     @_translate
     def schema_version(self) -> int:
+        if not self._exists():
+            return SCHEMA_VERSION
         return int(self._meta("schema_version") or 0)
 
     # ------------------------------------------------------------------ resources
     @_translate
     def resources(self) -> dict[str, ResourceState]:
-        out = {}
+        out: dict[str, ResourceState] = {}
+        if not self._exists():
+            return out
         for row in self.execute(
             "SELECT address, kind, name, key, provider, attributes, computed, dependencies, status "
             "FROM resources ORDER BY address"
@@ -298,7 +377,7 @@ class SQLiteStateStore:
     @_translate
     def put_resource(self, resource: ResourceState) -> None:
         stamp = now()
-        with self._tx():
+        with self._record():
             existing = self.execute(
                 "SELECT created_at FROM resources WHERE address=?", [resource.address]
             ).fetchone()
@@ -323,13 +402,13 @@ class SQLiteStateStore:
 
     @_translate
     def remove_resource(self, address: str) -> None:
-        with self._tx():
+        with self._record():
             self.execute("DELETE FROM resources WHERE address=?", [address])
             self._bump()
 
     @_translate
     def move_resource(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
-        with self._tx():
+        with self._record():
             self.execute(
                 "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
                 [dest, kind, name, json.dumps(key), source],
@@ -339,6 +418,8 @@ class SQLiteStateStore:
     # ------------------------------------------------------------------ outputs
     @_translate
     def outputs(self) -> dict[str, dict[str, Any]]:
+        if not self._exists():
+            return {}
         return {
             row[0]: {"value": json.loads(row[1]), "sensitive": bool(row[2])}
             for row in self.execute("SELECT name, value, sensitive FROM outputs ORDER BY name")
@@ -350,7 +431,7 @@ class SQLiteStateStore:
         if something changed."""
         if outputs == self.outputs():
             return
-        with self._tx():
+        with self._record():
             self.execute("DELETE FROM outputs")
             for name, out in outputs.items():
                 self._insert(
@@ -366,6 +447,8 @@ class SQLiteStateStore:
     # ------------------------------------------------------------------ history
     @_translate
     def count_runs(self, workspace: str) -> int:
+        if not self._exists():
+            return 0
         row = self.execute("SELECT count(*) FROM runs WHERE workspace=?", [workspace]).fetchone()
         return int(row[0])
 
@@ -388,11 +471,13 @@ class SQLiteStateStore:
     def _put_history(self, table: str, item: dict[str, Any]) -> None:
         row = {k: item.get(k) for k in self.HISTORY_COLUMNS[table]}
         row["record"] = json.dumps(item.get("record", {}), sort_keys=True, default=str)
-        with self._tx():
+        with self._record():
             self._upsert(table, row, "id")
 
     def _history(self, table: str, address: str | None, limit: int) -> list[dict[str, Any]]:
         keys = self.HISTORY_COLUMNS[table]
+        if not self._exists():
+            return []
         where, params = ("WHERE address=?", [address]) if address else ("", [])
         rows = self.execute(
             f"SELECT {', '.join(keys)}, record FROM {table} {where} "
@@ -424,7 +509,7 @@ class SQLiteStateStore:
     @_translate
     def put_metrics(self, run_id: str, points: list[dict[str, Any]]) -> None:
         """Replace the metric points of a run."""
-        with self._tx():
+        with self._record():
             self.execute("DELETE FROM run_metrics WHERE run_id=?", [run_id])
             self.conn.executemany(
                 "INSERT INTO run_metrics (run_id, name, step, value, time, source) "
@@ -444,6 +529,8 @@ class SQLiteStateStore:
 
     @_translate
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        if not self._exists():
+            return []
         rows = self.execute(
             "SELECT name, step, value, time, source FROM run_metrics WHERE run_id=? "
             "ORDER BY name, rowid",
@@ -453,7 +540,7 @@ class SQLiteStateStore:
 
     @_translate
     def begin_apply(self, command: str) -> int:
-        with self._tx():
+        with self._record():
             return self._insert(
                 "apply_history",
                 {
@@ -470,7 +557,7 @@ class SQLiteStateStore:
 
     @_translate
     def finish_apply(self, apply_id: int, outcome: str, changes: list[dict[str, Any]]) -> None:
-        with self._tx():
+        with self._record():
             self.execute(
                 "UPDATE apply_history SET finished=?, outcome=?, changes=?, serial=? WHERE id=?",
                 [now(), outcome, json.dumps(changes), self._meta("serial"), apply_id],
@@ -478,6 +565,8 @@ class SQLiteStateStore:
 
     @_translate
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        if not self._exists():
+            return []
         rows = self.execute(
             "SELECT id, started, finished, who, host, command, changes, outcome, serial "
             "FROM apply_history ORDER BY id DESC LIMIT ?",
@@ -512,8 +601,11 @@ class SQLiteStateStore:
         naming the holder."""
         deadline = time.monotonic() + timeout
         pid = os.getpid()
-        me = LockInfo(str(uuid.uuid4()), current_user(), operation, now(), pid, hostname())
+        mine = LockInfo(str(uuid.uuid4()), current_user(), operation, now(), pid, hostname())
         while True:
+            if self._moved():
+                self._reopen()
+            me = mine
             with self._tx():
                 held = self._holder()
                 if held is not None:
@@ -538,7 +630,10 @@ class SQLiteStateStore:
                             "pid_start": process_start_time(pid),
                         },
                     )
+            if held is None:
+                if not self._moved():
                     return me
+                continue  # taken in a file its maker has just deleted: take it in the new one
             if time.monotonic() >= deadline:
                 raise LockError(
                     f"state is locked: {held[0].describe()}. If that process is gone and was on "
@@ -549,12 +644,33 @@ class SQLiteStateStore:
 
     @_translate
     def release_lock(self, lock: LockInfo) -> None:
+        """Release the lock. A file this store made for the lock, in which nothing was
+        recorded, is deleted instead, with the lock's row still in it (see the class
+        docstring)."""
+        discarded = False
         with self._tx():
-            self.execute("DELETE FROM lock WHERE name='state' AND id=?", [lock.id])
+            if (
+                self._created
+                and self.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+                and self._blank()
+            ):
+                with suppress(OSError):
+                    self.path.unlink()
+                    discarded = True
+            if not discarded:
+                self.execute("DELETE FROM lock WHERE name='state' AND id=?", [lock.id])
+        if discarded:
+            made_dir = self._made_dir
+            self.close()
+            if made_dir:
+                with suppress(OSError):
+                    self.path.parent.rmdir()  # only if nothing else was put there
 
     @_translate
     def force_unlock(self, lock_id: str) -> LockInfo:
         """Remove the lock with this id. Raises LockError if no such lock is held."""
+        if not self._exists():
+            raise LockError("state is not locked")
         with self._tx():
             held = self._holder()
             if held is None:
@@ -568,4 +684,9 @@ class SQLiteStateStore:
             return held[0]
 
     def close(self) -> None:
-        self.conn.close()
+        """Close the connection; the store opens the file again when next used."""
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self._identity = None
+        self._created = self._made_dir = self._wal = False
