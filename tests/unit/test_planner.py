@@ -111,6 +111,7 @@ class Planned:
     plan: Plan
     session: Session
     directory: Path
+    planner: Any = None
 
     def actions(self) -> list[tuple[str, tuple[str, ...], str]]:
         return [(c.address, c.actions, c.reason) for c in self.plan.changes]
@@ -146,8 +147,8 @@ def planner(tmp_path: Path) -> Iterator[Any]:
         if outputs:
             session.store.put_outputs(outputs)
         with session.locked("plan"):
-            made, _ = session.make_plan(options or PlanOptions(), do_refresh=refresh)
-        return Planned(made, session, directory)
+            made, the_planner = session.make_plan(options or PlanOptions(), do_refresh=refresh)
+        return Planned(made, session, directory, the_planner)
 
     yield plan
     for s in sessions:
@@ -755,8 +756,58 @@ def test_sensitivity_flows_through_locals(planner: Any, tmp_path: Path) -> None:
     """
     planned = planner(config, [], cli=[("var", f"token={SECRET}")])
     box = planned.change("compute.box")
-    assert box.after_sensitive == ("tags",)
+    assert box.after_sensitive == ("tags.auth",)  # the key of the map, not the whole map
+    assert box.after["tags"] == {"auth": None}
     assert_not_leaked(planned, tmp_path, SECRET)
+
+
+PER_KEY = """
+variable "token" {
+  sensitive = true
+}
+environment "env" {
+  variables = { TOKEN = var.token, MODE = "MODE_VALUE", "quoted" = "q" }
+}
+compute "local" {
+  type = "local"
+}
+run "train" {
+  experiment  = "x"
+  compute     = compute.local
+  environment = environment.env
+  command     = ["true"]
+  env         = { A = "1", SECRET = "${var.token}-x" }
+}
+"""
+
+
+def test_sensitivity_is_per_key_inside_maps(planner: Any, tmp_path: Path) -> None:
+    """Only the keys of a map that derive from a sensitive value are hidden; a reference to
+    another resource carries its sensitive keys along; state seals only those keys."""
+    from trainform.cli.render import plan_text
+    from trainform.engine.apply import sealed_attributes
+    from trainform.planner.jsonplan import plan_to_json
+
+    planned = planner(PER_KEY.replace("MODE_VALUE", "fast"), [], cli=[("var", f"token={SECRET}")])
+    env = planned.change("environment.env")
+    assert env.after_sensitive == ("variables.TOKEN",)
+    assert env.after["variables"] == {"TOKEN": None, "MODE": "fast", "quoted": "q"}
+    run = planned.change("run.train")
+    assert run.after_sensitive == ("env.SECRET", "environment.variables.TOKEN")
+    assert run.after["env"]["A"] == "1" and run.after["env"].get("SECRET") is None
+    text = "\n".join(plan_text(planned.plan))
+    assert 'MODE = "fast"' in text and "TOKEN = (sensitive value)" in text, text
+    flags = plan_to_json(planned.plan)["resource_changes"]
+    by = {c["address"]: c["change"] for c in flags}
+    assert by["environment.env"]["after_sensitive"] == {"variables": {"TOKEN": True}}
+    assert_not_leaked(planned, tmp_path, SECRET)
+
+    assert planned.planner.evaluated is not None
+    inst = planned.planner.evaluated.instances["environment.env"]
+    stored = sealed_attributes(inst)
+    assert stored["variables"]["MODE"] == "fast"
+    assert secrets.is_sealed(stored["variables"]["TOKEN"])
+    assert secrets.matches(stored["variables"]["TOKEN"], SECRET)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -67,6 +67,21 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def _shown(value: Any, name: str, sensitive: tuple[str, ...]) -> str:
+    """An attribute's value as text, with the keys inside it that are sensitive (paths
+    ``name.KEY...``; the plan holds null there) shown as ``(sensitive value)``."""
+    inner = [p.split(".")[1:] for p in sensitive if p.startswith(name + ".")]
+    if inner and isinstance(value, dict):
+        value = json.loads(json.dumps(value))
+        for steps in inner:
+            node: Any = value
+            for step in steps[:-1]:
+                node = node.get(step) if isinstance(node, dict) else None
+            if isinstance(node, dict):  # (a plan may leave the null out)
+                node[steps[-1]] = {secrets.MARKER: ""}
+    return value_text(value)
+
+
 def _key(key: str) -> str:
     return (
         key
@@ -118,13 +133,17 @@ def change_lines(c: Change) -> list[str]:
     hidden_same = 0
     for name in names:
         pad = name.ljust(width)
-        old = SENSITIVE if name in c.before_sensitive else value_text(before.get(name))
+        old = (
+            SENSITIVE
+            if name in c.before_sensitive
+            else _shown(before.get(name), name, c.before_sensitive)
+        )
         if name in c.after_unknown:
             new = KNOWN_AFTER
         elif name in c.after_sensitive:
             new = SENSITIVE
         else:
-            new = value_text(after.get(name))
+            new = _shown(after.get(name), name, c.after_sensitive)
         forces = " [red]# forces replacement[/red]" if name in c.replace_paths else ""
         if c.actions == ("create",):
             if name not in after and name not in c.after_unknown:
@@ -142,7 +161,8 @@ def change_lines(c: Change) -> list[str]:
             lines.append(f"      [red]-[/red] {escape(pad)} = {escape(old)} [dim]-> null[/dim]")
         elif name in c.changed or (name in c.after_unknown and name in before):
             if old == new and name not in c.after_unknown:
-                new = SENSITIVE + " (changed)"
+                whole = name in c.before_sensitive or name in c.after_sensitive
+                new = SENSITIVE + " (changed)" if whole else new + " (a sensitive value changed)"
             lines.append(
                 f"      [yellow]~[/yellow] {escape(pad)} = {escape(old)} -> {escape(new)}{forces}"
             )

@@ -11,6 +11,7 @@ from typing import Any
 from trainform.config import schema as S
 from trainform.config.expr import Ref, Scope, evaluate, references
 from trainform.config.model import Evaluated, Instance, Module, Resource
+from trainform.config.sensitivity import SensitiveRef, expression_paths, relative_paths
 from trainform.config.source import Expr, RawBlock
 from trainform.config.values import UNKNOWN, FunctionContext, ParamMarkers, is_unknown
 from trainform.config.variables import VariableValues, convert, spec_name, value_from_text
@@ -147,20 +148,25 @@ class Evaluator:
             **{k: {} for k in S.RESOURCE_KINDS},
         }
 
+        def ref_paths(ref: Ref) -> set[str] | None:
+            """What is sensitive under ``ref``, relative to it (see sensitivity.py)."""
+            if ref.key in sensitive_nodes:
+                return {""}
+            if ref.root in S.RESOURCE_KINDS and sensitive_attrs.get(ref.key):
+                res = self.module.resources[ref.key]
+                rest = list(ref.steps[1:])
+                if rest and (res.count is not None or res.for_each is not None):
+                    rest = rest[1:]
+                steps: list[str] = []
+                for step in rest:
+                    if not isinstance(step, str):
+                        break  # a list index: judged as the list
+                    steps.append(step)
+                return relative_paths(sensitive_attrs[ref.key], steps)
+            return None
+
         def is_sensitive(refs: list[Ref]) -> bool:
-            for ref in refs:
-                if ref.key in sensitive_nodes:
-                    return True
-                if ref.root in S.RESOURCE_KINDS and ref.key in sensitive_attrs:
-                    attrs = sensitive_attrs[ref.key]
-                    res = self.module.resources[ref.key]
-                    rest = list(ref.steps[1:])
-                    if rest and (res.count is not None or res.for_each is not None):
-                        rest = rest[1:]
-                    attr = rest[0] if rest else None
-                    if attrs and (attr is None or attr in attrs):
-                        return True
-            return False
+            return any(ref_paths(ref) is not None for ref in refs)
 
         errors: list[Diagnostic] = []
         for node in self.order:
@@ -187,7 +193,7 @@ class Evaluator:
                     result.outputs[name] = (value, out.sensitive)
                 elif node in self.module.resources:
                     res = self.module.resources[node]
-                    instances = self._instances(res, values, is_sensitive, resolver)
+                    instances = self._instances(res, values, is_sensitive, ref_paths, resolver)
                     sens = set(res.schema.user_attributes()) & {
                         k for k, a in res.schema.attributes.items() if a.sensitive
                     }
@@ -208,6 +214,7 @@ class Evaluator:
         res: Resource,
         values: dict[str, Any],
         is_sensitive: Callable[[list[Ref]], bool],
+        ref_paths: SensitiveRef,
         resolver: Resolver,
     ) -> list[Instance]:
         scope = Scope(values, self.functions)
@@ -264,10 +271,10 @@ class Evaluator:
         if res.kind == "sweep":
             keyed = [(k, {**extra, "param": ParamMarkers()}) for k, extra in keyed]
 
-        exprs_refs = {k: references(e) for k, e in res.attributes.items()}
-        sens_attrs = frozenset(
-            k for k, refs in exprs_refs.items() if is_sensitive(refs)
-        ) | frozenset(
+        paths: set[str] = set()
+        for k, e in res.attributes.items():
+            paths |= expression_paths(k, e, ref_paths)
+        sens_attrs = frozenset(paths) | frozenset(
             k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes
         )
         for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute

@@ -105,6 +105,47 @@ def _static_key(node: Any) -> str | int | None:
     return None
 
 
+def object_entries(expr: Expr) -> list[tuple[str, Expr]] | None:
+    """The entries of a literal map with static keys (``{ A = x, "b" = y }`` in HCL, a
+    mapping in YAML) as (key, value expression); None for any other expression."""
+    node = expr.node
+    if isinstance(node, dict):
+        return list(node.items())
+    if isinstance(node, Tree) and node.data == "expr_term" and len(_kids(node)) == 1:
+        node = _kids(node)[0]
+    if not (isinstance(node, Tree) and node.data == "object"):
+        return None
+    out: list[tuple[str, Expr]] = []
+    for elem in _kids(node):
+        key_expr = _kids(elem.children[0])[0]
+        key = _bare_name(key_expr)
+        if key is None:
+            lit = _static_key(key_expr)
+            if lit is None:
+                return None
+            key = str(lit)
+        out.append((key, Expr(elem.children[-1], expr.pos)))
+    return out
+
+
+def single_reference(expr: Expr) -> Ref | None:
+    """The reference an expression is made of alone (``environment.gpu``, or
+    ``"${environment.gpu}"`` in YAML), or None."""
+    node = expr.node
+    if isinstance(node, Template):
+        trees = [p for p in node.parts if isinstance(p, Tree)]
+        if len(node.parts) != 1 or len(trees) != 1:
+            return None
+        node = trees[0]
+    if not isinstance(node, Tree):
+        return None
+    trav = traversal(node)
+    if trav is None:
+        return None
+    root, steps, root_node = trav
+    return Ref(root, tuple(steps), node_pos(root_node, expr.pos.file, expr.pos))
+
+
 def references(expr: Expr) -> list[Ref]:
     """Every reference an expression makes (``var.x``, ``compute.gpu[0].facts``, ...)."""
     out: list[Ref] = []

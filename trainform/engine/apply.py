@@ -15,6 +15,7 @@ from typing import Any
 
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
+from trainform.config.sensitivity import seal_paths
 from trainform.config.values import UNKNOWN, is_unknown
 from trainform.engine.settle import settle_run
 from trainform.errors import ProviderError, TrainformError
@@ -131,14 +132,12 @@ def outputs_from_state(
 
 
 def sealed_attributes(inst: Instance) -> dict[str, Any]:
-    """Attributes as stored in state: sensitive values replaced by salted hashes."""
+    """Attributes as stored in state: sensitive values (whole attributes, or keys inside
+    maps) replaced by salted hashes."""
     sensitive = set(inst.sensitive) | {
         k for k, a in inst.resource.schema.attributes.items() if a.sensitive
     }
-    return {
-        k: (secrets.seal(v) if k in sensitive and v is not None else v)
-        for k, v in inst.attributes.items()
-    }
+    return seal_paths(inst.attributes, sensitive)
 
 
 class Engine:

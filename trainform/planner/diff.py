@@ -16,6 +16,7 @@ from typing import Any
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance, Module
 from trainform.config.schema import BlockSchema, did_you_mean
+from trainform.config.sensitivity import mask_paths, sealed_paths
 from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
 from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
@@ -76,23 +77,24 @@ def canonical(value: Any) -> str:
 
 
 def _mask(values: dict[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:
-    hidden = set(sensitive)
     # A value with an unknown anywhere inside (a map with one unknown entry) is left out
     # whole: it is named in after_unknown, and a plan must stay JSON-serialisable.
-    return {k: (None if k in hidden else v) for k, v in values.items() if not is_unknown(v)}
-
-
-def _sealed_names(attrs: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(sorted(k for k, v in attrs.items() if secrets.is_sealed(v)))
+    known = {k: v for k, v in values.items() if not is_unknown(v)}
+    return mask_paths(known, sensitive)
 
 
 def attribute_changed(prior: Any, desired: Any) -> bool:
-    """Whether a recorded attribute differs from the desired value (sealed secrets are
-    compared by hash; values are schema-typed, so Python equality is exact enough)."""
+    """Whether a recorded attribute differs from the desired value (sealed secrets, whole or
+    inside maps, are compared by hash; values are schema-typed, so Python equality is exact
+    enough)."""
     if desired is UNKNOWN or is_unknown(desired):
         return True
     if secrets.is_sealed(prior):
         return not secrets.matches(prior, desired)
+    if isinstance(prior, dict) and isinstance(desired, dict):
+        return prior.keys() != desired.keys() or any(
+            attribute_changed(prior[k], desired[k]) for k in prior
+        )
     return bool(prior != desired or (type(prior) is not type(desired) and isinstance(prior, bool)))
 
 
@@ -211,7 +213,7 @@ class Planner:
             if bname in changed and spec.force_new:
                 force.append(bname)
         computed_after = {k: v for k, v in prior.computed.items()}
-        before_sensitive = _sealed_names(prior.attributes)
+        before_sensitive = sealed_paths(prior.attributes)
         replace_reason = ""
         if prior.status in ("tainted", "pending"):
             replace_reason = (
@@ -354,7 +356,7 @@ class Planner:
             and attribute_changed(prior.attributes.get(n), desired.get(n))
         ]
         common = dict(
-            before=before, after=after, before_sensitive=_sealed_names(prior.attributes), **base
+            before=before, after=after, before_sensitive=sealed_paths(prior.attributes), **base
         )
         if status in ("queued", "preparing", "running") and prior.status != "pending":
             if fp_changed or forced:
@@ -394,7 +396,9 @@ class Planner:
             reason = "will be resubmitted, as requested"
         if reason:
             shown: list[str] = [
-                k for k in ("fingerprint", "snapshot_id") if fp_changed and k in pv.computed
+                k
+                for k in ("fingerprint", "snapshot_id")
+                if k in pv.computed and pv.computed[k] != current.get(k)
             ]
             shown += [
                 n
@@ -425,7 +429,7 @@ class Planner:
         """A recorded resource as plans show it: its schema's attributes (secrets masked,
         computed values as just observed, references to other resources by address)."""
         current = {**prior.computed, **self.observed.computed.get(prior.address, {})}
-        values = {**_mask(prior.attributes, _sealed_names(prior.attributes)), **current}
+        values = {**_mask(prior.attributes, sealed_paths(prior.attributes)), **current}
         try:
             known = set(schema_of(prior.kind, prior.provider).attributes) | {"type"}
         except TrainformError:
@@ -503,7 +507,7 @@ class Planner:
             verb=verb,
             before=self._before(prior),
             after=None,
-            before_sensitive=_sealed_names(prior.attributes),
+            before_sensitive=sealed_paths(prior.attributes),
             reason=reason,
             depends_on=prior.dependencies,
         )

@@ -17,8 +17,20 @@ from trainform.planner.types import Plan
 FORMAT_VERSION = "1.0"
 
 
-def _flags(names: tuple[str, ...]) -> dict[str, bool]:
-    return {n: True for n in sorted(names)}
+def _flags(paths: tuple[str, ...]) -> dict[str, Any]:
+    """Dotted paths (``variables.TOKEN``) as nested objects of ``true``, as Terraform's
+    ``*_sensitive`` mirror the values."""
+    out: dict[str, Any] = {}
+    for path in sorted(paths):
+        *parents, leaf = path.split(".")
+        node: Any = out
+        for step in parents:
+            node = node.setdefault(step, {})
+            if node is True:
+                break
+        else:
+            node[leaf] = True
+    return out
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:

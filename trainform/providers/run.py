@@ -34,6 +34,7 @@ from trainform.providers.base import (
 )
 from trainform.providers.registry import Providers
 from trainform.runs import spec as runspec
+from trainform.state import secrets as secrets_
 from trainform.units import parse_duration
 
 NOT_SUPPORTED_YET = ("conda_file",)
@@ -218,11 +219,25 @@ class RunProvider(WorkProvider):
                         before.get("arguments") or [], desired["arguments"] or []
                     )
                 )
-            for key in ("script", "command", "env", "node_count"):
+            for key in ("script", "command", "node_count"):
                 if json.dumps(before.get(key), sort_keys=True) != json.dumps(
                     desired.get(key), sort_keys=True
                 ):
                     reasons.append(f"{key} changed")
+            reasons.append(map_changes("env", before.get("env"), desired.get("env")))
+            old_environment = before.get("environment")
+            new_environment = desired.get("environment")
+            if isinstance(new_environment, dict):
+                name = str(new_environment.get("address") or "the environment")
+                if secrets_.is_sealed(old_environment):  # recorded whole by an older version
+                    reasons.append(map_changes(name, old_environment, new_environment))
+                else:
+                    old_vars = (old_environment or {}).get("variables")
+                    reasons.append(
+                        map_changes(
+                            f"{name}'s variables", old_vars, new_environment.get("variables")
+                        )
+                    )
             old_env = prior.computed.get("environment_hash")
             if old_env and old_env != env_spec["hash"]:
                 reasons.append("the environment changed")
@@ -466,6 +481,23 @@ class RunProvider(WorkProvider):
         provider.fetch_outputs(handle, dest)
         self._release_inline(computed)
         return read_results(dest)
+
+
+def map_changes(what: str, before: Any, after: Any) -> str:
+    """ "env: A added, B changed" for two maps of (possibly sealed) values, or "" if equal.
+    Sensitive values are compared by their salted hash and never shown."""
+    from trainform.planner.diff import attribute_changed
+
+    if secrets_.is_sealed(before):  # recorded whole: only a change can be told
+        return f"{what} changed" if attribute_changed(before, after) else ""
+    old = before if isinstance(before, dict) else {}
+    new = after if isinstance(after, dict) else {}
+    parts = [f"{k} added" for k in sorted(set(new) - set(old))]
+    parts += [f"{k} removed" for k in sorted(set(old) - set(new))]
+    parts += [
+        f"{k} changed" for k in sorted(set(old) & set(new)) if attribute_changed(old[k], new[k])
+    ]
+    return f"{what}: {', '.join(parts)}" if parts else ""
 
 
 def _no_containers(environment: str, ctype: object) -> str:
