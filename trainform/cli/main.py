@@ -740,6 +740,9 @@ def _run_apply(
                 ):
                     what = "Completed"
                 _print(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
+            elif e.kind == "failed" and "\n" in e.message:
+                # a run whose log was streamed: why, with its last lines, comes once, at the end
+                _print(ctx, f"[red]{escape(c.address)}: failed after {e.elapsed:.1f}s[/red]")
             elif e.kind == "failed":
                 _print(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
             elif e.kind == "skipped":
@@ -793,6 +796,13 @@ def _run_apply(
             ctx,
             f"[green bold]Apply complete![/green bold] Resources: {counts['add']} added, "
             f"{counts['change']} changed, {counts['destroy']} destroyed.",
+        )
+    elif result.interrupted and not (result.failed or result.skipped or result.not_started):
+        _print(
+            ctx,
+            f"[yellow bold]Apply interrupted.[/yellow bold] Resources: {counts['add']} added, "
+            f"{counts['change']} changed, {counts['destroy']} destroyed; every change was made "
+            "and recorded, but trainform stopped watching.",
         )
     else:
         _print(

@@ -22,9 +22,23 @@ from trainform.config.loader import load_module
 from trainform.config.model import Instance, Module
 from trainform.config.values import UNKNOWN, FunctionContext
 from trainform.config.variables import VariableInputs, VariableValues, collect_values
-from trainform.engine.apply import ApplyResult, DesiredValues, Engine, Event, record_outputs
+from trainform.engine.apply import (
+    ApplyResult,
+    DesiredValues,
+    Engine,
+    Event,
+    outputs_from_state,
+    record_outputs,
+)
 from trainform.engine.settle import settle_ended
-from trainform.errors import ConfigError, Diagnostic, StalePlanError, TrainformError
+from trainform.errors import (
+    ConfigError,
+    Diagnostic,
+    RefreshError,
+    StalePlanError,
+    TrainformError,
+)
+from trainform.graph import dependencies_closure
 from trainform.planner import planfile
 from trainform.planner.diff import Observations, Planner, PlanOptions, canonical
 from trainform.planner.refresh import refresh
@@ -132,12 +146,20 @@ class Session:
         ProviderNotFound."""
         prior = self.store.resources()
         self.remember_secrets(prior)
-        observations = (
-            refresh(prior, self.providers, self.parallelism) if do_refresh else Observations()
-        )
+        observations = Observations()
+        if do_refresh:
+            observations = refresh(self._to_read(prior, options), self.providers, self.parallelism)
+            # As in Terraform, what cannot be read stops the plan (a changed host key above
+            # all); only destroy goes on, so that a dead host can still be detached.
+            if observations.unreachable and options.mode != "destroy":
+                raise RefreshError(observations.unreachable)
         notes: list[str] = []
         if self.lock is not None and options.mode != "destroy":
             notes = settle_ended(self.store, self.providers, prior, observations)
+            if notes:  # outputs that waited on those runs, as a refresh records them
+                record_outputs(
+                    self.store, outputs_from_state(self.evaluator(), self.store, self.providers)
+                )
         lineage, serial = self.store.lineage_serial()
         run_counts = {
             a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"
@@ -158,16 +180,18 @@ class Session:
         self._validate(planner)
         if notes:
             plan = replace(plan, notes=tuple(notes))
-            # The outputs an apply that had waited would have recorded, once nothing else
-            # is left to change (state then matches the configuration).
-            if plan.mode != "destroy" and not plan.resource_changes and planner.evaluated:
-                record_outputs(self.store, planner.evaluated.outputs)
-                planner.prior_outputs = self.store.outputs()
-                lineage, serial = self.store.lineage_serial()
-                plan = replace(
-                    plan, outputs=planner.output_changes(), lineage=lineage, serial=serial
-                )
         return plan, planner
+
+    def _to_read(
+        self, prior: dict[str, ResourceState], options: PlanOptions
+    ) -> dict[str, ResourceState]:
+        """What refresh reads: everything, or with -target only the targets and what they
+        depend on (as Terraform does), so an unreachable host elsewhere can be left out."""
+        if not options.targets or options.mode == "destroy":
+            return prior
+        blocks = {t.split("[")[0] for t in options.targets}
+        wanted = dependencies_closure(self.module.dependencies, blocks) | blocks
+        return {a: r for a, r in prior.items() if a in options.targets or a.split("[")[0] in wanted}
 
     def remember_secrets(self, prior: dict[str, ResourceState]) -> None:
         """Give providers the configuration's values of recorded resources that hold secrets
