@@ -801,6 +801,9 @@ class Cluster:
         if lost is not None or failed:
             self._signal(run)
         dest = self.registry.runs_dir / run_id / "collected"
+        # Emptied once, before the copies: rank 0's folder holds the other ranks' (nodes/N),
+        # so a copy that emptied its own would race with theirs.
+        _remove_tree(dest)
         containers = self.containers()
         copies = [
             (
@@ -964,10 +967,9 @@ with tarfile.open(os.path.join(run_dir, ".collect.tar"), "w") as tar:
 
 
 def _copy_back(container: Any, run_dir: str, dest: Path) -> None:
-    """A node's run folder (log, metrics, status, spec, outputs) into ``dest`` (replaced);
-    only what stays inside ``dest`` is written."""
-    _remove_tree(dest)
-    dest.mkdir(parents=True)
+    """A node's run folder (log, metrics, status, spec, outputs) into ``dest`` (which the
+    caller emptied); only what stays inside ``dest`` is written."""
+    dest.mkdir(parents=True, exist_ok=True)
     dk.python_in(container, _PACK_SCRIPT, [run_dir], "packing the run folder")
     dk.get_archive_of_tar(container, f"{run_dir}/.collect.tar", dest)
 
