@@ -33,6 +33,9 @@ def files_holding(folder: Path, needle: bytes) -> list[Path]:
 
 
 def state_list(cli) -> list[str]:
+    """Recorded addresses; none when no state file was ever written."""
+    if not (cli.cwd / ".trainform" / "state.db").exists():
+        return []
     return ok(cli("state", "list")).out.split()
 
 
