@@ -150,9 +150,15 @@ class Session:
         if do_refresh:
             observations = refresh(self._to_read(prior, options), self.providers, self.parallelism)
             # As in Terraform, what cannot be read stops the plan (a changed host key above
-            # all); only destroy goes on, so that a dead host can still be detached.
-            if observations.unreachable and options.mode != "destroy":
-                raise RefreshError(observations.unreachable)
+            # all); only destroy goes on, so that a dead host can still be detached, and a
+            # resource whose create failed or was cut off is planned again regardless.
+            failed = {
+                a: why
+                for a, why in observations.unreachable.items()
+                if prior[a].status not in ("tainted", "pending")
+            }
+            if failed and options.mode != "destroy":
+                raise RefreshError(failed)
         notes: list[str] = []
         if self.lock is not None and options.mode != "destroy":
             notes = settle_ended(self.store, self.providers, prior, observations)
