@@ -1043,7 +1043,9 @@ def refresh(ctx: click.Context, lock: bool, lock_timeout: str, use_input: bool, 
 # ---------------------------------------------------------------------------- state views
 
 
-def _store(ctx: click.Context) -> Any:
+def _store(ctx: click.Context, optional: bool = False) -> Any:
+    """The configuration's state store; with ``optional``, None when nothing was ever
+    recorded (listing commands then show an empty list), else that is an error."""
     from trainform.config.loader import load_module
     from trainform.engine.session import state_path
     from trainform.errors import StateError
@@ -1052,6 +1054,8 @@ def _store(ctx: click.Context) -> Any:
     module = load_module(_config_dir(ctx))
     path = state_path(module)
     if not path.exists():
+        if optional:
+            return None
         raise StateError(f"no state yet at {path}: nothing has been applied in this configuration")
     return SQLiteStateStore(path)
 

@@ -124,13 +124,13 @@ def runs_list(
     from rich.table import Table
 
     with _errors(ctx):
-        store = _store(ctx)
-        for r in store.runs(address):
+        store = _store(ctx, optional=True)
+        for r in store.runs(address) if store else []:
             if r["status"] in ACTIVE:
                 _refresh(ctx, store, r)
         rows = [
             r
-            for r in store.runs(address)
+            for r in (store.runs(address) if store else [])
             if (not experiment or r["experiment"] == experiment)
             and (not status or r["status"] == status)
         ]

@@ -60,7 +60,8 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     with _errors(ctx):
-        rows = _sweeps(_store(ctx))
+        store = _store(ctx, optional=True)
+        rows = _sweeps(store) if store else []
         if as_json:
             click.echo(
                 json.dumps([{k: v for k, v in r.items() if k != "record"} for r in rows], indent=2)
