@@ -211,6 +211,9 @@ class SweepProvider(WorkProvider):
         return PlanValues({"fingerprint": fp}, tuple(reasons))
 
     # -- lifecycle
+    def settled(self, computed: dict[str, Any]) -> bool:
+        return computed.get("status") in TERMINAL
+
     def read(self, resource: ResourceState) -> Observed | None:
         computed = dict(resource.computed)
         if computed.get("status") in TERMINAL or not computed.get("status_file"):
