@@ -14,8 +14,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +94,10 @@ def ended_and_recorded(cli: CLI, status: str) -> str:
     return plan.out
 
 
+def detached_and_started(cli: CLI) -> None:
+    detached_and_started(cli)
+
+
 def model_output(cli: CLI) -> Path:
     value = json.loads(ok(cli("output", "-json", "model")).out)
     return Path(value)
@@ -132,15 +134,7 @@ def test_ctrl_c_during_apply_exits_130_and_the_run_settles_later(
     setup: tuple[CLI, Path],
 ) -> None:
     cli, release = setup
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trainform", "apply", "-auto-approve"],
-        cwd=cli.cwd,
-        env=cli.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = cli.popen("apply", "-auto-approve")
     assert proc.stdout is not None
     seen = ""
     for line in proc.stdout:
@@ -148,8 +142,8 @@ def test_ctrl_c_during_apply_exits_130_and_the_run_settles_later(
         if "started" in line:
             break
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=60)
-    out = seen + rest
+    rest, err = proc.communicate(timeout=60)
+    out = seen + rest + err
     assert proc.returncode == 130, out
     assert "run.train keeps running in the background" in out, out
     assert "trainform runs wait run.train" in out, out
@@ -165,8 +159,7 @@ def test_canceled_run_is_recorded_and_planned_again_with_the_reason(
     setup: tuple[CLI, Path],
 ) -> None:
     cli, _ = setup
-    ok(cli("apply", "-auto-approve", "--detach"))
-    wait_until("the script to start", lambda: "started" in cli("runs", "logs", "run.train").out)
+    detached_and_started(cli)
     assert "canceled" in ok(cli("runs", "cancel", "run.train")).out
     plan = ended_and_recorded(cli, "canceled")
     assert re.search(
@@ -181,8 +174,7 @@ def test_killed_launcher_run_is_running_until_its_command_ends_then_lost(
     setup: tuple[CLI, Path],
 ) -> None:
     cli, release = setup
-    ok(cli("apply", "-auto-approve", "--detach"))
-    wait_until("the script to start", lambda: "started" in cli("runs", "logs", "run.train").out)
+    detached_and_started(cli)
     run_id = run_record(cli)["id"]
     status = cli.cwd / ".trainform" / "local" / "runs" / run_id / "status.json"
     launcher = int(json.loads(status.read_text())["launcher_pid"])
