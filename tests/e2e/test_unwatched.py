@@ -95,7 +95,8 @@ def ended_and_recorded(cli: CLI, status: str) -> str:
 
 
 def detached_and_started(cli: CLI) -> None:
-    detached_and_started(cli)
+    ok(cli("apply", "-auto-approve", "--detach"))
+    wait_until("the script to start", lambda: "started" in cli("runs", "logs", "run.train").out)
 
 
 def model_output(cli: CLI) -> Path:
