@@ -162,6 +162,15 @@ class RunProvider(WorkProvider):
                 except ValueError as exc:
                     problems.append(f"{key}: {exc}")
         problems.extend(runspec.check_metric_patterns(desired.get("metrics") or {}))
+        outputs_dir = desired.get("outputs_dir")
+        if isinstance(outputs_dir, str):
+            from trainform.remote.tarsafe import relative_folder_problem
+
+            if why := relative_folder_problem(outputs_dir):
+                problems.append(
+                    f"outputs_dir {outputs_dir!r} must be a relative path inside the run's "
+                    f'folder (like "outputs"): {why}'
+                )
         env = desired.get("environment")
         if isinstance(env, dict):
             for key in NOT_SUPPORTED_YET:

@@ -8,6 +8,7 @@ The SDK is imported lazily (only when an engine is used). Its exceptions are tra
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from trainform.errors import ProviderError
-from trainform.remote.tarsafe import add_to_tar, extract_safely
+from trainform.remote.tarsafe import add_to_tar, extract_stream
+
+log = logging.getLogger(__name__)
 
 LOCAL = "local"  # the engine of this machine: DOCKER_HOST, or the default socket
 LABEL = "trainform.managed"  # on every container, network and image trainform creates
@@ -143,16 +146,20 @@ class _StreamReader(io.RawIOBase):
 
 def get_archive_of_tar(container: Any, path: str, dest: Path) -> list[str]:
     """Extract the tar file ``path`` of a container into ``dest`` (the engine sends it
-    wrapped in a tar of its own); only what stays inside ``dest`` is written."""
+    wrapped in a tar of its own) as :func:`trainform.remote.tarsafe.extract_safely` does: the
+    container's archive is hostile. Returns what was skipped, also logged as warnings."""
     stream, _ = container.get_archive(path)
     reader = io.BufferedReader(_StreamReader(iter(stream)))
+    skipped: list[str] = []
     with tarfile.open(fileobj=reader, mode="r|") as outer:
         for member in outer:
             inner = outer.extractfile(member) if member.isfile() else None
             if inner is not None:
-                with tarfile.open(fileobj=inner, mode="r|") as tar:
-                    return extract_safely(tar, dest)
-    return []
+                skipped = extract_stream(inner, dest)
+                break
+    for item in skipped:
+        log.warning("copy from container %s: skipped %s", getattr(container, "name", "?"), item)
+    return skipped
 
 
 def user_spec() -> str:

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from trainform.errors import ProviderError
-from trainform.remote.tarsafe import add_to_tar, extract_safely
+from trainform.remote.tarsafe import add_to_tar, extract_stream
 
 log = logging.getLogger(__name__)
 # paramiko logs, with tracebacks, failures that are translated into ProviderError here (and the
@@ -720,18 +720,19 @@ class SSHConnection:
     def download_tree(self, remote_dir: str, dest: Path) -> list[str]:
         """Copy the tree under remote_dir into dest (created if needed).
 
-        Nothing is written outside dest: absolute names, `..`, devices and fifos are skipped,
-        and so are symlinks that resolve outside dest (they are not followed either). Returns
-        the skipped names with the reason, which are also logged as warnings. Raises
-        ProviderError if the folder cannot be read or the connection drops."""
+        The stream is hostile (a host's `tar` may be anything): it is extracted by the rules
+        of :mod:`trainform.remote.tarsafe`. Nothing is written outside dest and nothing outside
+        it is read; no link is followed; absolute names, `..`, devices and FIFOs are skipped,
+        and so are links that resolve outside dest. Returns the skipped names with the reason,
+        which are also logged as warnings. Raises ProviderError if the folder cannot be read,
+        the stream is malformed or the connection drops."""
         argv = ["tar", "-c", "-f", "-", "-C", _shell_path(remote_dir), "."]
         channel = _Channel(self, argv, None, f"download of {remote_dir}")
         try:
             channel.chan.shutdown_write()
             try:
                 reader: Any = _ChannelReader(channel)
-                with tarfile.open(fileobj=reader, mode="r|") as tar:
-                    skipped = extract_safely(tar, Path(dest))
+                skipped = extract_stream(reader, Path(dest))
             except tarfile.TarError as e:
                 code = _finish_quietly(channel)
                 if code not in (0, 1, None):

@@ -84,23 +84,46 @@ def write_spec(
 COLLECTED = ("output.log", "metrics.jsonl", "status.json")
 
 
-def collect_run_folder(run_dir: Path, dest: Path) -> None:
+def collect_run_folder(run_dir: Path, dest: Path) -> list[str]:
     """Copy a local run folder's outputs, log, metrics and status into ``dest`` (replacing
-    an earlier collection). Symlinks are copied as links, never followed."""
-    spec = json.loads((run_dir / "spec.json").read_text())
+    an earlier collection), by the rules of :mod:`trainform.remote.tarsafe`: no link is
+    followed; links out of the outputs folder, FIFOs and devices are skipped, each named in
+    the returned list and in a logged warning."""
+    import logging
+
+    from trainform.remote.tarsafe import (
+        copy_plain_file,
+        copy_tree,
+        read_plain_file,
+        relative_folder_problem,
+    )
+
+    # A docker-cluster node's folder came from the node: its spec is not trusted either.
+    raw = read_plain_file(run_dir / "spec.json") or b""
+    try:
+        spec = json.loads(raw)
+    except ValueError:
+        spec = {}
     dest.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
     for name in COLLECTED:
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, dest / name)
-    (dest / "spec.json").write_bytes(redacted_spec((run_dir / "spec.json").read_bytes()))
-    outputs = run_dir / "src" / str(spec.get("outputs_dir") or "outputs")
+        if not copy_plain_file(run_dir / name, dest / name) and os.path.lexists(run_dir / name):
+            skipped.append(f"{name!r} (not a regular file)")
+    (dest / "spec.json").write_bytes(redacted_spec(raw))
+    outputs = (spec.get("outputs_dir") if isinstance(spec, dict) else None) or "outputs"
     target = dest / "outputs"
-    if target.exists():
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.exists():
         shutil.rmtree(target)
-    if outputs.is_dir() and not outputs.is_symlink():
-        shutil.copytree(outputs, target, symlinks=True)
-    else:
+    if problem := relative_folder_problem(outputs):
+        skipped.append(f"outputs_dir {outputs!r} ({problem})")
         target.mkdir()
+    else:
+        skipped += copy_tree(run_dir / "src", outputs, target)
+    for item in skipped:
+        logging.getLogger(__name__).warning("collecting %s: skipped %s", run_dir, item)
+    return skipped
 
 
 def redacted_spec(data: bytes) -> bytes:
