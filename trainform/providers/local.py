@@ -265,7 +265,11 @@ class LocalComputeProvider(Provider):
         return read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
 
     def cancel(self, handle: Handle) -> None:
-        from trainform.runs.launcher import read_status
+        """SIGTERM to the launcher, which stops every process of the run (grace period, then
+        SIGKILL); returns at once. With the launcher gone (killed with SIGKILL), whatever the
+        run left running is killed here, found as the launcher would find it (its cgroup,
+        process group and launch marker): this blocks for a moment. Idempotent."""
+        from trainform.runs.launcher import stop_leftovers
 
         if "container" in handle:
             from trainform.providers import containers
@@ -274,12 +278,9 @@ class LocalComputeProvider(Provider):
         pid = int(handle["launcher_pid"])
         if process_alive(pid, str(handle.get("launcher_start", ""))):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)  # the launcher stops its process group
+                os.kill(pid, signal.SIGTERM)
             return
-        pgid = read_status(Path(handle["run_dir"])).get("pgid")
-        if pgid:  # the launcher is gone: make sure nothing it started is left
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pgid), signal.SIGKILL)
+        stop_leftovers(Path(handle["run_dir"]))
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
         from trainform.runs.shipping import collect_run_folder

@@ -531,6 +531,8 @@ class SSHComputeProvider(Provider):
         return data, offset + len(data)
 
     def cancel(self, handle: Handle) -> None:
+        from trainform.runs.launcher import STOP_SCRIPT
+
         for node in handle["nodes"]:
             if "container" in node:
                 from trainform.providers import ssh_containers
@@ -540,10 +542,13 @@ class SSHComputeProvider(Provider):
 
                 self._with_session(handle["target"], node["host"], stop)
                 continue
-            argv = ["kill", "-TERM", str(node["launcher_pid"])]
+            # The launcher on the host cancels (`launcher.py --stop`): SIGTERM to a live
+            # launcher, which stops every process of the run; without one, whatever the run
+            # left running is killed there (its cgroup, process group and launch marker).
+            args = [str(node["run_dir"]), str(node["launcher_pid"])]
 
-            def kill(conn: Any, argv: list[str] = argv) -> Any:
-                return conn.run(argv, check=False)
+            def kill(conn: Any, args: list[str] = args) -> Any:
+                return conn.python(STOP_SCRIPT, args)
 
             self._with_session(handle["target"], node["host"], kill)
 

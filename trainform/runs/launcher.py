@@ -30,9 +30,15 @@ What it leaves in RUN_DIR:
 - ``launcher.log``: the launcher's own diagnostics.
 
 Cancelling a run means sending SIGTERM (or SIGINT, or SIGHUP) to the launcher's pid, which is in
-``status.json``: the launcher forwards SIGTERM to the run's process group, waits
-``grace_seconds``, then kills the group. A second signal kills the group at once. Exit code: 0
-when the run completed, 1 otherwise, 2 for a bad command line.
+``status.json``: the launcher sends SIGTERM to every process of the run, waits
+``grace_seconds``, then kills them all. A second signal kills them at once. When the run's main
+process exits, whatever it left running (a daemon it forked) is killed too. The run's
+processes are found as :class:`RunProcesses` says: a cgroup v2 of the run's own where one is
+writable, else its process group, the launcher's descendants (it is a child subreaper) and the
+processes carrying its ``TRAINFORM_LAUNCH_ID`` marker. ``launcher.py --stop RUN_DIR [PID]``
+cancels a run from outside: through its launcher, or, once that is gone, by killing what
+``status.json`` says the run left. Exit code: 0 when the run completed, 1 otherwise, 2 for a
+bad command line.
 """
 
 from __future__ import annotations
@@ -487,7 +493,9 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     Fields in use: ``status`` (one of :data:`STATUSES`), ``exit_code``, ``signal``,
     ``launcher_pid``, ``child_pid``, ``pgid``, ``host``, ``created``, ``started``,
     ``finished`` (ISO-8601 UTC), ``message``, ``environment`` (``"built"``, ``"reused"`` or
-    ``"as-is"``) and ``python``. Only one process should write a run's status at a time.
+    ``"as-is"``), ``python``, and what finds the run's processes again
+    (:meth:`RunProcesses.fields`, ``launcher``: this file's path). Only one process should
+    write a run's status at a time.
     """
     run_dir = Path(run_dir)
     status = read_status(run_dir)
@@ -672,6 +680,484 @@ def _exited(pid: int) -> bool:
         return True
 
 
+# --------------------------------------------------------------------------------------------
+# Every process of a run
+
+# In the environment of the run's command: a random token per launch by which every process
+# the run started is found again in /proc/PID/environ, also one that left the process group
+# and the process tree (fork, setsid, fork), and also after the launcher is gone.
+LAUNCH_MARKER = "TRAINFORM_LAUNCH_ID"
+# In the launcher's own environment: "off" keeps it from using a cgroup (the fallback alone).
+CGROUP_SETTING = "TRAINFORM_LAUNCHER_CGROUP"
+CGROUP_PREFIX = "trainform-"
+# How long stopping may take before the launcher gives up on a process it cannot kill.
+_STOP_SECONDS = 5.0
+_PR_SET_CHILD_SUBREAPER = 36
+
+# `python3 -c STOP_SCRIPT RUN_DIR LAUNCHER_PID` on a target: cancel a run with the launcher
+# that started it (`launcher.py --stop`, see :func:`stop_run`), or, for a launcher too old to
+# record its path, with SIGTERM to the launcher as before.
+STOP_SCRIPT = r"""
+import json, os, signal, sys
+run_dir, pid = sys.argv[1], sys.argv[2]
+try:
+    with open(os.path.join(run_dir, "status.json")) as f:
+        status = json.load(f)
+except (OSError, ValueError):
+    status = {}
+launcher = status.get("launcher") if isinstance(status, dict) else None
+if isinstance(launcher, str) and os.path.isfile(launcher):
+    os.execv(sys.executable, [sys.executable, launcher, "--stop", run_dir, pid])
+try:
+    os.kill(int(pid), signal.SIGTERM)
+except (OSError, ValueError):
+    pass
+"""
+
+
+class _Proc(NamedTuple):
+    state: str
+    ppid: int
+    pgid: int
+    start: str  # start time in clock ticks since boot: tells a reused pid apart
+
+
+def _process_table() -> dict[int, _Proc]:
+    """Every process in /proc (empty where there is no /proc)."""
+    table: dict[int, _Proc] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for entry in entries:
+        if entry.isdigit():
+            proc = _process_entry(int(entry))
+            if proc is not None:
+                table[int(entry)] = proc
+    return table
+
+
+def _process_entry(pid: int) -> _Proc | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # the command name is in parentheses and may hold anything, ")" included
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return _Proc(fields[0].decode(), int(fields[1]), int(fields[2]), fields[19].decode())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def _cgroup2_own_dir() -> tuple[str | None, str]:
+    """The folder of this process's own cgroup in the cgroup v2 hierarchy (mounted at
+    /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host), or None and why not."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, "no /proc/self/cgroup"
+    own = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if not own or not own.startswith("/"):
+        return None, "no cgroup v2 hierarchy (cgroup v1 only)"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            mounts = f.read().splitlines()
+    except OSError:
+        return None, "no /proc/self/mountinfo"
+    for line in mounts:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if not right.startswith("cgroup2 ") or len(fields) < 5:
+            continue
+        root, point = (_unescape_mount(fields[3]), _unescape_mount(fields[4]))
+        if root == "/":
+            rel = own
+        elif own == root or own.startswith(root + "/"):
+            rel = own[len(root) :] or "/"
+        else:
+            continue  # this mount shows another part of the hierarchy
+        path = point if rel == "/" else point.rstrip("/") + rel
+        if os.path.isfile(os.path.join(path, "cgroup.procs")):
+            return path, ""
+    return None, "no cgroup2 file system mounted here shows this process's cgroup"
+
+
+def _unescape_mount(text: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _write_file(path: str, text: str) -> bool:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False
+
+
+def make_run_cgroup(run_id: str) -> tuple[str | None, str]:
+    """Create a cgroup v2 for a run's processes, a child of the launcher's own cgroup; return
+    its path, or None and why there is none (not Linux, cgroup v1 only, not writable by this
+    user: an unprivileged user's login session cgroup usually is not, nor is a container's
+    read-only /sys/fs/cgroup). Never raises. Empty cgroups that launchers no longer running
+    left behind (killed with SIGKILL) are removed on the way."""
+    if os.environ.get(CGROUP_SETTING, "").lower() in ("0", "off", "no", "false"):
+        return None, f"{CGROUP_SETTING} is off"
+    parent, why = _cgroup2_own_dir()
+    if parent is None:
+        return None, why
+    _remove_stale_cgroups(parent)
+    name = CGROUP_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)[:80] + f"-{os.getpid()}"
+    path = os.path.join(parent, name)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass  # left by an earlier launcher with this pid; still ours to use
+    except OSError as exc:
+        return None, f"cannot create a cgroup in {parent}: {exc.strerror}"
+    if not os.access(os.path.join(path, "cgroup.procs"), os.W_OK):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        return None, f"cannot move processes into a cgroup in {parent}"
+    return path, ""
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        match = re.fullmatch(re.escape(CGROUP_PREFIX) + r".*-([0-9]+)", name)
+        if not match or process_running(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(parent, name))  # fails while it still holds processes
+
+
+def _become_subreaper() -> bool:
+    """Make orphans among this process's descendants its children instead of init's (Linux
+    3.4+), so that a daemon a run double-forks is still found by its parent links."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (ImportError, OSError, AttributeError):
+        return False
+
+
+def _reap_children(keep: int | None) -> None:
+    """Reap exited children other than ``keep`` (orphans re-parented to a subreaper)."""
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:  # pragma: no cover - every Linux and macOS Python has it
+        return
+    for _ in range(10000):
+        try:
+            info = waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == keep:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.si_pid, os.WNOHANG)
+
+
+class RunProcesses:
+    """Every process a run started, found and signalled as one.
+
+    Where a cgroup v2 is writable (``cgroup``, see :func:`make_run_cgroup`) the run's command
+    starts in a cgroup of its own, and everything it starts stays there whatever it does
+    (double fork, ``setsid``, a cleared environment); stopping kills the cgroup
+    (``cgroup.kill``, or each pid of ``cgroup.procs`` while it is frozen). Always, and alone
+    where no cgroup is writable, the run's processes are also found in /proc: its process group
+    ``pgid``; the descendants of ``launcher`` by their parent links (the launcher is a child
+    subreaper, so an orphaned daemon is re-parented to it, not to init); and every process
+    whose environment holds ``LAUNCH_MARKER=launch_id`` (readable for processes of the same
+    user). ``launcher`` is None once the launcher is gone (:func:`stop_leftovers`).
+    """
+
+    def __init__(
+        self,
+        launch_id: str | None,
+        cgroup: str | None = None,
+        pgid: int | None = None,
+        leader_start: str | None = None,
+        launcher: int | None = None,
+    ) -> None:
+        self.launch_id = launch_id
+        self.cgroup = cgroup
+        self.pgid = pgid
+        self.leader_start = leader_start  # start time of the process whose pid is pgid
+        self.launcher = launcher
+        self.refused: set[int] = set()  # pids that may not be signalled (another user's)
+        self.survivors: list[int] = []  # what the last stop() could not kill
+        self.names: dict[int, str] = {}  # command names of the processes stop() saw
+
+    def start(self, argv: list[str], cwd: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the run's command in its own session and process group (and cgroup, when
+        there is one), stdout and stderr on one pipe, with the launch marker in its
+        environment. Raises OSError when the command cannot be started."""
+        env = dict(env)
+        if self.launch_id:
+            env[LAUNCH_MARKER] = self.launch_id
+        proc = None
+        if self.cgroup:
+            try:
+                procs_fd = os.open(os.path.join(self.cgroup, "cgroup.procs"), os.O_WRONLY)
+            except OSError:
+                self.remove()
+            else:
+
+                def enter_cgroup() -> None:  # in the child, before exec
+                    os.write(procs_fd, str(os.getpid()).encode())
+
+                try:
+                    proc = self._popen(argv, cwd, env, enter_cgroup)
+                except subprocess.SubprocessError:
+                    # the move was refused (delegation rules): the command never ran
+                    self.remove()
+                finally:
+                    os.close(procs_fd)
+        if proc is None:
+            proc = self._popen(argv, cwd, env, None)
+        self.pgid = proc.pid
+        entry = _process_entry(proc.pid)
+        self.leader_start = entry.start if entry else None
+        return proc
+
+    @staticmethod
+    def _popen(
+        argv: list[str], cwd: str, env: dict[str, str], preexec: Callable[[], None] | None
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,  # safe: the launcher runs no threads
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """What status.json records so that :func:`stop_leftovers` can find them later."""
+        return {
+            "launch_id": self.launch_id,
+            "cgroup": self.cgroup,
+            "pgid": self.pgid,
+            "child_start": self.leader_start,
+        }
+
+    def members(self) -> list[int]:
+        """The run's live processes (zombies are not counted), the launcher never."""
+        skip = {os.getpid(), 1, self.launcher}
+        found: list[int] = []
+        if self.cgroup:
+            for pid in self._cgroup_pids():
+                if pid not in skip and process_running(pid):
+                    found.append(pid)
+        table = _process_table()
+        live = {pid: p for pid, p in table.items() if p.state not in ("Z", "X")}
+        if self._group_is_ours(table):
+            found += [pid for pid, p in live.items() if p.pgid == self.pgid]
+        if self.launcher is not None:
+            children: dict[int, list[int]] = {}
+            for pid, p in table.items():
+                children.setdefault(p.ppid, []).append(pid)
+            todo = list(children.get(self.launcher, []))
+            while todo:
+                pid = todo.pop()
+                if pid in live:
+                    found.append(pid)
+                todo += children.get(pid, [])
+        if self.launch_id:
+            entry = f"\0{LAUNCH_MARKER}={self.launch_id}\0".encode()
+            seen = set(found)
+            for pid in live:
+                if pid not in seen and pid not in skip and _environ_holds(pid, entry):
+                    found.append(pid)
+        unique: list[int] = []
+        for pid in found:
+            if pid not in skip and pid not in self.refused:
+                unique.append(pid)
+                skip.add(pid)
+        return unique
+
+    def _group_is_ours(self, table: dict[int, _Proc]) -> bool:
+        """Whether ``pgid`` still names the run's process group. A group id is not reused
+        while the group has members; once they are gone, a new process with that pid may
+        lead a group of its own: it is told apart by its start time."""
+        if not self.pgid or self.pgid <= 1:
+            return False
+        leader = table.get(self.pgid)
+        if leader is None or self.leader_start is None:
+            return True
+        return leader.start == self.leader_start
+
+    def _cgroup_pids(self) -> list[int]:
+        assert self.cgroup is not None
+        try:
+            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
+                return [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            return []
+
+    def signal(self, sig: int) -> list[int]:
+        """Send ``sig`` to every live process of the run; return their pids."""
+        pids = self.members()
+        self._send(pids, sig)
+        return pids
+
+    def _send(self, pids: list[int], sig: int) -> None:
+        if self.pgid and self.launcher is not None and not os.path.isdir("/proc"):
+            _signal_group(self.pgid, sig)  # without /proc the group is all that can be found
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                self.refused.add(pid)
+
+    def stop(self, keep: int | None = None, timeout: float = _STOP_SECONDS) -> list[int]:
+        """SIGKILL every process of the run, round after round, until none is left (processes
+        started meanwhile are caught by the next round) or ``timeout`` seconds have passed.
+        Exited children of the launcher are reaped, except ``keep`` (the run's main process,
+        left for its Popen). Returns the pids that were alive; any still alive, or that may
+        not be signalled, are in :attr:`survivors` afterwards. Blocks until then."""
+        seen: list[int] = []
+        deadline = time.monotonic() + timeout
+        self.survivors = []
+        while True:
+            pids = self.members()
+            for pid in pids:
+                if pid not in seen:
+                    seen.append(pid)
+                    self.names.setdefault(pid, _command_name(pid))
+            if self.cgroup and not _write_file(os.path.join(self.cgroup, "cgroup.kill"), "1"):
+                self._kill_cgroup_by_pids()
+            self._send(pids, signal.SIGKILL)
+            if self.launcher == os.getpid():
+                _reap_children(keep)
+            if not pids:
+                self.survivors = sorted(self.refused)
+                return seen
+            if time.monotonic() > deadline:
+                self.survivors = sorted(set(pids) | self.refused)
+                return seen
+            time.sleep(0.02)
+
+    def describe(self, pids: list[int]) -> str:
+        """``"123 (sleep), 456 (python3)"`` for a log line."""
+        return ", ".join(f"{pid} ({self.names.get(pid) or _command_name(pid)})" for pid in pids)
+
+    def _kill_cgroup_by_pids(self) -> None:
+        """For kernels before 5.14 (no cgroup.kill): freeze, kill each member, thaw."""
+        assert self.cgroup is not None
+        freeze = os.path.join(self.cgroup, "cgroup.freeze")
+        frozen = _write_file(freeze, "1")
+        for pid in self._cgroup_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if frozen:
+            _write_file(freeze, "0")
+
+    def remove(self) -> None:
+        """Remove the run's cgroup (once its processes are gone); idempotent, never raises."""
+        if not self.cgroup:
+            return
+        for _ in range(50):
+            try:
+                os.rmdir(self.cgroup)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)  # busy until the last killed process has exited
+        self.cgroup = None
+
+
+def _environ_holds(pid: int, entry: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return entry in b"\0" + f.read() + b"\0"
+    except OSError:
+        return False
+
+
+def stop_leftovers(run_dir: Path) -> list[int]:
+    """SIGKILL whatever the run in ``run_dir`` left running once its launcher is gone (killed
+    with SIGKILL, or crashed), found from what ``status.json`` recorded: its cgroup, process
+    group and launch marker; then remove its cgroup. Returns the pids killed. Idempotent;
+    never raises for a missing or unreadable status."""
+    try:
+        status = read_status(run_dir)
+    except (OSError, ValueError):
+        return []
+    launch_id = status.get("launch_id")
+    cgroup = status.get("cgroup")
+    pgid = status.get("pgid")
+    start = status.get("child_start")
+    # status.json is the target's word: only ever act on a cgroup that trainform made.
+    if not (
+        isinstance(cgroup, str)
+        and os.path.basename(cgroup).startswith(CGROUP_PREFIX)
+        and os.path.isfile(os.path.join(cgroup, "cgroup.procs"))
+    ):
+        cgroup = None
+    processes = RunProcesses(
+        launch_id if isinstance(launch_id, str) and launch_id else None,
+        cgroup,
+        pgid if isinstance(pgid, int) and not isinstance(pgid, bool) else None,
+        start if isinstance(start, str) else None,
+    )
+    killed = processes.stop()
+    processes.remove()
+    return killed
+
+
+def stop_run(run_dir: Path, launcher_pid: int | None) -> int:
+    """``launcher.py --stop RUN_DIR [PID]``: cancel a run. A live launcher gets SIGTERM and
+    stops the run itself (grace period, then everything it started); without one, whatever
+    the run left is killed here (:func:`stop_leftovers`). Idempotent; returns 0."""
+    run_dir = Path(run_dir).resolve()
+    try:
+        recorded = read_status(run_dir).get("launcher_pid")
+    except (OSError, ValueError):
+        recorded = None
+    for pid in {p for p in (launcher_pid, recorded) if isinstance(p, int) and p > 1}:
+        if _is_launcher_of(pid, run_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            return 0
+    stop_leftovers(run_dir)
+    return 0
+
+
+def _is_launcher_of(pid: int, run_dir: Path) -> bool:
+    if not process_running(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return True  # no /proc to tell: trust the pid, as `kill` would
+    wanted = os.path.realpath(str(run_dir))
+    names_run_dir = any(a and os.path.realpath(os.fsdecode(a)) == wanted for a in args[1:])
+    return names_run_dir and any(a.endswith(b"launcher.py") for a in args)
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -786,6 +1272,11 @@ class _Launch:
             message=None,
             child_pid=None,
             pgid=None,
+            child_start=None,
+            cgroup=None,
+            launch_id=None,
+            # `launcher.py --stop` cancels the run, see STOP_SCRIPT
+            launcher=os.path.abspath(__file__),
         )
         logs.diag(f"launcher pid {os.getpid()} on {socket.gethostname()}, python {sys.version}")
         try:
@@ -796,30 +1287,38 @@ class _Launch:
             return self._finish(logs, "failed", str(exc), exc.detail)
 
         self.phase = "starting"
+        processes = self._processes(plan, logs)
+        cgroup = processes.cgroup
         logs.diag(f"starting {plan.argv!r} in {plan.cwd}")
         try:
-            proc = subprocess.Popen(
-                plan.argv,
-                cwd=str(plan.cwd),
-                env=plan.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            proc = processes.start(plan.argv, str(plan.cwd), plan.env)
         except OSError as exc:
+            processes.remove()
             self.phase = "finishing"
             return self._finish(logs, "failed", f"cannot start {plan.argv[0]}: {exc.strerror}")
+        if processes.cgroup:
+            logs.diag(f"the run's processes are in cgroup {processes.cgroup}")
+        elif cgroup:
+            logs.diag(
+                f"the run could not be moved into cgroup {cgroup}: "
+                "tracking its processes through /proc"
+            )
         self.phase = "running"
         try:
             write_status(
-                self.run_dir, status="running", child_pid=proc.pid, pgid=proc.pid, started=_now()
+                self.run_dir,
+                status="running",
+                child_pid=proc.pid,
+                started=_now(),
+                **processes.fields(),
             )
-            status, message = self._supervise(proc, plan, logs)
+            status, message = self._supervise(proc, plan, logs, processes)
         finally:
             if proc.returncode is None:  # the launcher itself failed: take the run down with it
-                _signal_group(proc.pid, signal.SIGKILL)
+                processes.stop(keep=proc.pid)
                 proc.wait()
+            _reap_children(None)
+            processes.remove()
             if proc.stdout is not None:
                 proc.stdout.close()
         self.phase = "finishing"
@@ -831,6 +1330,18 @@ class _Launch:
             message,
             exit_code=code,
             signal=signal.Signals(-code).name if code < 0 else None,
+        )
+
+    def _processes(self, plan: _Plan, logs: _Logs) -> RunProcesses:
+        """Where the run's processes will be tracked: a cgroup of its own if one can be made,
+        and the /proc sweep (see :class:`RunProcesses`)."""
+        cgroup, why = make_run_cgroup(plan.env.get("TRAINFORM_RUN_ID") or self.run_dir.name)
+        if cgroup is None:
+            logs.diag(f"no cgroup for the run ({why}): tracking its processes through /proc")
+        if not _become_subreaper():
+            logs.diag("cannot become a child subreaper: orphaned processes go to init")
+        return RunProcesses(
+            hashlib.sha256(os.urandom(32)).hexdigest()[:24], cgroup, launcher=os.getpid()
         )
 
     def _finish(
@@ -846,6 +1357,14 @@ class _Launch:
             self.run_dir, status=status, message=message + detail, finished=_now(), **fields
         )
         return 0 if status == "completed" else 1
+
+    @staticmethod
+    def _stop(processes: RunProcesses, main: int, logs: _Logs) -> list[int]:
+        """SIGKILL every process of the run; return the pids that were alive but ``main``."""
+        stopped = processes.stop(keep=main)
+        if processes.survivors:
+            logs.note(f"could not stop: {processes.describe(processes.survivors)}")
+        return [pid for pid in stopped if pid != main]
 
     def _load_spec(self) -> dict[str, Any]:
         path = self.run_dir / SPEC_FILE
@@ -957,13 +1476,18 @@ class _Launch:
         )
 
     def _supervise(
-        self, proc: subprocess.Popen[bytes], plan: _Plan, logs: _Logs
+        self,
+        proc: subprocess.Popen[bytes],
+        plan: _Plan,
+        logs: _Logs,
+        processes: RunProcesses,
     ) -> tuple[str, str]:
         """Copy the run's output to the log and scrape metrics until it exits; enforce the
-        time limit and cancellation. Returns the final status and its message."""
+        time limit and cancellation. Cancelling sends SIGTERM to every process of the run,
+        and SIGKILL after the grace period; once the main process has exited, whatever it
+        left running is killed. Returns the final status and its message."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
-        pgid = proc.pid
         scraper = _MetricScraper(plan.metrics, self.run_dir / METRICS_FILE)
         started = time.monotonic()
         deadline = None if plan.max_duration is None else started + plan.max_duration
@@ -992,19 +1516,28 @@ class _Launch:
                         f"{message}: sending SIGTERM to the run's processes, "
                         f"SIGKILL in {_seconds(plan.grace)}"
                     )
-                    _signal_group(pgid, signal.SIGTERM)
+                    processes.signal(signal.SIGTERM)
                     kill_at = now + plan.grace
                 if not killed and kill_at is not None:
                     if self.signals > signals_seen:
                         logs.note("signalled again: sending SIGKILL")
                         kill_at = now
                     if now >= kill_at:
-                        _signal_group(pgid, signal.SIGKILL)
+                        self._stop(processes, proc.pid, logs)
                         killed = True
                 if _exited(proc.pid):
                     exited_at = now
-                    _signal_group(pgid, signal.SIGKILL)  # whatever the run left behind
+                    # Whatever the run left behind; the main process stays unreaped meanwhile,
+                    # so its process group id cannot be reused.
+                    left = self._stop(processes, proc.pid, logs)
+                    if left and reason is None:
+                        logs.note(
+                            f"the run's main process exited; stopped {len(left)} "
+                            f"process(es) it left running: {processes.describe(left)}"
+                        )
                     proc.wait()
+                else:
+                    _reap_children(proc.pid)
             if exited_at is not None and (eof or now - exited_at >= _DRAIN_SECONDS):
                 break
             wait = _POLL_SECONDS
@@ -1039,9 +1572,12 @@ def main(argv: list[str]) -> int:
 
     Blocks until the run has finished and its status is final. Returns 0 when it completed,
     1 when it failed, was canceled or timed out, 2 for a bad command line.
+    ``--stop RUN_DIR [LAUNCHER_PID]`` cancels a run instead (:func:`stop_run`).
     """
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        sys.stderr.write("usage: launcher.py RUN_DIR\n")
+    if argv[:1] == ["--stop"] and (len(argv) == 2 or (len(argv) == 3 and argv[2].isdigit())):
+        return stop_run(Path(argv[1]), int(argv[2]) if len(argv) == 3 else None)
+    if len(argv) != 1 or argv[0] in ("-h", "--help", "--stop"):
+        sys.stderr.write("usage: launcher.py RUN_DIR | launcher.py --stop RUN_DIR [PID]\n")
         return 2
     run_dir = Path(argv[0]).resolve()
     if not run_dir.is_dir():
