@@ -25,12 +25,13 @@ import stat
 from collections.abc import Callable, Hashable, Iterable
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeAlias
-
-import yaml
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from trainform.config.schema import type_of
 from trainform.config.values import FunctionContext, FunctionError
+
+if TYPE_CHECKING:
+    import yaml  # imported where used: it costs ~10 ms of every command's start
 
 __all__ = ["FUNCTIONS", "FUNCTION_DOCS", "function_names"]
 
@@ -865,26 +866,32 @@ def _yaml_key(key: Any) -> str:
     raise FunctionError(f"map keys must be strings, numbers or bools, got {type_of(key)}")
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader giving maps string keys and leaving timestamps as the strings they were
-    written as, as Terraform does."""
+@functools.cache
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        # Keys must become strings while the map is built: afterwards 1 and true would
-        # already have collided as equal Python dict keys.
-        self.flatten_mapping(node)
-        return {
-            _yaml_key(self.construct_object(key, deep=deep)): self.construct_object(
-                value, deep=deep
-            )
-            for key, value in node.value
-        }
+    class _YamlLoader(yaml.SafeLoader):
+        """SafeLoader giving maps string keys and leaving timestamps as the strings they
+        were written as, as Terraform does."""
 
+        def construct_mapping(
+            self, node: yaml.MappingNode, deep: bool = False
+        ) -> dict[Hashable, Any]:
+            # Keys must become strings while the map is built: afterwards 1 and true would
+            # already have collided as equal Python dict keys.
+            self.flatten_mapping(node)
+            return {
+                _yaml_key(self.construct_object(key, deep=deep)): self.construct_object(
+                    value, deep=deep
+                )
+                for key, value in node.value
+            }
 
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    _YamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return _YamlLoader
 
 
 def _from_yaml(value: Any) -> Any:
@@ -904,6 +911,8 @@ def _from_yaml(value: Any) -> Any:
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """A one-line description of a YAML error, whose str() spans several lines."""
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError):
         text = " ".join(part for part in (exc.context, exc.problem) if part)
         mark = exc.problem_mark or exc.context_mark
@@ -915,14 +924,18 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 @_fn("yamldecode", "yamldecode(string): The value the YAML text (one document) encodes.")
 def _yamldecode(ctx: FunctionContext, text: Any) -> Any:
+    import yaml
+
     try:
-        return _from_yaml(yaml.load(_want_str(text, "argument"), Loader=_YamlLoader))
+        return _from_yaml(yaml.load(_want_str(text, "argument"), Loader=_yaml_loader()))
     except yaml.YAMLError as exc:
         raise FunctionError(f"invalid YAML: {_yaml_problem(exc)}") from None
 
 
 @_fn("yamlencode", "yamlencode(value): YAML text (block style, sorted keys).")
 def _yamlencode(ctx: FunctionContext, value: Any) -> str:
+    import yaml
+
     try:
         text = yaml.safe_dump(
             _json_ready(value), sort_keys=True, default_flow_style=False, allow_unicode=True

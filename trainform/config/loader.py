@@ -34,7 +34,7 @@ from trainform.config.values import FunctionContext
 from trainform.config.variables import type_spec
 from trainform.errors import ConfigError, Diagnostic, Pos, TrainformError
 from trainform.graph import find_cycle
-from trainform.providers.registry import provider_class, provider_names
+from trainform.providers.registry import is_provider, provider_class, provider_names
 
 FIXED_PROVIDERS = {
     "workspace": "workspace",
@@ -426,7 +426,7 @@ def _resource(blk: RawBlock) -> Resource:
                 )
             )
         provider = _literal(blk.attrs["type"].expr, "compute type")
-        if not isinstance(provider, str) or provider not in _compute_types():
+        if not isinstance(provider, str) or not _is_compute_type(provider):
             raise ConfigError(
                 Diagnostic(
                     f"unknown compute type {provider!r}",
@@ -493,6 +493,11 @@ def _resource(blk: RawBlock) -> Resource:
 
 def _compute_types() -> list[str]:
     return [n for n in provider_names() if n not in FIXED_PROVIDERS]
+
+
+def _is_compute_type(name: str) -> bool:
+    # Not `in _compute_types()`: that lists every installed provider (a metadata scan).
+    return name not in FIXED_PROVIDERS and is_provider(name)
 
 
 def resource_expressions(res: Resource) -> list[Expr]:

@@ -9,14 +9,16 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 
 from trainform.errors import ConfigError, Diagnostic, Pos
+
+if TYPE_CHECKING:
+    import yaml  # imported where used: it costs ~10 ms of every command's start
 
 CONFIG_SUFFIXES = (".train.hcl", ".train.yaml", ".train.yml")
 
@@ -299,10 +301,16 @@ def _yaml_pos(node: yaml.Node, file: str) -> Pos:
     return Pos(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-_SCALAR_CONSTRUCTOR = yaml.SafeLoader("")
+@functools.cache
+def _scalar_constructor() -> yaml.SafeLoader:
+    import yaml
+
+    return yaml.SafeLoader("")
 
 
 def _yaml_expr(node: yaml.Node, file: str) -> Expr:
+    import yaml
+
     pos = _yaml_pos(node, file)
     if isinstance(node, yaml.ScalarNode):
         if node.tag == "tag:yaml.org,2002:str":
@@ -313,7 +321,7 @@ def _yaml_expr(node: yaml.Node, file: str) -> Expr:
                 first = buf[nl:].split("\n", 1)[0]
                 start = Pos(file, pos.line + 1, len(first) - len(first.lstrip(" ")) + 1)
             return Expr(template_from_text(node.value, start), pos)
-        return Expr(Literal(_SCALAR_CONSTRUCTOR.construct_object(node)), pos)
+        return Expr(Literal(_scalar_constructor().construct_object(node)), pos)
     if isinstance(node, yaml.SequenceNode):
         return Expr([_yaml_expr(item, file) for item in node.value], pos)
     mapping: dict[str, Expr] = {}
@@ -323,6 +331,8 @@ def _yaml_expr(node: yaml.Node, file: str) -> Expr:
 
 
 def _yaml_mapping(node: yaml.Node, file: str, what: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(Diagnostic(f"{what} must be a mapping", _yaml_pos(node, file)))
     seen: dict[str, int] = {}
@@ -344,6 +354,8 @@ def _yaml_mapping(node: yaml.Node, file: str, what: str) -> list[tuple[yaml.Scal
 def _yaml_block(
     btype: str, labels: list[str], node: yaml.Node, file: str, path: list[str], nested: NestedBlocks
 ) -> RawBlock:
+    import yaml
+
     block = RawBlock(btype, labels, _yaml_pos(node, file))
     if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
         return block  # an empty block written as `name:` with nothing under it
@@ -374,6 +386,8 @@ def parse_yaml(text: str, file: str, nested: NestedBlocks, labeled: dict[str, in
     ``labeled`` maps top-level block types to their number of labels (0 or 1); with one
     label, the mapping under the type is keyed by name (``compute: {gpu: {...}}``).
     """
+    import yaml
+
     try:
         doc = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

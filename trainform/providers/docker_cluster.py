@@ -40,6 +40,7 @@ from typing import Any
 
 from trainform.config.schema import Attribute, BlockSchema, NestedBlock
 from trainform.errors import ProviderError
+from trainform.extras import missing
 from trainform.providers.base import (
     MULTI_NODE,
     RUNS,
@@ -135,6 +136,12 @@ class DockerClusterProvider(Provider):
             problems.append(f'node_size.memory {memory!r} is not a size like "512m" or "2g"')
         if gpus is not None and gpus != "all" and not (_whole(gpus) and gpus >= 0):
             problems.append('node_size.gpus must be "all" or a whole number')
+        if missing_extra := missing("docker", 'compute type "docker-cluster"'):
+            problems.append(missing_extra)
+        hosts = desired.get("docker_hosts")
+        ssh_hosts = isinstance(hosts, list) and any(str(h).startswith("ssh://") for h in hosts)
+        if ssh_hosts and (missing_extra := missing("paramiko", "docker_hosts with ssh:// engines")):
+            problems.append(missing_extra)
         return problems
 
     def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from trainform.config.schema import ENVIRONMENT
 from trainform.errors import ProviderError
+from trainform.extras import missing
 from trainform.providers.base import Observed, Provider, ResourceState
 
 
@@ -33,6 +34,8 @@ class EnvironmentProvider(Provider):
         if docker:
             from trainform.runs.images import check_settings
 
+            if missing_extra := missing("docker", "an environment with a docker block"):
+                problems.append(missing_extra)
             problems.extend(check_settings(docker, self.context.config_dir))
         for key in ("requirements_file", "conda_file"):
             value = desired.get(key)

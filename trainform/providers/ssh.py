@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from trainform.config.schema import Attribute, BlockSchema
 from trainform.errors import ProviderError
+from trainform.extras import missing
 from trainform.providers.base import (
     DOCKER,
     MULTI_NODE,
@@ -308,6 +309,8 @@ class SSHComputeProvider(Provider):
     # -- validation and lifecycle
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         problems = []
+        if missing_extra := missing("paramiko", 'compute type "ssh"'):
+            problems.append(missing_extra)
         if bool(desired.get("address")) == bool(desired.get("hosts")):
             problems.append("set exactly one of address or hosts")
         for entry in self._hosts(desired):

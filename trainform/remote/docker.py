@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trainform.errors import ProviderError
+from trainform.extras import needs
 from trainform.remote.tarsafe import add_to_tar, extract_stream
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,8 @@ def connect(url: str | None = None) -> Any:
         try:
             import docker
             from docker.errors import DockerException
-        except ImportError:  # pragma: no cover - a dependency, but it may be removed
-            raise ProviderError(
-                "the docker SDK is not installed: pip install 'docker>=7'"
-            ) from None
+        except ImportError:
+            raise ProviderError(needs("docker", "Docker support")) from None
         try:
             client = docker.from_env() if key == LOCAL else docker.DockerClient(base_url=key)
             client.ping()

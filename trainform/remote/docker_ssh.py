@@ -18,6 +18,7 @@ import weakref
 from typing import Any
 
 from trainform.errors import ProviderError
+from trainform.extras import needs
 
 API_VERSION = "1.41"  # the oldest engine API trainform relies on (device requests, init)
 _POOL_SIZE = 3  # idle engine channels kept open per SSH connection
@@ -84,7 +85,10 @@ def engine_over(conn: Any, timeout: float = 120.0) -> Any:
     (HostKeyError/SSHAuthError before anything reaches docker). Checks that the engine
     answers: ProviderError naming the host otherwise (docker missing, or not usable by the
     login user). The client is cached for ``conn`` and must not outlive it."""
-    import docker
+    try:
+        import docker
+    except ImportError:
+        raise ProviderError(needs("docker", "Docker support"), host=conn.target.endpoint) from None
 
     transport = conn._live_transport()  # host key verified, login done: then docker traffic
     with _clients_lock:

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from trainform.errors import ProviderError
+from trainform.extras import needs
 from trainform.remote.tarsafe import add_to_tar, extract_stream
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,10 @@ def _handshake(
     """Connect and run the key exchange (no authentication); returns a paramiko Transport.
 
     `key_types` are the host key algorithms to prefer (or, with `only`, to allow)."""
-    import paramiko
+    try:
+        import paramiko
+    except ImportError:
+        raise ProviderError(needs("paramiko", "SSH"), host=target.endpoint) from None
 
     sock = dial()
     transport = paramiko.Transport(sock, default_window_size=_WINDOW)

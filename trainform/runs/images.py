@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainform.errors import ProviderError
+from trainform.extras import needs
 
 IMAGE_REPOSITORY = "trainform-env"  # images built from a Dockerfile: trainform-env:<hash12>
 HASH_LABEL = "trainform.context_hash"
@@ -131,7 +132,10 @@ def context_hash(docker: dict[str, Any], config_dir: Path) -> str:
     """sha256 over everything a build reads: every file of the build context that is sent to
     the engine (``.dockerignore`` honoured; names, modes, contents, link targets), the
     Dockerfile and the build args. Raises ProviderError if a file cannot be read."""
-    from docker.utils.build import exclude_paths
+    try:
+        from docker.utils.build import exclude_paths
+    except ImportError:
+        raise ProviderError(needs("docker", "an environment with a docker block")) from None
 
     dockerfile, context = build_paths(docker, config_dir)
     rel_dockerfile = os.path.relpath(dockerfile, context)

@@ -20,6 +20,7 @@ import random
 from typing import Any, Protocol
 
 from trainform.config.schema import did_you_mean
+from trainform.extras import missing, needs
 from trainform.sweep.space import Parameter, SearchSpace, SweepSpecError, quantize
 
 ALGORITHMS = ("random", "grid", "bayesian")
@@ -118,7 +119,10 @@ class BayesianSampler:
     total: int | None = None
 
     def __init__(self, space: SearchSpace, seed: int | None, goal: str) -> None:
-        import optuna
+        try:
+            import optuna
+        except ImportError:
+            raise SweepSpecError(needs("optuna", "bayesian sampling"), field="algorithm") from None
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
@@ -237,6 +241,8 @@ def check_sampling(algorithm: str, space: SearchSpace) -> str:
             + (f" ({hint})" if hint else f" (expected one of {', '.join(ALGORITHMS)})"),
             field="algorithm",
         )
+    if name == "bayesian" and (problem := missing("optuna", "bayesian sampling")):
+        raise SweepSpecError(problem, field="algorithm")
     space.validate()
     for parameter in space.parameters:
         if name == "grid" and parameter.distribution != "choice":

@@ -1,0 +1,31 @@
+"""Optional dependencies: the pip extras that features used by only some configurations
+need (``pip install 'trainform[bayesian]'``), and the message naming the extra to install.
+
+They are optional because they are large: optuna with numpy and SQLAlchemy is more than half
+of what ``pip install trainform`` would otherwise download, paramiko brings compiled
+cryptography, and the docker SDK brings requests and its dependencies (a quarter of what a
+fresh install of the rest downloads, index pages included). ``trainform[all]`` installs every
+extra; ``python bench/quickstart_install.py`` measures the install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+EXTRAS = {"optuna": "bayesian", "paramiko": "ssh", "docker": "docker"}
+"""Module → the extra that installs it (see ``[project.optional-dependencies]``)."""
+
+
+def needs(module: str, feature: str) -> str:
+    """The message for ``feature`` when ``module`` is not installed, naming the extra."""
+    return f"{feature} needs {module}: pip install 'trainform[{EXTRAS[module]}]'"
+
+
+def missing(module: str, feature: str) -> str | None:
+    """:func:`needs`' message if ``module`` cannot be imported, else None. Looks the module
+    up without importing it (cheap enough for validation at plan time)."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else needs(module, feature)
