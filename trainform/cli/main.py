@@ -724,6 +724,8 @@ def _run_apply(
 
     cancel = threading.Event()
     printing = threading.Lock()  # events arrive from worker threads
+    # Log lines keep their colour only if our own output is in colour.
+    log_colour = _console(ctx).color_system is not None
 
     def on_event(e: Any) -> None:
         c = e.change
@@ -757,8 +759,10 @@ def _run_apply(
             elif e.kind == "log":
                 from trainform.cli.loglines import plan_prefix_width, prefixed
 
-                # A multi-node run's lines carry their rank: run.ddp[1] | ...
-                click.echo(prefixed(c.address, e.message, plan_prefix_width(the_plan)))
+                # A multi-node run's lines carry their rank: run.ddp[1] | ... Control
+                # sequences are made inert here (so click has nothing left to strip).
+                text = prefixed(c.address, e.message, plan_prefix_width(the_plan), log_colour)
+                click.echo(text, color=True)
             elif e.kind == "progress":
                 _print(ctx, f"[dim]{escape(c.address)}: {escape(e.message)}[/dim]")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -242,18 +243,29 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     help="Every node's log, each line prefixed with the run's address and the node's rank "
     "(run.ddp[1] | ...).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="The log's bytes exactly as the run wrote them, control sequences included "
+    "(by default they are shown as inert text, and colour is kept on a terminal).",
+)
 @click.pass_context
 def runs_logs(
-    ctx: click.Context, run: str, follow: bool, node: int | None, all_nodes: bool
+    ctx: click.Context, run: str, follow: bool, node: int | None, all_nodes: bool, raw: bool
 ) -> None:
     """Print a run's log (stdout and stderr). For a multi-node run, that is the log of
     rank 0 unless --node or --all-nodes says otherwise; --all-nodes shows the lines of a
-    running run as they arrive (interleaved), and a finished run's one rank after another."""
-    from trainform.runs.watch import NodeLog
+    running run as they arrive (interleaved), and a finished run's one rank after another.
+    The whole log is printed, whatever its size, in pieces of 1 MiB."""
+    from trainform.runs.watch import NodeLog, collected_log
 
     with _errors(ctx):
         if node is not None and all_nodes:
             raise TrainformError("give --node N or --all-nodes, not both")
+        if raw and all_nodes:
+            raise TrainformError(
+                "--raw shows one node's bytes unchanged: give --node N instead of --all-nodes"
+            )
         store = _store(ctx)
         r = _find_run(store, run)
         count = len(_node_names(ctx, r))
@@ -261,22 +273,31 @@ def runs_logs(
             nodes = f"{count} nodes (ranks 0 to {count - 1})" if count > 1 else "1 node (rank 0)"
             raise TrainformError(f"--node {node}: {r['address']} ({r['id']}) has {nodes}")
         ranks = list(range(count)) if all_nodes else [node or 0]
-        show = _printer(r, count, prefix=len(ranks) > 1)
+        show = _printer(ctx, r, count, prefix=len(ranks) > 1)
+
+        def write(data: bytes) -> None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+
+        def log_of(rank: int) -> NodeLog:
+            return NodeLog(rank, count, 0, write if raw else None)
+
         collected = Path(str(r["record"].get("workspace_path", ""))) / "runs" / r["id"]
         if r["status"] not in ACTIVE and (collected / "output.log").is_file():
             for rank in ranks:
-                folder = collected / "nodes" / str(rank) if rank else collected
-                if not _print_log(folder / "output.log", NodeLog(rank, count, 0), show):
+                log = log_of(rank)
+                if not log.feed_file(collected_log(collected, rank), show):
                     _print(ctx, f"(no log was collected from rank {rank})", stderr=True)
+                log.flush(show)
             return
         if follow:
-            _follow(ctx, store, r, show, ranks)
+            _follow(ctx, store, r, show, ranks, raw=write if raw else None)
             return
         compute = _providers(ctx, store).get(str(r["record"].get("compute_provider")))
         handle = r["record"]["handle"]
         for rank in ranks:
-            log = NodeLog(rank, count, 0)
-            while log.offset < LOG_LIMIT:
+            log = log_of(rank)
+            while True:  # to the end the log has now
                 if count > 1:
                     chunk, log.offset = compute.logs(handle, log.offset, node=rank)
                 else:
@@ -285,9 +306,6 @@ def runs_logs(
                     break
                 log.feed(chunk, show)
             log.flush(show)
-
-
-LOG_LIMIT = 1 << 30  # bytes of one node's log that `runs logs` reads from a running run
 
 
 def _node_names(ctx: click.Context, run: dict[str, Any]) -> list[str]:
@@ -305,30 +323,23 @@ def _node_names(ctx: click.Context, run: dict[str, Any]) -> list[str]:
     return list(providers.get(str(rec["compute_provider"])).nodes(rec["handle"])) or [""]
 
 
-def _printer(run: dict[str, Any], count: int, prefix: bool) -> Callable[[str], None]:
-    """What shows a run's log lines: with ``prefix``, each under the run's address and the
-    rank of its node (``run.ddp[1] | ...``, as apply shows them)."""
-    from trainform.cli.loglines import prefix_width, prefixed
+def _printer(
+    ctx: click.Context, run: dict[str, Any], count: int, prefix: bool
+) -> Callable[[str], None]:
+    """What shows a run's log lines: made inert for the terminal (colour kept if ours is in
+    colour: see trainform.cli.loglines) and, with ``prefix``, each under the run's address
+    and the rank of its node (``run.ddp[1] | ...``, as apply shows them)."""
+    from trainform.cli.loglines import prefix_width, prefixed, shown
+    from trainform.cli.main import _console
 
     width = prefix_width([(run["address"], count)])
+    colour = _console(ctx).color_system is not None
 
     def show(line: str) -> None:
-        click.echo(prefixed(run["address"], line, width) if prefix else line)
+        text = prefixed(run["address"], line, width, colour) if prefix else shown(line, colour)
+        click.echo(text, color=True)  # nothing left for click to strip
 
     return show
-
-
-def _print_log(path: Path, log: Any, show: Callable[[str], None]) -> bool:
-    """Show a collected log file line by line (``log``: a NodeLog for its rank); False if
-    there is no such file."""
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                log.feed(chunk, show)
-    except FileNotFoundError:
-        return False
-    log.flush(show)
-    return True
 
 
 def _follow(
@@ -337,9 +348,11 @@ def _follow(
     run: dict[str, Any],
     show: Callable[[str], None] | None,
     ranks: list[int] | None = None,
+    raw: Callable[[bytes], None] | None = None,
 ) -> dict[str, Any]:
     """Follow a run to its end, showing with ``show`` (None: not at all) the log lines of
-    its nodes of rank ``ranks`` (default: every node), then record how it ended."""
+    its nodes of rank ``ranks`` (default: every node), or passing their bytes to ``raw``,
+    then record how it ended."""
     from trainform.runs.history import record_run
     from trainform.runs.watch import follow
 
@@ -357,6 +370,7 @@ def _follow(
         threading.Event(),
         ranks=ranks,
         from_start=True,
+        raw=raw,
     )
     record_run(store, run["address"], run["workspace"], computed, results)
     return _find_run(store, run["id"])
@@ -365,7 +379,7 @@ def _follow(
 def _all_lines(ctx: click.Context, run: dict[str, Any]) -> Callable[[str], None]:
     """Shows every node's lines of a run, a multi-node run's prefixed with their rank."""
     count = len(_node_names(ctx, run))
-    return _printer(run, count, prefix=count > 1)
+    return _printer(ctx, run, count, prefix=count > 1)
 
 
 @runs.command("wait")

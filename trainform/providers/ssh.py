@@ -144,6 +144,10 @@ class SSHComputeProvider(Provider):
         super().__init__(context)
         self._lock = threading.Lock()
         self._conns: dict[tuple[Any, ...], Any] = {}
+        # Files of runs being read (logs, metrics), each a stream left open between reads
+        # where the last read stopped: a log is read at the connection's speed, not one
+        # command per MiB. By (host, user, path); a stream is taken out while it is read.
+        self._streams: dict[tuple[str, str, str], Any] = {}
         # Credentials seen in this process, by login (host, user, port, key file): a later
         # status/log read of a run reuses them without them ever being written down. Shared
         # by every instance: the run provider reaches compute through its own registry, so
@@ -522,16 +526,60 @@ class SSHComputeProvider(Provider):
         return self._read(handle, "metrics.jsonl", offset)
 
     def _read(self, handle: Handle, name: str, offset: int, rank: int = 0) -> tuple[bytes, int]:
-        """Up to 1 MiB of file ``name`` in the run folder of the node of rank ``rank``."""
+        """Up to 1 MiB of file ``name`` in the run folder of the node of rank ``rank``, from
+        ``offset``; b"" only at the end the file has now.
+
+        Reads continue a stream (RemoteFile) that the previous read left where this one
+        starts; a stream at the end it had when it opened, or whose connection dropped, is
+        followed by a new one."""
         if not 0 <= rank < len(handle["nodes"]):
             raise ProviderError(f"the run has {len(handle['nodes'])} node(s): no rank {rank}")
         node = handle["nodes"][rank]
-        args = [f"{node['run_dir']}/{name}", str(offset), str(1 << 20)]
-        data: bytes = self._with_session(
-            handle["target"], node["host"], lambda conn: conn.python(READ_SCRIPT, args)
-        )
-        data = data[: 1 << 20]  # what the target sends is not trusted to keep the limit
+        path = f"{node['run_dir']}/{name}"
+        key = (str(node["host"]), str(handle["target"].get("username")), path)
+        with self._lock:
+            stream = self._streams.pop(key, None)
+        if stream is not None and stream.offset == offset and stream.alive():
+            try:
+                data: bytes = stream.read(1 << 20)
+            except ProviderError:
+                data = b""  # the connection dropped: a new stream below
+            if data:
+                self._keep_stream(key, stream)
+                return data, offset + len(data)
+        if stream is not None:
+            stream.close()
+
+        def start(conn: Any) -> tuple[Any, bytes]:
+            stream = conn.open_file(path, offset)
+            try:
+                return stream, stream.read(1 << 20)
+            except BaseException:
+                stream.close()
+                raise
+
+        stream, data = self._with_session(handle["target"], node["host"], start)
+        if data:
+            self._keep_stream(key, stream)
+        else:
+            stream.close()
         return data, offset + len(data)
+
+    def _keep_stream(self, key: tuple[str, str, str], stream: Any) -> None:
+        """Keep ``stream`` for the next read of its file (closing any other one)."""
+        with self._lock:
+            other = self._streams.pop(key, None)
+            self._streams[key] = stream
+        if other is not None:
+            other.close()
+
+    def _close_streams(self, run_dir: str) -> None:
+        """Close the streams still open on files of a run folder (its run was collected)."""
+        with self._lock:
+            keys = [k for k in self._streams if k[2].startswith(f"{run_dir}/")]
+            streams = [self._streams.pop(k) for k in keys]
+        for stream in streams:
+            stream.close()
 
     def cancel(self, handle: Handle) -> None:
         from trainform.runs.launcher import STOP_SCRIPT
@@ -557,23 +605,23 @@ class SSHComputeProvider(Provider):
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
+        for node in handle["nodes"]:
+            self._close_streams(str(node["run_dir"]))
         for rank, node in enumerate(handle["nodes"]):
             where = dest if rank == 0 else dest / "nodes" / str(rank)
 
             def fetch(conn: Any, node: dict[str, Any] = node, where: Path = where) -> None:
                 run_dir = node["run_dir"]
-                spec = json.loads(
-                    conn.python(READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)])
-                )
+                spec_bytes = conn.python(READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)])
+                spec = json.loads(spec_bytes)
                 outputs = f"{run_dir}/src/{spec.get('outputs_dir') or 'outputs'}"
                 conn.run(["mkdir", "-p", outputs])
                 conn.download_tree(outputs, where / "outputs")
-                for name in ("output.log", "metrics.jsonl", "status.json", "spec.json"):
-                    data = conn.python(READ_SCRIPT, [f"{run_dir}/{name}", "0", str(1 << 30)])
-                    if name == "spec.json":
-                        data = redacted_spec(data)
-                    where.mkdir(parents=True, exist_ok=True)
-                    (where / name).write_bytes(data)
+                where.mkdir(parents=True, exist_ok=True)
+                # Whole, whatever their size, a piece at a time (never held in memory).
+                for name in ("output.log", "metrics.jsonl", "status.json"):
+                    conn.download_file(f"{run_dir}/{name}", where / name)
+                (where / "spec.json").write_bytes(redacted_spec(spec_bytes))
 
             # Safe to repeat: a dropped connection starts this node's copy again.
             self._with_session(handle["target"], node["host"], fetch)

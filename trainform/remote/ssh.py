@@ -16,6 +16,7 @@ import getpass
 import hashlib
 import hmac
 import logging
+import os
 import re
 import shlex
 import socket
@@ -44,6 +45,12 @@ _KEY_FAMILIES = (
     ("rsa-sha2-512", "rsa-sha2-256"),
 )
 _WINDOW = 8 << 20  # receive window per channel: keeps downloads from stalling on round trips
+# A file read as a stream (a log being followed) may wait between reads: what it holds
+# meanwhile is at most its window.
+_STREAM_WINDOW = 2 << 20
+# The stdout that run() (and python()) keeps in memory: a command that writes more fails with
+# an error saying so, it is never cut. Files of any size are read with RemoteFile.
+MAX_OUTPUT = 64 << 20
 _CHUNK = 1 << 16
 _TICK = 0.1  # how often blocked loops look at deadlines and at the connection
 
@@ -404,7 +411,12 @@ class _Channel:
     so a chatty stderr never stalls the window), deadlines and connection loss checked."""
 
     def __init__(
-        self, conn: SSHConnection, argv: Sequence[str], timeout: float | None, label: str = ""
+        self,
+        conn: SSHConnection,
+        argv: Sequence[str],
+        timeout: float | None,
+        label: str = "",
+        window: int = _WINDOW,
     ) -> None:
         import paramiko
 
@@ -416,7 +428,7 @@ class _Channel:
         transport = conn._live_transport()
         try:
             self.chan = transport.open_session(
-                window_size=_WINDOW, timeout=conn.target.connect_timeout
+                window_size=window, timeout=conn.target.connect_timeout
             )
             self.chan.settimeout(_TICK)
             self.chan.exec_command(shlex.join(self.argv))
@@ -642,13 +654,16 @@ class SSHConnection:
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = True,
+        limit: int = MAX_OUTPUT,
     ) -> tuple[int, bytes, bytes]:
         """Run argv (quoted with shlex.join, in the login shell) and wait: (code, out, err).
 
         Blocks until the command ends, `timeout` seconds pass (ProviderError; the remote
         process is not killed), or the connection drops (ProviderError). With `check`, a
         non-zero exit raises ProviderError with the exit code and the last lines of stderr.
-        An exit code of -1 means the command was killed by a signal."""
+        An exit code of -1 means the command was killed by a signal. A command that writes
+        more than `limit` bytes to stdout is stopped and raises ProviderError (stderr keeps
+        its last 64 KiB)."""
         if not argv:
             raise ValueError("run() needs a command")
         channel = _Channel(self, [str(a) for a in argv], timeout)
@@ -660,6 +675,13 @@ class SSHConnection:
             out = bytearray()
             while chunk := channel.read():
                 out += chunk
+                if len(out) > limit:
+                    raise ProviderError(
+                        f"{channel.shown} on {self.target.endpoint} wrote more than "
+                        f"{limit} bytes to stdout, more than trainform keeps from a command",
+                        host=self.target.endpoint,
+                        command=_shown(channel.argv),
+                    )
             code = channel.finish()
         finally:
             channel.close()
@@ -673,9 +695,36 @@ class SSHConnection:
         args: Sequence[str] = (),
         input: bytes | None = None,
         timeout: float | None = None,
+        limit: int = MAX_OUTPUT,
     ) -> bytes:
-        """stdout of `python3 -c script args...` on the host; raises ProviderError on failure."""
-        return self.run(["python3", "-c", script, *args], input=input, timeout=timeout)[1]
+        """stdout of `python3 -c script args...` on the host (at most `limit` bytes, see
+        `run`); raises ProviderError on failure."""
+        argv = ["python3", "-c", script, *args]
+        return self.run(argv, input=input, timeout=timeout, limit=limit)[1]
+
+    def open_file(self, path: str, offset: int = 0) -> RemoteFile:
+        """A remote file read as one stream from `offset` (see RemoteFile)."""
+        return RemoteFile(self, path, offset)
+
+    def download_file(self, path: str, dest: Path) -> int:
+        """Copy a remote file, as it is when the copy starts, to `dest`; returns its size.
+
+        Streamed in pieces of 1 MiB (memory stays bounded whatever the size) into a
+        temporary file beside `dest` that is renamed into place, so an interrupted copy
+        leaves no partial file and a link at `dest` is replaced, not followed. A remote
+        file that does not exist is copied as an empty file. Raises ProviderError if the
+        file cannot be read or the connection drops."""
+        part = dest.with_name(f".{dest.name}.part")
+        stream = RemoteFile(self, path, 0, window=_WINDOW)
+        try:
+            with part.open("wb") as out:
+                while data := stream.read(1 << 20):
+                    out.write(data)
+            os.replace(part, dest)
+        finally:
+            stream.close()
+            part.unlink(missing_ok=True)
+        return stream.offset
 
     def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
         """Up to `limit` bytes of a remote file from `offset`, and the offset after them.
@@ -758,6 +807,55 @@ class SSHConnection:
         return skipped
 
 
+class RemoteFile:
+    """A remote file read as one stream over one channel, from an offset up to the size the
+    file had when the stream opened (a file that does not exist reads as empty): a file of
+    any size is read at the connection's speed, a piece at a time. While it is not read,
+    the stream holds at most its channel's window. Not thread-safe; close() when done
+    (it closes itself at its end)."""
+
+    def __init__(
+        self, conn: SSHConnection, path: str, offset: int, window: int = _STREAM_WINDOW
+    ) -> None:
+        self.path = path
+        self.offset = offset  # of the next byte read
+        self.ended = False
+        argv = ["python3", "-c", _STREAM_SCRIPT, path, str(offset)]
+        self.channel = _Channel(conn, argv, None, f"reading {path}", window=window)
+        try:
+            self.channel.chan.shutdown_write()
+        except BaseException:
+            self.channel.close()
+            raise
+
+    def alive(self) -> bool:
+        """Whether more can be read (not at its end, the connection up)."""
+        return not self.ended and self.channel.conn.is_alive()
+
+    def read(self, limit: int) -> bytes:
+        """Up to `limit` bytes from where the last read stopped; b"" at the end (the size
+        the file had when the stream opened). Raises ProviderError if the file cannot be
+        read or the connection drops (then nothing of this read is kept)."""
+        buf = bytearray()
+        while len(buf) < limit and not self.ended:
+            chunk = self.channel.read(min(limit - len(buf), 1 << 20))
+            if chunk:
+                buf += chunk
+                continue
+            self.ended = True
+            try:
+                self.channel.check(self.channel.finish())
+            finally:
+                self.channel.close()
+        self.offset += len(buf)
+        return bytes(buf)
+
+    def close(self) -> None:
+        """Stop reading (the remote side ends on its next write). Idempotent."""
+        self.ended = True
+        self.channel.close()
+
+
 def _finish_quietly(channel: _Channel) -> int | None:
     try:
         return channel.finish()
@@ -827,6 +925,26 @@ with f:
             break
         sys.stdout.buffer.write(data)
         limit -= len(data)
+"""
+
+# A file from an offset to the size it has now, to stdout (a missing file: nothing).
+_STREAM_SCRIPT = """\
+import os, sys
+path, offset = os.path.expanduser(sys.argv[1]), int(sys.argv[2])
+try:
+    fd = os.open(path, os.O_RDONLY)
+except FileNotFoundError:
+    sys.exit(0)
+left = os.fstat(fd).st_size - offset
+os.lseek(fd, offset, os.SEEK_SET)
+while left > 0:
+    data = os.read(fd, min(left, 1 << 20))
+    if not data:
+        break
+    left -= len(data)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
 """
 
 # Each member is written to a temporary file beside its destination, then renamed into place:
