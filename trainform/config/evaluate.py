@@ -13,7 +13,13 @@ from trainform.config.expr import Ref, Scope, evaluate, references
 from trainform.config.model import Evaluated, Instance, Module, Resource
 from trainform.config.sensitivity import SensitiveRef, expression_paths, relative_paths
 from trainform.config.source import Expr, RawBlock
-from trainform.config.values import UNKNOWN, FunctionContext, ParamMarkers, is_unknown
+from trainform.config.values import (
+    MAX_INSTANCES,
+    UNKNOWN,
+    FunctionContext,
+    ParamMarkers,
+    is_unknown,
+)
 from trainform.config.variables import VariableValues, convert, spec_name, value_from_text
 from trainform.errors import ConfigError, Diagnostic
 from trainform.graph import evaluation_order
@@ -233,6 +239,14 @@ class Evaluator:
                 raise ConfigError(
                     Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos)
                 )
+            if n > MAX_INSTANCES:
+                raise ConfigError(
+                    Diagnostic(
+                        f"count may be at most {MAX_INSTANCES} (the limit of instances of "
+                        "one block)",
+                        res.count.pos,
+                    )
+                )
             keyed = [(i, {"count": {"index": i}}) for i in range(int(n))]
         elif res.for_each is not None:
             if is_sensitive(references(res.for_each)):
@@ -248,6 +262,14 @@ class Evaluator:
                 raise ConfigError(
                     Diagnostic(
                         "for_each depends on values known only after apply", res.for_each.pos
+                    )
+                )
+            if isinstance(coll, (dict, list)) and len(coll) > MAX_INSTANCES:
+                raise ConfigError(
+                    Diagnostic(
+                        f"for_each may have at most {MAX_INSTANCES} elements (the limit of "
+                        "instances of one block)",
+                        res.for_each.pos,
                     )
                 )
             if isinstance(coll, dict):

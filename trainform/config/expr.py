@@ -19,7 +19,20 @@ from lark import Token, Tree
 from trainform.config.functions import FUNCTIONS, function_names
 from trainform.config.schema import did_you_mean, type_of
 from trainform.config.source import Expr, Literal, Template, node_pos, template_from_text
-from trainform.config.values import UNKNOWN, FunctionContext, FunctionError, is_unknown
+from trainform.config.values import (
+    MAX_EVALUATION_STEPS,
+    MAX_NESTING_DEPTH,
+    MAX_NUMBER_DIGITS,
+    MAX_STRING_LENGTH,
+    UNKNOWN,
+    FunctionContext,
+    FunctionError,
+    LimitError,
+    check_totals,
+    is_unknown,
+    measure,
+    number_problem,
+)
 from trainform.errors import ConfigError, Diagnostic, Pos
 
 _SKIP = ("new_line_or_comment",)
@@ -278,43 +291,91 @@ def heredoc(node: Tree, pos: Pos) -> Template:
 
 def evaluate(expr: Expr, scope: Scope) -> Any:
     """Evaluate an expression. Raises :class:`ConfigError` with the position of the fault."""
-    return _Evaluator(scope, expr.pos).value(expr.node)
+    return _bounded(expr, scope)
+
+
+def _bounded(expr: Expr, scope: Scope) -> Any:
+    """Evaluate within the language's limits (values.py): past one, a ConfigError naming it."""
+    budget = _Budget(scope.functions)
+    try:
+        result = _Evaluator(scope, expr.pos, budget).value(expr.node)
+        budget.measure(result)
+    except LimitError as exc:
+        raise ConfigError(Diagnostic(str(exc), expr.pos)) from None
+    except RecursionError:
+        # Parsing refuses deeper nesting; this is the net under what reaches the evaluator
+        # some other way (a heredoc's interpolations, a variable's value).
+        raise ConfigError(
+            Diagnostic(f"expression nested too deeply (limit {MAX_NESTING_DEPTH} levels)", expr.pos)
+        ) from None
+    return result
+
+
+class _Budget:
+    """The work one evaluation may do (:data:`MAX_EVALUATION_STEPS`), and the sizes of the
+    values it makes (checked against the collection, string and nesting limits)."""
+
+    def __init__(self, functions: FunctionContext) -> None:
+        self.left = MAX_EVALUATION_STEPS
+        self.known = functions.sizes
+
+    def charge(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise LimitError(
+                f"evaluating this expression takes more than {MAX_EVALUATION_STEPS} steps "
+                "(the evaluation limit): it iterates over or builds too much"
+            )
+
+    def measure(self, value: Any) -> tuple[int, int]:
+        return measure(value, self.known, self.charge)
 
 
 class _Evaluator:
-    def __init__(self, scope: Scope, pos: Pos) -> None:
+    def __init__(self, scope: Scope, pos: Pos, budget: _Budget | None = None) -> None:
         self.scope = scope
         self.pos = pos
+        self.budget = budget or _Budget(scope.functions)
 
     def fail(self, message: str, node: Any = None, hint: str = "") -> ConfigError:
         pos = node_pos(node, self.pos.file, self.pos) if node is not None else self.pos
         return ConfigError(Diagnostic(message, pos, hint))
 
     def value(self, node: Any) -> Any:
-        if isinstance(node, Expr):
-            return _Evaluator(self.scope, node.pos).value(node.node)
-        if isinstance(node, Literal):
-            return node.value
-        if isinstance(node, Template):
-            return self.template(node.parts, node)
-        if isinstance(node, list):
-            return [self.value(e) for e in node]
-        if isinstance(node, dict):
-            return {k: self.value(e) for k, e in node.items()}
-        handler = getattr(self, "_" + node.data, None)
-        if handler is None:
-            raise self.fail(f"unsupported expression ({node.data})", node)
-        return handler(node)
+        try:
+            self.budget.charge(1)
+            if isinstance(node, Expr):
+                return _Evaluator(self.scope, node.pos, self.budget).value(node.node)
+            if isinstance(node, Literal):
+                return node.value
+            if isinstance(node, Template):
+                return self.template(node.parts, node)
+            if isinstance(node, (list, dict)):  # a YAML sequence or mapping
+                out: Any = (
+                    [self.value(e) for e in node]
+                    if isinstance(node, list)
+                    else {k: self.value(e) for k, e in node.items()}
+                )
+                self.budget.measure(out)
+                return out
+            handler = getattr(self, "_" + node.data, None)
+            if handler is None:
+                raise self.fail(f"unsupported expression ({node.data})", node)
+            return handler(node)
+        except LimitError as exc:  # at the innermost expression that went past the limit
+            raise self.fail(str(exc), node if isinstance(node, (Tree, Token)) else None) from None
 
     # -- terms
     def _expr_term(self, node: Tree) -> Any:
         return self.value(_kids(node)[0])
 
     def _int_lit(self, node: Tree) -> Any:
-        return int(str(node.children[0]))
+        return _int_text(str(node.children[0]))
 
     def _float_lit(self, node: Tree) -> Any:
-        return _norm(float(str(node.children[0])))
+        text = str(node.children[0])
+        _int_text(text.split(".")[0].split("e")[0].split("E")[0])  # the digits before the point
+        return _norm(float(text))
 
     def _literal_value(self, node: Tree) -> Any:
         return {"true": True, "false": False, "null": None}[str(node.children[0])]
@@ -365,6 +426,13 @@ class _Evaluator:
             if val is UNKNOWN:
                 return UNKNOWN
             out.append(self.to_string(val, part))
+        length = sum(map(len, out))
+        if length > MAX_STRING_LENGTH:
+            raise LimitError(
+                f"a string may have at most {MAX_STRING_LENGTH} characters (the string length "
+                f"limit); this template makes {length}"
+            )
+        self.budget.charge(length // 16)
         return "".join(out)
 
     def to_string(self, val: Any, node: Any) -> str:
@@ -384,7 +452,9 @@ class _Evaluator:
         return json.loads(str(node.children[0]).replace('\\"', '"'))
 
     def _tuple(self, node: Tree) -> Any:
-        return [self.value(c) for c in _kids(node)]
+        out = [self.value(c) for c in _kids(node)]
+        self.budget.measure(out)
+        return out
 
     def _object(self, node: Tree) -> Any:
         out: dict[str, Any] = {}
@@ -400,6 +470,7 @@ class _Evaluator:
             if not isinstance(key, str):
                 raise self.fail(f"object keys must be strings, got {type_of(key)}", key_node)
             out[key] = self.value(elem.children[-1])
+        self.budget.measure(out)
         return out
 
     # -- operators
@@ -491,7 +562,10 @@ class _Evaluator:
         if any(is_unknown(a) for a in args):
             return UNKNOWN
         try:
-            return fn(self.scope.functions, *args)
+            self.budget.measure(args)
+            result = fn(self.scope.functions, *args)
+            self.budget.measure(result)
+            return result
         except FunctionError as exc:
             raise self.fail(
                 f"{name}(): {exc}" if not str(exc).startswith(name) else str(exc), node
@@ -591,7 +665,7 @@ class _Evaluator:
             bound = {names[0]: v} if len(names) == 1 else {names[0]: k, names[1]: v}
             inner = self.scope.child(bound)
             if cond is not None:
-                ok = _Evaluator(inner, self.pos).value(_kids(cond)[0])
+                ok = _Evaluator(inner, self.pos, self.budget).value(_kids(cond)[0])
                 if ok is UNKNOWN:
                     raise _UnknownShape
                 if ok is not True:
@@ -601,7 +675,15 @@ class _Evaluator:
     def _for_tuple_expr(self, node: Tree) -> Any:
         body = next(c for c in _kids(node) if c.data not in ("for_intro", "for_cond"))
         try:
-            return [_Evaluator(s, self.pos).value(body) for s in self._for(node)]
+            out: list[Any] = []
+            elements = chars = 0
+            for s in self._for(node):
+                out.append(_Evaluator(s, self.pos, self.budget).value(body))
+                # checked as the list grows: a nested for must not build a billion first
+                e, c = self.budget.measure(out[-1])
+                elements, chars = elements + e + 1, chars + c
+                check_totals(elements, chars)
+            return out
         except _UnknownShape:
             return UNKNOWN
 
@@ -615,14 +697,18 @@ class _Evaluator:
         key_node, val_node = [c for c in _kids(node) if c.data not in ("for_intro", "for_cond")][:2]
         group = any(isinstance(c, Token) and c.type == "ELLIPSIS" for c in node.children)
         out: dict[str, Any] = {}
+        elements = chars = 0
         for s in self._for(node):
-            ev = _Evaluator(s, self.pos)
+            ev = _Evaluator(s, self.pos, self.budget)
             key = ev.value(key_node)
             if key is UNKNOWN:
                 raise _UnknownShape
             if not isinstance(key, str):
                 key = ev.to_string(key, key_node)
             val = ev.value(val_node)
+            e, c = self.budget.measure(val)  # checked as the map grows, as for lists
+            elements, chars = elements + e + 1, chars + c + len(key)
+            check_totals(elements, chars)
             if group:
                 out.setdefault(key, []).append(val)
             elif key in out:
@@ -648,7 +734,22 @@ def _unescape(text: str) -> str:
         return text.encode().decode("unicode_escape")
 
 
+def _int_text(text: str) -> int:
+    """A whole number literal, refused past the number size limit (before Python's own
+    4300-digit limit on converting text to int)."""
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise LimitError(
+            f"a number may have at most {MAX_NUMBER_DIGITS} digits (the number size limit); "
+            f"this one has {len(digits)}"
+        )
+    return int(text) if text.lstrip("+-") else 0
+
+
 def _norm(num: float | int) -> int | float:
+    problem = number_problem(num)
+    if problem:
+        raise LimitError(problem)
     if isinstance(num, float) and num.is_integer() and abs(num) < 2**53:
         return int(num)
     return num

@@ -28,7 +28,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from trainform.config.schema import type_of
-from trainform.config.values import FunctionContext, FunctionError
+from trainform.config.values import (
+    MAX_COLLECTION_SIZE,
+    MAX_STRING_LENGTH,
+    FunctionContext,
+    FunctionError,
+    LimitError,
+    measure,
+)
 
 if TYPE_CHECKING:
     import yaml  # imported where used: it costs ~10 ms of every command's start
@@ -382,6 +389,7 @@ def _format_value(
 def _format(ctx: FunctionContext, spec: Any, *args: Any) -> str:
     template = _want_str(spec, "format string")
     out: list[str] = []
+    length = 0
     used: set[int] = set()
     pos = 0
     start = 0
@@ -405,10 +413,16 @@ def _format(ctx: FunctionContext, spec: Any, *args: Any) -> str:
                 f"not enough arguments for {_quote(match[0])}: it needs value {pos + 1} "
                 f"but {len(args)} given"
             )
-        prec = None if match["prec"] is None else int(match["prec"] or 0)
+        prec = None if match["prec"] is None else _format_size(match["prec"] or "0", match[0])
         what = f"value {pos + 1} for {_quote(match[0])}"
-        width = int(match["width"] or 0)
+        width = _format_size(match["width"] or "0", match[0])
         out.append(_format_value(verb, match["flags"], width, prec, args[pos], what))
+        length += len(out[-2]) + len(out[-1])
+        if length > MAX_STRING_LENGTH:
+            raise LimitError(
+                f"the result would be longer than {MAX_STRING_LENGTH} characters "
+                "(the string length limit)"
+            )
         used.add(pos)
         pos += 1
     out.append(template[start:])
@@ -419,6 +433,18 @@ def _format(ctx: FunctionContext, spec: Any, *args: Any) -> str:
     return "".join(out)
 
 
+# Go's fmt refuses widths and precisions above a million (%!(BADWIDTH)); so does format().
+_FORMAT_SIZE_LIMIT = 1_000_000
+
+
+def _format_size(digits: str, verb: str) -> int:
+    if len(digits) > 7 or int(digits) > _FORMAT_SIZE_LIMIT:
+        raise FunctionError(
+            f"width or precision in {_quote(verb[:20])} is larger than {_FORMAT_SIZE_LIMIT}"
+        )
+    return int(digits)
+
+
 @_fn("join", "join(separator, lists...): Elements of the lists joined with separator.")
 def _join(ctx: FunctionContext, sep: Any, first: Any, *rest: Any) -> str:
     separator = _want_str(sep, "separator")
@@ -426,6 +452,11 @@ def _join(ctx: FunctionContext, sep: Any, first: Any, *rest: Any) -> str:
     for number, items in enumerate((first, *rest), start=1):
         for index, item in enumerate(_want_list(items, f"list {number}")):
             parts.append(_want_str(item, f"element {index} of list {number}"))
+    if sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0) > MAX_STRING_LENGTH:
+        raise LimitError(
+            f"the result would be longer than {MAX_STRING_LENGTH} characters "
+            "(the string length limit)"
+        )
     return separator.join(parts)
 
 
@@ -466,8 +497,9 @@ def _trimspace(ctx: FunctionContext, text: Any) -> str:
 _GROUP_REF_RE = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def _expand_template(template: str, match: re.Match[str]) -> str:
-    """Go's Regexp.Expand, so replacements are written as in Terraform: $1, ${1}, ${name}, $$."""
+def _expand_template(template: str, match: Any) -> str:
+    """Go's Regexp.Expand, so replacements are written as in Terraform: $1, ${1}, ${name}, $$.
+    Past the string length limit, LimitError: "$0" repeated would multiply the text."""
 
     def reference(ref: re.Match[str]) -> str:
         if ref[0] == "$$":
@@ -479,25 +511,139 @@ def _expand_template(template: str, match: re.Match[str]) -> str:
             return ""
         return group or ""
 
-    return _GROUP_REF_RE.sub(reference, template)
+    out: list[str] = []
+    length = last = 0
+    for ref in _GROUP_REF_RE.finditer(template):
+        out.append(template[last : ref.start()])
+        out.append(reference(ref))
+        length += len(out[-2]) + len(out[-1])
+        _too_long(length)
+        last = ref.end()
+    out.append(template[last:])
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str, shown: str) -> Any:
+    """``pattern`` compiled by RE2, the engine of Go's regexp and so of Terraform's regex
+    functions: the same syntax (no backreferences or lookaround), and matching in time
+    linear in the text, so no pattern can backtrack catastrophically."""
+    import re2  # google-re2; imported where used, as it is needed only here
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would log every invalid pattern to stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args else "invalid"
+        reason = reason if isinstance(reason, str) else str(reason)
+        raise FunctionError(f"invalid regular expression {shown}: {reason}") from None
+
+
+def _shown(pattern: str) -> str:
+    return _quote(pattern if len(pattern) <= 60 else pattern[:57] + "...")
+
+
+def _regex(pattern: Any) -> Any:
+    """The compiled pattern of regex() and regexall(), whose results take one shape: a
+    pattern mixing named and unnamed groups has none."""
+    text = _want_str(pattern, "pattern")
+    compiled = _compiled(text, _shown(text))
+    if compiled.groupindex and len(compiled.groupindex) != compiled.groups:
+        raise FunctionError(
+            f"the pattern {_shown(text)} mixes named and unnamed capture groups; use one kind"
+        )
+    return compiled
+
+
+def _all_matches(pattern: Any, string: str) -> Iterable[Any]:
+    """Every match, as Go's "All" functions find them: an empty match right where the
+    previous match ended is skipped (Python's re keeps it)."""
+    previous_end = -1
+    found = 0
+    for match in pattern.finditer(string):
+        start, end = match.span()
+        if not (start == end == previous_end):
+            found += 1
+            if found > MAX_COLLECTION_SIZE:  # each match costs microseconds: bound the time
+                raise LimitError(
+                    f"more than {MAX_COLLECTION_SIZE} matches (the collection size limit)"
+                )
+            yield match
+        previous_end = end
+
+
+def _too_long(length: int) -> None:
+    if length > MAX_STRING_LENGTH:
+        raise LimitError(
+            f"the result would be longer than {MAX_STRING_LENGTH} characters "
+            "(the string length limit)"
+        )
 
 
 @_fn(
     "replace",
     "replace(string, substring, replacement): Every substring replaced; "
-    'a substring written "/re/" is a regular expression.',
+    'a substring written "/re/" is a regular expression (RE2 syntax, $1 or ${name} in the '
+    "replacement).",
 )
 def _replace(ctx: FunctionContext, text: Any, substr: Any, replacement: Any) -> str:
     string = _want_str(text, "string")
     search = _want_str(substr, "substring")
     repl = _want_str(replacement, "replacement")
     if len(search) > 1 and search.startswith("/") and search.endswith("/"):
-        try:
-            pattern = re.compile(search[1:-1])
-        except re.error as exc:
-            raise FunctionError(f"invalid regular expression {_quote(search)}: {exc}") from None
-        return pattern.sub(lambda m: _expand_template(repl, m), string)
+        pattern = _compiled(search[1:-1], _shown(search))
+        out: list[str] = []
+        length = last = 0
+        for match in _all_matches(pattern, string):
+            out.append(string[last : match.start()])
+            out.append(_expand_template(repl, match))
+            length += len(out[-2]) + len(out[-1])
+            _too_long(length)
+            last = match.end()
+        out.append(string[last:])
+        return "".join(out)
+    if search:
+        _too_long(len(string) + string.count(search) * (len(repl) - len(search)))
+    else:  # Go, like Python, inserts the replacement around every character
+        _too_long(len(string) + (len(string) + 1) * len(repl))
     return string.replace(search, repl)
+
+
+def _match_value(pattern: Any, match: Any) -> Any:
+    """What regex() returns for one match, as Terraform: the matched text if the pattern
+    has no capture groups, a map of named groups, or a list of unnamed ones (null for a
+    group that took no part in the match)."""
+    if not pattern.groups:
+        return match.group(0)
+    if pattern.groupindex:
+        return {name: match.group(index) for name, index in pattern.groupindex.items()}
+    return list(match.groups())
+
+
+@_fn(
+    "regex",
+    "regex(pattern, string): The first match of the RE2 pattern: the matched text, a list of "
+    "its capture groups, or a map of its named ones. Error if nothing matches.",
+)
+def _regex_fn(ctx: FunctionContext, pattern: Any, text: Any) -> Any:
+    compiled = _regex(pattern)
+    string = _want_str(text, "string")
+    match = compiled.search(string)
+    if match is None:
+        raise FunctionError("the pattern did not match any part of the string")
+    return _match_value(compiled, match)
+
+
+@_fn(
+    "regexall",
+    "regexall(pattern, string): Every match of the RE2 pattern, each as regex() returns it; "
+    "an empty list if nothing matches.",
+)
+def _regexall(ctx: FunctionContext, pattern: Any, text: Any) -> list[Any]:
+    compiled = _regex(pattern)
+    string = _want_str(text, "string")
+    return [_match_value(compiled, match) for match in _all_matches(compiled, string)]
 
 
 @_fn(
@@ -927,7 +1073,9 @@ def _yamldecode(ctx: FunctionContext, text: Any) -> Any:
     import yaml
 
     try:
-        return _from_yaml(yaml.load(_want_str(text, "argument"), Loader=_yaml_loader()))
+        data = yaml.load(_want_str(text, "argument"), Loader=_yaml_loader())
+        measure(data)  # aliases share what they repeat: refuse a "billion laughs" unexpanded
+        return _from_yaml(data)
     except yaml.YAMLError as exc:
         raise FunctionError(f"invalid YAML: {_yaml_problem(exc)}") from None
 

@@ -30,7 +30,7 @@ from trainform.config.source import (
     parse_hcl,
     parse_yaml,
 )
-from trainform.config.values import FunctionContext
+from trainform.config.values import MAX_BLOCKS, MAX_CONFIG_FILE_BYTES, FunctionContext
 from trainform.config.variables import type_spec
 from trainform.errors import ConfigError, Diagnostic, Pos, TrainformError
 from trainform.graph import find_cycle
@@ -116,9 +116,22 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
     for path in files:
         rel = _display(path)
         try:
+            if path.stat().st_size > MAX_CONFIG_FILE_BYTES:
+                errors.append(
+                    Diagnostic(
+                        f"file is larger than {MAX_CONFIG_FILE_BYTES} bytes (the configuration "
+                        "file size limit)",
+                        Pos(rel, 1, 1),
+                        "split it into several files, or read large values with file()",
+                    )
+                )
+                continue
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             errors.append(Diagnostic("file is not valid UTF-8", Pos(rel, 1, 1)))
+            continue
+        except OSError as exc:
+            errors.append(Diagnostic(f"cannot read file: {exc.strerror}", Pos(rel, 1, 1)))
             continue
         try:
             root = _parse_cached(directory, path, rel, text)
@@ -134,6 +147,15 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
                 )
             )
         blocks.extend(root.blocks)
+        if len(blocks) > MAX_BLOCKS:
+            errors.append(
+                Diagnostic(
+                    f"more than {MAX_BLOCKS} blocks in this configuration (the block limit)",
+                    blocks[MAX_BLOCKS].pos,
+                    "use count or for_each for many blocks alike",
+                )
+            )
+            break
     if errors:
         raise ConfigError(errors)
     return files, blocks

@@ -234,6 +234,12 @@ RUN = BlockSchema(
         "command": Attribute("list(string)", description="Argument vector to run instead."),
         "arguments": Attribute("list", default=[], description="Arguments (strings, numbers)."),
         "env": Attribute("map(string)", default={}, description="Environment variables."),
+        "env_passthrough": Attribute(
+            "list(string)",
+            description="Of the environment the run would inherit, only these names and "
+            'prefixes ("CUDA_*"); PATH, HOME, USER, LOGNAME, LANG, LC_*, TZ and TMPDIR always '
+            "pass. Unset: all of it. TRAINFORM_* and TF_VAR_* never pass.",
+        ),
         "max_duration": Attribute(description='Time limit such as "90s" or "2h".'),
         "node_count": Attribute("number", default=1, description="Nodes for a multi-node run."),
         "metrics": Attribute(
@@ -327,6 +333,7 @@ def _trial_schema() -> BlockSchema:
         "command",
         "arguments",
         "env",
+        "env_passthrough",
         "node_count",
         "metrics",
         "outputs_dir",

@@ -6,6 +6,7 @@ attribute's expression kept unevaluated and every element carrying its ``file:li
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,12 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 
+from trainform.config.values import (
+    MAX_COLLECTION_SIZE,
+    MAX_NESTING_DEPTH,
+    MAX_NUMBER_DIGITS,
+    number_problem,
+)
 from trainform.errors import ConfigError, Diagnostic, Pos
 
 if TYPE_CHECKING:
@@ -102,12 +109,91 @@ def syntax_error(
     return Diagnostic(msg, Pos(file, line, max(column, 1)))
 
 
+# Parse-tree nodes that are a level of nesting as a user sees it (a bracket, a call, an
+# operator, an interpolation...); the rest wrap these one or two at a time. Everything that
+# walks a tree or a value recurses, so nesting is refused past MAX_NESTING_DEPTH here, at
+# parse time, rather than as a RecursionError wherever it happens to be walked.
+_NESTING = frozenset(
+    {
+        "block",
+        "function_call",
+        "tuple",
+        "object",
+        "conditional",
+        "unary_op",
+        "binary_op",
+        "for_tuple_expr",
+        "for_object_expr",
+        "index_expr_term",
+        "get_attr_expr_term",
+        "attr_splat_expr_term",
+        "full_splat_expr_term",
+        "interpolation",
+    }
+)
+
+
+class NestingError(ValueError):
+    """An expression nests past the limit; ``node`` is where the limit is passed."""
+
+    def __init__(self, node: Tree) -> None:
+        super().__init__(nesting_message())
+        self.node = node
+
+
+def nesting_message() -> str:
+    return (
+        f"nested more than {MAX_NESTING_DEPTH} levels deep (the nesting limit): brackets, "
+        "calls, operators, conditionals, interpolations and blocks each add a level"
+    )
+
+
+def check_nesting(tree: Tree, levels: int = 0) -> None:
+    """Raise :class:`NestingError` if ``tree`` (starting ``levels`` deep) nests past the
+    limit. Iterative: the tree may be arbitrarily deep."""
+    stack: list[tuple[Tree, int]] = [(tree, levels)]
+    while stack:
+        node, level = stack.pop()
+        if node.data in _NESTING or (
+            node.data == "expr_term"
+            and any(isinstance(c, Token) and c.type == "LPAR" for c in node.children)
+        ):
+            level += 1
+            if level > MAX_NESTING_DEPTH:
+                raise NestingError(node)
+        stack.extend((c, level) for c in node.children if isinstance(c, Tree))
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def check_label(label: str, btype: str, pos: Pos) -> str:
+    """``label`` if it is an identifier, as Terraform requires of block names; labels become
+    addresses, folder names and keys in state, so nothing else (``../x``, ``a/b``) is let in."""
+    if _IDENTIFIER.fullmatch(label):
+        return label
+    shown = label if len(label) <= 60 else label[:57] + "..."
+    fixed = re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_-")[:60] or "name"
+    if not (fixed[0].isalpha() or fixed[0] == "_"):
+        fixed = "_" + fixed
+    raise ConfigError(
+        Diagnostic(
+            f"invalid {btype} name {shown!r}: a block label must start with a letter or '_' "
+            "and contain only letters, digits, '_' and '-'",
+            pos,
+            f'for example {btype} "{fixed}"',
+        )
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_expression_text(text: str) -> Tree:
-    """Parse one HCL expression given as text (used for YAML interpolations and types)."""
+    """Parse one HCL expression given as text (used for YAML interpolations and types).
+    Raises lark's UnexpectedInput, or ValueError (:class:`NestingError` if too deep)."""
     import hcl2
 
     tree = hcl2.parses_to_tree(f"__e = {text}\n")
+    check_nesting(tree)
     body = tree.children[0]
     attrs = [c for c in body.children if isinstance(c, Tree) and c.data == "attribute"]
     if len(attrs) != 1:
@@ -170,8 +256,9 @@ def split_template(text: str) -> list[tuple[str, str, int]]:
     return parts
 
 
-def template_from_text(text: str, pos: Pos) -> Template:
-    """Parse a template string, positions of errors relative to ``pos``."""
+def template_from_text(text: str, pos: Pos, levels: int = 0) -> Template:
+    """Parse a template string, positions of errors relative to ``pos``; the template is
+    ``levels`` deep in YAML collections (which count towards the nesting limit)."""
     parts: list[str | Tree] = []
     try:
         pieces = split_template(text)
@@ -190,7 +277,9 @@ def template_from_text(text: str, pos: Pos) -> Template:
         column = pos.column + offset - (text.rfind("\n", 0, offset) + 1 if newlines else 0)
         try:
             # The snippet is parsed as `__e = SRC`: SRC starts at line 1, column 7.
-            parts.append(_moved(parse_expression_text(src), line - 1, column - 7))
+            tree = _moved(parse_expression_text(src), line - 1, column - 7)
+        except NestingError:  # the snippet alone is too deep
+            raise ConfigError(Diagnostic(nesting_message(), Pos(pos.file, line, column))) from None
         except UnexpectedInput as exc:
             d = syntax_error(exc, pos.file, line - 1, column - 7)
             raise ConfigError(
@@ -198,6 +287,11 @@ def template_from_text(text: str, pos: Pos) -> Template:
             ) from None
         except ValueError:
             raise ConfigError(Diagnostic(f"invalid interpolation ${{{src}}}", pos)) from None
+        try:
+            check_nesting(tree, levels + 1)  # the interpolation itself is a level
+        except NestingError as exc:  # too deep where it is written (in YAML collections)
+            raise ConfigError(Diagnostic(nesting_message(), node_pos(exc.node, pos.file))) from None
+        parts.append(tree)
     return Template(tuple(parts), text)
 
 
@@ -232,7 +326,11 @@ def _name_of(node: Any) -> str:
     return str(node.children[0])
 
 
-def _label_of(node: Tree, file: str) -> str:
+def _label_of(node: Tree, file: str, btype: str) -> str:
+    return check_label(_label_text(node, file), btype, node_pos(node, file))
+
+
+def _label_text(node: Tree, file: str) -> str:
     if node.data != "string":
         return _name_of(node)
     text = []
@@ -270,7 +368,7 @@ def _hcl_body(body: Tree, block: RawBlock, file: str) -> None:
             inner = next(c for c in parts if c.data == "body")
             nested = RawBlock(
                 type=_name_of(header[0]),
-                labels=[_label_of(h, file) for h in header[1:]],
+                labels=[_label_of(h, file, _name_of(header[0])) for h in header[1:]],
                 pos=node_pos(header[0], file),
             )
             _hcl_body(inner, nested, file)
@@ -283,8 +381,11 @@ def parse_hcl(text: str, file: str) -> RawBlock:
 
     try:
         tree = hcl2.parses_to_tree(text)
+        check_nesting(tree)
     except UnexpectedInput as exc:
         raise ConfigError(syntax_error(exc, file)) from None
+    except NestingError as exc:
+        raise ConfigError(Diagnostic(nesting_message(), node_pos(exc.node, file))) from None
     root = RawBlock("", [], Pos(file, 1, 1))
     _hcl_body(tree.children[0], root, file)
     return root
@@ -308,26 +409,192 @@ def _scalar_constructor() -> yaml.SafeLoader:
     return yaml.SafeLoader("")
 
 
-def _yaml_expr(node: yaml.Node, file: str) -> Expr:
+_YAML = "tag:yaml.org,2002:"
+
+
+class _YamlTooDeep(Exception):
+    """Raised while composing YAML nested past the limit, at ``line``:``column``."""
+
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(line, column)
+        self.line, self.column = line, column
+
+
+@functools.cache
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader refusing nesting past the limit while it composes (its composer recurses
+    once per level, so a deep file would otherwise end in a RecursionError)."""
     import yaml
 
-    pos = _yaml_pos(node, file)
-    if isinstance(node, yaml.ScalarNode):
-        if node.tag == "tag:yaml.org,2002:str":
-            start = Pos(file, pos.line, pos.column + (1 if node.style in ("'", '"') else 0))
+    class Loader(yaml.SafeLoader):
+        levels = 0
+
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            self.levels += 1
+            try:
+                if self.levels > MAX_NESTING_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise _YamlTooDeep(mark.line + 1, mark.column + 1)
+                return super().compose_node(parent, index)
+            finally:
+                self.levels -= 1
+
+    return Loader
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node.value, list):  # a sequence's items; a mapping's keys and values
+        return [n for item in node.value for n in (item if isinstance(item, tuple) else (item,))]
+    return []
+
+
+def _check_aliases(doc: yaml.Node, file: str) -> None:
+    """Refuse aliases that refer to a collection containing them, or that repeat more
+    than :data:`MAX_COLLECTION_SIZE` values in all (nested aliases multiply: "billion
+    laughs"). An alias is the node it names, so the document is a graph: its size is
+    counted over the graph, nothing is expanded to tell."""
+    sizes: dict[int, int] = {}  # id -> nodes in the node's expansion
+    uses: dict[int, tuple[yaml.Node, int]] = {}  # id -> (node, times referred to)
+    entered: set[int] = set()  # nodes whose expansion is being counted: the current path
+    stack: list[tuple[yaml.Node, bool]] = [(doc, False)]
+    while stack:
+        node, done = stack.pop()
+        kids = _yaml_children(node)
+        if done:
+            sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
+            entered.discard(id(node))
+            continue
+        if id(node) in entered:
+            raise ConfigError(
+                Diagnostic(
+                    "an alias inside this YAML collection refers to the collection itself",
+                    _yaml_pos(node, file),
+                )
+            )
+        if id(node) in sizes:
+            continue
+        entered.add(id(node))
+        stack.append((node, True))
+        for kid in kids:
+            uses[id(kid)] = (kid, uses.get(id(kid), (kid, 0))[1] + 1)
+            stack.append((kid, False))
+    repeated = sizes[id(doc)] - len(sizes)
+    if repeated > MAX_COLLECTION_SIZE:
+        node = max(
+            (n for n, times in uses.values() if times > 1),
+            key=lambda n: sizes[id(n)] * (uses[id(n)][1] - 1),
+        )
+        raise ConfigError(
+            Diagnostic(
+                f"YAML aliases repeat more than {MAX_COLLECTION_SIZE} values in this file (the "
+                "collection size limit)",
+                _yaml_pos(node, file),
+                "this anchor is repeated most",
+            )
+        )
+
+
+class _YamlWalk:
+    """Turning one file's YAML nodes (checked by :func:`_check_aliases`) into blocks and
+    expressions."""
+
+    def __init__(self, file: str, nested: NestedBlocks) -> None:
+        self.file = file
+        self.nested = nested
+
+    def pos(self, node: yaml.Node) -> Pos:
+        return _yaml_pos(node, self.file)
+
+    def enter(self, node: yaml.Node, level: int) -> Pos:
+        pos = self.pos(node)
+        if level > MAX_NESTING_DEPTH:  # aliases can nest deeper than the text does
+            raise ConfigError(Diagnostic(nesting_message(), pos))
+        return pos
+
+    def expr(self, node: yaml.Node, level: int) -> Expr:
+        import yaml
+
+        pos = self.enter(node, level)
+        if isinstance(node, yaml.ScalarNode):
+            return Expr(self.scalar(node, pos, level), pos)
+        if isinstance(node, yaml.SequenceNode):
+            return Expr([self.expr(item, level + 1) for item in node.value], pos)
+        mapping: dict[str, Expr] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(Diagnostic("mapping keys must be strings", self.pos(key_node)))
+            mapping[str(key_node.value)] = self.expr(value_node, level + 1)
+        return Expr(mapping, pos)
+
+    def scalar(self, node: yaml.ScalarNode, pos: Pos, level: int) -> Template | Literal:
+        import yaml
+
+        # A timestamp stays the text it was written as, as yamldecode() leaves it.
+        if node.tag in (_YAML + "str", _YAML + "timestamp"):
+            start = Pos(self.file, pos.line, pos.column + (1 if node.style in ("'", '"') else 0))
             if node.style in ("|", ">"):  # a block scalar's text starts on the next line
                 buf = node.start_mark.buffer or ""
                 nl = buf.find("\n", node.start_mark.index) + 1
-                first = buf[nl:].split("\n", 1)[0]
-                start = Pos(file, pos.line + 1, len(first) - len(first.lstrip(" ")) + 1)
-            return Expr(template_from_text(node.value, start), pos)
-        return Expr(Literal(_scalar_constructor().construct_object(node)), pos)
-    if isinstance(node, yaml.SequenceNode):
-        return Expr([_yaml_expr(item, file) for item in node.value], pos)
-    mapping: dict[str, Expr] = {}
-    for key_node, value_node in node.value:
-        mapping[str(key_node.value)] = _yaml_expr(value_node, file)
-    return Expr(mapping, pos)
+                first = buf[nl : buf.find("\n", nl) if buf.find("\n", nl) >= 0 else None]
+                start = Pos(self.file, pos.line + 1, len(first) - len(first.lstrip(" ")) + 1)
+            return template_from_text(node.value, start, level)
+        kind = node.tag.removeprefix(_YAML)
+        if kind not in ("null", "bool", "int", "float"):
+            shown = "!!" + kind if node.tag.startswith(_YAML) else node.tag
+            raise ConfigError(
+                Diagnostic(
+                    f"unsupported YAML tag {shown!r}",
+                    pos,
+                    "quote the value to make it a string",
+                )
+            )
+        if kind in ("int", "float") and len(node.value) > 2 * MAX_NUMBER_DIGITS:
+            raise ConfigError(
+                Diagnostic(
+                    f"a number may have at most {MAX_NUMBER_DIGITS} digits (the number size limit)",
+                    pos,
+                )
+            )
+        constructor = _scalar_constructor()
+        try:
+            # the constructor of the tag itself: construct_object would keep every node
+            value = constructor.yaml_constructors[node.tag](constructor, node)
+        except (yaml.YAMLError, ValueError, ArithmeticError):
+            raise ConfigError(Diagnostic(f"invalid YAML {kind} {node.value[:40]!r}", pos)) from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = number_problem(value)
+            if problem:
+                raise ConfigError(Diagnostic(problem, pos))
+        return Literal(value)
+
+    def block(
+        self, btype: str, labels: list[str], node: yaml.Node, path: list[str], level: int
+    ) -> RawBlock:
+        import yaml
+
+        block = RawBlock(btype, labels, self.enter(node, level))
+        if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+            return block  # an empty block written as `name:` with nothing under it
+        items = _yaml_mapping(node, self.file, f"block {btype!r}")
+        plain = {str(k.value): v for k, v in items}
+        allowed = self.nested(path, plain)
+        for key, value in items:
+            name = str(key.value)
+            if name in allowed and isinstance(value, (yaml.MappingNode, yaml.SequenceNode)):
+                nlabels = allowed[name]
+                bodies = value.value if isinstance(value, yaml.SequenceNode) else [value]
+                for body in bodies:
+                    if nlabels:
+                        for lkey, lval in _yaml_mapping(body, self.file, f"block {name!r}"):
+                            label = check_label(str(lkey.value), name, self.pos(lkey))
+                            block.blocks.append(
+                                self.block(name, [label], lval, [*path, name], level + 2)
+                            )
+                    else:
+                        block.blocks.append(self.block(name, [], body, [*path, name], level + 1))
+            else:
+                block.attrs[name] = RawAttr(name, self.expr(value, level + 1), self.pos(key))
+        return block
 
 
 def _yaml_mapping(node: yaml.Node, file: str, what: str) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
@@ -351,33 +618,30 @@ def _yaml_mapping(node: yaml.Node, file: str, what: str) -> list[tuple[yaml.Scal
     return list(node.value)
 
 
-def _yaml_block(
-    btype: str, labels: list[str], node: yaml.Node, file: str, path: list[str], nested: NestedBlocks
-) -> RawBlock:
+def _yaml_error(exc: Exception, text: str, file: str) -> Diagnostic:
+    """A diagnostic for an error of PyYAML's reader, scanner, parser or composer."""
     import yaml
 
-    block = RawBlock(btype, labels, _yaml_pos(node, file))
-    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
-        return block  # an empty block written as `name:` with nothing under it
-    items = _yaml_mapping(node, file, f"block {btype!r}")
-    plain = {str(k.value): v for k, v in items}
-    allowed = nested(path, plain)
-    for key, value in items:
-        name = str(key.value)
-        if name in allowed and isinstance(value, (yaml.MappingNode, yaml.SequenceNode)):
-            nlabels = allowed[name]
-            bodies = value.value if isinstance(value, yaml.SequenceNode) else [value]
-            for body in bodies:
-                if nlabels:
-                    for lkey, lval in _yaml_mapping(body, file, f"block {name!r}"):
-                        block.blocks.append(
-                            _yaml_block(name, [str(lkey.value)], lval, file, [*path, name], nested)
-                        )
-                else:
-                    block.blocks.append(_yaml_block(name, [], body, file, [*path, name], nested))
-        else:
-            block.attrs[name] = RawAttr(name, _yaml_expr(value, file), _yaml_pos(key, file))
-    return block
+    if isinstance(exc, _YamlTooDeep):
+        return Diagnostic(nesting_message(), Pos(file, exc.line, exc.column))
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
+        return Diagnostic(f"YAML syntax error: {exc.problem or exc.context or 'invalid'}", pos)
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        at = max(exc.position, 0)
+        line = text.count("\n", 0, at) + 1
+        pos = Pos(file, line, at - text.rfind("\n", 0, at))
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return Diagnostic(
+            f"YAML syntax error: character {char!r} (#x{ord(char):04x}) is not allowed: "
+            f"{exc.reason}",
+            pos,
+            'write it as an escape in a double-quoted string ("\\x01")',
+        )
+    return Diagnostic(
+        f"YAML error: {str(exc).splitlines()[0] if str(exc) else 'invalid'}", Pos(file, 1, 1)
+    )
 
 
 def parse_yaml(text: str, file: str, nested: NestedBlocks, labeled: dict[str, int]) -> RawBlock:
@@ -389,14 +653,14 @@ def parse_yaml(text: str, file: str, nested: NestedBlocks, labeled: dict[str, in
     import yaml
 
     try:
-        doc = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
-        raise ConfigError(Diagnostic(f"YAML syntax error: {exc.problem or exc}", pos)) from None
+        doc = yaml.compose(text, Loader=_yaml_loader())
+    except (yaml.YAMLError, _YamlTooDeep) as exc:
+        raise ConfigError(_yaml_error(exc, text, file)) from None
     root = RawBlock("", [], Pos(file, 1, 1))
     if doc is None:
         return root
+    _check_aliases(doc, file)
+    walk = _YamlWalk(file, nested)
     for key, value in _yaml_mapping(doc, file, "a configuration file"):
         btype = str(key.value)
         kpos = _yaml_pos(key, file)
@@ -406,11 +670,12 @@ def parse_yaml(text: str, file: str, nested: NestedBlocks, labeled: dict[str, in
             continue
         if labeled[btype]:
             for name, body in _yaml_mapping(value, file, f"{btype!r}"):
-                blk = _yaml_block(btype, [str(name.value)], body, file, [btype], nested)
+                label = check_label(str(name.value), btype, _yaml_pos(name, file))
+                blk = walk.block(btype, [label], body, [btype], 2)
                 blk.pos = _yaml_pos(name, file)
                 root.blocks.append(blk)
         else:
-            blk = _yaml_block(btype, [], value, file, [btype], nested)
+            blk = walk.block(btype, [], value, [btype], 1)
             blk.pos = kpos
             root.blocks.append(blk)
     return root

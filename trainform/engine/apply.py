@@ -20,7 +20,13 @@ from trainform.config.values import UNKNOWN, is_unknown
 from trainform.engine.settle import settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
-from trainform.providers.base import TERMINAL, ResourceState, awaited_values, reporting
+from trainform.providers.base import (
+    TERMINAL,
+    ResourceState,
+    awaited_values,
+    reporting,
+    with_sensitive_paths,
+)
 from trainform.providers.registry import Providers
 from trainform.state import secrets
 from trainform.state.store import SQLiteStateStore
@@ -388,6 +394,8 @@ class Engine:
                 return None
             assert inst is not None
             attrs = inst.attributes
+            if inst.resource.kind in ("run", "sweep"):  # their fingerprints hide secrets
+                attrs = with_sensitive_paths(attrs, inst.sensitive)
             if change.actions == ("update",):
                 assert prior is not None
                 return provider.update(change.address, attrs, prior, list(change.changed))

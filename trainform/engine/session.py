@@ -122,7 +122,9 @@ class Session:
         variables = resolve_variables(module, raw, prompt, functions)
         store = SQLiteStateStore(state_path(module), create=False)
         data_dir = module.directory / DATA_DIR
-        providers = Providers(ProviderContext(module.directory, data_dir, state_path(module)))
+        providers = Providers(
+            ProviderContext(module.directory, data_dir, state_path(module), store.fingerprint_key)
+        )
         return cls(
             module, raw, variables, functions, store, providers, parallelism, list(raw.warnings)
         )

@@ -38,6 +38,7 @@ from trainform.providers.base import (
     Provider,
     ResourceState,
     awaited_values,
+    with_sensitive_paths,
 )
 from trainform.providers.registry import Providers
 from trainform.runs.spec import FINGERPRINTED
@@ -307,7 +308,9 @@ class Planner:
             pv = PlanValues()
         else:
             try:
-                pv = self.providers.get(res.provider).plan_values(inst.address, desired, prior)
+                pv = self.providers.get(res.provider).plan_values(
+                    inst.address, with_sensitive_paths(desired, inst.sensitive), prior
+                )
             except TrainformError as exc:
                 raise PlanError(f"{inst.address}: {exc}") from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)

@@ -14,7 +14,10 @@ at the provider boundary.
 Values passed in and out:
 
 * ``desired``: the attributes the configuration asks for (after evaluation and defaults), a
-  plain dict. Sensitive attributes hold their real values here, and only here.
+  plain dict. Sensitive attributes hold their real values here, and only here. For runs and
+  sweeps (``plan_values``, ``create``, ``update``) it also says where those are: the reserved
+  key :data:`SENSITIVE_PATHS` lists their paths (``env.TOKEN``), so that a fingerprint can
+  hide them (see :func:`with_sensitive_paths`); it is absent when there are none.
 * ``prior``: a :class:`ResourceState` from the state store: ``attributes`` are the configured
   values as last applied (sensitive ones replaced by a salted-hash marker), ``computed`` what
   the provider returned last time.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -134,14 +137,32 @@ class PlanValues:
     warnings: tuple[str, ...] = ()
 
 
+SENSITIVE_PATHS = "__sensitive_paths__"
+"""The reserved key of a run's or sweep's ``desired`` listing its sensitive paths."""
+
+
+def with_sensitive_paths(desired: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """``desired`` as the planner and engine give it to run and sweep providers: with the
+    sorted sensitive ``paths`` (an instance's, such as ``env.TOKEN`` or
+    ``environment.variables.KEY``) under :data:`SENSITIVE_PATHS`, or as it is if there are
+    none. Never stored: state records attributes from the configuration, not from this."""
+    paths = sorted(paths)
+    return {**desired, SENSITIVE_PATHS: paths} if paths else desired
+
+
 @dataclass(frozen=True)
 class ProviderContext:
     """What a provider may know about where it runs: the configuration directory and the
-    directory trainform keeps its own files in (``.trainform/``)."""
+    directory trainform keeps its own files in (``.trainform/``).
+
+    ``fingerprint_key`` returns the state's random key for keyed hashes of sensitive inputs
+    (:meth:`trainform.state.store.SQLiteStateStore.fingerprint_key`); it may be called from
+    any thread. None where there is no state (``validate``)."""
 
     config_dir: Path
     data_dir: Path
     state_path: Path | None = None  # for background helpers (a sweep controller) only
+    fingerprint_key: Callable[[], bytes] | None = None
 
 
 class Provider:

@@ -35,7 +35,7 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
     from trainform.providers.local import start_detached, start_failed
     from trainform.remote.docker import LABEL, user_spec
     from trainform.runs.container import PLAN_FILE, container_name, container_plan
-    from trainform.runs.shipping import full_spec, install_lib
+    from trainform.runs.shipping import full_spec, install_lib, split_secrets, store_secrets
 
     settings = request.spec["environment"]["docker"]
     run_dir = workdir / "runs" / request.run_id
@@ -43,7 +43,9 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
         run_dir.mkdir(parents=True)
         lib = install_lib(workdir / "lib")
         # The supervisor replaces cache_dir with one keyed by the image id once it knows it.
-        spec = full_spec(request, request.blob_dir, lib, workdir / "envs")
+        spec, secret = split_secrets(full_spec(request, request.blob_dir, lib, workdir / "envs"))
+        if secret is not None:
+            store_secrets(run_dir, secret)  # the launcher in the container reads it
         _write_json(run_dir / "spec.json", spec)
         plan = container_plan(
             run_dir=run_dir,

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -269,9 +270,16 @@ class DockerClusterProvider(Provider):
         registry = _registry_of(request.compute)
         if registry is None:
             raise ProviderError(f"{request.address}: the cluster has not been created")
+        from trainform.runs.shipping import split_secrets, store_secrets
+
         path = registry.runs_dir / request.run_id / "request.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_request_to_json(request)))
+        # A queued run may start in a later command: its secret values wait beside the
+        # request, 0600 in a 0700 folder, until it starts (_launch).
+        spec, secret = split_secrets(request.spec)
+        if secret is not None:
+            store_secrets(path.parent, secret)
+        path.write_text(json.dumps(_request_to_json(replace(request, spec=spec))))
         with registry.locked(str(request.compute.get("address") or "")) as cluster:
             cluster.reg["runs"][request.run_id] = {
                 "state": "queued",
@@ -702,9 +710,14 @@ class Cluster:
 
     # -- runs
     def _launch(self, run_id: str, run: dict[str, Any], names: list[str]) -> None:
+        from trainform.runs.launcher import take_secrets
+        from trainform.runs.shipping import with_secrets
+
         request = _request_from_json(
             json.loads((self.registry.runs_dir / run_id / "request.json").read_text())
         )
+        secret = take_secrets(self.registry.runs_dir / run_id)  # read once, deleted
+        request = replace(request, spec=with_secrets(request.spec, secret))
         containers = self.containers()
         ips = [_address_on(containers[n], self.config["cluster_id"]) for n in names]
         port = multinode.rendezvous_port(run_id)
@@ -848,6 +861,9 @@ class Cluster:
         if run is None or run["state"] == "done":
             return
         if run["state"] == "queued":
+            from trainform.runs.shipping import discard_secrets
+
+            discard_secrets(self.registry.runs_dir / run_id)
             with contextlib.suppress(ValueError):
                 self.reg["queue"].remove(run_id)
             run.update(
@@ -910,7 +926,13 @@ def _start_on_node(
 ) -> tuple[dict[str, Any], tuple[int, int]]:
     """Ship the lib, the spec and missing blobs to a node and start the launcher there:
     one tar stream and one command when the node has every blob, else two of each."""
-    from trainform.runs.shipping import full_spec, lib_digest, lib_files
+    from trainform.runs.shipping import (
+        full_spec,
+        lib_digest,
+        lib_files,
+        secrets_archive,
+        split_secrets,
+    )
 
     files = lib_files()
     lib = f"{WORKDIR}/lib/{lib_digest(files)}"
@@ -922,7 +944,10 @@ def _start_on_node(
     spec.pop("slots", None)  # a node serves one run at a time
     if extra_env:
         spec["extra_env"] = extra_env
+    spec, secret = split_secrets(spec)
     top = WORKDIR.lstrip("/")  # sent to "/": the tar makes the folders, no mkdir first
+    if secret is not None:  # 0600 in a 0700 folder, deleted by the launcher once read
+        container.put_archive("/", secrets_archive(f"{top}/runs/{request.run_id}", secret))
     sent = dk.put_files(
         container,
         "/",

@@ -114,8 +114,10 @@ def start_detached(
     request: RunRequest, run_dir: Path, argv: list[str], err_name: str
 ) -> subprocess.Popen[bytes]:
     """Mark the run queued and start ``python argv... RUN_DIR`` in its own session (it
-    outlives trainform), its stderr into ``run_dir/err_name``."""
+    outlives trainform), its stderr into ``run_dir/err_name``, its environment
+    :func:`launcher_environ`."""
     from trainform.runs.launcher import write_status
+    from trainform.runs.shipping import discard_secrets
 
     try:
         write_status(run_dir, status="queued", host=socket.gethostname())
@@ -123,6 +125,7 @@ def start_detached(
             return subprocess.Popen(
                 [sys.executable, *argv, str(run_dir)],
                 cwd=run_dir,
+                env=launcher_environ(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -130,7 +133,17 @@ def start_detached(
                 close_fds=True,
             )
     except OSError as exc:
+        discard_secrets(run_dir)
         raise start_failed(request, run_dir, exc) from None
+
+
+def launcher_environ() -> dict[str, str]:
+    """This process's environment without the variable values given to trainform
+    (``TRAINFORM_VAR_*``, ``TF_VAR_*``), for the launcher or container supervisor it starts.
+    The launcher scrubs the run's own environment further, but a run could still read its
+    launcher's in ``/proc/PID/environ``. trainform's settings (``TRAINFORM_LAUNCHER_CGROUP``)
+    stay: they are meant for the launcher."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("TRAINFORM_VAR_", "TF_VAR_"))}
 
 
 def start_failed(request: RunRequest, run_dir: Path, exc: OSError) -> ProviderError:

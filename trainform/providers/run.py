@@ -162,6 +162,7 @@ class RunProvider(WorkProvider):
                 except ValueError as exc:
                     problems.append(f"{key}: {exc}")
         problems.extend(runspec.check_metric_patterns(desired.get("metrics") or {}))
+        problems.extend(runspec.check_env_passthrough(desired.get("env_passthrough")))
         outputs_dir = desired.get("outputs_dir")
         if isinstance(outputs_dir, str):
             from trainform.remote.tarsafe import relative_folder_problem
@@ -191,7 +192,9 @@ class RunProvider(WorkProvider):
 
         snap = self._snapshot(desired)
         manifest = snap.manifest
-        fp = runspec.fingerprint(desired, manifest.id, self.context.config_dir)
+        fp = runspec.fingerprint(
+            desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
+        )
         computed = {
             "fingerprint": fp,
             "snapshot_id": manifest.id,
@@ -228,7 +231,7 @@ class RunProvider(WorkProvider):
                         before.get("arguments") or [], desired["arguments"] or []
                     )
                 )
-            for key in ("script", "command", "node_count"):
+            for key in ("script", "command", "node_count", "env_passthrough"):
                 if json.dumps(before.get(key), sort_keys=True) != json.dumps(
                     desired.get(key), sort_keys=True
                 ):
@@ -369,7 +372,9 @@ class RunProvider(WorkProvider):
         handle = provider.submit(request)
         return {
             "run_id": run_id,
-            "fingerprint": runspec.fingerprint(desired, manifest.id, self.context.config_dir),
+            "fingerprint": runspec.fingerprint(
+                desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
+            ),
             "status": "queued",
             "snapshot_id": manifest.id,
             "snapshot_files": manifest.file_count,

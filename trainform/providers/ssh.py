@@ -399,7 +399,13 @@ class SSHComputeProvider(Provider):
 
     # -- runs
     def submit(self, request: RunRequest) -> Handle:
-        from trainform.runs.shipping import full_spec, lib_digest, lib_files
+        from trainform.runs.shipping import (
+            STORE_SECRETS_SCRIPT,
+            full_spec,
+            lib_digest,
+            lib_files,
+            split_secrets,
+        )
 
         compute = request.compute
         hosts = self._hosts(compute)
@@ -449,6 +455,12 @@ class SSHComputeProvider(Provider):
                 machine = re.sub(r"[^A-Za-z0-9._-]", "_", str(facts.get("hostname") or host))
                 spec["slots"] = {**spec["slots"], "dir": f"{workdir}/slots/{machine}"}
             spec["extra_env"] = multinode.node_env(rank, names, port)
+            spec, secret = split_secrets(spec)
+            if secret is not None:  # 0600 in a 0700 folder, deleted by the launcher once read
+                conn.run(
+                    ["python3", "-c", STORE_SECRETS_SCRIPT, run_dir],
+                    input=json.dumps(secret).encode(),
+                )
             if in_container:
                 from trainform.providers import ssh_containers
 

@@ -18,7 +18,13 @@ from typing import Any
 
 from trainform.config.schema import SWEEP
 from trainform.errors import ProviderError, TrainformError
-from trainform.providers.base import TERMINAL, Observed, PlanValues, ResourceState
+from trainform.providers.base import (
+    SENSITIVE_PATHS,
+    TERMINAL,
+    Observed,
+    PlanValues,
+    ResourceState,
+)
 from trainform.providers.run import WorkProvider, new_run_id
 from trainform.runs import spec as runspec
 from trainform.runs.history import workspace_of
@@ -143,6 +149,12 @@ class SweepProvider(WorkProvider):
         if not trial:
             raise ProviderError("a sweep needs a trial { compute = ..., script = ... } block")
         trial.setdefault("arguments", [])
+        # the sweep's sensitive paths under trial, for the trials' fingerprints
+        paths = [str(p) for p in desired.get(SENSITIVE_PATHS) or ()]
+        inner = [p[len("trial.") :] for p in paths if p.startswith("trial.")]
+        inner += [""] if "trial" in paths else []
+        if inner:
+            trial[SENSITIVE_PATHS] = sorted(inner)
         return trial
 
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
@@ -169,7 +181,9 @@ class SweepProvider(WorkProvider):
 
         trial = self._trial(desired)
         data: dict[str, Any] = {
-            "run": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
+            "run": runspec.fingerprint(
+                trial, snapshot_id, self.context.config_dir, self.context.fingerprint_key
+            ),
             "settings": self.settings(desired),
             "experiment": desired.get("experiment"),
         }
@@ -195,7 +209,10 @@ class SweepProvider(WorkProvider):
             ):
                 reasons.append("the search space, policy, objective or limits changed")
             if prior.computed.get("run_fingerprint") != runspec.fingerprint(
-                self._trial(desired), self._snapshot_id(desired), self.context.config_dir
+                self._trial(desired),
+                self._snapshot_id(desired),
+                self.context.config_dir,
+                self.context.fingerprint_key,
             ):
                 reasons.append("the trial template or its source changed")
             from trainform.sweep.controller import legacy_flags
@@ -266,7 +283,9 @@ class SweepProvider(WorkProvider):
             "sweep_id": sweep_id,
             "status": "queued",
             "fingerprint": spec["fingerprint"],
-            "run_fingerprint": runspec.fingerprint(trial, snapshot_id, self.context.config_dir),
+            "run_fingerprint": runspec.fingerprint(
+                trial, snapshot_id, self.context.config_dir, self.context.fingerprint_key
+            ),
             "settings": json.loads(json.dumps(settings, default=str)),
             "parameter_flags": spec["parameter_flags"],
             "spec_path": str(folder / "spec.json"),

@@ -16,7 +16,18 @@ a target needs nothing but an interpreter. ``RUN_DIR/spec.json`` says what to ru
      "max_duration": 3600.0, "grace_seconds": 10.0,
      "metrics": {"loss": "loss=([0-9.]+)"}, "outputs_dir": "outputs",
      "lib_dir": "/abs/lib",              # holds trainform/tracking.py; prepended to PYTHONPATH
-     "extra_env": {"TRAINFORM_NODE_RANK": "0"}}
+     "extra_env": {"TRAINFORM_NODE_RANK": "0"},
+     "env_passthrough": ["CUDA_*", "HF_HOME"],   # optional: see inherited_environ
+     "secrets": {"env": ["K"], "variables": ["K"]}}
+
+The values of ``env`` and of ``environment.variables`` may be secrets, so they are not in
+``spec.json``: a spec lists only their names under ``secrets``, and the values are in
+``RUN_DIR/secret/env.json`` (``{"env": {...}, "variables": {...}}``, mode 0600 in a folder of
+mode 0700), which the launcher reads and deletes before anything else (:func:`take_secrets`).
+Values given in ``env`` and ``environment.variables`` themselves are still accepted.
+
+The run's command gets the launcher's environment as :func:`inherited_environ` filters it,
+then the environment's variables, ``env``, and the ``TRAINFORM_*`` variables below.
 
 What it leaves in RUN_DIR:
 
@@ -71,6 +82,8 @@ OUTPUT_LOG = "output.log"
 LAUNCHER_LOG = "launcher.log"
 METRICS_FILE = "metrics.jsonl"
 SRC_DIR = "src"
+SECRET_DIR = "secret"  # RUN_DIR/secret/env.json, see take_secrets
+SECRET_FILE = "env.json"
 
 STATUSES = ("queued", "preparing", "running", "completed", "failed", "canceled", "timed_out")
 FINAL_STATUSES = ("completed", "failed", "canceled", "timed_out")
@@ -398,7 +411,7 @@ def _build_virtualenv(
     variables: dict[str, str],
     log: Callable[[str], None],
 ) -> None:
-    env = dict(os.environ)
+    env = inherited_environ(dict(os.environ))
     env.update(variables)
     env["PYTHONUNBUFFERED"] = "1"
     log(f"building environment {final.name} with {python}: {', '.join(requirements)}")
@@ -1162,6 +1175,71 @@ def _seconds(value: float) -> str:
     return f"{value:g}s"
 
 
+# Never inherited by a run: variable values given to trainform (which may be another
+# compute's password) and trainform's own settings. The launcher sets its own TRAINFORM_*
+# variables afterwards.
+SCRUBBED = ("TRAINFORM_", "TF_VAR_")
+# Inherited even with env_passthrough: what a command needs to start and find its files, and
+# TRAINFORM_IMAGE, which the container a run is in was given for it.
+ALWAYS_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR")
+TARGET_PROVIDED = ("TRAINFORM_IMAGE",)
+
+
+def passes(name: str, patterns: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``name`` matches one of ``patterns``: a name, or a prefix followed by ``*``."""
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
+
+def inherited_environ(
+    environ: dict[str, str], passthrough: list[str] | None = None
+) -> dict[str, str]:
+    """What a run inherits of the launcher's environment ``environ``: everything but
+    ``TRAINFORM_*`` and ``TF_VAR_*`` (except :data:`TARGET_PROVIDED`); with ``passthrough``
+    (the run's ``env_passthrough``), only the names it matches and :data:`ALWAYS_INHERITED`.
+    """
+    out = {}
+    for name, value in environ.items():
+        if name.startswith(SCRUBBED) and name not in TARGET_PROVIDED:
+            continue
+        if passthrough is not None and not passes(
+            name, [*ALWAYS_INHERITED, *TARGET_PROVIDED, *passthrough]
+        ):
+            continue
+        out[name] = value
+    return out
+
+
+def take_secrets(run_dir: Path) -> dict[str, dict[str, str]]:
+    """The run's secret values (``{"env": {...}, "variables": {...}}``) from
+    ``RUN_DIR/secret/env.json``, deleting the file and its folder: on disk they live only
+    until the launcher starts. Empty if there is none. Raises LauncherError for a file that
+    is not such an object."""
+    folder = run_dir / SECRET_DIR
+    path = folder / SECRET_FILE
+    try:
+        with open(str(path), encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise LauncherError(f"cannot read {path}: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(str(path))
+        with contextlib.suppress(OSError):
+            os.rmdir(str(folder))
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise LauncherError(f"{path} must hold a JSON object")
+    return {
+        "env": _str_dict(data.get("env"), f"{path}: 'env'"),
+        "variables": _str_dict(data.get("variables"), f"{path}: 'variables'"),
+    }
+
+
 def _str_dict(value: object, what: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -1192,6 +1270,7 @@ class _Launch:
         self.signals = 0
         self.signal_name = ""
         self.slot_fd: int | None = None
+        self.secrets: dict[str, dict[str, str]] = {}  # see take_secrets
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals += 1
@@ -1243,6 +1322,7 @@ class _Launch:
             previous[sig] = handler
             signal.signal(sig, self._on_signal)
         try:
+            self.secrets = take_secrets(self.run_dir)  # before waiting for a slot
             return self._run(logs)
         except _Canceled:
             return self._finish(logs, "canceled", f"canceled ({self.signal_name})")
@@ -1410,6 +1490,24 @@ class _Launch:
         if not isinstance(environment, dict):
             raise LauncherError("spec.json: 'environment' must be an object")
         variables = _str_dict(environment.get("variables"), "environment variables")
+        user_env.update(self.secrets.get("env") or {})
+        variables.update(self.secrets.get("variables") or {})
+        expected = spec.get("secrets") or {}
+        if not isinstance(expected, dict):
+            raise LauncherError("spec.json: 'secrets' must be an object")
+        for key, found in (("env", user_env), ("variables", variables)):
+            missing = sorted(set(expected.get(key) or ()) - set(found))
+            if missing:
+                raise LauncherError(
+                    f"the values of {', '.join(missing)} are gone: {SECRET_DIR}/{SECRET_FILE} is "
+                    "deleted once a launcher has read it (was this run started twice?)"
+                )
+        environment = {**environment, "variables": variables}
+        passthrough = spec.get("env_passthrough")
+        if passthrough is not None and (
+            not isinstance(passthrough, list) or not all(isinstance(p, str) for p in passthrough)
+        ):
+            raise LauncherError("spec.json: 'env_passthrough' must be a list of strings")
         blob_dir = spec.get("blob_dir")
         if not isinstance(blob_dir, str) or not blob_dir:
             raise LauncherError("spec.json: 'blob_dir' is missing")
@@ -1442,7 +1540,7 @@ class _Launch:
 
         outputs = src / outputs_rel
         outputs.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = inherited_environ(dict(os.environ), passthrough)
         env.update(variables)
         env.update(user_env)
         env.update(

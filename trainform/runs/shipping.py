@@ -3,16 +3,25 @@ the spec the launcher reads, and bringing the run's folder back."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import secrets
 import shutil
+import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import trainform
 from trainform.providers.base import RunRequest
+
+# As trainform.runs.launcher names them (not imported here: it is big, and the ssh provider
+# imports this module when it loads). A unit test checks that they agree.
+SECRET_DIR = "secret"
+SECRET_FILE = "env.json"
 
 PACKAGE = Path(trainform.__file__).parent
 # Copied to targets: stdlib-only files. `trainform/__init__.py` comes along so that scripts
@@ -76,9 +85,97 @@ def full_spec(
 def write_spec(
     run_dir: Path, request: RunRequest, blob_dir: Path, lib_dir: Path, cache_dir: Path
 ) -> None:
+    """Write a local run's ``spec.json``, and its secret values as :func:`store_secrets`
+    does."""
+    spec, secret = split_secrets(full_spec(request, blob_dir, lib_dir, cache_dir))
+    if secret is not None:
+        store_secrets(run_dir, secret)
     tmp = run_dir / "spec.json.tmp"
-    tmp.write_text(json.dumps(full_spec(request, blob_dir, lib_dir, cache_dir), indent=1))
+    tmp.write_text(json.dumps(spec, indent=1))
     tmp.replace(run_dir / "spec.json")
+
+
+def split_secrets(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A launcher spec without the values of ``env`` and ``environment.variables`` (their
+    names are listed under ``secrets``), and those values (``{"env": ..., "variables":
+    ...}``), or None when there are none. Any of them may come from a sensitive variable:
+    they travel apart, see :func:`store_secrets`."""
+    env = dict(spec.get("env") or {})
+    environment = dict(spec.get("environment") or {})
+    variables = dict(environment.get("variables") or {})
+    if not env and not variables:
+        return spec, None
+    public = {
+        **spec,
+        "env": {},
+        "environment": {**environment, "variables": {}},
+        "secrets": {"env": sorted(env), "variables": sorted(variables)},
+    }
+    return public, {"env": env, "variables": variables}
+
+
+def with_secrets(spec: dict[str, Any], secret: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`split_secrets`: ``spec`` with the values ``secret`` holds put
+    back (as it was before the split, if ``secret`` has them all)."""
+    if not secret:
+        return spec
+    environment = dict(spec.get("environment") or {})
+    variables = {**(environment.get("variables") or {}), **(secret.get("variables") or {})}
+    out = {
+        **spec,
+        "env": {**(spec.get("env") or {}), **(secret.get("env") or {})},
+        "environment": {**environment, "variables": variables},
+    }
+    out.pop("secrets", None)
+    return out
+
+
+def store_secrets(run_dir: Path, secret: dict[str, Any]) -> None:
+    """Write ``RUN_DIR/secret/env.json`` for the launcher, which reads and deletes it when it
+    starts: mode 0600 from its creation, in a folder of mode 0700. Raises OSError (also if
+    it exists)."""
+    folder = run_dir / SECRET_DIR
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)  # whatever the umask
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    with os.fdopen(os.open(folder / SECRET_FILE, flags, 0o600), "wb") as f:
+        f.write(json.dumps(secret).encode())
+
+
+# The same over SSH: python3 -c STORE_SECRETS_SCRIPT RUN_DIR < the JSON object.
+STORE_SECRETS_SCRIPT = f"""\
+import os, sys
+folder = os.path.join(os.path.expanduser(sys.argv[1]), {SECRET_DIR!r})
+os.mkdir(folder, 0o700)
+os.chmod(folder, 0o700)
+flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+with os.fdopen(os.open(os.path.join(folder, {SECRET_FILE!r}), flags, 0o600), "wb") as f:
+    f.write(sys.stdin.buffer.read())
+"""
+
+
+def secrets_archive(run_dir: str, secret: dict[str, Any]) -> bytes:
+    """A tar holding ``run_dir/secret/env.json`` (a path relative to where it is unpacked)
+    with the modes :func:`store_secrets` gives, for an engine's put_archive."""
+    data = json.dumps(secret).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        folder = tarfile.TarInfo(f"{run_dir}/{SECRET_DIR}")
+        folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o700, int(time.time())
+        tar.addfile(folder)
+        info = tarfile.TarInfo(f"{run_dir}/{SECRET_DIR}/{SECRET_FILE}")
+        info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def discard_secrets(run_dir: Path) -> None:
+    """Delete what :func:`store_secrets` wrote if no launcher read it (the run never
+    started). Idempotent."""
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / SECRET_DIR / SECRET_FILE).unlink()
+    with contextlib.suppress(OSError):
+        (run_dir / SECRET_DIR).rmdir()
 
 
 COLLECTED = ("output.log", "metrics.jsonl", "status.json")
@@ -88,7 +185,9 @@ def collect_run_folder(run_dir: Path, dest: Path) -> list[str]:
     """Copy a local run folder's outputs, log, metrics and status into ``dest`` (replacing
     an earlier collection), by the rules of :mod:`trainform.remote.tarsafe`: no link is
     followed; links out of the outputs folder, FIFOs and devices are skipped, each named in
-    the returned list and in a logged warning."""
+    the returned list and in a logged warning. Secret values no launcher read (a run that
+    never started) are deleted."""
+    discard_secrets(run_dir)
     import logging
 
     from trainform.remote.tarsafe import (
@@ -128,7 +227,8 @@ def collect_run_folder(run_dir: Path, dest: Path) -> list[str]:
 
 def redacted_spec(data: bytes) -> bytes:
     """A launcher spec for the artifact store: environment variable values left out (they may
-    come from sensitive variables, which must not reach a local file)."""
+    come from sensitive variables, which must not reach a local file). Specs hold none since
+    they travel apart (:func:`split_secrets`); this is for runs submitted before."""
     try:
         spec = json.loads(data)
     except ValueError:

@@ -3,13 +3,18 @@ that decides whether a completed run is still up to date."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainform.errors import ProviderError
+from trainform.providers.base import SENSITIVE_PATHS
 from trainform.runs.images import image_settings
+from trainform.state.secrets import keyed
 from trainform.units import parse_duration
 
 # Attributes whose change means a new run: everything that decides the result. Tags, wait,
@@ -88,9 +93,22 @@ def command_strings(command: Any) -> Any:
     return argument_strings(command) if isinstance(command, list) else command
 
 
-def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> str:
+def fingerprint(
+    desired: dict[str, Any],
+    snapshot_id: str,
+    config_dir: Path,
+    key: Callable[[], bytes] | None = None,
+) -> str:
     """Hash of everything that decides a run's result: snapshot content, environment,
-    compute, script or command, arguments, env and node count."""
+    compute, script or command, arguments, env, node count and ``env_passthrough``.
+
+    An input at one of the sensitive paths that ``desired[SENSITIVE_PATHS]`` lists
+    (``env.TOKEN``, ``environment.variables.KEY``, ``arguments``) enters only as a keyed
+    hash under ``key()``, the state's key (:func:`trainform.state.secrets.keyed`): the
+    fingerprint is stored in state and shown in plans, and a plain hash would let anyone
+    who has it check a guessed secret offline. Equal secrets still fingerprint equal within
+    a state. Without sensitive inputs the fingerprint is what it always was. Raises
+    ProviderError if there are sensitive inputs but no ``key``."""
     compute = desired.get("compute") or {}
     env = environment_spec(desired.get("environment"), config_dir)
     environment = {k: env[k] for k in ("python", "user_managed", "requirements", "variables")}
@@ -109,7 +127,58 @@ def fingerprint(desired: dict[str, Any], snapshot_id: str, config_dir: Path) -> 
         "command": command_strings(desired.get("command")),
         "arguments": argument_strings(desired.get("arguments") or []),
     }
+    if desired.get("env_passthrough") is not None:  # only then: others keep their fingerprints
+        data["env_passthrough"] = list(desired["env_passthrough"])
+    places = {_input_place(str(p), data) for p in desired.get(SENSITIVE_PATHS) or ()}
+    places.discard(None)
+    if places:
+        if key is None:
+            raise ProviderError("the run has sensitive inputs but no state key to hash them with")
+        secret = key()
+        data = copy.deepcopy(data)  # it shares the env and variables maps with desired
+        for place in sorted(p for p in places if p is not None):
+            _hide(data, place, secret)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _input_place(path: str, data: dict[str, Any]) -> tuple[str, ...] | None:
+    """Where the run attribute at sensitive ``path`` sits in a fingerprint's ``data``: a
+    path into it (``()`` for all of it), or None if it is not fingerprinted."""
+    if not path:
+        return ()
+    first, *rest = path.split(".")
+    if first == "env":
+        return ("env", *rest)
+    if first in ("script", "command", "arguments", "node_count", "env_passthrough"):
+        return (first,)  # lists are sensitive whole
+    if first == "compute":
+        return ("compute", "inline", *rest) if "inline" in data["compute"] else None
+    if first == "environment":
+        if not rest:
+            return ("environment",)
+        if rest[0] == "variables":
+            return ("environment", "variables", *rest[1:])
+        head = "requirements" if rest[0] in ("pip", "requirements_file") else rest[0]
+        return ("environment", head) if head in data["environment"] else None
+    return None
+
+
+def _hide(data: dict[str, Any], place: tuple[str, ...], key: bytes) -> None:
+    """Replace the value at ``place`` in ``data`` (or, where the path stops being a map, the
+    value that holds it) by its keyed hash; everything but the snapshot for ``()``."""
+    if not place:
+        for name in [k for k in data if k != "snapshot"]:
+            _hide(data, (name,), key)
+        return
+    node = data
+    for depth, step in enumerate(place):
+        value = node.get(step)
+        if value is None:
+            return
+        if depth == len(place) - 1 or not isinstance(value, dict):
+            node[step] = keyed(key, value)
+            return
+        node = value
 
 
 def launcher_spec(
@@ -130,7 +199,29 @@ def launcher_spec(
         "grace_seconds": parse_duration(desired.get("grace_period") or "10s"),
         "metrics": dict(desired.get("metrics") or {}),
         "outputs_dir": desired.get("outputs_dir") or "outputs",
+        # None: everything the launcher has but trainform's own variables
+        "env_passthrough": env_passthrough(desired.get("env_passthrough")),
     }
+
+
+_PASSTHROUGH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?|\*")
+
+
+def env_passthrough(value: Any) -> list[str] | None:
+    """A run's ``env_passthrough`` as the launcher takes it (None when not set)."""
+    return None if value is None else [str(p) for p in value]
+
+
+def check_env_passthrough(value: Any) -> list[str]:
+    """Problems with ``env_passthrough``: each entry is a variable name (``HF_HOME``) or a
+    prefix ending in ``*`` (``CUDA_*``)."""
+    if value is None:
+        return []
+    bad = [p for p in value if not (isinstance(p, str) and _PASSTHROUGH.fullmatch(p))]
+    return [
+        f"env_passthrough: {p!r} is not a variable name or a prefix ending in * (CUDA_*)"
+        for p in bad
+    ]
 
 
 def check_metric_patterns(metrics: dict[str, str]) -> list[str]:

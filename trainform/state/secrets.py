@@ -1,8 +1,10 @@
-"""Salted hashes for sensitive values: enough to notice a change, never the value itself."""
+"""Salted hashes for sensitive values: enough to notice a change, never the value itself;
+and keyed hashes, which hash equal values equally under one key (a state's)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from typing import Any
@@ -23,6 +25,19 @@ def seal(value: Any, salt: str | None = None) -> dict[str, str]:
 
 def is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and MARKER in value
+
+
+def keyed(key: bytes, value: Any) -> dict[str, str]:
+    """``{"__keyed__": "hmac-sha256$HEX"}`` standing for ``value`` under ``key``: the same
+    for equal values, and no help in guessing ``value`` without the key (unlike a plain
+    hash, which a guess can be checked against offline)."""
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return {"__keyed__": "hmac-sha256$" + hmac.new(key, data, hashlib.sha256).hexdigest()}
+
+
+def new_key() -> bytes:
+    """A random key for :func:`keyed`."""
+    return secrets.token_bytes(32)
 
 
 def matches(marker: Any, value: Any) -> bool:

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from trainform.errors import LockError, StateError
 from trainform.providers.base import ResourceState
 from trainform.state.locking import current_user, hostname, process_alive, process_start_time
+from trainform.state.secrets import new_key
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -179,6 +181,33 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 ]
 
 
+def state_fingerprint_key(path: Path) -> bytes:
+    """The fingerprint key kept in the state file at ``path`` (made and recorded if it has
+    none; a connection of its own, so any thread may ask). Writing it is no change of state:
+    the serial stays. Where there is no state file yet (``plan -lock=false`` before the first
+    apply) a new key, for this process only. Raises StateError."""
+    if not path.exists():
+        return new_key()
+    try:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        try:
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if not has_meta:
+                return new_key()
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('fingerprint_key', ?)",
+                [new_key().hex()],
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key='fingerprint_key'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StateError(f"state database {path}: {exc} (reading the fingerprint key)") from None
+    return bytes.fromhex(row[0])
+
+
 class SQLiteStateStore:
     """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
     command uses it from one thread.
@@ -197,6 +226,8 @@ class SQLiteStateStore:
         self._created = False  # this store made the file for a lock; it may delete it
         self._made_dir = False
         self._wal = False
+        self._key: bytes | None = None  # see fingerprint_key
+        self._key_lock = threading.Lock()
         if create or path.exists():
             self._open(wal=True)
 
@@ -344,6 +375,16 @@ class SQLiteStateStore:
         if not self._exists():
             return None, 0
         return self._meta("lineage"), int(self._meta("serial") or 0)
+
+    def fingerprint_key(self) -> bytes:
+        """The state's random key for keyed hashes of sensitive run inputs (see
+        :func:`trainform.runs.spec.fingerprint`): made on first use and kept in ``meta``, so
+        equal secrets fingerprint equal within this state, and differently in any other.
+        Thread-safe: providers call it from worker threads. Raises StateError."""
+        with self._key_lock:
+            if self._key is None:
+                self._key = state_fingerprint_key(self.path)
+            return self._key
 
     @_translate
     def schema_version(self) -> int:

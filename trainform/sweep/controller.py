@@ -9,6 +9,7 @@ the controller's pid: if the controller dies, even by SIGKILL, its trials cancel
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run
 from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
-from trainform.state.store import SQLiteStateStore
+from trainform.state.store import SQLiteStateStore, state_fingerprint_key
 
 TICK_SECONDS = 0.2
 # Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
@@ -196,7 +197,12 @@ class Controller:
             spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal
         )
         self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
-        context = ProviderContext(Path(spec["config_dir"]), Path(spec["data_dir"]))
+        state = Path(spec["state_path"])
+        context = ProviderContext(
+            Path(spec["config_dir"]),
+            Path(spec["data_dir"]),
+            fingerprint_key=functools.cache(lambda: state_fingerprint_key(state)),
+        )
         self.runs = cast(RunProvider, Providers(context).get("run"))
         names = [p["name"] for p in spec["parameters"]]
         # A spec written before parameter_flags existed keeps the rule it was written with.
