@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from trainform.config import schema as S
-from trainform.config.expr import Ref, Scope, evaluate, references
+from trainform.config.expr import Ref, Scope, evaluate, redacted_for, references
 from trainform.config.model import Evaluated, Instance, Module, Resource
 from trainform.config.sensitivity import SensitiveRef, expression_paths, relative_paths
 from trainform.config.source import Expr, RawBlock
@@ -21,7 +21,7 @@ from trainform.config.values import (
     is_unknown,
 )
 from trainform.config.variables import VariableValues, convert, spec_name, value_from_text
-from trainform.errors import ConfigError, Diagnostic
+from trainform.errors import ConfigError, Diagnostic, Pos
 from trainform.graph import evaluation_order
 
 Resolver = Callable[[Instance], dict[str, Any]]
@@ -82,10 +82,12 @@ def resolve_variables(
             errors.append(Diagnostic(f"variable {name!r} must not be null", var.pos))
             continue
         vscope = Scope({"var": {name: value}}, functions)
+        # the scope holds this variable alone: any reference is to it
+        secret = (lambda _ref: True) if var.sensitive else None
         for v in var.validations:
-            ok = evaluate(v.condition, vscope)
+            ok = evaluate(v.condition, vscope, secret)
             if ok is False:
-                msg = evaluate(v.error_message, vscope)
+                msg = evaluate(v.error_message, vscope, secret)
                 if var.sensitive and references(v.error_message):
                     msg = "(the error message refers to the sensitive value, so it is not shown)"
                 errors.append(
@@ -174,6 +176,9 @@ class Evaluator:
         def is_sensitive(refs: list[Ref]) -> bool:
             return any(ref_paths(ref) is not None for ref in refs)
 
+        def secret(ref: Ref) -> bool:
+            return ref_paths(ref) is not None
+
         errors: list[Diagnostic] = []
         for node in self.order:
             if wanted is not None and node not in wanted:
@@ -182,12 +187,12 @@ class Evaluator:
             try:
                 if kind == "local":
                     loc = self.module.locals[name]
-                    result.locals[name] = evaluate(loc.value, Scope(values, self.functions))
+                    result.locals[name] = evaluate(loc.value, Scope(values, self.functions), secret)
                     if is_sensitive(references(loc.value)):
                         sensitive_nodes.add(node)
                 elif kind == "output":
                     out = self.module.outputs[name]
-                    value = evaluate(out.value, Scope(values, self.functions))
+                    value = evaluate(out.value, Scope(values, self.functions), secret)
                     if is_sensitive(references(out.value)) and not out.sensitive:
                         raise ConfigError(
                             Diagnostic(
@@ -199,7 +204,7 @@ class Evaluator:
                     result.outputs[name] = (value, out.sensitive)
                 elif node in self.module.resources:
                     res = self.module.resources[node]
-                    instances = self._instances(res, values, is_sensitive, ref_paths, resolver)
+                    instances = self._instances(res, values, secret, ref_paths, resolver)
                     sens = set(res.schema.user_attributes()) & {
                         k for k, a in res.schema.attributes.items() if a.sensitive
                     }
@@ -219,14 +224,17 @@ class Evaluator:
         self,
         res: Resource,
         values: dict[str, Any],
-        is_sensitive: Callable[[list[Ref]], bool],
+        secret: Callable[[Ref], bool],
         ref_paths: SensitiveRef,
         resolver: Resolver,
     ) -> list[Instance]:
+        def is_sensitive(refs: list[Ref]) -> bool:
+            return any(secret(r) for r in refs)
+
         scope = Scope(values, self.functions)
         keyed: list[tuple[int | str | None, dict[str, Any]]] = []
         if res.count is not None:
-            n = evaluate(res.count, scope)
+            n = evaluate(res.count, scope, secret)
             if n is UNKNOWN:
                 raise ConfigError(
                     Diagnostic(
@@ -236,8 +244,9 @@ class Evaluator:
                     )
                 )
             if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0 or int(n) != n:
+                shown = "(sensitive value)" if is_sensitive(references(res.count)) else repr(n)
                 raise ConfigError(
-                    Diagnostic(f"count must be a whole number >= 0, got {n!r}", res.count.pos)
+                    Diagnostic(f"count must be a whole number >= 0, got {shown}", res.count.pos)
                 )
             if n > MAX_INSTANCES:
                 raise ConfigError(
@@ -312,7 +321,7 @@ class Evaluator:
         instances: list[Instance] = []
         for key, extra in keyed:
             iscope = Scope({**values, **extra}, self.functions) if extra else scope
-            attrs = self._attributes(res.schema, res.attributes, res.blocks, iscope, res)
+            attrs = self._attributes(res.schema, res.attributes, res.blocks, iscope, res, secret)
             if res.kind == "compute":
                 attrs["type"] = res.provider
             unknown = any(is_unknown(v) for v in attrs.values())
@@ -328,31 +337,23 @@ class Evaluator:
         blocks: tuple[RawBlock, ...] | list[RawBlock],
         scope: Scope,
         res: Resource,
+        secret: Callable[[Ref], bool],
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if schema.open_attributes:  # a run's inline compute { ... }: checked by its provider
-            out.update({k: evaluate(e, scope) for k, e in exprs.items()})
+            out.update({k: evaluate(e, scope, secret) for k, e in exprs.items()})
             for b in blocks:
                 out[b.type] = self._attributes(
-                    schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res
+                    schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res, secret
                 )
             return out
         for name, attr in schema.user_attributes().items():
             if name in exprs:
-                value = evaluate(exprs[name], scope)
-                pos = exprs[name].pos
-                value, err = S.check_type(value, attr.type)
-                if err:
-                    raise ConfigError(Diagnostic(f"{res.address}: attribute {name!r}: {err}", pos))
-                if attr.allowed and value is not UNKNOWN and value not in attr.allowed:
-                    raise ConfigError(
-                        Diagnostic(
-                            f"{res.address}: attribute {name!r} must be one of "
-                            + ", ".join(repr(a) for a in attr.allowed),
-                            pos,
-                            S.did_you_mean(str(value), [str(a) for a in attr.allowed]),
-                        )
-                    )
+                value = evaluate(exprs[name], scope, secret)
+                try:
+                    value = self._checked(res, name, attr, value, exprs[name].pos)
+                except ConfigError as exc:
+                    raise redacted_for(exc, exprs[name], scope, secret) from None
                 out[name] = value
             else:
                 out[name] = attr.default
@@ -362,7 +363,12 @@ class Evaluator:
                 continue  # the attribute of the same name is used (run's compute = ...)
             values = [
                 self._attributes(
-                    nested.schema, {k: a.expr for k, a in b.attrs.items()}, b.blocks, scope, res
+                    nested.schema,
+                    {k: a.expr for k, a in b.attrs.items()},
+                    b.blocks,
+                    scope,
+                    res,
+                    secret,
                 )
                 for b in found
             ]
@@ -373,6 +379,24 @@ class Evaluator:
             else:
                 out[bname] = values[0] if values else None
         return out
+
+    @staticmethod
+    def _checked(res: Resource, name: str, attr: S.Attribute, value: Any, pos: Pos) -> Any:
+        """``value`` converted to the attribute's type; ConfigError if it has another type or
+        is not one of the allowed values."""
+        value, err = S.check_type(value, attr.type)
+        if err:
+            raise ConfigError(Diagnostic(f"{res.address}: attribute {name!r}: {err}", pos))
+        if attr.allowed and value is not UNKNOWN and value not in attr.allowed:
+            raise ConfigError(
+                Diagnostic(
+                    f"{res.address}: attribute {name!r} must be one of "
+                    + ", ".join(repr(a) for a in attr.allowed),
+                    pos,
+                    S.did_you_mean(str(value), [str(a) for a in attr.allowed]),
+                )
+            )
+        return value
 
     def _publish(
         self, res: Resource, instances: list[Instance], values: dict[str, Any], resolver: Resolver

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,9 +290,98 @@ def heredoc(node: Tree, pos: Pos) -> Template:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(expr: Expr, scope: Scope) -> Any:
-    """Evaluate an expression. Raises :class:`ConfigError` with the position of the fault."""
-    return _bounded(expr, scope)
+def evaluate(expr: Expr, scope: Scope, sensitive: Callable[[Ref], bool] | None = None) -> Any:
+    """Evaluate an expression. Raises :class:`ConfigError` with the position of the fault.
+
+    ``sensitive`` says which references carry a sensitive value; when the expression makes
+    one and fails, its diagnostics quote no value at all (see :func:`redacted`)."""
+    try:
+        return _bounded(expr, scope)
+    except ConfigError as exc:
+        if sensitive is None:
+            raise
+        raise redacted_for(exc, expr, scope, sensitive) from None
+
+
+def redacted_for(
+    error: ConfigError, expr: Expr, scope: Scope, sensitive: Callable[[Ref], bool]
+) -> ConfigError:
+    """``error``, found while evaluating or checking ``expr``, as it may be shown: redacted
+    (see :func:`redacted`) if the expression refers to a sensitive value, else as it is."""
+    secret = [r for r in references(expr) if sensitive(r)]
+    if not secret:
+        return error
+    return redacted(error, [_referenced(scope.values, r) for r in secret])
+
+
+# --------------------------------------------------------------------------- redaction
+
+SENSITIVE_TEXT = "(sensitive value)"
+
+# A quoted value ("..." as json.dumps writes it, '...' as repr does) and a number standing
+# alone (not the 256 of sha256 or the 8 of utf-8), hex included: the two ways a diagnostic
+# quotes a value.
+_QUOTED = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
+_NUMBER = re.compile(r"(?<![\w.-])[-+]?(?:0[xX][0-9a-fA-F]+|\d[\d_]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\b")
+
+
+def redacted(error: ConfigError, values: list[Any]) -> ConfigError:
+    """``error`` as it may be shown when the failing expression used sensitive ``values``:
+    in every message and hint, each of those values (or a string inside one) and then
+    anything quoted and any number is replaced by ``(sensitive value)``.
+
+    Which part of a message came from a value cannot be told from the text, and a value
+    may be shown after a function changed it (``upper``, ``tonumber``, a map's keys in a
+    "did you mean"); but every diagnostic of the evaluator and the functions quotes values
+    (``'x'``, ``"x"``) or writes them as numbers, so replacing all of that hides whatever a
+    sensitive value became, at the cost of the non-sensitive values quoted beside it."""
+    texts: set[str] = set()
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                collect(k)
+                collect(v)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v)
+        elif isinstance(value, str) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
+            text = value if isinstance(value, str) else _num_str(value)
+            for form in (text, json.dumps(text)[1:-1], repr(text)[1:-1]):
+                if len(form.strip()) >= 3:  # shorter ones are words of the message
+                    texts.add(form)
+
+    for value in values:
+        collect(value)
+    ordered = sorted(texts, key=len, reverse=True)
+
+    def clean(text: str) -> str:
+        for secret in ordered:
+            text = text.replace(secret, SENSITIVE_TEXT)
+        text = _QUOTED.sub(SENSITIVE_TEXT, text)
+        return _NUMBER.sub(SENSITIVE_TEXT, text)
+
+    return ConfigError(
+        [
+            Diagnostic(clean(d.message), d.pos, clean(d.hint) if d.hint else "", d.severity)
+            for d in error.diagnostics
+        ]
+    )
+
+
+def _referenced(values: dict[str, Any], ref: Ref) -> Any:
+    """The value ``ref`` names in a scope, or the closest enclosing one that exists."""
+    value: Any = values.get(ref.root)
+    for step in ref.steps:
+        found = (isinstance(value, dict) and step in value) or (
+            isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)
+        )
+        if not found:
+            break
+        value = value[step]
+    return value
 
 
 def _bounded(expr: Expr, scope: Scope) -> Any:
