@@ -165,12 +165,16 @@ def check_nesting(tree: Tree, levels: int = 0) -> None:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# A sweep parameter's name may carry the dashes of the flag it becomes (`parameter "--lr"`);
+# it names an argument, never a path.
+_PARAMETER = re.compile(r"-{0,2}[A-Za-z_][A-Za-z0-9_-]*")
 
 
 def check_label(label: str, btype: str, pos: Pos) -> str:
     """``label`` if it is an identifier, as Terraform requires of block names; labels become
-    addresses, folder names and keys in state, so nothing else (``../x``, ``a/b``) is let in."""
-    if _IDENTIFIER.fullmatch(label):
+    addresses, folder names and keys in state, so nothing else (``../x``, ``a/b``) is let in.
+    A sweep ``parameter`` may also start with one or two dashes."""
+    if (_PARAMETER if btype == "parameter" else _IDENTIFIER).fullmatch(label):
         return label
     shown = label if len(label) <= 60 else label[:57] + "..."
     fixed = re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_-")[:60] or "name"
