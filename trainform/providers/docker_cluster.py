@@ -58,6 +58,7 @@ from trainform.providers.local import read_from
 from trainform.remote import docker as dk
 from trainform.remote.scripts import MISSING_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs import nodes as multinode
+from trainform.runs.results import judge_liveness
 from trainform.units import parse_duration
 
 WORKDIR = "/var/lib/trainform"  # inside node containers
@@ -777,11 +778,9 @@ class Cluster:
         statuses = []
         for node, out in zip(run["nodes"], outs):
             status = json.loads(out)
-            if status.get("status") not in TERMINAL and not status.pop("launcher_alive", False):
-                status["status"] = "lost"
-                status["message"] = f"the launcher on node {node['name']} ended without an outcome"
-            status.pop("launcher_alive", None)
-            statuses.append(status)
+            alive = bool(status.pop("launcher_alive", False))
+            group = bool(status.pop("group_alive", False))
+            statuses.append(judge_liveness(status, alive, group, f"on node {node['name']}"))
         combined, stop_others = multinode.combine(names, statuses)
         if stop_others:
             self._signal(run)

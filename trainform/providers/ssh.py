@@ -30,7 +30,6 @@ from trainform.providers.base import (
     DOCKER,
     MULTI_NODE,
     RUNS,
-    TERMINAL,
     Handle,
     Observed,
     PlanValues,
@@ -42,6 +41,7 @@ from trainform.providers.base import (
 )
 from trainform.remote.scripts import MISSING_DELTA_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs import nodes as multinode
+from trainform.runs.results import judge_liveness
 from trainform.runs.shipping import redacted_spec
 
 FACTS_SCRIPT = r"""
@@ -515,11 +515,11 @@ class SSHComputeProvider(Provider):
             lambda conn: conn.python(STATUS_SCRIPT, [node["run_dir"], str(node["launcher_pid"])]),
         )
         status: dict[str, Any] = json.loads(out)
-        if status.get("status") not in TERMINAL and not status.pop("launcher_alive", False):
-            status["status"] = "lost"
-            status["message"] = f"the launcher on {node['host']} ended without recording an outcome"
-        status.pop("launcher_alive", None)
-        return status
+        alive, group = (
+            bool(status.pop("launcher_alive", False)),
+            bool(status.pop("group_alive", False)),
+        )
+        return judge_liveness(status, alive, group, f"on {node['host']}")
 
     def status(self, handle: Handle) -> dict[str, Any]:
         statuses = [self._node_status(handle, node) for node in handle["nodes"]]
