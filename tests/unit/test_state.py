@@ -538,3 +538,176 @@ def test_full_disk_is_a_state_error_and_changes_nothing(db: Path, store: SQLiteS
     conn.execute("PRAGMA max_page_count=1073741823")
     store.put_resource(resource("compute.b"))
     assert list(store.resources()) == ["compute.a", "compute.b"]
+
+
+# -------------------------------------------------------------- files that are not trainform's
+
+
+def _old(path: Path) -> Path:
+    """Make ``path`` look as if nobody were writing it now (a minute old)."""
+    stamp = path.stat().st_mtime - 60
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_an_empty_state_file_is_an_error_naming_it_not_empty_state(db: Path, create: bool) -> None:
+    db.parent.mkdir(parents=True)
+    db.touch()
+    _old(db)
+    with pytest.raises(StateError) as info:
+        SQLiteStateStore(db, create=create).resources()
+    message = str(info.value)
+    assert f"state file {db} is not a trainform state database: it is empty (0 bytes)" in message
+    assert db.stat().st_size == 0  # nothing was written into it
+
+
+def test_another_applications_sqlite_database_is_refused_and_left_as_it_was(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE songs (title TEXT)")
+    conn.execute("INSERT INTO songs VALUES ('la')")
+    conn.commit()
+    conn.close()
+    before = db.read_bytes()
+    for create in (True, False):
+        with pytest.raises(StateError) as info:
+            SQLiteStateStore(db, create=create).resources()
+        assert (
+            f"state file {db} is not a trainform state database: it is an SQLite database "
+            "without trainform's tables (songs)"
+        ) in str(info.value)
+    assert tables(db) == {"songs"}  # no trainform table was created in it
+    assert db.read_bytes() == before
+
+
+def test_a_file_that_is_not_sqlite_is_refused_naming_it(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_text("name,value\na,1\n" * 100)
+    with pytest.raises(StateError) as info:
+        SQLiteStateStore(db, create=False).lineage_serial()
+    assert f"state file {db} is not a trainform state database: it is not an SQLite" in str(
+        info.value
+    )
+
+
+def test_a_state_file_another_process_is_creating_is_waited_for(db: Path) -> None:
+    """SQLite creates the file empty when it connects and writes the tables in a first
+    transaction: a reader that comes in between waits for them instead of calling the file
+    foreign."""
+    db.parent.mkdir(parents=True)
+    made = SQLiteStateStore(db.with_name("made.db"))
+    made.put_resource(resource("compute.a"))
+    made.close()
+    creator = sqlite3.connect(db)  # the file exists now, empty
+    creator.execute("SELECT 1").fetchone()
+    assert db.exists() and db.stat().st_size == 0
+
+    def write_tables() -> None:
+        import time
+
+        time.sleep(0.3)
+        source = sqlite3.connect(db.with_name("made.db"))
+        source.backup(creator)
+        source.close()
+
+    maker = threading.Thread(target=write_tables)
+    maker.start()
+    try:
+        store = SQLiteStateStore(db, create=False)
+        assert list(store.resources()) == ["compute.a"]
+        store.close()
+    finally:
+        maker.join()
+        creator.close()
+
+
+def test_a_plan_on_a_missing_file_still_sees_no_state(db: Path) -> None:
+    store = SQLiteStateStore(db, create=False)
+    assert store.resources() == {} and store.lineage_serial() == (None, 0)
+    assert not db.exists()
+
+
+# -------------------------------------------------------------------------------------- backups
+
+
+def _backup_of(db: Path) -> Path:
+    return db.with_name(db.name + ".backup")
+
+
+def _command(db: Path, *addresses: str, remove: str = "") -> None:
+    """One command's changes, through its own store (as each CLI command opens one)."""
+    store = SQLiteStateStore(db, create=False)
+    lock = store.acquire_lock("apply")
+    for address in addresses:
+        store.put_resource(resource(address))
+    if remove:
+        store.remove_resource(remove)
+    store.release_lock(lock)
+    store.close()
+
+
+def test_each_command_that_changes_state_keeps_the_state_before_it_as_backup(db: Path) -> None:
+    _command(db, "compute.a")
+    assert not _backup_of(db).exists()  # nothing was recorded before: nothing to keep
+    _command(db, "compute.b", "compute.c")
+    backup = SQLiteStateStore(_backup_of(db), create=False)
+    assert list(backup.resources()) == ["compute.a"]  # before this command, not per write
+    assert backup.lineage_serial() == (SQLiteStateStore(db).lineage_serial()[0], 1)
+    assert backup.execute("SELECT count(*) FROM lock").fetchone()[0] == 0
+    backup.close()
+    _command(db, remove="compute.a")
+    backup = SQLiteStateStore(_backup_of(db), create=False)
+    assert list(backup.resources()) == ["compute.a", "compute.b", "compute.c"]
+    backup.close()
+    # Backups are self-contained files in rollback-journal mode, never a WAL of their own.
+    assert _backup_of(db).read_bytes()[18:20] == b"\x01\x01"
+    assert not Path(f"{_backup_of(db)}-wal").exists()
+
+
+def test_a_command_that_changes_no_resource_keeps_the_backup(db: Path) -> None:
+    _command(db, "compute.a")
+    _command(db, "compute.b")
+    before = _backup_of(db).read_bytes()
+    store = SQLiteStateStore(db, create=False)
+    store.put_run({"id": "r1", "address": "run.x", "workspace": "default", "record": {}})
+    store.put_outputs(store.outputs())  # unchanged
+    store.close()
+    assert _backup_of(db).read_bytes() == before
+
+
+def test_restoring_the_backup_by_a_copy_never_replays_the_replaced_files_log(db: Path) -> None:
+    """A process killed with SIGKILL leaves its write-ahead log beside the state file; the
+    README's restore (copy the backup over the state file) must not have SQLite replay that
+    log into the restored copy (plain SQLite would: the log is named after the path)."""
+    _command(db, "compute.a")
+    _command(db, "compute.b")
+    code = (
+        "import os, sys; from pathlib import Path\n"
+        "from trainform.state.store import SQLiteStateStore\n"
+        "from trainform.providers.base import ResourceState\n"
+        "s = SQLiteStateStore(Path(sys.argv[1]))\n"
+        "for n in 'cde': s.put_resource(ResourceState(f'compute.{n}', 'compute', n, None, 'local'))\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True)  # backup: a and b
+    wal = Path(f"{db}-wal")
+    assert wal.stat().st_size > 0  # the killed process's log, never checkpointed
+    db.write_bytes(_backup_of(db).read_bytes())  # cp .trainform/state.db.backup ...
+    store = SQLiteStateStore(db, create=False)
+    assert list(store.resources()) == ["compute.a", "compute.b"]  # not c, d, e
+    store.put_resource(resource("compute.z"))  # and it is writable as usual
+    store.close()
+    assert list(SQLiteStateStore(db).resources()) == ["compute.a", "compute.b", "compute.z"]
+    assert list(db.parent.glob("state.db-wal.stale-*")), list(db.parent.iterdir())
+
+
+def test_a_live_write_ahead_log_is_never_set_aside(db: Path) -> None:
+    _command(db, "compute.a")
+    writer = SQLiteStateStore(db)
+    writer.put_resource(resource("compute.b"))  # its log is live while it is open
+    reader = SQLiteStateStore(db, create=False)
+    assert list(reader.resources()) == ["compute.a", "compute.b"]
+    assert not list(db.parent.glob("*.stale-*"))
+    reader.close()
+    writer.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,7 @@ from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
 from trainform.config.sensitivity import seal_paths
 from trainform.config.values import UNKNOWN, is_unknown
-from trainform.engine.settle import settle_run
+from trainform.engine.settle import adopt_submitted, settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
 from trainform.providers.base import (
@@ -146,6 +146,18 @@ def sealed_attributes(inst: Instance) -> dict[str, Any]:
     return seal_paths(inst.attributes, sensitive)
 
 
+@dataclass
+class _Intent:
+    """A run about to be launched by a worker thread, waiting for its intent to be recorded
+    by the thread that writes state."""
+
+    change: Change
+    inst: Instance | None
+    computed: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
 class Engine:
     def __init__(
         self,
@@ -165,6 +177,13 @@ class Engine:
         self.cancel = cancel or threading.Event()
         self.on_event = on_event or (lambda e: None)
         self._prior: dict[str, ResourceState] = {}
+        self._refreshed: dict[str, dict[str, Any]] = {}
+        # Runs' intents, recorded from the walking thread (see _await_intent).
+        self._intent_lock = threading.Lock()
+        self._intents: list[_Intent] = []
+        self._wake: Future[None] = Future()
+        self._closing = False
+        self._intended: dict[str, dict[str, Any]] = {}  # address -> intent, until recorded
 
     def apply(self, plan: Plan, command: str) -> ApplyResult:
         """Apply every change of ``plan``. Never raises for a provider failure: failures are
@@ -172,6 +191,7 @@ class Engine:
         result = ApplyResult()
         apply_id = self.store.begin_apply(command)
         self._prior = self.store.resources()
+        self._refreshed = plan.refreshed
         try:
             self._persist_refresh(plan)
             self._walk(plan, result)
@@ -202,6 +222,8 @@ class Engine:
         for addr, computed in plan.refreshed.items():
             rs = prior.get(addr)
             if rs is not None and addr not in touched and computed != rs.computed:
+                if adopt_submitted(self.store, self.providers, rs, computed) is not None:
+                    continue
                 if rs.kind == "run":
                     computed = settle_run(self.store, self.providers, rs, computed)
                 self.store.put_resource(_with(rs, computed=computed))
@@ -224,7 +246,7 @@ class Engine:
             for w in pending.values():
                 w.discard(change.address)
 
-        with ThreadPoolExecutor(max_workers=self.parallelism) as pool:
+        with ThreadPoolExecutor(max_workers=self.parallelism) as pool, self._recording_intents():
             while pending or running:
                 if not self.cancel.is_set():
                     ready = [a for a, w in pending.items() if not w]
@@ -252,20 +274,25 @@ class Engine:
                             self.on_event(Event("skipped", changes[addr]))
                         return
                     continue
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                with self._intent_lock:
+                    wake = self._wake
+                done, _ = wait([*running, wake], timeout=0.2, return_when=FIRST_COMPLETED)
+                self._record_intents()
                 for fut in done:
+                    if fut is wake:
+                        continue
                     change, started, inst, phase = running.pop(fut)
                     elapsed = time.monotonic() - started
                     try:
                         outcome: Any = fut.result()
                     except TrainformError as exc:
                         if phase == "apply":
-                            self._record_failure(change, inst)
+                            self._record_failure(change, inst, str(exc))
                         self._fail(change, str(exc), result, pending, blocked, elapsed)
                         continue
                     except Exception as exc:  # a provider bug must not lose state
                         if phase == "apply":
-                            self._record_failure(change, inst)
+                            self._record_failure(change, inst, repr(exc))
                         self._fail(
                             change, f"unexpected error: {exc!r}", result, pending, blocked, elapsed
                         )
@@ -371,6 +398,7 @@ class Engine:
 
     def _prepare(self, change: Change) -> Instance | None:
         """Real desired values, and a "pending" record so a crash mid-create is noticed."""
+        self._resolve_submitted(change)
         if change.actions == DELETE:
             return None
         if self.desired is None:
@@ -380,9 +408,111 @@ class Engine:
             self.store.put_resource(self._state_of(inst, {}, "pending"))
         return inst
 
+    def _resolve_submitted(self, change: Change) -> None:
+        """A run still recorded as being submitted by an apply that stopped (its plan was
+        made without resolving it: ``-lock=false``, ``-refresh=false``, or its target could
+        not be read) is resolved from this plan's refresh, or not changed at all: it may be
+        running unrecorded, and must be neither started twice nor forgotten. Raises
+        TrainformError."""
+        prior = self._prior.get(change.address)
+        if prior is None or prior.kind != "run" or prior.computed.get("status") != "submitting":
+            return
+        if prior.computed.get("handle"):
+            return
+        observed = self._refreshed.get(change.address) or {}
+        resolved = adopt_submitted(self.store, self.providers, prior, observed)
+        if resolved is not None:
+            self._prior[change.address] = resolved[0]
+            if change.actions == DELETE or resolved[0].status == "pending":
+                return  # canceled (if it runs) and forgotten, or never started: submitted
+            raise TrainformError(
+                f"{resolved[1]}; it was not submitted again: run `trainform plan` to see what "
+                "is left to do"
+            )
+        where = prior.computed.get("compute_address") or prior.computed.get("compute_provider")
+        raise TrainformError(
+            f"run {prior.computed.get('run_id')} was being submitted to "
+            f"{where} when an apply stopped, and whether it started there is not known yet; "
+            "run `trainform plan` with refresh and the lock (which looks it up there)"
+            + (
+                f", or `trainform state rm {change.address}` if {where} is gone for good"
+                if change.actions == DELETE
+                else ""
+            )
+        )
+
     def _execute(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
-        with reporting(lambda message: self.on_event(Event("progress", change, message=message))):
+        from trainform.providers.run import recording_intents
+
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(
+                reporting(lambda message: self.on_event(Event("progress", change, message=message)))
+            )
+            if change.kind == "run":
+                stack.enter_context(
+                    recording_intents(lambda intent: self._await_intent(change, inst, intent))
+                )
             return self._execute_change(change, inst)
+
+    @contextlib.contextmanager
+    def _recording_intents(self) -> Iterator[None]:
+        """While the walk goes on, runs' intents are recorded; once it stops (by an error
+        too), a submission still waiting for its intent fails instead of launching."""
+        with self._intent_lock:
+            self._closing = False
+        try:
+            yield
+        finally:
+            with self._intent_lock:
+                self._closing = True
+                waiting, self._intents = self._intents, []
+            for box in waiting:
+                box.error = TrainformError(f"{box.change.address}: apply stopped before the launch")
+                box.done.set()
+
+    def _await_intent(self, change: Change, inst: Instance | None, intent: dict[str, Any]) -> None:
+        """(worker thread) Have the walking thread record a run's intent, and wait until it
+        has; raises if it could not (then the run is not launched)."""
+        box = _Intent(change, inst, intent)
+        with self._intent_lock:
+            if self._closing:
+                raise TrainformError(f"{change.address}: apply stopped before the launch")
+            self._intents.append(box)
+            if not self._wake.done():
+                self._wake.set_result(None)
+        box.done.wait()
+        if box.error is not None:
+            raise box.error
+
+    def _record_intents(self) -> None:
+        """(walking thread) Record the intents workers wait on, and let them go on."""
+        with self._intent_lock:
+            waiting, self._intents = self._intents, []
+            if self._wake.done():
+                self._wake = Future()
+        for i, box in enumerate(waiting):
+            try:
+                self._record_intent(box.change, box.inst, box.computed)
+            except BaseException as exc:
+                for other in waiting[i:]:
+                    other.error = TrainformError(
+                        f"{other.change.address}: its intent could not be recorded: {exc}"
+                    )
+                    other.done.set()
+                raise
+            box.done.set()
+
+    def _record_intent(self, change: Change, inst: Instance | None, intent: dict[str, Any]) -> None:
+        """Record that a run is about to be launched, before it is: state says ``pending``
+        with its id, target and where its launcher will be, and the run history has it as
+        ``submitting``. An apply that dies from here until its handle is recorded leaves a
+        run that refresh finds (see ``RunProvider.read`` and ``adopt_submitted``)."""
+        from trainform.runs.history import record_run, workspace_of
+
+        assert inst is not None
+        self.store.put_resource(self._state_of(inst, intent, "pending"))
+        record_run(self.store, change.address, workspace_of(inst.attributes), intent)
+        self._intended[change.address] = intent
 
     def _execute_change(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
         provider = self.providers.get(change.provider)
@@ -436,17 +566,26 @@ class Engine:
             self.store.remove_resource(change.address)
             return
         assert inst is not None
+        self._intended.pop(change.address, None)
         self.store.put_resource(self._state_of(inst, computed or {}, "ready"))
         if change.kind == "run" and computed and computed.get("run_id"):
             from trainform.runs.history import record_run, workspace_of
 
             record_run(self.store, change.address, workspace_of(inst.attributes), computed)
 
-    def _record_failure(self, change: Change, inst: Instance | None) -> None:
+    def _record_failure(self, change: Change, inst: Instance | None, message: str = "") -> None:
         if change.actions == DELETE or inst is None:
             return
+        prior = self._prior.get(change.address)
+        intent = self._intended.pop(change.address, None)
+        if intent is not None:  # the submission failed after its intent was recorded
+            from trainform.runs.history import record_run, workspace_of
+
+            failed = {**intent, "status": "not_started", "message": f"not started: {message}"}
+            record_run(self.store, change.address, workspace_of(inst.attributes), failed)
+            if "create" not in change.actions:  # a resubmission: the last run stays recorded
+                self.store.put_resource(prior or self._state_of(inst, {}, "tainted"))
         if "create" in change.actions:
-            prior = self._prior.get(change.address)
             self.store.put_resource(
                 self._state_of(inst, prior.computed if prior else {}, "tainted")
             )

@@ -7,12 +7,13 @@ in the state's ``runs`` table and outlives the resource.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -304,12 +305,90 @@ class RunProvider(WorkProvider):
     # -- lifecycle
     def read(self, resource: ResourceState) -> Observed | None:
         computed = dict(resource.computed)
+        if computed.get("status") == "submitting" and not computed.get("handle"):
+            computed = self._find_submitted(computed)
         handle = computed.get("handle")
         if not handle or computed.get("status") in TERMINAL:
             return computed
         provider = self.providers.get(str(computed.get("compute_provider")))
         computed.update(_status_fields(provider.status(handle)))
         return computed
+
+    def _find_submitted(self, computed: Observed) -> Observed:
+        """A run whose apply stopped after recording the intent to submit it and before
+        recording its handle (``kill -9``, a crash, a lost machine). Returns it with its handle
+        (status ``queued``: the caller reads the real one) when its launcher is found on the
+        target; with status ``not_started`` when it never started there; with status ``lost``
+        when its target cannot be searched (runs in containers, docker-cluster, third-party
+        compute). Waits up to LAUNCH_GRACE seconds for a launcher that was started but has
+        not written its status yet. Raises ProviderError if the target cannot be reached."""
+        where = computed.get("compute_address") or computed.get("compute_provider")
+        expected = computed.pop("expected_handle", None)
+        if not isinstance(expected, dict):
+            return {
+                **computed,
+                "status": "lost",
+                "message": f"apply was interrupted while submitting it to {where}, where "
+                "trainform cannot look runs up: if it started, it runs there unrecorded",
+            }
+        provider = self.providers.get(str(computed.get("compute_provider")))
+        deadline = time.monotonic() + LAUNCH_GRACE
+        while True:
+            try:
+                handle, complete, absent = _launched(provider, expected)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ProviderError(
+                    f"looking for run {computed.get('run_id')} on {where}: {exc!r}"
+                ) from None
+            late = time.monotonic() >= deadline
+            if handle is not None and (complete or late):
+                return {**computed, "handle": handle, "status": "queued", "message": None}
+            if handle is None and (absent or late):
+                return {
+                    **computed,
+                    "status": "not_started",
+                    "message": f"never started: apply was interrupted before it was launched "
+                    f"on {where}",
+                }
+            time.sleep(0.25)
+
+    def _expected_handle(
+        self, request: RunRequest, compute: dict[str, Any], provider: Provider
+    ) -> Handle | None:
+        """The handle ``provider.submit(request)`` will return, as far as it is known before
+        the launch (launcher pids unknown): where the launcher writes its ``status.json``,
+        by the layout of the built-in local and ssh compute (``WORKDIR/runs/RUN_ID``, with
+        ``-nodeR`` per node of a pool). None where a run cannot be looked up that way."""
+        from trainform.providers.local import LocalComputeProvider
+        from trainform.providers.ssh import SSHComputeProvider
+
+        if request.spec["environment"].get("docker"):
+            return None
+        if type(provider) is LocalComputeProvider:
+            workdir = Path(str(compute.get("workdir_path") or self.context.data_dir / "local"))
+            return {"run_dir": str(workdir / "runs" / request.run_id), "launcher_pid": None}
+        if type(provider) is SSHComputeProvider:
+            hosts = provider._hosts(compute)[: request.node_count]
+            remote = str(compute.get("workdir_path") or "~/.trainform")
+            folder = f"{remote}/runs/{request.run_id}"
+            secret = ("password", "private_key_passphrase")
+            return {
+                "nodes": [
+                    {
+                        "host": host,
+                        "run_dir": folder + (f"-node{rank}" if len(hosts) > 1 else ""),
+                        "launcher_pid": None,
+                    }
+                    for rank, host in enumerate(hosts)
+                ],
+                "target": {
+                    k: v for k, v in provider._run_target(compute).items() if k not in secret
+                },
+                "upload": None,
+                "log_shown": 0,
+                "log_shown_by_rank": [0] * len(hosts),
+            }
+        return None
 
     def settled(self, computed: dict[str, Any]) -> bool:
         """A run is settled once it ended and its outputs were collected."""
@@ -369,17 +448,16 @@ class RunProvider(WorkProvider):
             blob_dir=blobs,
             node_count=int(desired.get("node_count") or 1),
         )
-        handle = provider.submit(request)
-        return {
+        computed: Observed = {
             "run_id": run_id,
             "fingerprint": runspec.fingerprint(
                 desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
             ),
-            "status": "queued",
+            "status": "submitting",
             "snapshot_id": manifest.id,
             "snapshot_files": manifest.file_count,
-            "handle": handle,
-            "upload": handle.get("upload"),
+            "handle": None,
+            "upload": None,
             "compute_provider": str(compute["type"]),
             "compute_address": compute.get("address"),
             "inline_compute": inline,
@@ -392,6 +470,13 @@ class RunProvider(WorkProvider):
             "exit_code": None,
             "outputs_path": None,
         }
+        # The intent is recorded before anything starts on the target, so that a run whose
+        # apply dies before it records the handle is found there (see _find_submitted).
+        _announce(
+            {**computed, "expected_handle": self._expected_handle(request, compute, provider)}
+        )
+        handle = provider.submit(request)
+        return {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
 
     def update(
         self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
@@ -445,7 +530,14 @@ class RunProvider(WorkProvider):
 
     # -- watching, used by the engine and the `runs` commands
     def _target(self, computed: dict[str, Any]) -> tuple[Provider, Handle]:
-        return self.providers.get(str(computed.get("compute_provider"))), computed["handle"]
+        handle = computed.get("handle")
+        if not handle:  # its apply stopped before recording the handle (see _find_submitted)
+            raise ProviderError(
+                f"run {computed.get('run_id')} has not been launched, or its apply stopped "
+                f"before recording it (status {computed.get('status')}); `trainform plan` "
+                "looks it up on its target"
+            )
+        return self.providers.get(str(computed.get("compute_provider"))), handle
 
     def poll(self, computed: dict[str, Any], offset: int) -> tuple[dict[str, Any], bytes, int]:
         """Current status fields, new log bytes since ``offset``, and the next offset."""
@@ -470,7 +562,9 @@ class RunProvider(WorkProvider):
         return follow(self, computed, on_line, on_status, stop, offset=shown)
 
     def status_of(self, computed: dict[str, Any]) -> dict[str, Any]:
-        """Current status fields of a submitted run."""
+        """Current status fields of a submitted run (as recorded for one not launched)."""
+        if not computed.get("handle"):
+            return {k: computed[k] for k in ("status", "message") if k in computed}
         provider, handle = self._target(computed)
         return _status_fields(provider.status(handle))
 
@@ -545,3 +639,60 @@ def _status_fields(status: dict[str, Any]) -> dict[str, Any]:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# -- submissions cut off between the intent and the handle ---------------------------------
+
+LAUNCH_GRACE = 10.0
+"""Seconds a launcher may take from being started to writing its status: a run found with
+no status after this long never started."""
+
+NO_PID = (1 << 22) + 1
+"""Above Linux's largest pid_max: never a live process (a launcher pid not known yet)."""
+
+_intents = threading.local()
+
+
+@contextlib.contextmanager
+def recording_intents(record: Callable[[Observed], None]) -> Iterator[None]:
+    """Within the block, a run submitted from this thread calls ``record(computed)`` with
+    its intent (run id, target, where its launcher will be, status ``submitting``) before
+    anything is started on the target; if ``record`` raises, nothing is started."""
+    previous = getattr(_intents, "record", None)
+    _intents.record = record
+    try:
+        yield
+    finally:
+        _intents.record = previous
+
+
+def _announce(intent: Observed) -> None:
+    record = getattr(_intents, "record", None)
+    if record is not None:
+        record(intent)
+
+
+def _launched(provider: Provider, expected: Handle) -> tuple[Handle | None, bool, bool]:
+    """Look for the launchers of an expected handle through the target's ``status``: the
+    handle with their pids (None if none was found), whether every node's was found, and
+    whether none can have started (a local run's status file is written before its
+    launcher starts, so a local run without one never started)."""
+    from trainform.state.locking import process_start_time
+
+    if "nodes" in expected:
+        nodes, found = [], 0
+        for node in expected["nodes"]:
+            seen = provider.status({**expected, "nodes": [{**node, "launcher_pid": NO_PID}]})
+            pid = seen.get("launcher_pid")
+            ok = isinstance(pid, int) and pid > 0
+            found += ok
+            nodes.append({**node, "launcher_pid": pid if ok else NO_PID})
+        if not found:
+            return None, False, False
+        return {**expected, "nodes": nodes}, found == len(nodes), False
+    seen = provider.status({**expected, "launcher_pid": NO_PID, "launcher_start": ""})
+    pid = seen.get("launcher_pid")
+    if isinstance(pid, int) and pid > 0:
+        handle = {**expected, "launcher_pid": pid, "launcher_start": process_start_time(pid)}
+        return handle, True, False
+    return None, False, "host" not in seen

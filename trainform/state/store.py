@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 SCHEMA_VERSION = 4
+BACKUP_SUFFIX = ".backup"  # state.db.backup: the state before the last command changed it
 T = TypeVar("T")
 
 
@@ -208,6 +209,29 @@ def state_fingerprint_key(path: Path) -> bytes:
     return bytes.fromhex(row[0])
 
 
+def _set_aside_stale_wal(path: Path) -> None:
+    """Rename a write-ahead log that belongs to another file than ``path`` (left beside it
+    when a backup was copied over the state file): SQLite would replay it into the copy.
+
+    A database in rollback-journal mode (header bytes 18-19 = 1, as backups are written)
+    never has a live ``-wal``: SQLite switches the header to WAL before it creates one, so
+    checking the log first and the header second cannot mistake a live log for a stale one."""
+    wal = Path(f"{path}-wal")
+    try:
+        if wal.stat().st_size == 0:
+            return
+        with path.open("rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return
+    if not header.startswith(b"SQLite format 3\0") or header[18] != 1:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("-wal", "-shm"):
+        with suppress(OSError):
+            Path(f"{path}{suffix}").rename(f"{path}{suffix}.stale-{stamp}")
+
+
 class SQLiteStateStore:
     """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
     command uses it from one thread.
@@ -228,6 +252,7 @@ class SQLiteStateStore:
         self._wal = False
         self._key: bytes | None = None  # see fingerprint_key
         self._key_lock = threading.Lock()
+        self._backed_up = False  # the backup was written before this store's first change
         if create or path.exists():
             self._open(wal=True)
 
@@ -256,8 +281,15 @@ class SQLiteStateStore:
                 f"state database {self.path}: cannot create its folder: {exc.strerror} "
                 "(check that the state file and its folder are writable)"
             ) from None
+        existed = existed and self._check_file()
+        if existed:
+            _set_aside_stale_wal(self.path)
         conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         try:
+            # Still 0 bytes: it was deleted (made only for a lock) and made anew meanwhile.
+            existed = existed and self.path.stat().st_size > 0
+            if existed:
+                self._check_tables(conn)
             # An existing file keeps its mode: WAL, or rollback-journal while it is made
             # only for a lock (see the class docstring).
             set_wal = wal and not existed
@@ -273,6 +305,107 @@ class SQLiteStateStore:
             raise
         self._identity = (st.st_dev, st.st_ino)
         self._created = not existed and not self._wal
+
+    @property
+    def backup_path(self) -> Path:
+        """Where the state as it was before the last command that changed it is kept."""
+        return self.path.with_name(self.path.name + BACKUP_SUFFIX)
+
+    def _not_ours(self, why: str) -> StateError:
+        backup = ""
+        if self.backup_path.exists():
+            backup = (
+                f"; the state as it was before its last change is in {self.backup_path} "
+                "(README, 'State and locking', says how to restore it)"
+            )
+        return StateError(
+            f"state file {self.path} is not a trainform state database: {why}. It is neither "
+            "read as empty state (a plan would create everything again) nor written to; move "
+            f"it away, or set the state path to the right file{backup}"
+        )
+
+    def _check_file(self) -> bool:
+        """Whether the state file still exists; raise StateError if it is empty. One that
+        another trainform process has just made (SQLite creates it empty, then writes its
+        tables) is waited for."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                return False  # deleted meanwhile (a file made only for a lock)
+            if st.st_size > 0:
+                return True
+            if time.time() - st.st_mtime > 5 or time.monotonic() > deadline:
+                raise self._not_ours("it is empty (0 bytes)")
+            time.sleep(0.05)
+
+    def _check_tables(self, conn: sqlite3.Connection) -> None:
+        """Raise StateError unless ``conn`` holds trainform's tables (never creates them in
+        another application's database)."""
+        try:
+            names = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            version = None
+            if "meta" in names:
+                version = conn.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise
+            raise self._not_ours(
+                f"it is not an SQLite database, or a damaged one ({exc}: keep a copy before "
+                "repairing it)"
+            ) from None
+        if version is None and not self._blank_file(conn, names):
+            shown = ", ".join(sorted(names)[:8]) or "none"
+            raise self._not_ours(f"it is an SQLite database without trainform's tables ({shown})")
+
+    def _blank_file(self, conn: sqlite3.Connection, names: set[str]) -> bool:
+        """An SQLite file with no tables that another trainform process is creating (it
+        writes its tables in the first transaction): waited for briefly."""
+        if names:
+            return False
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                return True
+        return False
+
+    def _backup(self) -> None:
+        """Before the first change of managed state by this store (one command), keep the
+        state as it is in :attr:`backup_path`, as Terraform keeps ``terraform.tfstate.backup``
+        (nothing is kept while no resource or output was ever recorded).
+        The copy is a complete database in rollback-journal mode without the lock, written
+        to a temporary file and renamed, so copying it over the state file restores it."""
+        if self._backed_up or not self._exists() or self._meta("lineage") is None:
+            return
+        tmp = self.backup_path.with_name(f".{self.backup_path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.unlink(missing_ok=True)
+            dest = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.conn.backup(dest)
+                dest.execute("PRAGMA journal_mode=DELETE")
+                dest.execute("DELETE FROM lock")
+            finally:
+                dest.close()
+            with suppress(OSError):
+                os.chmod(tmp, self.path.stat().st_mode & 0o777)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.backup_path)
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink()
+            raise StateError(
+                f"state database {self.path}: cannot write its backup {self.backup_path}: "
+                f"{exc.strerror or exc}; state was not changed"
+            ) from None
+        self._backed_up = True
 
     def _moved(self) -> bool:
         """Whether the open file is no longer the one at the path (another process deleted
@@ -418,6 +551,7 @@ class SQLiteStateStore:
     @_translate
     def put_resource(self, resource: ResourceState) -> None:
         stamp = now()
+        self._backup()
         with self._record():
             existing = self.execute(
                 "SELECT created_at FROM resources WHERE address=?", [resource.address]
@@ -443,12 +577,14 @@ class SQLiteStateStore:
 
     @_translate
     def remove_resource(self, address: str) -> None:
+        self._backup()
         with self._record():
             self.execute("DELETE FROM resources WHERE address=?", [address])
             self._bump()
 
     @_translate
     def move_resource(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
+        self._backup()
         with self._record():
             self.execute(
                 "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
@@ -472,6 +608,7 @@ class SQLiteStateStore:
         if something changed."""
         if outputs == self.outputs():
             return
+        self._backup()
         with self._record():
             self.execute("DELETE FROM outputs")
             for name, out in outputs.items():
