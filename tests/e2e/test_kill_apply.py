@@ -74,6 +74,8 @@ def test_a_run_killed_before_its_launch_is_submitted_again(rig: KillRig) -> None
         assert "run.train will be resubmitted: was left half-submitted" in plan, plan
         history = {r.split()[0]: r for r in ok(rig.cli("runs", "list")).out.splitlines()[1:]}
         assert "not_started" in history[folder.name], history
+        logs = ok(rig.cli("runs", "logs", folder.name))
+        assert "has no log: it was never launched (not_started)" in logs.err, logs.all
 
 
 def test_a_kill_at_any_moment_of_apply_converges(rig: KillRig) -> None:

@@ -290,6 +290,9 @@ def runs_logs(
                     _print(ctx, f"(no log was collected from rank {rank})", stderr=True)
                 log.flush(show)
             return
+        if not r["record"].get("handle"):  # recorded before launch (an apply was killed)
+            _print(ctx, f"{r['id']} has no log: it was never launched ({r['status']})", True)
+            return
         if follow:
             _follow(ctx, store, r, show, ranks, raw=write if raw else None)
             return
