@@ -1,0 +1,108 @@
+"""The README's own commands, run verbatim: the "Try it" line (a new venv, the install, and the
+quick-start example applied end to end) in a copy of the repository, and the "A first
+configuration" sequence (init, validate, plan, apply answered "yes" on a terminal, show,
+destroy answered "yes") on the README's configuration. The CI recipe and the state restore
+recipe are run verbatim in test_cli_forms.py and test_state_backup.py."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import base_env
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def block_after(marker: str, lang: str) -> str:
+    """The first ```lang block after ``marker`` in the README."""
+    rest = README.split(marker, 1)[1]
+    found = re.search(rf"^```{lang}\n(.*?)^```$", rest, re.S | re.M)
+    assert found, f"no {lang} block after {marker!r} in README.md"
+    return found.group(1)
+
+
+def test_try_it_runs_verbatim_in_a_copy_of_the_repository(tmp_path: Path) -> None:
+    line = block_after("**Try it**", "sh").strip()
+    assert "\n" not in line, "Try it is one line"
+    copy = tmp_path / "trainform"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = ROOT / os.fsdecode(name)
+        if src.is_file():
+            dest = copy / os.fsdecode(name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+    env = base_env()
+    env.pop("VIRTUAL_ENV", None)
+    # the machine's python3, as a new user has it (not this test run's venv)
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix)
+    )
+    proc = subprocess.run(
+        ["sh", "-c", line], cwd=copy, env=env, capture_output=True, text=True, timeout=900
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Apply complete!" in out, out[-4000:]
+    assert "run.train" in out and "epoch" in out, out[-4000:]
+    assert re.search(r'model\s+= ".*/outputs/model\.json"', out), out[-4000:]
+
+
+def drive(script: str, cwd: Path, env: dict[str, str], timeout: float = 240) -> tuple[int, str]:
+    """Run ``script`` with sh on a pseudo-terminal, answering "yes" to every
+    confirmation prompt; returns the exit code and everything printed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a shell on the terminal
+        os.chdir(cwd)
+        os.execvpe("sh", ["sh", "-c", script], env)
+    out = b""
+    answered = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if out.count(b"Enter a value") > answered:
+                answered += 1
+                os.write(fd, b"yes\n")
+        elif os.waitpid(pid, os.WNOHANG)[0]:
+            break
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_a_first_configuration_sequence_runs_verbatim(tmp_path: Path) -> None:
+    config = block_after("## A first configuration", "hcl")
+    script = block_after("## A first configuration", "sh")
+    (tmp_path / "main.train.hcl").write_text(config)
+    env = base_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    code, out = drive("set -e\n" + script, tmp_path, env)
+    assert code == 0, out
+    assert "compute.gpu[0] will be attached" in out, out
+    assert "Apply complete!" in out and "Destroy complete!" in out, out
+    assert out.count("Enter a value") == 2, out
+    assert "cpus" in out, out
