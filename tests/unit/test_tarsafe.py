@@ -450,3 +450,11 @@ def test_an_outputs_folder_that_is_a_link_is_followed_only_inside(
     skipped = copy_tree(src, "leak", other)
     assert skipped and skipped[0].startswith("'leak' (")
     assert list(other.iterdir()) == []
+
+
+def test_copy_tree_of_a_missing_root_copies_nothing(tmp_path: Path) -> None:
+    """A run that failed before its source folder existed (a failed image build) is
+    collected with empty outputs, not a crash."""
+    dest = tmp_path / "dest"
+    assert copy_tree(tmp_path / "never-made", "outputs", dest) == []
+    assert dest.is_dir() and not any(dest.iterdir())

@@ -113,10 +113,13 @@ def copy_tree(root: Path, rel: str, dest: Path) -> list[str]:
     """Copy the folder ``rel`` of ``root`` into ``dest`` (created if needed) by the rules of
     this module; returns what was skipped and why. ``rel`` is followed through links only
     while they stay inside ``root``; if it leads outside, nothing is copied. A missing ``rel``
-    copies nothing."""
+    or ``root`` (a run that failed before its source was materialised) copies nothing."""
     dest.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    root_fd = os.open(root, _DIR)
+    try:
+        root_fd = os.open(root, _DIR)
+    except FileNotFoundError:
+        return skipped
     dest_fd = os.open(dest, _DIR)
     try:
         try:
