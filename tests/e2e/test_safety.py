@@ -28,8 +28,17 @@ def refused(result, *needles: str):
 
 
 def files_holding(folder: Path, needle: bytes) -> list[Path]:
-    """Every file under ``folder`` (WAL and shared-memory files included) containing needle."""
-    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+    """Every file under ``folder`` (WAL and shared-memory files included) containing needle.
+    A file that vanishes while the folder is read (a running apply's temporary backup journal)
+    held nothing by then."""
+    found = []
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file() and needle in p.read_bytes():
+                found.append(p)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def state_list(cli) -> list[str]:
