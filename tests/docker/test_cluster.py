@@ -287,7 +287,10 @@ def test_cold_cluster_serves_a_two_node_run_queues_a_third_and_scales_back_to_ze
     assert len(cluster_containers(docker_client, cluster_id)) == 2
     time.sleep(1.2)
     reconciled = ok(cli("compute", "reconcile", "cpu")).out
-    assert reconciled.count("removed node") == 2 and "idle past 1s" in reconciled, reconciled
+    # The cluster's watcher, still alive after the detached runs, may retire them first.
+    assert (
+        reconciled.count("removed node") == 2 and "idle past 1s" in reconciled
+    ) or "nodes: 0 " in reconciled, reconciled
     assert compute_show(cli)["nodes"] == []
     assert cluster_containers(docker_client, cluster_id) == {}
     assert network_exists(docker_client, cluster_id)  # the cluster itself remains
