@@ -106,3 +106,10 @@ def test_a_first_configuration_sequence_runs_verbatim(tmp_path: Path) -> None:
     assert "Apply complete!" in out and "Destroy complete!" in out, out
     assert out.count("Enter a value") == 2, out
     assert "cpus" in out, out
+
+
+def test_ci_runs_the_readmes_test_command_verbatim() -> None:
+    """.ci/run holds the README's test command as one of its own lines, unchanged."""
+    line = block_after("**Test it**", "sh").strip()
+    assert "pytest" in line and "\n" not in line
+    assert line in (ROOT / ".ci" / "run").read_text().splitlines()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from daemons import DAEMON_SCRIPT, cgroup_writable, pids_in, reap, running, wait_gone
-from helpers import CLI, failed, ok, wait_until
+from helpers import CLI, failed, ok, unavailable, wait_until
 
 from trainform.runs.launcher import CGROUP_SETTING
 
@@ -26,7 +26,7 @@ __all__ = ["reap"]  # a fixture
 def mode(request: pytest.FixtureRequest) -> dict[str, str]:
     """The environment the CLI (and so the launchers it starts) runs with."""
     if request.param == "cgroup" and not cgroup_writable():
-        pytest.skip("no writable cgroup v2 here (run as root on a host with cgroup v2)")
+        unavailable("no writable cgroup v2 here (run as root on a host with cgroup v2)")
     return {CGROUP_SETTING: "off"} if request.param == "proc" else {}
 
 

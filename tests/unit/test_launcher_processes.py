@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from daemons import DAEMON_SCRIPT, cgroup_writable, pids_in, reap, running, wait_gone
+from helpers import unavailable
 from test_launcher import LAUNCHER, Run, launcher_env
 
 from trainform.runs.launcher import CGROUP_SETTING, LAUNCH_MARKER
@@ -25,7 +26,7 @@ __all__ = ["reap"]  # a fixture
 @pytest.fixture(params=["cgroup", "proc"])
 def mode(request: pytest.FixtureRequest) -> str:
     if request.param == "cgroup" and not cgroup_writable():
-        pytest.skip("no writable cgroup v2 here (run as root on a host with cgroup v2)")
+        unavailable("no writable cgroup v2 here (run as root on a host with cgroup v2)")
     return str(request.param)
 
 
@@ -160,12 +161,13 @@ def test_stop_after_the_launcher_was_killed_finds_the_run_and_its_daemon(
         proc.wait()
 
 
-@pytest.mark.skipif(not cgroup_writable(), reason="no writable cgroup v2 here (needs root)")
 def test_only_the_cgroup_finds_a_cleared_environment_once_the_launcher_is_gone(
     tmp_path: Path, reap: list[int]
 ) -> None:
     """The fallback's limit, and why a cgroup is used where it can be: an orphan with no
     marker, outside the process group, whose launcher is gone, is found by its cgroup only."""
+    if not cgroup_writable():
+        unavailable("no writable cgroup v2 here (run as root on a host with cgroup v2)")
     run = Run(tmp_path, {"train.py": DAEMON_SCRIPT}, arguments=["clean-env"])
     proc = start(run, "cgroup")
     try:
