@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainform.planner.types import Plan
 
 
 def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
@@ -66,5 +70,53 @@ def to_dot(edges: Mapping[str, Iterable[str]], reduce: bool = True) -> str:
     ]
     lines.extend(f'  "{node}";' for node in sorted(g.nodes))
     lines.extend(f'  "{a}" -> "{b}";' for a, b in sorted(g.edges))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# Per action: the symbol `trainform plan` shows, and the node's colours and style in DOT.
+_PLAN_STYLES = {
+    ("create",): ("+", "#e6f4ea", "#1e8e3e", "filled"),
+    ("update",): ("~", "#fef7e0", "#e37400", "filled"),
+    ("delete",): ("-", "#fce8e6", "#d93025", "filled,dashed"),
+    ("delete", "create"): ("-/+", "#fce8e6", "#d93025", "filled,bold"),
+    ("create", "delete"): ("+/-", "#e6f4ea", "#d93025", "filled,bold"),
+    ("no-op",): ("", "#f1f3f4", "#9aa0a6", "filled,dotted"),
+}
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def plan_to_dot(plan: Plan) -> str:
+    """The resources of a plan in Graphviz DOT, each labelled with its planned action as
+    ``trainform plan`` names it (``+ attach``, ``~ update``, ``-/+ replace``, ``- destroy``,
+    ``+ submit``...) and coloured by it; edges point from a resource to what it depends on.
+    Resources with nothing to do are drawn grey and dotted."""
+    changes = {c.address: c for c in plan.changes}
+    lines = [
+        "digraph trainform {",
+        "  rankdir = LR;",
+        '  node [shape = box, fontname = "Helvetica", style = filled];',
+    ]
+    for address in sorted(changes):
+        c = changes[address]
+        symbol, fill, colour, style = _PLAN_STYLES.get(c.actions, _PLAN_STYLES[("no-op",)])
+        verb = "replace" if len(c.actions) == 2 else c.verb
+        action = f"{symbol} {verb}" if symbol else "no changes"
+        shape = "doubleoctagon" if len(c.actions) == 2 else "box"
+        lines.append(
+            f"  {_quoted(address)} [label = {_quoted(address)[:-1]}\\n{_quoted(action)[1:]}, "
+            f"shape = {shape}, style = {_quoted(style)}, fillcolor = {_quoted(fill)}, "
+            f"color = {_quoted(colour)}];"
+        )
+    edges = set()
+    for address, c in changes.items():
+        for block in c.depends_on:
+            for other in changes:
+                if other == block or other.startswith(block + "["):
+                    edges.add((address, other))
+    lines.extend(f"  {_quoted(a)} -> {_quoted(b)};" for a, b in sorted(edges))
     lines.append("}")
     return "\n".join(lines) + "\n"

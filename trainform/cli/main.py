@@ -51,6 +51,7 @@ LONG_OPTIONS = {
     "raw",
     "help",
     "version",
+    "type",
 }
 
 
@@ -1322,13 +1323,37 @@ def force_unlock(ctx: click.Context, lock_id: str, force: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--type",
+    "graph_type",
+    type=click.Choice(["plan", "plan-destroy"]),
+    help="Show the planned actions (plan, or plan-destroy) instead of the dependencies.",
+)
+@click.option(
+    "--refresh/--no-refresh",
+    default=True,
+    show_default=True,
+    help="With --type: read real-world state first, as plan does.",
+)
+@var_options
 @click.pass_context
-def graph(ctx: click.Context) -> None:
-    """Print the dependency graph in Graphviz DOT (pipe into `dot -Tsvg`)."""
+def graph(
+    ctx: click.Context, graph_type: str | None, refresh: bool, use_input: bool, **_: Any
+) -> None:
+    """Print the dependency graph in Graphviz DOT (pipe into `dot -Tsvg`); with -type=plan,
+    the resources with their planned actions."""
     from trainform.config.loader import load_module
-    from trainform.graph import to_dot
+    from trainform.graph import plan_to_dot, to_dot
 
     with _errors(ctx):
+        if graph_type:
+            from trainform.planner.diff import PlanOptions
+
+            mode = "destroy" if graph_type == "plan-destroy" else "normal"
+            session = _open_session(ctx, use_input)
+            the_plan = session.make_plan(PlanOptions(mode), refresh)[0]
+            click.echo(plan_to_dot(the_plan), nl=False)
+            return
         module = load_module(_config_dir(ctx))
         click.echo(to_dot(module.dependencies), nl=False)
 
@@ -1350,6 +1375,7 @@ def version(as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     import trainform.cli.compute
+    import trainform.cli.console
     import trainform.cli.runs
     import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 

@@ -1,0 +1,483 @@
+"""``trainform console``: evaluate expressions against the configuration and the recorded
+state, as ``terraform console`` does.
+
+The scope is built once: variables (from --var, --var-file, TRAINFORM_VAR_*, tfvars; a
+required one without a value is unknown, never prompted for), locals, ``path.*``, and every
+resource by address with its configured attributes and the computed ones recorded in state
+(facts, run ids, status). Nothing is refreshed and the state is only read: no lock is taken,
+and without a state file the console works from the configuration alone.
+
+On a terminal it is a readline prompt (history of the *expressions* typed, never of their
+values, in ``.trainform/console_history``); otherwise it reads one expression per line from
+stdin, prints each result, and stops at the first error with exit 1, as Terraform does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from trainform.cli.main import _config_dir, _errors, _print, _store, cli, var_options
+
+if TYPE_CHECKING:
+    from trainform.config.expr import Ref
+    from trainform.config.model import Instance, Module
+    from trainform.config.values import FunctionContext
+    from trainform.errors import Diagnostic
+
+INPUT_FILE = "<console input>"
+HISTORY_FILE = "console_history"
+HISTORY_LENGTH = 1000
+HELP = """\
+The console evaluates expressions against the configuration and the recorded state:
+  var.NAME, local.NAME, path.module, KIND.NAME[.ATTR] (e.g. compute.gpu.facts.cpus),
+  and every function (upper("x"), jsonencode(var.tags), ...).
+Values known only after apply show as (known after apply); sensitive values as
+(sensitive value). Type `exit` or press Ctrl-D to leave; Ctrl-C cancels the line."""
+
+# ------------------------------------------------------------------------------- rendering
+# TODO: merge into trainform/config/display.py (render_value) once it lands; this renders as
+# terraform console prints (internal/repl/format.go), with the collection kind (tuple or
+# list, object or map) taken from a type hint where one is known.
+
+
+class _SensitiveType:
+    """Stands for a sensitive value inside a value being shown."""
+
+    def __repr__(self) -> str:
+        return "(sensitive value)"
+
+
+SENSITIVE_VALUE = _SensitiveType()
+
+# Top-level calls whose result Terraform shows as a list, set or map (not a tuple or object).
+_FUNCTION_TYPES: dict[str, Any] = {
+    "tolist": ("list", "any"),
+    "toset": ("set", "any"),
+    "tomap": ("map", "any"),
+    "split": ("list", "string"),
+    "sort": ("list", "string"),
+    "distinct": ("list", "any"),
+    "compact": ("list", "string"),
+    "range": ("list", "number"),
+    "formatlist": ("list", "string"),
+    "regexall": ("list", "any"),
+    "fileset": ("set", "string"),
+    "setunion": ("set", "any"),
+    "setintersection": ("set", "any"),
+    "setsubtract": ("set", "any"),
+    "chunklist": ("list", ("list", "any")),
+    "transpose": ("map", ("list", "string")),
+}
+
+
+def go_quote(text: str) -> str:
+    """``text`` quoted as Go's strconv.Quote does (Terraform prints strings with it)."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
+        elif ch == " " or ch.isprintable():
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _number(value: int | float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf" if value < 0 else "NaN"
+    return format(Decimal(repr(value)), "f")  # no exponent: 1e+20 -> 100000000000000000000
+
+
+def _heredoc(text: str, indent: int) -> str:
+    lines = text.split("\n")
+    delimiter = "EOT"
+    while any(line.strip() == delimiter for line in lines):
+        delimiter += "_"
+    pad = " " * indent
+    body = "".join(f"\n{pad}{line}" for line in lines)
+    return f"{'<<-' if indent else '<<'}{delimiter}{body}\n{pad}{delimiter}"
+
+
+def _element_type(spec: Any, key: Any) -> Any:
+    """The type spec of one element of a value of type ``spec``."""
+    if isinstance(spec, tuple) and len(spec) == 2:
+        kind, inner = spec
+        if kind in ("list", "set", "map"):
+            return inner
+        if kind == "object" and isinstance(inner, dict):
+            return inner.get(key, "any")
+        if kind == "tuple" and isinstance(inner, list) and isinstance(key, int):
+            return inner[key] if 0 <= key < len(inner) else "any"
+    return "any"
+
+
+def render_value(value: Any, spec: Any = "any", indent: int = 0) -> str:
+    """A value as ``terraform console`` prints it. ``spec`` (a variable type spec such as
+    ``("list", "string")``) says whether a collection is a list/set/map rather than a
+    tuple/object; without one, lists show as tuples ``[...]`` and maps as objects ``{...}``."""
+    from trainform.config.values import UNKNOWN
+    from trainform.state import secrets
+
+    if value is UNKNOWN:
+        return "(known after apply)"
+    if value is SENSITIVE_VALUE or secrets.is_sealed(value):
+        return "(sensitive value)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return _number(value)
+    if isinstance(value, str):
+        return _heredoc(value, indent) if "\n" in value else go_quote(value)
+    kind = spec[0] if isinstance(spec, tuple) else None
+    inner = indent + 2
+    pad = " " * inner
+    if isinstance(value, (list, tuple)):
+        items = [render_value(v, _element_type(spec, i), inner) for i, v in enumerate(value)]
+        text = "[" + "".join(f"\n{pad}{item}," for item in items)
+        text += f"\n{' ' * indent}]" if items else "]"
+        return f"to{kind}({text})" if kind in ("list", "set") else text
+    if isinstance(value, dict):
+        entries = [
+            f"\n{pad}{render_value(str(k), 'string', inner)} = "
+            + render_value(value[k], _element_type(spec, k), inner)
+            for k in sorted(value, key=str)
+        ]
+        text = "{" + "".join(entries) + (f"\n{' ' * indent}}}" if entries else "}")
+        return f"tomap({text})" if kind == "map" else text
+    return go_quote(str(value))
+
+
+# ------------------------------------------------------------------------------- the scope
+
+
+@dataclass
+class ConsoleScope:
+    """What console expressions may refer to, and which parts of it are sensitive."""
+
+    module: Module
+    values: dict[str, Any]
+    functions: FunctionContext
+    sensitive_nodes: set[str] = field(default_factory=set)  # var.x, local.y
+    sensitive_attrs: dict[str, set[str]] = field(default_factory=dict)  # block -> paths
+    warnings: list[Diagnostic] = field(default_factory=list)  # about variables' values
+
+    @classmethod
+    def load(cls, directory: Path, inputs: Any, prior: dict[str, Any]) -> ConsoleScope:
+        """Evaluate the configuration with the computed attributes recorded in ``prior``
+        (address -> ResourceState); what is not recorded is unknown. Raises ConfigError."""
+        from trainform.config import schema as S
+        from trainform.config.evaluate import Evaluator, resolve_variables
+        from trainform.config.expr import references
+        from trainform.config.loader import load_module
+        from trainform.config.values import UNKNOWN, FunctionContext
+        from trainform.config.variables import collect_values
+
+        module = load_module(directory)
+        functions = FunctionContext(module.directory)
+        raw = collect_values(module.directory, module.variables, inputs, functions)
+        variables = resolve_variables(module, raw, None, functions, lenient=True)
+
+        def recorded(inst: Instance) -> dict[str, Any]:
+            rs = prior.get(inst.address)
+            keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+            return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
+
+        evaluator = Evaluator(module, variables, functions)
+        evaluated = evaluator.run(recorded)
+        directory_text = str(module.directory)
+        values: dict[str, Any] = {
+            "var": variables,
+            "local": evaluated.locals,
+            "path": {"module": directory_text, "root": directory_text, "cwd": os.getcwd()},
+            **{k: {} for k in S.RESOURCE_KINDS},
+        }
+        sensitive_vars = {f"var.{n}" for n in evaluator.sensitive_vars()}
+        scope = cls(module, values, functions, sensitive_vars, warnings=list(raw.warnings))
+        for res in module.resources.values():
+            instances = [i for i in evaluated.instances.values() if i.resource is res]
+            shown = [
+                {**i.attributes, **recorded(i), "name": res.name, "address": i.address}
+                for i in instances
+            ]
+            if res.count is not None:
+                values[res.kind][res.name] = shown
+            elif res.for_each is not None:
+                values[res.kind][res.name] = {str(i.key): v for i, v in zip(instances, shown)}
+            elif shown:
+                values[res.kind][res.name] = shown[0]
+            paths = {k for k, a in res.schema.user_attributes().items() if a.sensitive}.union(
+                *(i.sensitive for i in instances)
+            )
+            scope.sensitive_attrs[res.address] = paths
+        for node in evaluator.order:  # a local is sensitive if it uses a sensitive value
+            kind, _, name = node.partition(".")
+            if kind == "local" and name in module.locals:
+                refs = references(module.locals[name].value)
+                if any(scope.ref_paths(r) is not None for r in refs):
+                    scope.sensitive_nodes.add(node)
+        return scope
+
+    def ref_paths(self, ref: Ref) -> set[str] | None:
+        """What is sensitive under ``ref``, relative to it (``{""}`` for all of it), or None
+        (as the evaluator judges references; a bare root such as ``var`` is sensitive whole
+        if anything under it is)."""
+        from trainform.config import schema as S
+        from trainform.config.sensitivity import relative_paths
+
+        if not ref.steps:
+            under = [n for n in self.sensitive_nodes if n.startswith(ref.root + ".")]
+            under += [
+                a for a, p in self.sensitive_attrs.items() if p and a.startswith(ref.root + ".")
+            ]
+            return {""} if under else None
+        if ref.key in self.sensitive_nodes:
+            return {""}
+        if ref.root in S.RESOURCE_KINDS and self.sensitive_attrs.get(ref.key):
+            res = self.module.resources[ref.key]
+            rest = list(ref.steps[1:])
+            if rest and (res.count is not None or res.for_each is not None):
+                rest = rest[1:]
+            steps: list[str] = []
+            for step in rest:
+                if not isinstance(step, str):
+                    break
+                steps.append(step)
+            return relative_paths(self.sensitive_attrs[ref.key], steps)
+        return None
+
+    def type_hint(self, expr: Any) -> Any:
+        """The type spec of a bare variable reference or of a call to a function whose
+        result Terraform shows as a list, set or map; "any" otherwise."""
+        from lark import Tree
+
+        from trainform.config.expr import single_reference
+
+        ref = single_reference(expr)
+        if ref is not None:
+            if ref.root == "var" and ref.steps and ref.steps[0] in self.module.variables:
+                spec = self.module.variables[str(ref.steps[0])].type
+                for step in ref.steps[1:]:
+                    spec = _element_type(spec, step)
+                return spec
+            return "any"
+        node = expr.node
+        while isinstance(node, Tree) and node.data == "expr_term" and len(node.children) == 1:
+            node = node.children[0]
+        if isinstance(node, Tree) and node.data == "function_call":
+            return _FUNCTION_TYPES.get(str(node.children[0].children[0]), "any")
+        return "any"
+
+    def evaluate(self, text: str) -> str:
+        """The value of one expression as text. Raises ConfigError (positions in the
+        ``<console input>``)."""
+        from lark.exceptions import UnexpectedInput
+
+        from trainform.config.expr import Scope, evaluate, references, single_reference
+        from trainform.config.source import (
+            Expr,
+            NestingError,
+            _moved,
+            nesting_message,
+            parse_expression_text,
+            syntax_error,
+        )
+        from trainform.errors import ConfigError, Diagnostic, Pos
+
+        start = Pos(INPUT_FILE, 1, 1)
+        try:
+            # parsed as `__e = TEXT`: TEXT starts at column 7
+            tree = _moved(parse_expression_text(text), 0, -6)
+        except NestingError:
+            raise ConfigError(Diagnostic(nesting_message(), start)) from None
+        except UnexpectedInput as exc:
+            d = syntax_error(exc, INPUT_FILE, 0, -6)
+            if d.pos is not None and d.pos.line > 1:  # at the end (the parser added a newline)
+                d = Diagnostic(d.message, Pos(INPUT_FILE, 1, len(text) + 1), d.hint)
+            raise ConfigError(d) from None
+        except ValueError:
+            raise ConfigError(Diagnostic("expected one expression", start)) from None
+        expr = Expr(tree, start)
+        value = evaluate(expr, Scope(self.values, self.functions), self._secret)
+        ref = single_reference(expr)
+        if ref is not None:
+            paths = self.ref_paths(ref)
+            if paths is not None:
+                value = self._masked(value, ref, paths)
+        elif any(self.ref_paths(r) is not None for r in references(expr)):
+            value = SENSITIVE_VALUE
+        return render_value(value, self.type_hint(expr))
+
+    def _secret(self, ref: Ref) -> bool:
+        return self.ref_paths(ref) is not None
+
+    def _masked(self, value: Any, ref: Ref, paths: set[str]) -> Any:
+        """``value`` (what ``ref`` names) with the sensitive ``paths`` inside it hidden."""
+        if "" in paths:
+            return SENSITIVE_VALUE
+        res = self.module.resources.get(ref.key)
+        whole_block = (
+            res is not None
+            and len(ref.steps) == 1
+            and (res.count is not None or res.for_each is not None)
+        )
+        if whole_block and isinstance(value, list):
+            return [_hide(v, paths) for v in value]
+        if whole_block and isinstance(value, dict):
+            return {k: _hide(v, paths) for k, v in value.items()}
+        return _hide(value, paths)
+
+
+def _hide(value: Any, paths: set[str]) -> Any:
+    if not isinstance(value, dict):
+        return SENSITIVE_VALUE
+    out = dict(value)
+    for path in sorted(paths):
+        first, _, rest = path.partition(".")
+        if first in out and out[first] is not None:
+            out[first] = _hide(out[first], {rest}) if rest else SENSITIVE_VALUE
+    return out
+
+
+# ------------------------------------------------------------------------------- the loop
+
+
+def _error_lines(d: Diagnostic, text: str) -> list[str]:
+    """A diagnostic with the console input it points into (the file cannot be read)."""
+    from rich.markup import escape
+
+    from trainform.cli.render import diagnostic_lines
+
+    lines = diagnostic_lines(d)
+    if d.pos is not None and d.pos.file == INPUT_FILE:
+        at = next((i for i, line in enumerate(lines) if line.startswith("  on ")), None)
+        if at is not None:
+            lines[at + 1 : at + 1] = [
+                f"  {d.pos.line:>4} | {escape(text)}",
+                "       | " + " " * max(0, d.pos.column - 1) + "[red]^[/red]",
+            ]
+    return lines
+
+
+def _show_error(ctx: click.Context, exc: Any, text: str) -> None:
+    for i, d in enumerate(exc.diagnostics):
+        if i:
+            _print(ctx, "", stderr=True)
+        _print(ctx, _error_lines(d, text), stderr=True)
+
+
+def _handle(ctx: click.Context, scope: ConsoleScope, text: str) -> bool | None:
+    """Evaluate one line and print its result or error: True if it succeeded, False if it
+    failed, None for `exit`."""
+    from trainform.errors import ConfigError
+
+    line = text.strip()
+    if line == "exit":
+        return None
+    if not line:
+        return True
+    if line == "help":
+        click.echo(HELP)
+        return True
+    try:
+        click.echo(scope.evaluate(line))
+    except ConfigError as exc:
+        _show_error(ctx, exc, line)
+        return False
+    return True
+
+
+def _interactive(ctx: click.Context, scope: ConsoleScope, history: Path) -> None:
+    try:
+        import readline
+    except ImportError:  # a Python built without it: a plain prompt
+        readline = None  # type: ignore[assignment]
+    if readline is not None:
+        readline.set_history_length(HISTORY_LENGTH)
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+    try:
+        while True:
+            try:
+                text = input("> ")
+            except KeyboardInterrupt:  # Ctrl-C: cancel this line, as a shell does
+                click.echo("")
+                continue
+            except EOFError:  # Ctrl-D
+                click.echo("")
+                return
+            if _handle(ctx, scope, text) is None:
+                return
+    finally:
+        if readline is not None:
+            _save_history(readline, history)
+
+
+def _save_history(readline: Any, history: Path) -> None:
+    """Write the expressions typed (never their values) where only this user can read."""
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(history, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        readline.write_history_file(history)
+    except OSError:
+        pass  # a read-only folder: the console still worked
+
+
+def _piped(ctx: click.Context, scope: ConsoleScope) -> None:
+    for text in sys.stdin:
+        result = _handle(ctx, scope, text)
+        if result is None:
+            return
+        if result is False:  # as Terraform's console through a pipe: stop at the first error
+            raise SystemExit(1)
+
+
+@cli.command()
+@var_options
+@click.pass_context
+def console(ctx: click.Context, **_: Any) -> None:
+    """Evaluate expressions against the configuration and state (read-only; no refresh).
+
+    On a terminal: a prompt (Ctrl-D or `exit` ends). Otherwise one expression per line from
+    stdin, e.g. `echo 'compute.gpu.facts.cpus' | trainform console`; exit 1 at the first
+    error."""
+    from trainform.cli.render import diagnostic_lines
+    from trainform.config.variables import VariableInputs
+
+    with _errors(ctx):
+        inputs = VariableInputs(cli=ctx.find_root().obj.get("var_order", []))
+        store = _store(ctx, optional=True)
+        try:
+            prior = store.resources() if store is not None else {}
+        finally:
+            if store is not None:
+                store.close()
+        scope = ConsoleScope.load(_config_dir(ctx), inputs, prior)
+        for warning in scope.warnings:
+            _print(ctx, diagnostic_lines(warning), stderr=True)
+        if sys.stdin.isatty():
+            history = scope.module.directory / ".trainform" / HISTORY_FILE
+            _interactive(ctx, scope, history)
+        else:
+            _piped(ctx, scope)
