@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -322,3 +323,31 @@ def test_interactive_prompt_with_history_ctrl_c_and_ctrl_d(cli):
     again.send(b"exit\r")
     assert again.wait() == 0
     assert Path(history).read_text().count("1 + 2") >= 1
+
+
+# ---------------------------------------------------------------------------- the README
+
+
+def readme_block(marker: str, lang: str) -> str:
+    """The first ```lang block after ``marker`` in the README."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(rf"^```{lang}\n(.*?)^```$", readme.split(marker, 1)[1], re.S | re.M)
+    assert found, f"no {lang} block after {marker!r} in README.md"
+    return found.group(1)
+
+
+def test_the_readmes_console_and_plan_graph_lines_run_verbatim(cli):
+    """On the README's first configuration, applied, its console and graph lines as they are."""
+    cli.write("main.train.hcl", readme_block("## A first configuration", "hcl"))
+    cli.env["TRAINFORM_VAR_api_token"] = SECRET
+    cli.env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), cli.env["PATH"]])
+    ok(cli("apply", "-auto-approve"))
+    script = readme_block("**Console and plan graph.**", "sh")
+    proc = subprocess.run(
+        ["sh", "-ec", script], cwd=cli.cwd, env=cli.env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{os.cpu_count()}\n(sensitive value)\n", proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr
+    dot = (cli.cwd / "plan.dot").read_text()
+    assert dot.startswith("digraph") and "compute.gpu[0]\\nno changes" in dot
