@@ -18,8 +18,9 @@ from typing import Any
 from lark import Token, Tree
 
 from trainform.config.functions import FUNCTIONS, function_names
-from trainform.config.schema import did_you_mean, type_of
+from trainform.config.schema import RESOURCE_KINDS, did_you_mean, type_of
 from trainform.config.source import Expr, Literal, Template, node_pos, template_from_text
+from trainform.config.types import convert, infer, unify
 from trainform.config.values import (
     MAX_EVALUATION_STEPS,
     MAX_NESTING_DEPTH,
@@ -37,6 +38,10 @@ from trainform.config.values import (
 from trainform.errors import ConfigError, Diagnostic, Pos
 
 _SKIP = ("new_line_or_comment",)
+
+# Roots whose first step names something declared (a variable, a local, a resource): a
+# missing name under them is a static error, which try() does not hide.
+_NAMESPACES = frozenset({"var", "local", "module", "dataset", *RESOURCE_KINDS})
 
 
 @dataclass(frozen=True)
@@ -571,7 +576,32 @@ class _Evaluator:
             return UNKNOWN
         if not isinstance(cond, bool):
             raise self.fail(f"condition must be a bool, got {type_of(cond)}", cond_node)
-        return self.value(yes if cond else no)
+        chosen = self.value(yes if cond else no)
+        return self.unify_branches(chosen, no if cond else yes)
+
+    def unify_branches(self, chosen: Any, other_node: Any) -> Any:
+        """The chosen result of a conditional converted to the type both results share, as
+        in Terraform (``true ? 1 : "a"`` is ``"1"``). As HCL does, the other result is
+        evaluated for its type only: its errors are not reported, and where the two have no
+        common type the chosen value is kept as it is."""
+        if chosen is None or chosen is UNKNOWN:
+            return chosen
+        try:
+            other = self.value(other_node)
+        except ConfigError:
+            return chosen
+        if other is None or is_unknown(other):
+            return chosen
+        mine, theirs = infer(chosen), infer(other)
+        if mine == theirs:
+            return chosen
+        common = unify(mine, theirs)
+        if common is None or common == mine:
+            return chosen
+        try:
+            return convert(chosen, common)
+        except FunctionError:
+            return chosen
 
     def _binary_op(self, node: Tree) -> Any:
         left_node, term = _kids(node)[:2]
@@ -631,6 +661,8 @@ class _Evaluator:
     # -- calls
     def _function_call(self, node: Tree) -> Any:
         name = str(node.children[0].children[0])
+        if name in ("try", "can"):
+            return self.try_call(name, node)
         fn = FUNCTIONS.get(name)
         if fn is None:
             raise self.fail(
@@ -660,6 +692,72 @@ class _Evaluator:
             raise self.fail(
                 f"{name}(): {exc}" if not str(exc).startswith(name) else str(exc), node
             ) from None
+
+    def try_call(self, name: str, node: Tree) -> Any:
+        """``try(a, b, ...)`` and ``can(a)``, whose arguments are evaluated lazily: the first
+        that evaluates without an error is the result (``can``: whether it did). As in
+        Terraform only dynamic errors are caught: a reference to something not declared at
+        all is reported, since no fallback could make it right."""
+        args_node = next(
+            (c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None
+        )
+        args = _kids(args_node) if args_node is not None else []
+        if name == "can" and len(args) != 1:
+            raise self.fail(f"can(): expected 1 argument, got {len(args)}", node)
+        if not args:
+            raise self.fail("try(): expected at least 1 argument, got 0", node)
+        if args_node is not None and any(
+            isinstance(c, Token) and c.type == "ELLIPSIS" for c in args_node.children
+        ):
+            raise self.fail(f"{name}(): '...' cannot expand the arguments of {name}", node)
+        problems: list[str] = []
+        for arg in args:
+            self.check_declared(arg)
+            try:
+                result = self.value(arg)
+            except ConfigError as exc:
+                problems.extend(d.message for d in exc.diagnostics)
+                continue
+            if is_unknown(result):
+                return UNKNOWN  # whether it would fail cannot be known until apply
+            return True if name == "can" else result
+        if name == "can":
+            return False
+        raise self.fail(
+            "try(): no expression succeeded: " + "; ".join(problems[:3]),
+            node,
+            "add a last argument that cannot fail, such as a default value",
+        )
+
+    def check_declared(self, node: Any) -> None:
+        """Raise for a reference to an undeclared name in ``node`` (a static error, which
+        try() and can() do not catch)."""
+        for ref in references(Expr(node, self.pos)):
+            if ref.root in self.scope.locals_:
+                continue
+            if ref.root not in self.scope.values:
+                raise ConfigError(
+                    Diagnostic(
+                        f"unknown reference {ref.root!r}",
+                        ref.pos,
+                        did_you_mean(ref.root, [*self.scope.values, *self.scope.locals_]),
+                    )
+                )
+            namespace = self.scope.values[ref.root]
+            first = ref.steps[0] if ref.steps else None
+            if (
+                ref.root in _NAMESPACES
+                and isinstance(namespace, dict)
+                and isinstance(first, str)
+                and first not in namespace
+            ):
+                raise ConfigError(
+                    Diagnostic(
+                        f"reference to undeclared {ref.root}.{first}",
+                        ref.pos,
+                        did_you_mean(first, [str(k) for k in namespace]),
+                    )
+                )
 
     # -- traversal
     def _get_attr_expr_term(self, node: Tree) -> Any:

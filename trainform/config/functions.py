@@ -34,6 +34,8 @@ from trainform.config.values import (
     FunctionContext,
     FunctionError,
     LimitError,
+    TfList,
+    TfMap,
     measure,
 )
 
@@ -233,11 +235,20 @@ def _json_ready(value: Any) -> Any:
 
 def _to_json(value: Any) -> str:
     try:
-        return json.dumps(
-            _json_ready(value), sort_keys=True, separators=(",", ":"), allow_nan=False
+        text = json.dumps(
+            _json_ready(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            allow_nan=False,
+            ensure_ascii=False,
         )
     except ValueError:
         raise FunctionError("infinity and NaN cannot be encoded as JSON") from None
+    # Go's encoder (Terraform's) escapes what HTML and JavaScript would misread.
+    return text.translate(_JSON_HTML_ESCAPES)
+
+
+_JSON_HTML_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"}
 
 
 def _identity(value: Any) -> str:
@@ -255,6 +266,16 @@ def _distinct(items: Iterable[Any]) -> list[Any]:
             seen.add(key)
             out.append(item)
     return out
+
+
+def grapheme_count(text: str) -> int:
+    """Characters as a reader counts them (Unicode extended grapheme clusters), as Terraform's
+    length() does: "👨‍👩‍👧" is one, though seven code points."""
+    if text.isascii():
+        return len(text) - text.count("\r\n")
+    import regex  # python-hcl2 depends on it already; imported where used
+
+    return len(regex.findall(r"\X", text))
 
 
 def _expand_home(path: str) -> str:
@@ -695,9 +716,15 @@ def _merge(ctx: FunctionContext, *maps: Any) -> dict[str, Any]:
     return out
 
 
-@_fn("length", "length(value): Number of elements of a list or map, or characters of a string.")
+@_fn(
+    "length",
+    "length(value): Number of elements of a list or map, or of characters (grapheme "
+    "clusters, as a reader counts them) of a string.",
+)
 def _length(ctx: FunctionContext, value: Any) -> int:
-    if isinstance(value, (str, list, dict)):
+    if isinstance(value, str):
+        return grapheme_count(value)
+    if isinstance(value, (list, dict)):
         return len(value)
     raise FunctionError(f"argument must be a string, list or map, got {type_of(value)}")
 
@@ -730,14 +757,17 @@ def _contains(ctx: FunctionContext, items: Any, value: Any) -> bool:
     return any(_identity(item) == wanted for item in _want_list(items, "list"))
 
 
-@_fn("element", "element(list, index): list[index], wrapping around past the end.")
+@_fn(
+    "element",
+    "element(list, index): list[index], wrapping around past the end; -1 is the last.",
+)
 def _element(ctx: FunctionContext, items: Any, index: Any) -> Any:
     elements = _want_list(items, "list")
     position = _want_int(index, "index")
     if not elements:
         raise FunctionError("cannot take an element of an empty list")
-    if position < 0:
-        raise FunctionError(f"index must not be negative, got {position}")
+    # Negative indices count from the end (Terraform's documented behaviour since 1.11's
+    # successors; Terraform 1.11 itself panics on them).
     return elements[position % len(elements)]
 
 
@@ -839,7 +869,9 @@ def _zipmap(ctx: FunctionContext, keys: Any, values: Any) -> dict[str, Any]:
 
 @_fn("coalesce", "coalesce(values...): First argument that is neither null nor an empty string.")
 def _coalesce(ctx: FunctionContext, first: Any, *rest: Any) -> Any:
-    for value in (first, *rest):
+    from trainform.config.types import unified
+
+    for value in unified([first, *rest]):
         if value is not None and value != "":
             return value
     raise FunctionError("all arguments are null or empty strings")
@@ -959,9 +991,11 @@ def _tobool(ctx: FunctionContext, value: Any) -> bool | None:
     return None if value is None else _want_bool(value, "argument")
 
 
-@_fn("tolist", "tolist(list): The list (sets and tuples are lists already).")
+@_fn("tolist", "tolist(list): The list, its elements converted to one type.")
 def _tolist(ctx: FunctionContext, value: Any) -> list[Any]:
-    return list(_want_list(value, "argument"))
+    from trainform.config.types import unified
+
+    return TfList(unified(_want_list(value, "argument"), "elements"))
 
 
 @_fn(
@@ -969,20 +1003,18 @@ def _tolist(ctx: FunctionContext, value: Any) -> list[Any]:
     "toset(list): Distinct elements; scalars sorted (as strings if any is a string).",
 )
 def _toset(ctx: FunctionContext, value: Any) -> list[Any]:
-    elements = _distinct(_want_list(value, "argument"))
-    if elements and all(_is_number(e) for e in elements):
-        return sorted(elements)
-    if any(isinstance(e, str) for e in elements) and all(
-        isinstance(e, (str, bool)) or _is_number(e) for e in elements
-    ):
-        # Terraform unifies a set of mixed scalars into a set of strings: ["a", 1] -> ["1", "a"].
-        return sorted(set(_want_str(e, "element") for e in elements))
-    return elements
+    from trainform.config.types import make_set, unified
+
+    # Terraform unifies a set of mixed scalars into a set of strings: ["a", 1] -> ["1", "a"].
+    return make_set(unified(_want_list(value, "argument"), "elements"))
 
 
-@_fn("tomap", "tomap(map): The map.")
+@_fn("tomap", "tomap(map): The map, its values converted to one type.")
 def _tomap(ctx: FunctionContext, value: Any) -> dict[str, Any]:
-    return dict(_want_map(value, "argument"))
+    from trainform.config.types import unified
+
+    table = _want_map(value, "argument")
+    return TfMap(zip(table, unified(list(table.values()), "values"), strict=True))
 
 
 # --- encodings --------------------------------------------------------------------------------
@@ -1080,18 +1112,15 @@ def _yamldecode(ctx: FunctionContext, text: Any) -> Any:
         raise FunctionError(f"invalid YAML: {_yaml_problem(exc)}") from None
 
 
-@_fn("yamlencode", "yamlencode(value): YAML text (block style, sorted keys).")
+@_fn(
+    "yamlencode",
+    "yamlencode(value): YAML text as Terraform writes it (sorted keys, strings double-quoted, "
+    "multi-line strings as literal blocks).",
+)
 def _yamlencode(ctx: FunctionContext, value: Any) -> str:
-    import yaml
+    from trainform.config.yaml_encode import yaml_encode
 
-    try:
-        text = yaml.safe_dump(
-            _json_ready(value), sort_keys=True, default_flow_style=False, allow_unicode=True
-        )
-    except yaml.YAMLError as exc:
-        raise FunctionError(f"cannot encode as YAML: {_yaml_problem(exc)}") from None
-    # PyYAML closes a lone scalar with a document-end marker that nothing needs.
-    return text.removesuffix("...\n")
+    return yaml_encode(_json_ready(value))
 
 
 @_fn("base64encode", "base64encode(string): Base64 of the string's UTF-8 bytes.")
@@ -1130,3 +1159,14 @@ def _sha1(ctx: FunctionContext, text: Any) -> str:
 @_fn("md5", "md5(string): Hex MD5 digest of the string's UTF-8 bytes.")
 def _md5(ctx: FunctionContext, text: Any) -> str:
     return _digest("md5", text)
+
+
+# The rest of Terraform's library, one module per family; importing them registers them.
+from trainform.config import (  # noqa: E402
+    functions_collections,
+    functions_net,
+    functions_text,
+    functions_time,
+)
+
+del functions_collections, functions_net, functions_text, functions_time

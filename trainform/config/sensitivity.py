@@ -19,8 +19,11 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from lark import Tree
+
 from trainform.config.expr import Ref, object_entries, references, single_reference
-from trainform.config.source import Expr
+from trainform.config.source import Expr, Template, node_pos
+from trainform.errors import ConfigError, Diagnostic
 from trainform.state import secrets
 
 SensitiveRef = Callable[[Ref], "set[str] | None"]
@@ -29,7 +32,26 @@ referenced value, that are sensitive (``{""}`` for the whole value)."""
 
 
 def expression_paths(name: str, expr: Expr, ref_paths: SensitiveRef) -> set[str]:
-    """The sensitive paths of attribute (or map entry) ``name`` set to ``expr``."""
+    """The sensitive paths of attribute (or map entry) ``name`` set to ``expr``.
+
+    ``sensitive(...)`` anywhere in the expression makes it sensitive whole; an expression
+    that is ``nonsensitive(x)`` is not sensitive, and references inside ``nonsensitive(...)``
+    do not count. Raises ConfigError for ``nonsensitive(x)`` where x is not sensitive, as
+    Terraform does (the call would hide nothing)."""
+    call = _call(expr)
+    if call is not None and call[0] == "nonsensitive":
+        args = call[1]
+        if len(args) == 1 and not expression_paths(name, args[0], ref_paths):
+            raise ConfigError(
+                Diagnostic(
+                    "nonsensitive(): the given value is not sensitive, so this call is redundant",
+                    node_pos(call[2], expr.pos.file, expr.pos),
+                    "remove the nonsensitive() call",
+                )
+            )
+        return set()
+    if _calls(expr.node, "sensitive"):
+        return {name}
     entries = object_entries(expr)
     if entries is not None:
         out: set[str] = set()
@@ -46,9 +68,72 @@ def expression_paths(name: str, expr: Expr, ref_paths: SensitiveRef) -> set[str]
         if found is None:
             return set()
         return {f"{name}.{p}" if p else name for p in found}
-    if any(ref_paths(r) is not None for r in references(expr)):
+    if any(ref_paths(r) is not None for r in _references_outside_nonsensitive(expr)):
         return {name}
     return set()
+
+
+def is_sensitive_expression(expr: Expr, ref_paths: SensitiveRef) -> bool:
+    """Whether any part of the value of ``expr`` is sensitive (see expression_paths)."""
+    return bool(expression_paths("value", expr, ref_paths))
+
+
+def _unwrap(node: object) -> object:
+    if isinstance(node, Template):
+        trees = [p for p in node.parts if isinstance(p, Tree)]
+        return trees[0] if len(node.parts) == 1 and len(trees) == 1 else None
+    while isinstance(node, Tree) and node.data == "expr_term":
+        kids = [c for c in node.children if isinstance(c, Tree)]
+        if len(kids) != 1:
+            return None
+        node = kids[0]
+    return node
+
+
+def _call(expr: Expr) -> tuple[str, list[Expr], Tree] | None:
+    """(name, argument expressions, node) if expr is a single function call."""
+    node = _unwrap(expr.node)
+    if not (isinstance(node, Tree) and node.data == "function_call"):
+        return None
+    args = next((c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None)
+    kids = (
+        []
+        if args is None
+        else [c for c in args.children if isinstance(c, Tree) and c.data != "new_line_or_comment"]
+    )
+    return str(node.children[0].children[0]), [Expr(k, expr.pos) for k in kids], node
+
+
+def _function_calls(node: object, name: str) -> list[Tree]:
+    """Every call of function ``name`` in a parse tree (YAML templates and lists included)."""
+    found: list[Tree] = []
+    if isinstance(node, Template):
+        for part in node.parts:
+            found.extend(_function_calls(part, name))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(_function_calls(getattr(item, "node", item), name))
+    elif isinstance(node, dict):
+        for item in node.values():
+            found.extend(_function_calls(getattr(item, "node", item), name))
+    elif isinstance(node, Tree):
+        for sub in node.iter_subtrees():
+            if sub.data == "function_call" and str(sub.children[0].children[0]) == name:
+                found.append(sub)
+    return found
+
+
+def _calls(node: object, name: str) -> bool:
+    return bool(_function_calls(node, name))
+
+
+def _references_outside_nonsensitive(expr: Expr) -> list[Ref]:
+    inside = {
+        (r.root, r.steps, r.pos)
+        for call in _function_calls(expr.node, "nonsensitive")
+        for r in references(Expr(call, expr.pos))
+    }
+    return [r for r in references(expr) if (r.root, r.steps, r.pos) not in inside]
 
 
 def relative_paths(paths: Iterable[str], steps: list[str]) -> set[str] | None:

@@ -48,6 +48,27 @@ def is_unknown(value: Any) -> bool:
     return False
 
 
+class TfList(list[Any]):
+    """A list value made by a conversion (``tolist``) or a function documented to return a
+    list: Terraform's ``list(T)``, as opposed to a literal ``[...]`` (a tuple). Everything that
+    takes a list takes it; only ``type()`` and the console rendering tell it apart."""
+
+
+class TfSet(list[Any]):
+    """A set value (``toset``, the set functions): distinct elements in Terraform's order."""
+
+
+class TfMap(dict[str, Any]):
+    """A map value (``tomap``): Terraform's ``map(T)``, as opposed to a literal ``{...}``
+    (an object)."""
+
+
+class TypeName(str):
+    """A type as ``type()`` returns it: the console prints it bare, not quoted."""
+
+    __slots__ = ()
+
+
 class FunctionError(Exception):
     """A built-in function was called with bad arguments; the message is shown to the user."""
 
@@ -182,6 +203,9 @@ class FunctionContext:
     base_dir: Path
     files_read: dict[str, str] = field(default_factory=dict)
     sizes: Sizes = field(default_factory=dict, repr=False, compare=False)
+    apply_time: bool = False
+    """True while the engine evaluates at apply time: the non-deterministic functions
+    (``timestamp``, ``uuid``) are decided then and are unknown at plan time, as in Terraform."""
 
     def read_file(self, path: str) -> bytes:
         """Read a file relative to the configuration directory and record its hash. Only a

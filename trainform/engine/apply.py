@@ -103,6 +103,9 @@ class DesiredValues:
         from trainform.config.evaluate import block_nodes
 
         self._state = self.store.resources()
+        # Non-deterministic functions (timestamp(), uuid()) were unknown at plan time and
+        # are decided now, as in Terraform.
+        self.evaluator.functions.apply_time = True
         fresh = self.evaluator.run(
             self.from_state, block_nodes(self.evaluator.module, [inst.resource.address])
         )
