@@ -190,3 +190,18 @@ def selects(target_text: str, address_text: str) -> bool:
         return covers(parse_target(target_text), parse_address(address_text))
     except AddressError:
         return False
+
+
+def config_block_of(text: str) -> str:
+    """The configuration block of an address (``module.team.compute.box`` for
+    ``module.team["a"].compute.box[0]``); the text itself if it is not an address."""
+    try:
+        return parse_address(text).config_block
+    except AddressError:
+        return text
+
+
+def module_config_prefix(path: ModulePath) -> str:
+    """``module.team.`` for ``module.team["a"]``: what the configuration addresses of its
+    blocks start with."""
+    return "".join(f"module.{s.name}." for s in path)

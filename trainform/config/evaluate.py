@@ -6,11 +6,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from trainform.config import schema as S
+from trainform.config.address import (
+    AddressError,
+    ModulePath,
+    ModuleStep,
+    module_config_prefix,
+    parse_target,
+    prefixed,
+)
 from trainform.config.expr import Ref, Scope, evaluate, redacted_for, references
-from trainform.config.model import Evaluated, Instance, Module, Resource
+from trainform.config.model import (
+    Evaluated,
+    Instance,
+    Module,
+    ModuleCall,
+    Resource,
+    Variable,
+    call_chain,
+    module_prefix,
+)
 from trainform.config.sensitivity import SensitiveRef, expression_paths, relative_paths
 from trainform.config.source import Expr, RawBlock
 from trainform.config.values import (
@@ -65,42 +84,56 @@ def resolve_variables(
             )
             continue
         try:
-            value = convert(value, var.type)
-        except ValueError as exc:
-            shown = "(sensitive value)" if var.sensitive else repr(value)
-            # the reason may quote the value ("got 'hunter2'"), so a secret gets none
-            reason = "it does not match the type" if var.sensitive else str(exc)
-            errors.append(
-                Diagnostic(
-                    f"invalid value {shown} for variable {name!r} (from {where}): {reason}",
-                    var.pos,
-                    f"the variable's type is {spec_name(var.type)}",
-                )
-            )
-            continue
-        if value is None and not var.nullable:
-            errors.append(Diagnostic(f"variable {name!r} must not be null", var.pos))
-            continue
-        vscope = Scope({"var": {name: value}}, functions)
-        # the scope holds this variable alone: any reference is to it
-        secret = (lambda _ref: True) if var.sensitive else None
-        for v in var.validations:
-            ok = evaluate(v.condition, vscope, secret)
-            if ok is False:
-                msg = evaluate(v.error_message, vscope, secret)
-                if var.sensitive and references(v.error_message):
-                    msg = "(the error message refers to the sensitive value, so it is not shown)"
-                errors.append(
-                    Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos)
-                )
-            elif ok is not True:
-                errors.append(
-                    Diagnostic("a validation condition must be true or false", v.condition.pos)
-                )
-        values[name] = value
+            values[name] = check_variable(name, var, value, where, functions)
+        except ConfigError as exc:
+            errors.extend(exc.diagnostics)
     if errors:
         raise ConfigError(errors)
     return values
+
+
+def check_variable(
+    name: str, var: Variable, value: Any, where: str, functions: FunctionContext
+) -> Any:
+    """``value`` (from ``where``) converted to the variable's type and validated. Raises
+    ConfigError naming the variable; a sensitive value is never quoted."""
+    errors: list[Diagnostic] = []
+    try:
+        value = convert(value, var.type)
+    except ValueError as exc:
+        shown = "(sensitive value)" if var.sensitive else repr(value)
+        # the reason may quote the value ("got 'hunter2'"), so a secret gets none
+        reason = "it does not match the type" if var.sensitive else str(exc)
+        raise ConfigError(
+            Diagnostic(
+                f"invalid value {shown} for variable {name!r} (from {where}): {reason}",
+                var.pos,
+                f"the variable's type is {spec_name(var.type)}",
+            )
+        ) from None
+    if value is None and not var.nullable:
+        raise ConfigError(Diagnostic(f"variable {name!r} must not be null", var.pos))
+    if is_unknown(value):
+        return value  # validated once known (at apply)
+    vscope = Scope({"var": {name: value}}, functions)
+    # the scope holds this variable alone: any reference is to it
+    secret = (lambda _ref: True) if var.sensitive else None
+    for v in var.validations:
+        ok = evaluate(v.condition, vscope, secret)
+        if ok is False:
+            msg = evaluate(v.error_message, vscope, secret)
+            if var.sensitive and references(v.error_message):
+                msg = "(the error message refers to the sensitive value, so it is not shown)"
+            errors.append(
+                Diagnostic(f"invalid value for variable {name!r}: {msg}", v.condition.pos)
+            )
+        elif ok is not True:
+            errors.append(
+                Diagnostic("a validation condition must be true or false", v.condition.pos)
+            )
+    if errors:
+        raise ConfigError(errors)
+    return value
 
 
 class Evaluator:
@@ -142,96 +175,249 @@ class Evaluator:
 
     def run(self, resolver: Resolver, only: Iterable[str] | None = None) -> Evaluated:
         """Evaluate every node (or only the given nodes, which must include what they depend
-        on). Raises ConfigError."""
+        on). Raises ConfigError.
+
+        Each module instance (the root, ``module.team["a"]``) has its own scope; a node of a
+        module is evaluated once per instance of that module."""
         wanted = set(only) if only is not None else None
         result = Evaluated(variables=dict(self.variables))
         sensitive_nodes = {f"var.{n}" for n in self.sensitive_vars()}
+        for call in self.module.calls.values():
+            sensitive_nodes |= {
+                f"{call.prefix}var.{n}" for n, v in call.variables.items() if v.sensitive
+            }
+            sensitive_nodes |= {
+                f"{call.prefix}output.{n}" for n, o in call.outputs.items() if o.sensitive
+            }
         sensitive_attrs: dict[str, set[str]] = {}
         cwd = os.getcwd()
         directory = str(self.module.directory)
-        values: dict[str, Any] = {
-            "var": self.variables,
-            "local": result.locals,
-            "path": {"module": directory, "root": directory, "cwd": cwd},
-            **{k: {} for k in S.RESOURCE_KINDS},
-        }
 
-        def ref_paths(ref: Ref) -> set[str] | None:
-            """What is sensitive under ``ref``, relative to it (see sensitivity.py)."""
-            if ref.key in sensitive_nodes:
-                return {""}
-            if ref.root in S.RESOURCE_KINDS and sensitive_attrs.get(ref.key):
-                res = self.module.resources[ref.key]
-                rest = list(ref.steps[1:])
-                if rest and (res.count is not None or res.for_each is not None):
-                    rest = rest[1:]
-                steps: list[str] = []
-                for step in rest:
-                    if not isinstance(step, str):
-                        break  # a list index: judged as the list
-                    steps.append(step)
-                return relative_paths(sensitive_attrs[ref.key], steps)
-            return None
+        def new_scope(variables: dict[str, Any], folder: str) -> dict[str, Any]:
+            return {
+                "var": variables,
+                "local": {},
+                "module": {},
+                "path": {"module": folder, "root": directory, "cwd": cwd},
+                **{k: {} for k in S.RESOURCE_KINDS},
+            }
 
-        def is_sensitive(refs: list[Ref]) -> bool:
-            return any(ref_paths(ref) is not None for ref in refs)
+        root = new_scope(self.variables, directory)
+        root["local"] = result.locals
+        scopes: dict[ModulePath, dict[str, Any]] = {(): root}
+        # config call address ("" for the root) -> its instances and what their arguments
+        # may use (count.index, each.key/value)
+        instances_of: dict[str, list[tuple[ModulePath, dict[str, Any]]]] = {"": [((), {})]}
+        module_objects: dict[ModulePath, dict[str, Any]] = {}  # outputs as module.NAME shows
 
-        def secret(ref: Ref) -> bool:
-            return ref_paths(ref) is not None
+        def ref_paths_in(prefix: str) -> SensitiveRef:
+            def ref_paths(ref: Ref) -> set[str] | None:
+                """What is sensitive under ``ref``, relative to it (see sensitivity.py)."""
+                if ref.root == "module":
+                    call = self.module.calls.get(
+                        f"{prefix}module.{ref.steps[0]}" if ref.steps else ""
+                    )
+                    if call is None:
+                        return None
+                    rest = list(ref.steps[1:])
+                    if rest and (call.count is not None or call.for_each is not None):
+                        rest = rest[1:]
+                    names = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
+                    hidden = [n for n in names if f"{call.prefix}output.{n}" in sensitive_nodes]
+                    return {""} if hidden else None
+                key = prefix + ref.key
+                if key in sensitive_nodes:
+                    return {""}
+                if ref.root in S.RESOURCE_KINDS and sensitive_attrs.get(key):
+                    res = self.module.resources[key]
+                    rest = list(ref.steps[1:])
+                    if rest and (res.count is not None or res.for_each is not None):
+                        rest = rest[1:]
+                    steps: list[str] = []
+                    for step in rest:
+                        if not isinstance(step, str):
+                            break  # a list index: judged as the list
+                        steps.append(step)
+                    return relative_paths(sensitive_attrs[key], steps)
+                return None
+
+            return ref_paths
+
+        def secret_in(prefix: str) -> Callable[[Ref], bool]:
+            paths = ref_paths_in(prefix)
+            return lambda ref: paths(ref) is not None
 
         errors: list[Diagnostic] = []
         for node in self.order:
             if wanted is not None and node not in wanted:
                 continue
-            kind, _, name = node.partition(".")
-            try:
-                if kind == "local":
-                    loc = self.module.locals[name]
-                    result.locals[name] = evaluate(loc.value, Scope(values, self.functions), secret)
-                    if is_sensitive(references(loc.value)):
-                        sensitive_nodes.add(node)
-                elif kind == "output":
-                    out = self.module.outputs[name]
-                    value = evaluate(out.value, Scope(values, self.functions), secret)
-                    if is_sensitive(references(out.value)) and not out.sensitive:
-                        raise ConfigError(
-                            Diagnostic(
-                                f"output {name!r} refers to sensitive values",
-                                out.value.pos,
-                                "set sensitive = true in the output block",
-                            )
+            call_addr, prefix, kind, name = self._node_parts(node)
+            secret = secret_in(prefix)
+            for path, extra in instances_of.get(call_addr, []):
+                values = scopes[path]
+                try:
+                    if node in self.module.calls:
+                        call = self.module.calls[node]
+                        self._expand_call(
+                            call,
+                            path,
+                            values,
+                            secret,
+                            scopes,
+                            instances_of,
+                            module_objects,
+                            new_scope,
                         )
-                    result.outputs[name] = (value, out.sensitive)
-                elif node in self.module.resources:
-                    res = self.module.resources[node]
-                    instances = self._instances(res, values, secret, ref_paths, resolver)
-                    sens = set(res.schema.user_attributes()) & {
-                        k for k, a in res.schema.attributes.items() if a.sensitive
-                    }
-                    for inst in instances:
-                        result.instances[inst.address] = inst
-                        sens |= inst.sensitive
-                    sensitive_attrs[node] = sens
-            except ConfigError as exc:
-                errors.extend(exc.diagnostics)
-                if len(errors) > 20:
-                    break
+                    elif kind == "var":
+                        if path:
+                            self._argument(node, path, extra, scopes, secret_in, sensitive_nodes)
+                    elif kind == "local":
+                        loc = self._locals_of(call_addr)[name]
+                        values["local"][name] = evaluate(
+                            loc.value, Scope(values, self.functions), secret
+                        )
+                        if any(secret(r) for r in references(loc.value)):
+                            sensitive_nodes.add(node)
+                    elif kind == "output":
+                        out = self._outputs_of(call_addr)[name]
+                        value = evaluate(out.value, Scope(values, self.functions), secret)
+                        if any(secret(r) for r in references(out.value)) and not out.sensitive:
+                            raise ConfigError(
+                                Diagnostic(
+                                    f"output {name!r} refers to sensitive values",
+                                    out.value.pos,
+                                    "set sensitive = true in the output block",
+                                )
+                            )
+                        if path:
+                            module_objects[path][name] = value
+                        else:
+                            result.outputs[name] = (value, out.sensitive)
+                    elif node in self.module.resources:
+                        res = self.module.resources[node]
+                        instances = self._instances(
+                            res, values, secret, ref_paths_in(prefix), resolver, path
+                        )
+                        sens = set(res.schema.user_attributes()) & {
+                            k for k, a in res.schema.attributes.items() if a.sensitive
+                        }
+                        for inst in instances:
+                            result.instances[inst.address] = inst
+                            sens |= inst.sensitive
+                        sensitive_attrs[node] = sensitive_attrs.get(node, set()) | sens
+                except ConfigError as exc:
+                    found = exc.diagnostics
+                    if path:
+                        chain = call_chain(self.module.calls, tuple(s.name for s in path), path)
+                        found = [
+                            replace(d, hint=f"{d.hint}; {chain}" if d.hint else chain)
+                            for d in found
+                        ]
+                    errors.extend(found)
+                    if len(errors) > 20:
+                        break
+            if len(errors) > 20:
+                break
         if errors:
             raise ConfigError(errors)
         return result
 
-    def _instances(
+    def _node_parts(self, node: str) -> tuple[str, str, str, str]:
+        """(the module call it belongs to or "", its name prefix, kind, name) of a node."""
+        if node in self.module.calls:
+            call = self.module.calls[node]
+            parent = module_prefix(call.path[:-1])
+            return parent[:-1], parent, "module", call.name
+        if node in self.module.resources:
+            res = self.module.resources[node]
+            prefix = module_prefix(res.module_path)
+            return prefix[:-1], prefix, res.kind, res.name
+        head, kind, name = node.rsplit(".", 2) if node.count(".") >= 2 else ("", *node.split("."))
+        prefix = f"{head}." if head else ""
+        return head, prefix, kind, name
+
+    def _locals_of(self, call_addr: str) -> dict[str, Any]:
+        return self.module.calls[call_addr].locals if call_addr else self.module.locals
+
+    def _outputs_of(self, call_addr: str) -> dict[str, Any]:
+        return self.module.calls[call_addr].outputs if call_addr else self.module.outputs
+
+    def _expand_call(
         self,
-        res: Resource,
+        call: ModuleCall,
+        parent: ModulePath,
         values: dict[str, Any],
         secret: Callable[[Ref], bool],
-        ref_paths: SensitiveRef,
-        resolver: Resolver,
-    ) -> list[Instance]:
+        scopes: dict[ModulePath, dict[str, Any]],
+        instances_of: dict[str, list[tuple[ModulePath, dict[str, Any]]]],
+        module_objects: dict[ModulePath, dict[str, Any]],
+        new_scope: Callable[[dict[str, Any], str], dict[str, Any]],
+    ) -> None:
+        """The instances of a module call inside the parent instance ``parent``, each with
+        its scope, published in the parent as ``module.NAME``."""
+        keyed = self._keys(call, Scope(values, self.functions), secret)
+        shown: Any = [] if call.count is not None else {}
+        for key, extra in keyed:
+            path = (*parent, ModuleStep(call.name, key))
+            scopes[path] = new_scope({}, str(call.directory))
+            obj: dict[str, Any] = {}
+            module_objects[path] = obj
+            instances_of.setdefault(call.address, []).append((path, extra))
+            if call.count is not None:
+                shown.append(obj)
+            elif call.for_each is not None:
+                shown[str(key)] = obj
+            else:
+                shown = obj
+        values["module"][call.name] = shown
+
+    def _argument(
+        self,
+        node: str,
+        path: ModulePath,
+        extra: dict[str, Any],
+        scopes: dict[ModulePath, dict[str, Any]],
+        secret_in: Callable[[str], Callable[[Ref], bool]],
+        sensitive_nodes: set[str],
+    ) -> None:
+        """A module instance's input variable: its argument, evaluated in the caller's
+        scope (with count.index/each.*), converted and validated by the declaration."""
+        call_addr, _prefix, _kind, name = self._node_parts(node)
+        call = self.module.calls[call_addr]
+        var = call.variables[name]
+        parent = module_prefix(call.path[:-1])
+        if name in call.arguments:
+            expr = call.arguments[name]
+            caller = scopes[path[:-1]]
+            secret = secret_in(parent)
+            value = evaluate(expr, Scope({**caller, **extra}, self.functions), secret)
+            where = str(expr.pos)
+            if any(secret(r) for r in references(expr)):
+                sensitive_nodes.add(node)
+        elif var.default is not None:
+            value = evaluate(var.default, Scope({}, self.functions))
+            where = str(var.default.pos)
+        else:
+            raise ConfigError(
+                Diagnostic(f"module {call.name!r} requires input variable {name!r}", call.pos)
+            )
+        scopes[path]["var"][name] = check_variable(
+            name,
+            replace(var, sensitive=var.sensitive or node in sensitive_nodes),
+            value,
+            where,
+            self.functions,
+        )
+
+    def _keys(
+        self, res: Resource | ModuleCall, scope: Scope, secret: Callable[[Ref], bool]
+    ) -> list[tuple[int | str | None, dict[str, Any]]]:
+        """The instance keys of a resource or module call (from count or for_each), each with
+        what its expressions may use (``count.index``, ``each.key``/``each.value``)."""
+
         def is_sensitive(refs: list[Ref]) -> bool:
             return any(secret(r) for r in refs)
 
-        scope = Scope(values, self.functions)
         keyed: list[tuple[int | str | None, dict[str, Any]]] = []
         if res.count is not None:
             n = evaluate(res.count, scope, secret)
@@ -299,6 +485,22 @@ class Evaluator:
                 )
         else:
             keyed = [(None, {})]
+        return keyed
+
+    def _instances(
+        self,
+        res: Resource,
+        values: dict[str, Any],
+        secret: Callable[[Ref], bool],
+        ref_paths: SensitiveRef,
+        resolver: Resolver,
+        module_path: ModulePath = (),
+    ) -> list[Instance]:
+        def is_sensitive(refs: list[Ref]) -> bool:
+            return any(secret(r) for r in refs)
+
+        scope = Scope(values, self.functions)
+        keyed = self._keys(res, scope, secret)
         if res.kind == "sweep":
             keyed = [(k, {**extra, "param": ParamMarkers()}) for k, extra in keyed]
 
@@ -317,15 +519,19 @@ class Evaluator:
                 stack.extend(b.blocks)
             if is_sensitive(refs):
                 sens_attrs |= {blk.type}
-        depends = self._resource_closure[res.address]
+        depends = tuple(
+            instance_block(self.module, d, module_path) for d in self._resource_closure[res.address]
+        )
         instances: list[Instance] = []
         for key, extra in keyed:
             iscope = Scope({**values, **extra}, self.functions) if extra else scope
             attrs = self._attributes(res.schema, res.attributes, res.blocks, iscope, res, secret)
             if res.kind == "compute":
                 attrs["type"] = res.provider
+            if res.module_dir is not None:
+                attrs = module_relative(res, attrs, self.module.directory)
             unknown = any(is_unknown(v) for v in attrs.values())
-            inst = Instance(res, key, attrs, sens_attrs, depends, unknown)
+            inst = Instance(res, key, attrs, sens_attrs, depends, unknown, module_path)
             instances.append(inst)
         self._publish(res, instances, values, resolver)
         return instances
@@ -413,6 +619,73 @@ class Evaluator:
         else:
             shown = value_of(instances[0])
         values[res.kind][res.name] = shown
+
+
+# Attributes that name files relative to the configuration; in a module, relative to the
+# module's folder (so a module's run snapshots <module folder>/src for source_dir = "src").
+PATH_ATTRIBUTES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "run": (("source_dir",),),
+    "sweep": (("hyperdrive_config",), ("trial", "source_dir")),
+    "environment": (
+        ("requirements_file",),
+        ("conda_file",),
+        ("docker", "dockerfile"),
+        ("docker", "build_context"),
+    ),
+}
+
+
+def module_relative(res: Resource, attrs: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``attrs`` with the relative paths of a module's resource made relative to the root
+    configuration (which providers resolve them against) instead of the module's folder."""
+    assert res.module_dir is not None
+    out = dict(attrs)
+    for steps in PATH_ATTRIBUTES.get(res.kind, ()):
+        holder: Any = out
+        for step in steps[:-1]:
+            inner = holder.get(step) if isinstance(holder, dict) else None
+            if not isinstance(inner, dict):
+                holder = None
+                break
+            holder[step] = inner = dict(inner)
+            holder = inner
+        value = holder.get(steps[-1]) if isinstance(holder, dict) else None
+        if isinstance(value, str) and not os.path.isabs(value):
+            assert isinstance(holder, dict)
+            holder[steps[-1]] = os.path.relpath(os.path.normpath(res.module_dir / value), root)
+    return out
+
+
+def instance_block(module: Module, block: str, inside: ModulePath) -> str:
+    """The resource block ``block`` (a configuration address, ``module.team.compute.box``)
+    as seen from the module instance ``inside``: the module steps it shares with ``inside``
+    take their keys (team "a"'s run waits for team "a"'s box); the others stay keyless,
+    which selects every instance (see address.covers)."""
+    res = module.resources[block]
+    steps: list[ModuleStep] = []
+    for i, name in enumerate(res.module_path):
+        if i < len(inside) and inside[i].name == name and len(steps) == i:
+            steps.append(inside[i])
+        else:
+            steps.append(ModuleStep(name))
+    return prefixed(tuple(steps), f"{res.kind}.{res.name}")
+
+
+def target_blocks(module: Module, targets: Iterable[str]) -> set[str]:
+    """The configuration blocks ``-target`` texts name (a module target: every block in
+    it); texts that are not addresses name nothing."""
+    out: set[str] = set()
+    for text in targets:
+        try:
+            target = parse_target(text)
+        except AddressError:
+            continue
+        if isinstance(target, tuple):
+            prefix = module_config_prefix(target)
+            out |= {a for a in module.resources if a.startswith(prefix)}
+        elif target.config_block in module.resources:
+            out.add(target.config_block)
+    return out
 
 
 def block_nodes(module: Module, addresses: Iterable[str]) -> set[str]:

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import pickle
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,16 @@ from trainform.config.model import (
     Lifecycle,
     Local,
     Module,
+    ModuleCall,
     Output,
     Resource,
     Settings,
     Validation,
     Variable,
+    call_chain,
+    module_prefix,
 )
+from trainform.config.modsource import GitSource, SourceError, installed_dir, parse_source
 from trainform.config.source import (
     Expr,
     RawBlock,
@@ -42,7 +47,16 @@ FIXED_PROVIDERS = {
     "run": "run",
     "sweep": "sweep",
 }
-REFERENCE_ROOTS = ("var", "local", "count", "each", "path", "param", *S.RESOURCE_KINDS)
+REFERENCE_ROOTS = (
+    "var",
+    "local",
+    "count",
+    "each",
+    "path",
+    "param",
+    "module",
+    *S.RESOURCE_KINDS,
+)
 
 
 class _Collector:
@@ -98,9 +112,10 @@ def _schema_for_path(path: list[str]) -> S.BlockSchema | None:
     return sch
 
 
-def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
+def read_blocks(directory: Path, root: Path | None = None) -> tuple[list[Path], list[RawBlock]]:
     """Parse every configuration file of ``directory``; raise ConfigError listing each file's
-    first syntax error."""
+    first syntax error. ``root`` is the configuration whose parse cache is used (a module's
+    folder is read with its caller's cache)."""
     if not directory.is_dir():
         raise ConfigError(Diagnostic(f"configuration directory {str(directory)!r} does not exist"))
     files = config_files(directory)
@@ -134,11 +149,11 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
             errors.append(Diagnostic(f"cannot read file: {exc.strerror}", Pos(rel, 1, 1)))
             continue
         try:
-            root = _parse_cached(directory, path, rel, text)
+            root_block = _parse_cached(root or directory, path, rel, text)
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
             continue
-        for name, attr in root.attrs.items():
+        for name, attr in root_block.attrs.items():
             errors.append(
                 Diagnostic(
                     f"unexpected attribute {name!r} at top level",
@@ -146,7 +161,7 @@ def read_blocks(directory: Path) -> tuple[list[Path], list[RawBlock]]:
                     "only blocks may appear here",
                 )
             )
-        blocks.extend(root.blocks)
+        blocks.extend(root_block.blocks)
         if len(blocks) > MAX_BLOCKS:
             errors.append(
                 Diagnostic(
@@ -212,15 +227,59 @@ def _display(path: Path) -> str:
 
 
 def load_module(directory: Path) -> Module:
-    """Read and statically check a configuration directory. Raises ConfigError."""
+    """Read and statically check a configuration directory and, recursively, the modules
+    it calls (flattened into one :class:`Module`: their resources keyed by address such as
+    ``module.team.compute.box``, their declarations in :attr:`Module.calls`). Raises
+    ConfigError."""
     directory = directory.resolve()
     files, blocks = read_blocks(directory)
     c = _Collector()
-    settings = Settings()
-    variables: dict[str, Variable] = {}
-    locals_: dict[str, Local] = {}
-    outputs: dict[str, Output] = {}
-    resources: dict[str, Resource] = {}
+    decl = _declarations(blocks, c)
+    resources = dict(decl.resources)
+    calls: dict[str, ModuleCall] = {}
+    all_files = list(files)
+    if decl.module_blocks:
+        loader = _ModuleLoader(directory, c, resources, calls, all_files)
+        loader.load_calls((), directory, decl.module_blocks, ((directory, ""),))
+
+    deps: dict[str, tuple[str, ...]] = {}
+    if not c.errors:
+        deps = _dependencies(decl.variables, decl.locals, decl.outputs, resources, c, calls)
+    if c.errors:
+        raise ConfigError(c.errors)
+    return Module(
+        directory,
+        tuple(all_files),
+        decl.settings,
+        decl.variables,
+        decl.locals,
+        decl.outputs,
+        resources,
+        deps,
+        calls=calls,
+    )
+
+
+@dataclass
+class _Declarations:
+    """The blocks of one module folder, checked one by one."""
+
+    settings: Settings = field(default_factory=Settings)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    locals: dict[str, Local] = field(default_factory=dict)
+    outputs: dict[str, Output] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+    module_blocks: list[RawBlock] = field(default_factory=list)
+
+
+def _declarations(blocks: list[RawBlock], c: _Collector) -> _Declarations:
+    decl = _Declarations()
+    variables, locals_, outputs, resources = (
+        decl.variables,
+        decl.locals,
+        decl.outputs,
+        decl.resources,
+    )
     first_seen: dict[str, Pos] = {}
 
     for blk in blocks:
@@ -247,7 +306,7 @@ def load_module(directory: Path) -> Module:
             first_seen[key] = blk.pos
         try:
             if blk.type == "trainform":
-                settings = _settings(blk)
+                decl.settings = _settings(blk)
             elif blk.type == "variable":
                 variables[blk.labels[0]] = _variable(blk)
             elif blk.type == "locals":
@@ -263,18 +322,204 @@ def load_module(directory: Path) -> Module:
                     c.add("locals hold only attributes", nested.pos)
             elif blk.type == "output":
                 outputs[blk.labels[0]] = _output(blk)
+            elif blk.type == "module":
+                decl.module_blocks.append(blk)
             else:
                 res = _resource(blk)
                 resources[res.address] = res
         except ConfigError as exc:
             c.guard(exc)
+    return decl
 
-    deps: dict[str, tuple[str, ...]] = {}
-    if not c.errors:
-        deps = _dependencies(variables, locals_, outputs, resources, c)
-    if c.errors:
-        raise ConfigError(c.errors)
-    return Module(directory, tuple(files), settings, variables, locals_, outputs, resources, deps)
+
+MODULE_META = ("source", "version", "count", "for_each", "depends_on", "providers")
+MAX_MODULE_DEPTH = 16
+
+
+def _in_module(diagnostics: list[Diagnostic], chain: str) -> list[Diagnostic]:
+    """Diagnostics found inside a module, with the call chain that led there in the hint."""
+    out = []
+    for d in diagnostics:
+        if chain in d.hint:
+            out.append(d)
+            continue
+        out.append(replace(d, hint=f"{d.hint}; {chain}" if d.hint else chain))
+    return out
+
+
+class _ModuleLoader:
+    """Reads the modules a configuration calls, recursively, into one flat model."""
+
+    def __init__(
+        self,
+        root: Path,
+        c: _Collector,
+        resources: dict[str, Resource],
+        calls: dict[str, ModuleCall],
+        files: list[Path],
+    ) -> None:
+        self.root = root
+        self.c = c
+        self.resources = resources
+        self.calls = calls
+        self.files = files
+
+    def load_calls(
+        self,
+        parent: tuple[str, ...],
+        parent_dir: Path,
+        blocks: list[RawBlock],
+        chain: tuple[tuple[Path, str], ...],
+    ) -> None:
+        """Load each ``module`` block of the module at call path ``parent`` (folder
+        ``parent_dir``); ``chain`` holds (folder, call address) from the root down."""
+        for blk in blocks:
+            path = (*parent, blk.labels[0])
+            outer = call_chain(self.calls, parent)
+            start = len(self.c.errors)
+            try:
+                self._load_call(path, parent_dir, blk, chain)
+            except ConfigError as exc:
+                self.c.guard(exc)
+            if outer:
+                self.c.errors[start:] = _in_module(self.c.errors[start:], outer)
+
+    def _load_call(
+        self,
+        path: tuple[str, ...],
+        parent_dir: Path,
+        blk: RawBlock,
+        chain: tuple[tuple[Path, str], ...],
+    ) -> None:
+        name = path[-1]
+        address = module_prefix(path)[:-1]
+        for nested in blk.blocks:
+            raise ConfigError(
+                Diagnostic(
+                    f"unsupported block {nested.type!r} in module {name!r}",
+                    nested.pos,
+                    "a module block takes source, count, for_each, depends_on and the "
+                    "module's input variables as attributes",
+                )
+            )
+        if "source" not in blk.attrs:
+            raise ConfigError(
+                Diagnostic(
+                    f'module "{name}" requires attribute "source"',
+                    blk.pos,
+                    'e.g. source = "./modules/gpu-box"',
+                )
+            )
+        for meta in ("version", "providers"):
+            if meta in blk.attrs:
+                raise ConfigError(
+                    Diagnostic(
+                        f"{meta!r} is not supported in a module block",
+                        blk.attrs[meta].pos,
+                        'modules come from local folders or git (source = "git::...?ref=v1")',
+                    )
+                )
+        if "count" in blk.attrs and "for_each" in blk.attrs:
+            raise ConfigError(
+                Diagnostic("count and for_each cannot both be set", blk.attrs["for_each"].pos)
+            )
+        source_expr = blk.attrs["source"].expr
+        source = _literal(source_expr, "a module source")
+        if not isinstance(source, str):
+            raise ConfigError(Diagnostic("a module source must be a string", source_expr.pos))
+        if len(path) > MAX_MODULE_DEPTH:
+            raise ConfigError(
+                Diagnostic(f"modules nested more than {MAX_MODULE_DEPTH} deep", blk.pos)
+            )
+        directory = self._directory(path, source, parent_dir, source_expr.pos)
+        for folder, caller in chain:
+            if folder == directory:
+                loop = [c for _f, c in chain[chain.index((folder, caller)) + 1 :]] + [address]
+                raise ConfigError(
+                    Diagnostic(
+                        f"module cycle: {' -> '.join(loop)} loads {_display(directory)} again"
+                        + (f", which {caller} already loads" if caller else " (the root)"),
+                        blk.pos,
+                        "a module cannot call itself, directly or through another module",
+                    )
+                )
+        if not config_files(directory):
+            raise ConfigError(
+                Diagnostic(
+                    f"module {name!r}: no configuration files (*.train.hcl, *.train.yaml) in "
+                    f"{_display(directory)}",
+                    source_expr.pos,
+                )
+            )
+        here = f"in {address} ({blk.pos})"
+        start = len(self.c.errors)
+        try:
+            files, blocks = read_blocks(directory, self.root)
+        except ConfigError as exc:
+            raise ConfigError(_in_module(exc.diagnostics, here)) from None
+        self.files.extend(files)
+        decl = _declarations(blocks, self.c)
+        if decl.settings != Settings():
+            self.c.add("a module cannot configure the state backend", None)
+        for res in decl.resources.values():
+            moved = replace(res, module_path=path, module_dir=directory)
+            self.resources[moved.address] = moved
+        arguments = {k: a.expr for k, a in blk.attrs.items() if k not in MODULE_META}
+        for arg, expr in arguments.items():
+            if arg not in decl.variables:
+                self.c.add(
+                    f"module {name!r} has no input variable {arg!r}",
+                    expr.pos,
+                    S.did_you_mean(arg, list(decl.variables))
+                    or f'declare it in {_display(directory)}: variable "{arg}" {{ ... }}',
+                )
+        for vname, var in sorted(decl.variables.items()):
+            if var.required and vname not in arguments:
+                self.c.add(
+                    f"module {name!r} requires input variable {vname!r}",
+                    blk.pos,
+                    f"set {vname} = ... in the module block (declared at {var.pos})",
+                )
+        depends = (
+            tuple(x for x, _ in static_names(blk.attrs["depends_on"].expr))
+            if "depends_on" in blk.attrs
+            else ()
+        )
+        self.calls[address] = ModuleCall(
+            name=name,
+            path=path,
+            pos=blk.pos,
+            source=source,
+            directory=directory,
+            arguments=arguments,
+            variables=decl.variables,
+            locals=decl.locals,
+            outputs=decl.outputs,
+            count=blk.attrs["count"].expr if "count" in blk.attrs else None,
+            for_each=blk.attrs["for_each"].expr if "for_each" in blk.attrs else None,
+            depends_on=depends,
+        )
+        self.c.errors[start:] = _in_module(self.c.errors[start:], here)
+        if decl.module_blocks:
+            self.load_calls(path, directory, decl.module_blocks, (*chain, (directory, address)))
+
+    def _directory(self, path: tuple[str, ...], source: str, parent_dir: Path, pos: Pos) -> Path:
+        try:
+            parsed = parse_source(source)
+            if isinstance(parsed, GitSource):
+                return installed_dir(self.root, path, source)
+        except SourceError as exc:
+            raise ConfigError(Diagnostic(str(exc), pos)) from None
+        directory = (parent_dir / parsed).resolve()
+        if not directory.is_dir():
+            raise ConfigError(
+                Diagnostic(
+                    f"module {path[-1]!r}: source folder {source!r} does not exist "
+                    f"({_display(directory)})",
+                    pos,
+                )
+            )
+        return directory
 
 
 def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str, ...] = ()) -> None:
@@ -488,7 +733,9 @@ def _resource(blk: RawBlock) -> Resource:
                         )
                     )
             lifecycle = Lifecycle(
-                _flag(n, "prevent_destroy"), ignore, _flag(n, "create_before_destroy")
+                _flag(n, "prevent_destroy"),
+                ignore,
+                _flag(n, "create_before_destroy"),
             )
         else:
             nested.append(n)
@@ -540,60 +787,24 @@ def _dependencies(
     outputs: dict[str, Output],
     resources: dict[str, Resource],
     c: _Collector,
+    calls: dict[str, ModuleCall] | None = None,
 ) -> dict[str, tuple[str, ...]]:
-    """Check every reference and return the dependency edges; report cycles."""
+    """Check every reference and return the dependency edges; report cycles.
+
+    Nodes are ``var.x``, ``local.y``, ``output.z``, resource blocks, and for each module
+    call ``module.team`` (its count/for_each) with the child's nodes below it
+    (``module.team.var.x``: the argument, evaluated in the caller)."""
+    calls = calls or {}
     deps: dict[str, tuple[str, ...]] = {}
     node_pos: dict[str, Pos] = {}
-    declared = {
-        "var": set(variables),
-        "local": set(locals_),
-        **{k: {r.name for r in resources.values() if r.kind == k} for k in S.RESOURCE_KINDS},
-    }
-
-    def resolve(owner: str, exprs: list[Expr], res: Resource | None = None) -> None:
-        found: list[str] = []
-        for expr in exprs:
-            for ref in references(expr):
-                target = _check_ref(ref, declared, res, c)
-                if target and target != owner:
-                    found.append(target)
-                elif target == owner:
-                    c.add(f"{owner} refers to itself", ref.pos)
-        deps[owner] = tuple(dict.fromkeys(found))
-
-    for v in variables.values():
-        node_pos[f"var.{v.name}"] = v.pos
-        exprs = [v.default] if v.default is not None else []
-        resolve(f"var.{v.name}", exprs)
-        for d in exprs:
-            if references(d):
-                c.add("a variable's default must be a literal value", d.pos)
-        deps[f"var.{v.name}"] = ()
-    for loc in locals_.values():
-        node_pos[f"local.{loc.name}"] = loc.pos
-        resolve(f"local.{loc.name}", [loc.value])
-    for res in resources.values():
-        node_pos[res.address] = res.pos
-        resolve(res.address, resource_expressions(res), res)
-        extra = []
-        for addr in res.depends_on:
-            parts = addr.split(".")
-            if (
-                len(parts) != 2
-                or parts[0] not in S.RESOURCE_KINDS
-                or parts[1] not in declared[parts[0]]
-            ):
-                c.add(
-                    f"depends_on: {addr!r} is not a resource in this configuration",
-                    res.pos,
-                    S.did_you_mean(addr, [r for r in resources if r != res.address]),
-                )
-            else:
-                extra.append(addr)
-        deps[res.address] = tuple(dict.fromkeys([*deps[res.address], *extra]))
-    for out in outputs.values():
-        node_pos[f"output.{out.name}"] = out.pos
-        resolve(f"output.{out.name}", [out.value])
+    scopes: list[tuple[ModuleCall | None, dict[str, Variable], dict[str, Local], dict[str, Output]]]
+    scopes = [(None, variables, locals_, outputs)]
+    scopes += [(call, call.variables, call.locals, call.outputs) for call in calls.values()]
+    for call, vars_, locs, outs in scopes:
+        start = len(c.errors)
+        _scope_dependencies(call, vars_, locs, outs, resources, calls, deps, node_pos, c)
+        if call is not None:
+            c.errors[start:] = _in_module(c.errors[start:], call_chain(calls, call.path))
     if not c.errors:
         cycle = find_cycle(deps)
         if cycle:
@@ -606,9 +817,140 @@ def _dependencies(
     return deps
 
 
-def _check_ref(
-    ref: Ref, declared: dict[str, set[str]], res: Resource | None, c: _Collector
-) -> str | None:
+def _scope_dependencies(
+    call: ModuleCall | None,
+    variables: dict[str, Variable],
+    locals_: dict[str, Local],
+    outputs: dict[str, Output],
+    all_resources: dict[str, Resource],
+    calls: dict[str, ModuleCall],
+    deps: dict[str, tuple[str, ...]],
+    node_pos: dict[str, Pos],
+    c: _Collector,
+) -> None:
+    """The edges of one module (the root when ``call`` is None)."""
+    path = call.path if call is not None else ()
+    prefix = module_prefix(path)
+    resources = {a: r for a, r in all_resources.items() if r.module_path == path}
+    children = {k.name: k for k in calls.values() if k.path[:-1] == path}
+    declared: dict[str, Any] = {
+        "var": set(variables),
+        "local": set(locals_),
+        "module": children,
+        **{k: {r.name for r in resources.values() if r.kind == k} for k in S.RESOURCE_KINDS},
+    }
+    # inside a module, every node waits for the call that makes its instances
+    inside = (call.address,) if call is not None else ()
+
+    def resolve(
+        owner: str, exprs: list[Expr], res: Any = None, extra: tuple[str, ...] = ()
+    ) -> None:
+        found: list[str] = list(extra)
+        for expr in exprs:
+            for ref in references(expr):
+                for target in _ref_nodes(ref, declared, res, c, prefix):
+                    if target == owner:
+                        c.add(f"{owner} refers to itself", ref.pos)
+                    else:
+                        found.append(target)
+        deps[owner] = tuple(dict.fromkeys(found))
+
+    def depends_on(owner: str, names: tuple[str, ...], pos: Pos) -> list[str]:
+        out: list[str] = []
+        for addr in names:
+            parts = addr.split(".")
+            if len(parts) == 2 and parts[0] == "module" and parts[1] in children:
+                sub = children[parts[1]]
+                out.extend(a for a in all_resources if a.startswith(sub.prefix))
+                out.extend(f"{sub.prefix}output.{o}" for o in sub.outputs)
+                out.append(sub.address)
+            elif (
+                len(parts) != 2
+                or parts[0] not in S.RESOURCE_KINDS
+                or parts[1] not in declared[parts[0]]
+            ):
+                c.add(
+                    f"depends_on: {addr!r} is not a resource in this configuration",
+                    pos,
+                    S.did_you_mean(
+                        addr,
+                        [r.address.removeprefix(prefix) for r in resources.values()]
+                        + [f"module.{n}" for n in children],
+                    ),
+                )
+            else:
+                out.append(prefix + addr)
+        return [a for a in out if a != owner]
+
+    for v in variables.values():
+        node = f"{prefix}var.{v.name}"
+        node_pos[node] = v.pos
+        exprs = [v.default] if v.default is not None else []
+        for d in exprs:
+            if references(d):
+                c.add("a variable's default must be a literal value", d.pos)
+        deps.setdefault(node, inside)  # an argument's edges are set by the caller
+    for loc in locals_.values():
+        node_pos[f"{prefix}local.{loc.name}"] = loc.pos
+        resolve(f"{prefix}local.{loc.name}", [loc.value], extra=inside)
+    for res in resources.values():
+        node_pos[res.address] = res.pos
+        resolve(res.address, resource_expressions(res), res, inside)
+        extra = depends_on(res.address, res.depends_on, res.pos)
+        deps[res.address] = tuple(dict.fromkeys([*deps[res.address], *extra]))
+    for out in outputs.values():
+        node_pos[f"{prefix}output.{out.name}"] = out.pos
+        resolve(f"{prefix}output.{out.name}", [out.value], extra=inside)
+    for child in children.values():
+        node_pos[child.address] = child.pos
+        meta = [e for e in (child.count, child.for_each) if e is not None]
+        resolve(child.address, meta, child, inside)
+        extra = depends_on(child.address, child.depends_on, child.pos)
+        deps[child.address] = tuple(dict.fromkeys([*deps[child.address], *extra]))
+        for arg, expr in child.arguments.items():
+            node = f"{child.prefix}var.{arg}"
+            if arg in child.variables:
+                resolve(node, [expr], child, (child.address,))
+
+
+def _ref_nodes(
+    ref: Ref, declared: dict[str, Any], res: Any, c: _Collector, prefix: str = ""
+) -> list[str]:
+    """The graph nodes a reference points at (checked; none if it is wrong)."""
+    if ref.root != "module":
+        target = _check_ref(ref, declared, res, c)
+        return [prefix + target] if target else []
+    children: dict[str, ModuleCall] = declared["module"]
+    if not ref.steps or not isinstance(ref.steps[0], str):
+        c.add("'module' must be followed by a name, as in module.NAME.OUTPUT", ref.pos)
+        return []
+    name = ref.steps[0]
+    call = children.get(name)
+    if call is None:
+        c.add(
+            f"reference to undeclared module {'module.' + name!r}",
+            ref.pos,
+            S.did_you_mean(name, list(children))
+            or 'declare it: module "NAME" { source = "./..." }',
+        )
+        return []
+    rest = list(ref.steps[1:])
+    if rest and (call.count is not None or call.for_each is not None):
+        rest = rest[1:]  # the instance key
+    if rest and isinstance(rest[0], str):
+        if rest[0] not in call.outputs:
+            c.add(
+                f"module.{name} has no output {rest[0]!r}",
+                ref.pos,
+                S.did_you_mean(rest[0], list(call.outputs))
+                or f'declare it in {_display(call.directory)}: output "{rest[0]}" {{ value = ... }}',
+            )
+            return []
+        return [call.address, f"{call.prefix}output.{rest[0]}"]
+    return [call.address, *(f"{call.prefix}output.{o}" for o in call.outputs)]
+
+
+def _check_ref(ref: Ref, declared: dict[str, Any], res: Any, c: _Collector) -> str | None:
     """Validate one reference; return the graph node it points at (or None)."""
     if ref.root not in REFERENCE_ROOTS:
         c.add(
@@ -624,9 +966,15 @@ def _check_ref(
             "path": ("module", "root", "cwd"),
         }[ref.root]
         if ref.root == "count" and (res is None or res.count is None):
-            c.add("count.index is only available in a resource that sets count", ref.pos)
+            c.add(
+                "count.index is only available in a resource that sets count",
+                ref.pos,
+            )
         elif ref.root == "each" and (res is None or res.for_each is None):
-            c.add(f"{ref.root}.* is only available in a resource that sets for_each", ref.pos)
+            c.add(
+                f"{ref.root}.* is only available in a resource that sets for_each",
+                ref.pos,
+            )
         elif not ref.steps or ref.steps[0] not in allowed:
             c.add(
                 f"unknown reference {ref.key!r}",
@@ -639,7 +987,7 @@ def _check_ref(
         return None
     name = ref.steps[0]
     if ref.root == "param":
-        if res is None or res.kind != "sweep":
+        if getattr(res, "kind", None) != "sweep":
             c.add("param.* is only available inside a sweep's trial block", ref.pos)
             return None
         declared_params = [b.labels[0] for b in res.blocks if b.type == "parameter" and b.labels]

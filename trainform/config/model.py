@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from trainform.config.address import ModulePath, module_text, prefixed
 from trainform.config.schema import BlockSchema
 from trainform.config.source import Expr, RawBlock
 from trainform.errors import Pos
@@ -77,10 +78,65 @@ class Resource:
     for_each: Expr | None = None
     depends_on: tuple[str, ...] = ()
     lifecycle: Lifecycle = Lifecycle()
+    # The module calls it sits in (("team",) for module.team), and that module's folder
+    # (None in the root module, whose folder is Module.directory).
+    module_path: tuple[str, ...] = ()
+    module_dir: Path | None = None
 
     @property
     def address(self) -> str:
-        return f"{self.kind}.{self.name}"
+        """The block as written, with its module path: ``module.team.compute.box``."""
+        return module_prefix(self.module_path) + f"{self.kind}.{self.name}"
+
+
+def module_prefix(path: tuple[str, ...]) -> str:
+    """``module.a.module.b.`` for the module call path ("a", "b"); ``""`` for the root."""
+    return "".join(f"module.{name}." for name in path)
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """A ``module "name" { source = ... }`` block and the module it loaded.
+
+    ``path`` is the call path (("team",) or ("team", "inner")); its graph node is
+    ``module.team`` and the child's declarations are nodes below it (``module.team.var.x``,
+    ``module.team.local.y``, ``module.team.output.z``; resources sit in Module.resources as
+    ``module.team.compute.box``)."""
+
+    name: str
+    path: tuple[str, ...]
+    pos: Pos
+    source: str
+    directory: Path
+    arguments: dict[str, Expr]
+    variables: dict[str, Variable]
+    locals: dict[str, Local]
+    outputs: dict[str, Output]
+    count: Expr | None = None
+    for_each: Expr | None = None
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return module_prefix(self.path)[:-1]
+
+    @property
+    def prefix(self) -> str:
+        """What the child's node names start with: ``module.team.``."""
+        return module_prefix(self.path)
+
+
+def call_chain(calls: dict[str, ModuleCall], path: tuple[str, ...], keys: Any = None) -> str:
+    """Where a module sits, innermost call first: ``in module.team (main.train.hcl:12:1)``,
+    or ``""`` for the root. ``keys`` (a ModulePath) names the instance."""
+    parts = []
+    for i in range(len(path), 0, -1):
+        call = calls.get(module_prefix(path[:i])[:-1])
+        if call is None:
+            continue
+        shown = module_text(keys[:i]) if keys is not None else call.address
+        parts.append(f"in {shown} ({call.pos})")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -103,6 +159,7 @@ class Module:
     resources: dict[str, Resource]
     dependencies: dict[str, tuple[str, ...]]  # node -> nodes it refers to (graph edges)
     warnings: tuple[Any, ...] = ()
+    calls: dict[str, ModuleCall] = field(default_factory=dict)  # "module.team" -> its call
 
 
 def instance_address(base: str, key: int | str | None) -> str:
@@ -122,12 +179,14 @@ class Instance:
     key: int | str | None
     attributes: dict[str, Any]
     sensitive: frozenset[str] = frozenset()
-    depends_on: tuple[str, ...] = ()  # resource block addresses
+    depends_on: tuple[str, ...] = ()  # resource blocks (module.team["a"].compute.box)
     unknown_inputs: bool = False
+    module: ModulePath = ()  # the module instance it is in
 
     @cached_property
     def address(self) -> str:
-        return instance_address(self.resource.address, self.key)
+        res = self.resource
+        return prefixed(self.module, instance_address(f"{res.kind}.{res.name}", self.key))
 
 
 @dataclass

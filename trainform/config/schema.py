@@ -440,4 +440,5 @@ TOP_LEVEL_LABELS = {
     "environment": 1,
     "run": 1,
     "sweep": 1,
+    "module": 1,
 }

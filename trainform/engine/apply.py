@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainform.config.address import config_block_of, selects
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
 from trainform.config.sensitivity import seal_paths
@@ -60,14 +61,16 @@ class ApplyResult:
 
 def _order(changes: list[Change]) -> dict[str, set[str]]:
     """change address -> addresses of changes that must finish first."""
+    # A dependency names a block inside a module instance (module.team["a"].compute.box);
+    # a keyless module step in it stands for every instance of that module.
     by_block: dict[str, list[Change]] = {}
     for c in changes:
-        by_block.setdefault(c.address.split("[")[0], []).append(c)
+        by_block.setdefault(config_block_of(c.address), []).append(c)
     before: dict[str, set[str]] = {c.address: set() for c in changes}
     for c in changes:
         for dep in c.depends_on:
-            for d in by_block.get(dep.split("[")[0], []):
-                if d.address == c.address:
+            for d in by_block.get(config_block_of(dep), []):
+                if d.address == c.address or not (d.address == dep or selects(dep, d.address)):
                     continue
                 if c.actions == DELETE and d.actions == DELETE:
                     before[d.address].add(c.address)  # dependents are destroyed first

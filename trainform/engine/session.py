@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from trainform.config.evaluate import Evaluator, Prompt, resolve_variables
+from trainform.config.address import config_block_of, selects
+from trainform.config.evaluate import Evaluator, Prompt, resolve_variables, target_blocks
 from trainform.config.loader import load_module
 from trainform.config.model import Instance, Module
 from trainform.config.values import UNKNOWN, FunctionContext
@@ -197,9 +198,15 @@ class Session:
         depend on (as Terraform does), so an unreachable host elsewhere can be left out."""
         if not options.targets or options.mode == "destroy":
             return prior
-        blocks = {t.split("[")[0] for t in options.targets}
+        blocks = target_blocks(self.module, options.targets)
         wanted = dependencies_closure(self.module.dependencies, blocks) | blocks
-        return {a: r for a, r in prior.items() if a in options.targets or a.split("[")[0] in wanted}
+        return {
+            a: r
+            for a, r in prior.items()
+            if a in options.targets
+            or config_block_of(a) in wanted
+            or any(selects(t, a) for t in options.targets)
+        }
 
     def remember_secrets(self, prior: dict[str, ResourceState]) -> None:
         """Give providers the configuration's values of recorded resources that hold secrets

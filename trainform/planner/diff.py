@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainform.config.evaluate import Evaluator
+from trainform.config.address import (
+    AddressError,
+    config_block_of,
+    module_config_prefix,
+    parse_address,
+    parse_target,
+    selects,
+)
+from trainform.config.evaluate import Evaluator, target_blocks
 from trainform.config.model import Evaluated, Instance, Module
 from trainform.config.schema import BlockSchema, did_you_mean
 from trainform.config.sensitivity import mask_paths, sealed_paths
@@ -448,7 +456,7 @@ class Planner:
             return {"create": "create", "delete": "destroy"}
 
     def _forced_replace(self, address: str) -> bool:
-        return any(address == r or address.startswith(r + "[") for r in self.options.replace)
+        return any(address == r or selects(r, address) for r in self.options.replace)
 
     def _recreate_reason(self, address: str) -> str:
         """Why a recorded resource that is not there any more is created again."""
@@ -470,7 +478,7 @@ class Planner:
             )
 
     def _delete_change(self, prior: ResourceState, reason: str) -> Change:
-        res = self.module.resources.get(f"{prior.kind}.{prior.name}")
+        res = self.module.resources.get(config_block_of(prior.address))
         if res is not None:
             self._check_prevent_destroy(prior.address, res.lifecycle.prevent_destroy)
         if prior.kind == "workspace":
@@ -526,29 +534,25 @@ class Planner:
             planned = {a: r for a, r in self.module.resources.items() if r.kind in PLANNED_KINDS}
             only = None
             if self.options.targets:
-                blocks = {t.split("[")[0] for t in self.options.targets}
+                blocks = target_blocks(self.module, self.options.targets)
                 only = dependencies_closure(self.module.dependencies, blocks)
             self.evaluated = self.evaluator.run(self.resolve, only)
             for addr, inst in self.evaluated.instances.items():
                 if inst.resource.address in planned and addr not in self.changes:
                     self.changes[addr] = self._plan_instance(inst)
-            changes = [
-                c
-                for a, c in self.changes.items()
-                if self.module.resources[a.split("[")[0]].kind in PLANNED_KINDS
-            ]
+            changes = [c for c in self.changes.values() if c.kind in PLANNED_KINDS]
             if self.options.mode == "normal":
                 for addr, prior in sorted(self.prior.items()):
                     if addr in self.evaluated.instances or addr in self.observed.gone:
                         continue
-                    block_addr = prior.address.split("[")[0]
+                    block_addr = config_block_of(prior.address)
                     if (
                         only is not None
                         and block_addr not in only
                         and not self._matches_target(addr)
                     ):
                         continue
-                    block = self.module.resources.get(f"{prior.kind}.{prior.name}")
+                    block = self.module.resources.get(block_addr)
                     reason = (
                         "is not in the configuration"
                         if block is None
@@ -580,10 +584,20 @@ class Planner:
         )
 
     def _check_targets(self) -> None:
-        known = set(self.module.resources) | set(self.prior)
-        known |= {a.split("[")[0] for a in self.prior}
+        known = set(self.module.resources) | set(self.prior) | set(self.module.calls)
+        known |= {parse_address(a).block for a in self.prior if _is_address(a)}
         for t in self.options.targets:
-            if t not in known and t.split("[")[0] not in known:
+            try:
+                target = parse_target(t)
+            except AddressError as exc:
+                raise PlanError(f"--target {t}: {exc}") from None
+            if isinstance(target, tuple):
+                config = module_config_prefix(target)[:-1]
+                found = config in self.module.calls
+            else:
+                config = target.config_block
+                found = config in self.module.resources
+            if not found and not any(selects(t, a) for a in self.prior):
                 raise PlanError(
                     f"--target {t}: no such resource in the configuration or state"
                     + (
@@ -594,7 +608,7 @@ class Planner:
                 )
 
     def _matches_target(self, address: str) -> bool:
-        return any(address == t or address.split("[")[0] == t for t in self.options.targets)
+        return any(address == t or selects(t, address) for t in self.options.targets)
 
     def _targeted(self, changes: list[Change]) -> set[str]:
         by_addr = {c.address: c for c in changes}
@@ -606,7 +620,7 @@ class Planner:
                 grew = False
                 for c in changes:
                     if c.address not in keep and any(
-                        d in keep or any(k.split("[")[0] == d for k in keep) for d in c.depends_on
+                        d in keep or any(selects(d, k) for k in keep) for d in c.depends_on
                     ):
                         keep.add(c.address)
                         grew = True
@@ -616,7 +630,7 @@ class Planner:
             c = by_addr[stack.pop()]
             for dep in c.depends_on:
                 for other in by_addr:
-                    if (other == dep or other.split("[")[0] == dep) and other not in keep:
+                    if (other == dep or selects(dep, other)) and other not in keep:
                         keep.add(other)
                         stack.append(other)
         return keep
@@ -683,6 +697,14 @@ class Planner:
                     before, after = _changed_leaves(prior.computed, now)
                     drift.append(Drift(addr, "changed", "has changed", before, after))
         return tuple(drift)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        parse_address(text)
+    except AddressError:
+        return False
+    return True
 
 
 def _for_display(value: Any) -> Any:
