@@ -48,6 +48,7 @@ LONG_OPTIONS = {
     "force",
     "chdir",
     "example",
+    "upgrade",
     "raw",
     "help",
     "version",
@@ -73,6 +74,7 @@ BOOLEAN_FLAGS = {
     "check": False,
     "diff": False,
     "example": False,
+    "upgrade": False,
     "raw": False,
     "quiet": False,
     "follow": False,
@@ -448,9 +450,11 @@ output "cpus" {
 
 @cli.command()
 @click.option("--example", is_flag=True, help="Write a starter main.train.hcl.")
+@click.option("--upgrade", is_flag=True, help="Resolve git module sources' refs again (-upgrade).")
 @click.pass_context
-def init(ctx: click.Context, example: bool) -> None:
-    """Prepare a directory: create .trainform/, ignore it in git, check providers."""
+def init(ctx: click.Context, example: bool, upgrade: bool) -> None:
+    """Prepare a directory: create .trainform/, ignore it in git, install modules, check
+    providers."""
     with _errors(ctx):
         from trainform.config.loader import read_blocks
         from trainform.errors import ConfigError, Diagnostic
@@ -475,6 +479,13 @@ def init(ctx: click.Context, example: bool) -> None:
                     fh.write("\n")
                 fh.write(".trainform/\n")
             _print(ctx, "Added .trainform/ to .gitignore.")
+        from rich.markup import escape
+
+        from trainform.config.modinstall import install_modules
+
+        installed = install_modules(directory, upgrade)
+        if installed:
+            _print(ctx, ["Modules:", *(escape(line) for line in installed)])
         try:
             _, blocks = read_blocks(directory)
         except ConfigError:
@@ -797,10 +808,11 @@ def _run_apply(
             f"[green bold]Destroy complete![/green bold] Resources: {counts['destroy']} destroyed.",
         )
     elif result.ok:
+        imported = f"{len(the_plan.imported)} imported, " if the_plan.imported else ""
         _print(
             ctx,
-            f"[green bold]Apply complete![/green bold] Resources: {counts['add']} added, "
-            f"{counts['change']} changed, {counts['destroy']} destroyed.",
+            f"[green bold]Apply complete![/green bold] Resources: {imported}{counts['add']} "
+            f"added, {counts['change']} changed, {counts['destroy']} destroyed.",
         )
     elif result.interrupted and not (result.failed or result.skipped or result.not_started):
         _print(
@@ -839,6 +851,8 @@ def _run_apply(
             ctx,
             f"{escape(addr)} keeps running in the background; follow it with `{escape(follow)}`",
         )
+    for warning in result.check_warnings:  # check blocks over the state just recorded
+        _print(ctx, f"\n[yellow bold]Warning:[/yellow bold] {escape(warning)}")
     if result.outputs and the_plan.mode == "normal":
         _print(ctx, "\nOutputs:\n")
         _print(ctx, _outputs_lines(result.outputs))
@@ -1223,9 +1237,11 @@ def state() -> None:
 def state_list(ctx: click.Context, filters: tuple[str, ...]) -> None:
     """List resource addresses in the state."""
     with _errors(ctx):
+        from trainform.config.address import selects
+
         for addr in _store(ctx).resources():
             if not filters or any(
-                addr == f or addr.startswith(f + "[") or addr.startswith(f + ".") for f in filters
+                addr == f or selects(f, addr) or addr.startswith(f + ".") for f in filters
             ):
                 click.echo(addr)
 
@@ -1279,29 +1295,55 @@ def state_rm(ctx: click.Context, addresses: tuple[str, ...], lock_timeout: str) 
 @click.pass_context
 def state_mv(ctx: click.Context, source: str, destination: str, lock_timeout: str) -> None:
     """Rename a resource in state (after renaming its block), without replacing it."""
-    import json as _json
-    import re
-
-    from trainform.config.schema import RESOURCE_KINDS
+    from trainform.config.address import (
+        Address,
+        AddressError,
+        parse_address,
+        parse_target,
+        selects,
+    )
     from trainform.errors import StateError
 
     with _errors(ctx):
-        m = re.fullmatch(r"([a-z]+)\.([A-Za-z_][\w-]*)(?:\[(\d+|\"[^\"]*\")\])?", destination)
-        if not m or m.group(1) not in RESOURCE_KINDS:
+        try:
+            src, dst = parse_target(source), parse_target(destination)
+        except AddressError as exc:
+            raise StateError(str(exc)) from None
+        if isinstance(src, tuple) != isinstance(dst, tuple):
             raise StateError(
-                f"{destination!r} is not a resource address such as compute.gpu or compute.gpu[0]"
+                f"cannot move {source} to {destination}: move a module to a module address "
+                "(module.NAME) and a resource to a resource address (compute.gpu, "
+                'module.team["a"].compute.gpu)'
             )
         store = _store(ctx)
         lock = store.acquire_lock("state mv", parse_duration(lock_timeout))
         try:
-            prior = _find(ctx, store, source)
-            if destination in store.resources():
-                raise StateError(f"{destination} already exists in the state")
-            if m.group(1) != prior.kind:
-                raise StateError(f"cannot move a {prior.kind} to a {m.group(1)} address")
-            key = _json.loads(m.group(3)) if m.group(3) else None
-            store.move_resource(source, destination, m.group(1), m.group(2), key)
-            click.echo(f"Moved {source} to {destination}")
+            resources = store.resources()
+            if isinstance(src, tuple):  # a whole module instance: everything in it
+                assert isinstance(dst, tuple)
+                moves = []
+                for addr in sorted(resources):
+                    if not selects(source, addr):
+                        continue
+                    parsed = parse_address(addr)
+                    inner = parsed.module[len(src) :]
+                    moves.append(
+                        (addr, Address((*dst, *inner), parsed.kind, parsed.name, parsed.key))
+                    )
+                if not moves:
+                    raise StateError(f"no resource in {source} in the state")
+            else:
+                prior = _find(ctx, store, source)
+                target = parse_address(destination)
+                if target.kind != prior.kind:
+                    raise StateError(f"cannot move a {prior.kind} to a {target.kind} address")
+                moves = [(source, target)]
+            for _old, new in moves:
+                if str(new) in resources:
+                    raise StateError(f"{new} already exists in the state")
+            for old, new in moves:
+                store.move_resource(old, str(new), new.kind, new.name, new.key)
+                click.echo(f"Moved {old} to {new}")
         finally:
             store.release_lock(lock)
 
@@ -1376,6 +1418,7 @@ def version(as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     import trainform.cli.compute
     import trainform.cli.console
+    import trainform.cli.imports
     import trainform.cli.runs
     import trainform.cli.sweeps  # noqa: F401  (registers `sweeps`)
 

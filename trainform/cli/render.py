@@ -19,6 +19,7 @@ SYMBOLS = {
     ("delete", "create"): ("-/+", "red"),
     ("create", "delete"): ("+/-", "green"),
     ("no-op",): (" ", "white"),
+    ("forget",): (".", "white"),
 }
 KNOWN_AFTER = "(known after apply)"
 SENSITIVE = "(sensitive value)"
@@ -97,6 +98,25 @@ def _header(c: Change) -> str:
     return kind_label
 
 
+def _titles(c: Change) -> list[str]:
+    """The comment lines above a change, as Terraform words moves, imports and forgets."""
+    if c.actions == ("forget",):
+        return [
+            f"# {c.address} will no longer be managed by trainform, but will not be destroyed",
+            f"# ({c.reason})",
+        ]
+    if c.is_noop and c.previous_address is not None:
+        return [f"# {c.previous_address} has moved to {c.address}"]
+    if c.is_noop and c.importing is not None:
+        return [f"# {c.address} will be imported"]
+    lines = [_title(c)]
+    if c.previous_address is not None:
+        lines.append(f"# (moved from {c.previous_address})")
+    if c.importing is not None:
+        lines.append(f"# (imported from {json.dumps(c.importing)})")
+    return lines
+
+
 def _title(c: Change) -> str:
     if c.actions == ("create",) or c.actions == ("delete",):
         base = f"will be {past(c.verb)}"
@@ -120,10 +140,8 @@ def _title(c: Change) -> str:
 
 def change_lines(c: Change) -> list[str]:
     sym, colour = SYMBOLS[c.actions]
-    lines = [
-        f"  [bold]{escape(_title(c))}[/bold]",
-        f"[{colour}]{sym:>3}[/{colour}] {escape(_header(c))} {{",
-    ]
+    lines = [f"  [bold]{escape(t)}[/bold]" for t in _titles(c)]
+    lines.append(f"[{colour}]{sym:>3}[/{colour}] {escape(_header(c))} {{")
     before = c.before or {}
     after = c.after or {}
     names = sorted(set(before) | set(after) | set(c.after_unknown))
@@ -216,7 +234,7 @@ def plan_text(plan: Plan) -> list[str]:
         )
     if running:
         out.append("")
-    changes = plan.resource_changes
+    changes = plan.shown_changes
     if not changes and not any(o.actions != ("no-op",) for o in plan.outputs):
         if plan.mode == "refresh-only" and not plan.drift:
             out.append("[green bold]No changes.[/green bold] Your state matches the real world.")
@@ -264,9 +282,11 @@ def summary_line(plan: Plan) -> str:
         verbs[verb] = verbs.get(verb, 0) + 1
     counts = plan.counts()
     detail = ", ".join(f"{n} to {v}" for v, n in sorted(verbs.items()))
+    imported = sum(c.importing is not None for c in plan.changes)
+    imports = f"{imported} to import, " if imported else ""
     return (
-        f"[bold]Plan:[/bold] {counts['add']} to add, {counts['change']} to change, "
-        f"{counts['destroy']} to destroy ({detail})."
+        f"[bold]Plan:[/bold] {imports}{counts['add']} to add, {counts['change']} to change, "
+        f"{counts['destroy']} to destroy" + (f" ({detail})." if detail else ".")
     )
 
 

@@ -56,6 +56,19 @@ def _find_run(store: Any, ref: str) -> dict[str, Any]:
     raise TrainformError(f"no run {ref!r} in the history" + (f"; {hint}" if hint else ""))
 
 
+def _runs_at(store: Any, address: str | None) -> list[dict[str, Any]]:
+    """Runs of one run address, or of every run a block or module address selects
+    (``run.train`` covers ``run.train[0]``; ``module.team["a"]`` every run in it)."""
+    from trainform.config.address import selects
+
+    if address is None:
+        return list(store.runs())
+    exact = list(store.runs(address))
+    if exact:
+        return exact
+    return [r for r in store.runs() if selects(address, r["address"])]
+
+
 def _computed(run: dict[str, Any]) -> dict[str, Any]:
     rec = run["record"]
     return {
@@ -126,12 +139,12 @@ def runs_list(
 
     with _errors(ctx):
         store = _store(ctx, optional=True)
-        for r in store.runs(address) if store else []:
+        for r in _runs_at(store, address) if store else []:
             if r["status"] in ACTIVE:
                 _refresh(ctx, store, r)
         rows = [
             r
-            for r in (store.runs(address) if store else [])
+            for r in (_runs_at(store, address) if store else [])
             if (not experiment or r["experiment"] == experiment)
             and (not status or r["status"] == status)
         ]

@@ -320,6 +320,7 @@ class Evaluator:
                 break
         if errors:
             raise ConfigError(errors)
+        result.scopes = scopes
         return result
 
     def _node_parts(self, node: str) -> tuple[str, str, str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainform import __version__
+from trainform.config import refactor
 from trainform.config import schema as S
 from trainform.config.expr import Ref, Scope, evaluate, references, static_names
 from trainform.config.model import (
@@ -245,6 +246,9 @@ def load_module(directory: Path) -> Module:
     deps: dict[str, tuple[str, ...]] = {}
     if not c.errors:
         deps = _dependencies(decl.variables, decl.locals, decl.outputs, resources, c, calls)
+    if not c.errors:  # moved/removed/import/check blocks, against what is declared
+        names = refactor.declared_names(resources, decl.variables, decl.locals)
+        c.errors.extend(refactor.validate(decl.refactoring, resources, calls, names))
     if c.errors:
         raise ConfigError(c.errors)
     return Module(
@@ -257,6 +261,7 @@ def load_module(directory: Path) -> Module:
         resources,
         deps,
         calls=calls,
+        **decl.refactoring.fields(),
     )
 
 
@@ -270,6 +275,7 @@ class _Declarations:
     outputs: dict[str, Output] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
     module_blocks: list[RawBlock] = field(default_factory=list)
+    refactoring: refactor.Refactoring = field(default_factory=refactor.Refactoring)
 
 
 def _declarations(blocks: list[RawBlock], c: _Collector) -> _Declarations:
@@ -324,6 +330,8 @@ def _declarations(blocks: list[RawBlock], c: _Collector) -> _Declarations:
                 outputs[blk.labels[0]] = _output(blk)
             elif blk.type == "module":
                 decl.module_blocks.append(blk)
+            elif blk.type in refactor.BLOCK_TYPES:
+                refactor.read_block(blk, decl.refactoring)
             else:
                 res = _resource(blk)
                 resources[res.address] = res
@@ -736,6 +744,7 @@ def _resource(blk: RawBlock) -> Resource:
                 _flag(n, "prevent_destroy"),
                 ignore,
                 _flag(n, "create_before_destroy"),
+                *refactor.lifecycle_conditions(n),
             )
         else:
             nested.append(n)
@@ -778,6 +787,7 @@ def resource_expressions(res: Resource) -> list[Expr]:
         out.extend(a.expr for a in b.attrs.values())
         stack.extend(b.blocks)
     out.extend(e for e in (res.count, res.for_each) if e is not None)
+    out.extend(e for c in res.lifecycle.preconditions for e in (c.condition, c.error_message))
     return out
 
 

@@ -57,10 +57,22 @@ class Local:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A ``precondition``/``postcondition`` or a check's ``assert``: where it is written, the
+    condition and the message shown when it is false (see trainform.config.conditions)."""
+
+    condition: Expr
+    error_message: Expr
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Lifecycle:
     prevent_destroy: bool = False
     ignore_changes: tuple[str, ...] = ()
     create_before_destroy: bool = False
+    preconditions: tuple[Condition, ...] = ()
+    postconditions: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,47 @@ class Module:
     dependencies: dict[str, tuple[str, ...]]  # node -> nodes it refers to (graph edges)
     warnings: tuple[Any, ...] = ()
     calls: dict[str, ModuleCall] = field(default_factory=dict)  # "module.team" -> its call
+    # moved / removed / import / check blocks (trainform.config.refactor)
+    moved: tuple[Moved, ...] = ()
+    removed: tuple[Removed, ...] = ()
+    imports: tuple[Import, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+
+@dataclass(frozen=True)
+class Moved:
+    """``moved { from = ... to = ... }``: addresses as address.py prints them."""
+
+    from_: str
+    to: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Removed:
+    """``removed { from = ... lifecycle { destroy = ... } }``."""
+
+    from_: str
+    destroy: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Import:
+    """``import { to = ... id = ... }`` (``id`` evaluated at plan time)."""
+
+    to: str
+    id: Expr
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Check:
+    """``check "name" { assert { condition, error_message } ... }``."""
+
+    name: str
+    pos: Pos
+    asserts: tuple[Condition, ...]
 
 
 def instance_address(base: str, key: int | str | None) -> str:
@@ -197,3 +250,5 @@ class Evaluated:
     locals: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, tuple[Any, bool]] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    # What expressions saw, per module instance (() is the root): for checks and conditions.
+    scopes: dict[ModulePath, dict[str, Any]] = field(default_factory=dict)

@@ -151,6 +151,22 @@ LIFECYCLE = BlockSchema(
             "bool", default=False, description="On replacement, create the new one first."
         ),
     },
+    blocks={
+        name: NestedBlock(
+            BlockSchema(
+                attributes={
+                    "condition": Attribute("any", required=True, description="Must be true."),
+                    "error_message": Attribute(required=True, description="Shown if false."),
+                }
+            ),
+            many=True,
+            description=f"A condition checked {when}.",
+        )
+        for name, when in (
+            ("precondition", "before the resource's change is planned"),
+            ("postcondition", "after the resource is created or updated"),
+        )
+    },
     description="How trainform treats changes to this resource.",
 )
 
@@ -441,4 +457,8 @@ TOP_LEVEL_LABELS = {
     "run": 1,
     "sweep": 1,
     "module": 1,
+    "moved": 0,
+    "removed": 0,
+    "import": 0,
+    "check": 1,
 }

@@ -18,6 +18,7 @@ from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
 from trainform.config.sensitivity import seal_paths
 from trainform.config.values import UNKNOWN, is_unknown
+from trainform.engine import refactor
 from trainform.engine.settle import adopt_submitted, settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
@@ -53,6 +54,7 @@ class ApplyResult:
     interrupted: bool = False
     detached: list[str] = field(default_factory=list)  # runs left running (Ctrl-C, --detach)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    check_warnings: list[str] = field(default_factory=list)  # check blocks, after apply
 
     @property
     def ok(self) -> bool:
@@ -122,6 +124,31 @@ class DesiredValues:
 
     def outputs(self) -> dict[str, tuple[Any, bool]]:
         return outputs_from_state(self.evaluator, self.store, self.providers)
+
+    def condition_failure(self, kind: str, inst: Instance) -> str:
+        """The first of an instance's preconditions or postconditions (``kind``) that is
+        false over what state records now, as a message with its file:line; "" if none.
+        ``self`` in a postcondition is the instance as just recorded."""
+        from trainform.config.conditions import failure_text, postconditions, preconditions
+        from trainform.config.evaluate import block_nodes
+
+        lifecycle = inst.resource.lifecycle
+        if not (lifecycle.preconditions if kind == "precondition" else lifecycle.postconditions):
+            return ""
+        self._state = self.store.resources()
+        nodes = block_nodes(self.evaluator.module, [inst.resource.address])
+        try:
+            fresh = self.evaluator.run(self.from_state, None if kind == "postcondition" else nodes)
+        except TrainformError:
+            fresh = self.evaluator.run(self.from_state, nodes)
+        now = fresh.instances.get(inst.address, inst)
+        check = preconditions if kind == "precondition" else postconditions
+        for outcome in check(fresh, now, self.evaluator.functions):
+            if outcome.ok is False:
+                return f"{inst.address}: " + failure_text(kind, inst.address, outcome)
+            if outcome.ok is None and kind == "precondition":
+                return f"{inst.address}: precondition ({outcome.where}) still unknown: {outcome.message}"
+        return ""
 
 
 def _recorded(
@@ -196,6 +223,7 @@ class Engine:
         in the result. Raises StateError if state cannot be written."""
         result = ApplyResult()
         apply_id = self.store.begin_apply(command)
+        refactor.record(self.store, plan)  # moves, forgets, imports: before anything else
         self._prior = self.store.resources()
         self._refreshed = plan.refreshed
         try:
@@ -305,6 +333,8 @@ class Engine:
                         continue
                     if phase == "watch":
                         failure = self._finish_run(change, inst, outcome, result)
+                        if not failure and change.address not in result.detached:
+                            failure = self._postcondition_failure(change, inst)
                         if failure:
                             self._fail(change, failure, result, pending, blocked, elapsed)
                         elif change.address not in result.detached:
@@ -323,6 +353,9 @@ class Engine:
                         outcome = self.providers.get(change.provider).detach(outcome)
                         self.store.put_resource(self._state_of(inst, outcome, "ready"))
                         result.detached.append(change.address)
+                    elif failure := self._postcondition_failure(change, inst):
+                        self._fail(change, failure, result, pending, blocked, elapsed)
+                        continue
                     release(change, elapsed)
             if self.cancel.is_set():  # even if all was done, runs were left unwatched
                 result.interrupted = True
@@ -410,6 +443,9 @@ class Engine:
         if self.desired is None:
             raise TrainformError(f"{change.address}: no configuration to apply")
         inst = self.desired.get(change.address)
+        failure = self.desired.condition_failure("precondition", inst)
+        if failure:
+            raise TrainformError(failure)
         if "create" in change.actions and change.address not in self._prior:
             self.store.put_resource(self._state_of(inst, {}, "pending"))
         return inst
@@ -446,6 +482,16 @@ class Engine:
                 else ""
             )
         )
+
+    def _postcondition_failure(self, change: Change, inst: Instance | None) -> str:
+        """A postcondition of a just created or updated resource that is false (its state is
+        recorded all the same, as Terraform records it); "" if none."""
+        if inst is None or self.desired is None or change.actions == DELETE:
+            return ""
+        try:
+            return self.desired.condition_failure("postcondition", inst)
+        except TrainformError as exc:
+            return f"{change.address}: its postconditions could not be evaluated: {exc}"
 
     def _execute(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
         from trainform.providers.run import recording_intents

@@ -23,6 +23,7 @@ from trainform.config.loader import load_module
 from trainform.config.model import Instance, Module
 from trainform.config.values import UNKNOWN, FunctionContext
 from trainform.config.variables import VariableInputs, VariableValues, collect_values
+from trainform.engine import refactor
 from trainform.engine.apply import (
     ApplyResult,
     DesiredValues,
@@ -169,9 +170,17 @@ class Session:
                 record_outputs(
                     self.store, outputs_from_state(self.evaluator(), self.store, self.providers)
                 )
+        # moved, removed and import blocks: the prior state as the configuration names it
+        prepared = refactor.prepare(
+            self.module, prior, self._import_view(prior), self.store, self.providers, self.functions
+        )
+        prior, observations = prepared.prior, refactor.rekey(observations, prepared)
+        moved_from = prepared.refactored.moved
         lineage, serial = self.store.lineage_serial()
         run_counts = {
-            a: self.store.count_runs(a) for a, r in prior.items() if r.kind == "workspace"
+            a: self.store.count_runs(moved_from.get(a, a))
+            for a, r in prior.items()
+            if r.kind == "workspace"
         }
         planner = Planner(
             self.module,
@@ -185,11 +194,22 @@ class Session:
             run_counts,
             self.providers,
         )
+        planner.renamed_blocks = prepared.refactored.renamed_blocks
         plan = planner.plan()
         self._validate(planner)
+        plan = refactor.finish(
+            plan, prepared, self.module, planner.evaluated, self.functions, planner.refingerprinted
+        )
         if notes:
             plan = replace(plan, notes=tuple(notes))
         return plan, planner
+
+    def _import_view(self, prior: dict[str, ResourceState]) -> Any:
+        """The configuration over recorded facts, for import blocks (None when no import
+        block names something state does not hold yet)."""
+        if all(imp.to in prior for imp in self.module.imports):
+            return None
+        return self.evaluator().run(lambda inst: _prior_computed(prior, inst))
 
     def _to_read(
         self, prior: dict[str, ResourceState], options: PlanOptions
@@ -314,7 +334,12 @@ class Session:
         engine = Engine(
             self.store, self.providers, desired, self.parallelism, cancel, on_event, detach
         )
-        return engine.apply(plan, command)
+        result = engine.apply(plan, command)
+        if self.module.checks and plan.mode == "normal" and not result.interrupted:
+            result.check_warnings = refactor.checks_after_apply(
+                self.module, planner.evaluator, self.store, self.providers
+            )
+        return result
 
     def close(self) -> None:
         self.store.close()

@@ -28,6 +28,7 @@ from trainform.config.sensitivity import mask_paths, sealed_paths
 from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
 from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
+from trainform.planner.moves import fingerprint_before_rename
 from trainform.planner.types import (
     CREATE,
     DELETE,
@@ -139,6 +140,10 @@ class Planner:
         # Destroys the plan must refuse (prevent_destroy, run history), raised only if the
         # change survives --target filtering.
         self._refusals: dict[str, PlanError] = {}
+        # Blocks moved blocks renamed (new -> old), and runs whose fingerprint changed only
+        # because the compute they ran on was renamed (address -> (recorded, new)).
+        self.renamed_blocks: dict[str, str] = {}
+        self.refingerprinted: dict[str, tuple[str, str]] = {}
 
     # -- the resolver the evaluator calls as each resource is evaluated
     def resolve(self, inst: Instance) -> dict[str, Any]:
@@ -357,6 +362,13 @@ class Planner:
         fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get(
             "fingerprint"
         )
+        if fp_changed and self.renamed_blocks and self.providers is not None:
+            old = fingerprint_before_rename(
+                self.providers.get(res.provider), inst, prior, self.renamed_blocks
+            )
+            if old is not None and old == current.get("fingerprint"):
+                fp_changed = False
+                self.refingerprinted[inst.address] = (old, pv.computed["fingerprint"])
         forced = self._forced_replace(inst.address)
         inputs = ", ".join(pv.reasons) or "its inputs changed"
         # Attributes that change how a run is recorded or watched, never what it computes.

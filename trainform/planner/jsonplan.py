@@ -33,16 +33,30 @@ def _flags(paths: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _module_address(address: str) -> str:
+    """``module.team["a"]`` for ``module.team["a"].compute.box``; "" in the root module."""
+    from trainform.config.address import AddressError, module_text, parse_address
+
+    try:
+        return module_text(parse_address(address).module)
+    except AddressError:
+        return ""
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as a JSON-serialisable dict (deterministic: sorted addresses)."""
-    changes = []
+    changes: list[dict[str, Any]] = []
     for c in plan.changes:
         after = None
         if c.after is not None:
             after = {k: v for k, v in c.after.items() if k not in c.after_unknown}
+        entry: dict[str, Any] = {"address": c.address}
+        module = _module_address(c.address)
+        if module:  # as Terraform: only for resources inside a module
+            entry["module_address"] = module
         changes.append(
             {
-                "address": c.address,
+                **entry,
                 "mode": "managed",
                 "type": c.kind,
                 "name": c.name,
@@ -61,6 +75,10 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                 "depends_on": list(c.depends_on),
             }
         )
+        if c.previous_address is not None:  # as Terraform: a moved block moved it here
+            changes[-1]["previous_address"] = c.previous_address
+        if c.importing is not None:
+            changes[-1]["change"]["importing"] = {"id": c.importing}
     outputs = {
         o.name: {
             "actions": list(o.actions),

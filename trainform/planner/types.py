@@ -11,6 +11,7 @@ DELETE = ("delete",)
 NOOP = ("no-op",)
 REPLACE = ("delete", "create")
 REPLACE_CBD = ("create", "delete")
+FORGET = ("forget",)  # a removed block with destroy = false: out of state, left as it is
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Change:
     replace_paths: tuple[str, ...] = ()
     reason: str = ""
     depends_on: tuple[str, ...] = ()
+    previous_address: str | None = None  # a moved block moved it here from that address
+    importing: str | None = None  # an import block (or `trainform import`) adopts this id
 
     @property
     def is_noop(self) -> bool:
@@ -85,16 +88,38 @@ class Plan:
     replace: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what planning recorded (a run that ended unwatched)
+    # State edits apply makes before its walk (trainform.engine.refactor): instance moves
+    # (old address, new address), imported resources (ResourceState fields), and runs whose
+    # recorded fingerprint is renamed with the compute they ran on (address, old, new).
+    moved: tuple[tuple[str, str], ...] = ()
+    imported: tuple[dict[str, Any], ...] = ()
+    refingerprinted: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def resource_changes(self) -> list[Change]:
-        return [c for c in self.changes if not c.is_noop]
+        """The changes apply carries out through providers (no no-ops, no forgets)."""
+        return [c for c in self.changes if not c.is_noop and c.actions != FORGET]
+
+    @property
+    def shown_changes(self) -> list[Change]:
+        """The changes a plan shows: those apply makes, and moves, imports and forgets that
+        only edit state."""
+        return [
+            c
+            for c in self.changes
+            if not c.is_noop or c.previous_address is not None or c.importing is not None
+        ]
 
     @property
     def has_changes(self) -> bool:
         if self.mode == "refresh-only":
             return bool(self.drift)
-        return bool(self.resource_changes) or any(o.actions != ("no-op",) for o in self.outputs)
+        return (
+            bool(self.resource_changes)
+            or any(o.actions != ("no-op",) for o in self.outputs)
+            or any(c.actions == FORGET for c in self.changes)
+            or bool(self.moved or self.imported or self.refingerprinted)
+        )
 
     def counts(self) -> dict[str, int]:
         out = {"add": 0, "change": 0, "destroy": 0}
@@ -139,5 +164,8 @@ class Plan:
             "replace",
             "warnings",
             "notes",
+            "imported",
         )
+        for key in ("moved", "refingerprinted"):
+            rest[key] = tuple(tuple(pair) for pair in rest.get(key, ()))
         return cls(changes=changes, outputs=outputs, drift=drift, **rest)

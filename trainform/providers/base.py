@@ -233,6 +233,18 @@ class Provider:
         is unreachable); the planner shows that as drift."""
         raise NotImplementedError
 
+    def import_existing(self, address: str, desired: dict[str, Any], ident: str) -> Observed:
+        """Find the existing object ``ident`` names (``import`` blocks, ``trainform import``)
+        for the configuration ``desired`` and return its computed attributes, as ``read``
+        would for a recorded one. No side effects. Raises ProviderError naming ``ident`` if
+        there is no such object or it does not match ``desired``; the default supports no
+        import."""
+        raise ProviderError(
+            f"{address}: a {self.name} {self.kind} cannot be imported (import supports ssh "
+            "and docker-cluster computes, and runs)",
+            address=address,
+        )
+
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         """Create or attach the resource and return its computed attributes. Idempotent: if it
         already exists in the desired form, return it. Raises ProviderError on failure."""

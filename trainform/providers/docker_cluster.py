@@ -178,6 +178,45 @@ class DockerClusterProvider(Provider):
             cluster.heal()
         return {"cluster_id": cluster_id, "registry": str(registry.path), "engines": engines}
 
+    def import_existing(self, address: str, desired: dict[str, Any], ident: str) -> Observed:
+        """``ident`` is the cluster's id (its ``trainform.cluster`` label, the name of its
+        network and the prefix of its nodes' names). The cluster's network must be on the
+        configured engines and its registry in this configuration's folder; its running
+        node containers are then read as a refresh reads them."""
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", ident):
+            raise ProviderError(
+                f"{address}: import id {ident!r} is not a cluster id such as tf-gpu-1a2b3c "
+                f"(the {CLUSTER_LABEL} label of its network and nodes)",
+                address=address,
+            )
+        engines = list(desired.get("docker_hosts") or [dk.LOCAL])
+        found = []
+        for url in engines:
+            client = dk.connect(url)
+            found += dk.api_call(
+                f"{address}: looking up cluster {ident}",
+                url,
+                client.networks.list,
+                filters={"label": f"{CLUSTER_LABEL}={ident}"},
+            )
+        if not found:
+            raise ProviderError(
+                f"{address}: import id {ident!r}: no Docker cluster labelled "
+                f"{CLUSTER_LABEL}={ident} on {', '.join(engines)}",
+                address=address,
+            )
+        registry = Registry(self.context.data_dir / "clusters" / f"{ident}.json")
+        if not registry.path.exists():
+            raise ProviderError(
+                f"{address}: import id {ident!r}: the cluster's registry {registry.path} is not "
+                "here; a cluster is imported into the configuration folder that created it",
+                address=address,
+            )
+        computed = {"cluster_id": ident, "registry": str(registry.path), "engines": engines}
+        with registry.locked(address) as cluster:
+            cluster.housekeeping()  # the running node containers, as refresh reads them
+        return computed
+
     def read(self, resource: ResourceState) -> Observed | None:
         registry = _registry_of(resource.computed)
         if registry is None or not registry.path.exists():

@@ -364,6 +364,29 @@ class SSHComputeProvider(Provider):
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return self._attach(desired, {})
 
+    def import_existing(self, address: str, desired: dict[str, Any], ident: str) -> Observed:
+        """``ident`` is the host as the block writes it, ``user@host:port`` (user and port
+        optional; for a pool, any one of its hosts). It must be the configured host; the
+        host is then reached with the configured host-key rules and its facts read."""
+        user, _, rest = ident.rpartition("@")
+        try:
+            host, port = split_host(rest, int(desired.get("port") or 22))
+        except ValueError:
+            host, port = "", 0
+        if not host:
+            raise ProviderError(
+                f"{address}: import id {ident!r} is not user@host:port", address=address
+            )
+        hosts = [split_host(h, int(desired.get("port") or 22)) for h in self._hosts(desired)]
+        wanted = f"{desired.get('username')}@{self._hosts(desired)[0] if hosts else '?'}"
+        if (host, port) not in hosts or (user and user != desired.get("username")):
+            raise ProviderError(
+                f"{address}: import id {ident!r} does not name the host its block configures "
+                f"({wanted}, port {desired.get('port') or 22}); correct the id or the block",
+                address=address,
+            )
+        return self._attach(desired, {})
+
     def read(self, resource: ResourceState) -> Observed | None:
         observed = self._attach(resource.attributes, resource.computed.get("host_keys") or {})
         return {**resource.computed, **observed}

@@ -40,6 +40,8 @@ class WorkspaceProvider(Provider):
 
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         name = address.split(".", 1)[1]
+        if address.startswith("module."):  # module.team["a"].workspace.main: one folder name
+            name = address.replace('"', "").replace("/", "%2F")
         path = self.store_path(name, desired).resolve()
         created = not path.exists()
         try:

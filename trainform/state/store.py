@@ -550,30 +550,33 @@ class SQLiteStateStore:
 
     @_translate
     def put_resource(self, resource: ResourceState) -> None:
-        stamp = now()
         self._backup()
         with self._record():
-            existing = self.execute(
-                "SELECT created_at FROM resources WHERE address=?", [resource.address]
-            ).fetchone()
-            self._upsert(
-                "resources",
-                {
-                    "address": resource.address,
-                    "kind": resource.kind,
-                    "name": resource.name,
-                    "key": json.dumps(resource.key),
-                    "provider": resource.provider,
-                    "attributes": json.dumps(resource.attributes, sort_keys=True),
-                    "computed": json.dumps(resource.computed, sort_keys=True),
-                    "dependencies": json.dumps(list(resource.dependencies)),
-                    "status": resource.status,
-                    "created_at": existing[0] if existing else stamp,
-                    "updated_at": stamp,
-                },
-                "address",
-            )
+            self._put(resource)
             self._bump()
+
+    def _put(self, resource: ResourceState) -> None:
+        stamp = now()
+        existing = self.execute(
+            "SELECT created_at FROM resources WHERE address=?", [resource.address]
+        ).fetchone()
+        self._upsert(
+            "resources",
+            {
+                "address": resource.address,
+                "kind": resource.kind,
+                "name": resource.name,
+                "key": json.dumps(resource.key),
+                "provider": resource.provider,
+                "attributes": json.dumps(resource.attributes, sort_keys=True),
+                "computed": json.dumps(resource.computed, sort_keys=True),
+                "dependencies": json.dumps(list(resource.dependencies)),
+                "status": resource.status,
+                "created_at": existing[0] if existing else stamp,
+                "updated_at": stamp,
+            },
+            "address",
+        )
 
     @_translate
     def remove_resource(self, address: str) -> None:
@@ -586,10 +589,82 @@ class SQLiteStateStore:
     def move_resource(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
         self._backup()
         with self._record():
-            self.execute(
-                "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
-                [dest, kind, name, json.dumps(key), source],
-            )
+            self._move(source, dest, kind, name, key)
+            self._bump()
+
+    def _move(self, source: str, dest: str, kind: str, name: str, key: Any) -> None:
+        """Rename a resource; its run and sweep history follows it (and, for a workspace,
+        the runs recorded into it)."""
+        self.execute(
+            "UPDATE resources SET address=?, kind=?, name=?, key=? WHERE address=?",
+            [dest, kind, name, json.dumps(key), source],
+        )
+        self.execute("UPDATE runs SET address=? WHERE address=?", [dest, source])
+        self.execute("UPDATE sweeps SET address=? WHERE address=?", [dest, source])
+        if kind == "workspace":
+            self.execute("UPDATE runs SET workspace=? WHERE workspace=?", [dest, source])
+
+    @_translate
+    def edit_resources(
+        self,
+        moves: list[tuple[str, str]],
+        forget: list[str],
+        put: list[ResourceState],
+        fingerprints: list[tuple[str, str, str]],
+    ) -> None:
+        """State edits of moved/removed/import blocks, in one transaction: ``moves`` (old
+        address, new address; history follows, dependencies are renamed), ``forget``
+        (addresses no longer managed; nothing else is touched), ``put`` (imported
+        resources; an adopted run's history row takes the resource's address), and
+        ``fingerprints`` (a run's recorded fingerprint renamed with the compute it ran on:
+        address, old, new). Edits already made are skipped."""
+        from trainform.config.address import parse_address
+
+        self._backup()
+        with self._record():
+            current = set(self.resources())
+            blocks: dict[str, str] = {}
+            for old, new in moves:
+                if old not in current or new in current:
+                    continue
+                addr = parse_address(new)
+                self._move(old, new, addr.kind, addr.name, addr.key)
+                current = (current - {old}) | {new}
+                blocks[parse_address(old).block] = addr.block
+            if blocks:
+                for row in self.execute("SELECT address, dependencies FROM resources").fetchall():
+                    deps = json.loads(row[1])
+                    renamed = [blocks.get(d, d) for d in deps]
+                    if renamed != deps:
+                        self.execute(
+                            "UPDATE resources SET dependencies=? WHERE address=?",
+                            [json.dumps(renamed), row[0]],
+                        )
+            for address in forget:
+                self.execute("DELETE FROM resources WHERE address=?", [address])
+            for rs in put:
+                if rs.address in current:
+                    continue
+                self._put(rs)
+                if rs.kind == "run" and rs.computed.get("run_id"):
+                    self.execute(
+                        "UPDATE runs SET address=? WHERE id=?", [rs.address, rs.computed["run_id"]]
+                    )
+            resources = self.resources()
+            for address, old_fp, new_fp in fingerprints:
+                run = resources.get(address)
+                if run is None or run.computed.get("fingerprint") != old_fp:
+                    continue
+                computed = {**run.computed, "fingerprint": new_fp}
+                self.execute(
+                    "UPDATE resources SET computed=? WHERE address=?",
+                    [json.dumps(computed, sort_keys=True), address],
+                )
+                if run.computed.get("run_id"):
+                    self.execute(
+                        "UPDATE runs SET fingerprint=? WHERE id=?",
+                        [new_fp, run.computed["run_id"]],
+                    )
             self._bump()
 
     # ------------------------------------------------------------------ outputs

@@ -1,0 +1,129 @@
+"""``trainform init``'s module installation: walk the module calls from the root
+configuration, clone git sources into ``.trainform/modules/KEY`` and record every call's
+resolved folder in ``.trainform/modules/modules.json`` (see :mod:`trainform.config.modsource`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainform.config.loader import _display, _literal, read_blocks
+from trainform.config.modsource import (
+    MODULES_DIR,
+    GitSource,
+    SourceError,
+    call_key,
+    install_git,
+    manifest_path,
+    parse_source,
+    read_manifest,
+    shown_dir,
+    write_manifest,
+)
+from trainform.config.source import config_files
+from trainform.errors import ConfigError, Diagnostic
+
+
+def install_modules(root: Path, upgrade: bool = False) -> list[str]:
+    """Install what the configuration's module calls need; return one line per call, for
+    the CLI. Idempotent: an installed git source whose source text is unchanged is kept,
+    unless ``upgrade`` (then its ref is resolved again). Raises ConfigError (a source that
+    cannot be used, a repository or ref that does not exist)."""
+    root = root.resolve()
+    previous = read_manifest(root)
+    entries: list[dict[str, Any]] = []
+    lines: list[str] = []
+
+    def walk(parent: tuple[str, ...], folder: Path, chain: tuple[Path, ...]) -> None:
+        try:
+            _files, blocks = read_blocks(folder, root)
+        except ConfigError:
+            if not parent:
+                return  # the root's own problems are for validate and plan to report
+            raise
+        for blk in blocks:
+            if blk.type != "module" or len(blk.labels) != 1 or "source" not in blk.attrs:
+                continue
+            path = (*parent, blk.labels[0])
+            name = ".".join(f"module.{p}" for p in path)
+            expr = blk.attrs["source"].expr
+            source = _literal(expr, "a module source")
+            if not isinstance(source, str):
+                raise ConfigError(Diagnostic("a module source must be a string", expr.pos))
+            try:
+                parsed = parse_source(source)
+            except SourceError as exc:
+                raise ConfigError(Diagnostic(str(exc), expr.pos)) from None
+            entry: dict[str, Any] = {"key": call_key(path), "source": source}
+            if isinstance(parsed, GitSource):
+                try:
+                    directory, commit, fresh = _git_module(
+                        root, path, source, parsed, previous, upgrade
+                    )
+                except SourceError as exc:
+                    raise ConfigError(Diagnostic(f"{name}: {exc}", expr.pos)) from None
+                if not directory.is_dir():
+                    raise ConfigError(
+                        Diagnostic(
+                            f"{name}: {parsed.url} at {parsed.ref or 'HEAD'} has no folder "
+                            f"{parsed.subdir!r}",
+                            expr.pos,
+                        )
+                    )
+                entry["commit"] = commit
+                state = "installed" if fresh else "already installed"
+                lines.append(f"- {name}: {source} ({state}, commit {commit[:12]})")
+            else:
+                directory = (folder / parsed).resolve()
+                if not directory.is_dir():
+                    raise ConfigError(
+                        Diagnostic(
+                            f"module {path[-1]!r}: source folder {source!r} does not exist "
+                            f"({_display(directory)})",
+                            expr.pos,
+                        )
+                    )
+                lines.append(f"- {name}: {source} (local folder, used in place)")
+            if not config_files(directory):
+                raise ConfigError(
+                    Diagnostic(
+                        f"module {path[-1]!r}: no configuration files (*.train.hcl, "
+                        f"*.train.yaml) in {_display(directory)}",
+                        expr.pos,
+                    )
+                )
+            entry["dir"] = shown_dir(root, directory)
+            entries.append(entry)
+            if directory not in chain and len(path) < 16:  # a cycle is reported on load
+                walk(path, directory, (*chain, directory))
+
+    walk((), root, (root,))
+    if entries or manifest_path(root).exists():
+        write_manifest(root, entries)
+    return lines
+
+
+def _git_module(
+    root: Path,
+    path: tuple[str, ...],
+    source: str,
+    parsed: GitSource,
+    previous: dict[str, dict[str, Any]],
+    upgrade: bool,
+) -> tuple[Path, str, bool]:
+    """(folder, commit, whether it was cloned now) of a git module call. Raises
+    SourceError."""
+    dest = root / MODULES_DIR / call_key(path)
+    prior = previous.get(call_key(path))
+    if (
+        not upgrade
+        and prior is not None
+        and prior.get("source") == source
+        and isinstance(prior.get("commit"), str)
+        and (root / str(prior.get("dir"))).is_dir()
+    ):
+        return root / str(prior["dir"]), prior["commit"], False
+    commit = install_git(parsed, dest)
+    directory = dest / parsed.subdir if parsed.subdir else dest
+    return directory, commit, True
