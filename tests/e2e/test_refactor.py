@@ -251,3 +251,27 @@ def test_a_failing_postcondition_fails_the_apply_with_state_kept(cli) -> None:
     fixed = ok(cli("apply", "-auto-approve", "-var", "cpus=1"))
     assert "No changes." in fixed.out or "Apply complete!" in fixed.out
     assert "No changes." in ok(cli("plan", "-var", "cpus=1")).out
+
+
+def test_the_readme_refactoring_example_runs_verbatim(cli) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rest = readme.split("### Refactoring, imports and checks", 1)[1]
+    hcl = re.search(r"^```hcl\n(.*?)^```$", rest, re.S | re.M).group(1)
+    commands = re.search(r"^```sh\n(.*?)^```$", rest, re.S | re.M).group(1).splitlines()
+    before = hcl.split("moved {")[0].replace('"trainer"', '"local"').replace("trainer", "local")
+    before = before.replace('run "baseline"', 'run "train"')
+    setup(cli, before)
+    ok(cli("apply", "-auto-approve"))
+    (old_run,) = run_ids(cli, "run.train")
+    cli.write("main.train.hcl", hcl)
+    outputs = []
+    for line in commands:
+        words = line.split()
+        assert words[0] == "trainform", line
+        outputs.append(ok(cli(*words[1:])).out)
+    assert "# compute.local has moved to compute.trainer" in outputs[0]
+    assert "# run.train has moved to run.baseline" in outputs[0]
+    assert "Apply complete! Resources: 0 added, 0 changed, 0 destroyed." in outputs[1]
+    assert old_run in outputs[2]
