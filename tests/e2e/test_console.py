@@ -200,6 +200,17 @@ def test_sensitive_values_never_appear(cli):
     )
     assert result.out == "(sensitive value)\n" * 7, result.out
     assert SECRET not in result.all and SECRET.upper() not in result.all
+    # inside a resource, only the sensitive part is hidden, as Terraform does
+    cli.write(
+        "env.train.hcl",
+        'environment "env" {\n  variables = { TOKEN = var.token, MODE = "train" }\n}\n',
+    )
+    result = ok(console(cli, "environment.env.variables", "environment.env.variables.MODE"))
+    assert result.out == '{\n  "MODE" = "train"\n  "TOKEN" = (sensitive value)\n}\n"train"\n'
+    assert SECRET not in result.all
+    whole = ok(console(cli, "environment.env", "jsonencode(environment.env.variables)"))
+    assert '"TOKEN" = (sensitive value)' in whole.out
+    assert whole.out.endswith("}\n(sensitive value)\n") and SECRET not in whole.all
     # a failing expression over the secret quotes none of it
     failed = console(cli, "tonumber(var.token)")
     assert failed.code == 1
@@ -298,7 +309,9 @@ def test_interactive_prompt_with_history_ctrl_c_and_ctrl_d(cli):
     assert "Error: no attribute 'teem'" in shown and "<console input>:1:5" in shown
     term.send(b"var.token\r")
     assert "(sensitive value)" in term.expect("> ")
+    time.sleep(0.3)  # a person types after the prompt: readline is reading by then
     term.send(b"this line is cancelled")
+    time.sleep(0.3)
     term.send(b"\x03")  # Ctrl-C
     term.expect("> ")
     term.send(b"1 + 2\r")

@@ -104,7 +104,8 @@ def _number(value: int | float) -> str:
         return str(value)
     if value != value or value in (float("inf"), float("-inf")):
         return "+Inf" if value > 0 else "-Inf" if value < 0 else "NaN"
-    return format(Decimal(repr(value)), "f")  # no exponent: 1e+20 -> 100000000000000000000
+    text = format(Decimal(repr(value)), "f")  # no exponent: 1e+20 -> 100000000000000000000
+    return text.rstrip("0").rstrip(".") if "." in text else text  # 5.0 -> 5
 
 
 def _heredoc(text: str, indent: int) -> str:
@@ -269,8 +270,6 @@ class ConsoleScope:
     def type_hint(self, expr: Any) -> Any:
         """The type spec of a bare variable reference or of a call to a function whose
         result Terraform shows as a list, set or map; "any" otherwise."""
-        from lark import Tree
-
         from trainform.config.expr import single_reference
 
         ref = single_reference(expr)
@@ -281,12 +280,7 @@ class ConsoleScope:
                     spec = _element_type(spec, step)
                 return spec
             return "any"
-        node = expr.node
-        while isinstance(node, Tree) and node.data == "expr_term" and len(node.children) == 1:
-            node = node.children[0]
-        if isinstance(node, Tree) and node.data == "function_call":
-            return _FUNCTION_TYPES.get(str(node.children[0].children[0]), "any")
-        return "any"
+        return _FUNCTION_TYPES.get(_outer_call(expr.node) or "", "any")
 
     def evaluate(self, text: str) -> str:
         """The value of one expression as text. Raises ConfigError (positions in the
@@ -319,8 +313,13 @@ class ConsoleScope:
             raise ConfigError(Diagnostic("expected one expression", start)) from None
         expr = Expr(tree, start)
         value = evaluate(expr, Scope(self.values, self.functions), self._secret)
+        calls = _called(tree)
         ref = single_reference(expr)
-        if ref is not None:
+        if "sensitive" in calls:  # sensitive(...) anywhere marks the result
+            value = SENSITIVE_VALUE
+        elif _outer_call(tree) == "nonsensitive":  # the user asked to see it, as in Terraform
+            pass
+        elif ref is not None:
             paths = self.ref_paths(ref)
             if paths is not None:
                 value = self._masked(value, ref, paths)
@@ -346,6 +345,30 @@ class ConsoleScope:
         if whole_block and isinstance(value, dict):
             return {k: _hide(v, paths) for k, v in value.items()}
         return _hide(value, paths)
+
+
+def _outer_call(node: Any) -> str | None:
+    """The function an expression calls at its top (``nonsensitive(...)``), or None."""
+    from lark import Tree
+
+    while isinstance(node, Tree) and node.data == "expr_term" and len(node.children) == 1:
+        node = node.children[0]
+    if isinstance(node, Tree) and node.data == "function_call":
+        return str(node.children[0].children[0])
+    return None
+
+
+def _called(node: Any) -> set[str]:
+    """The names of every function an expression calls."""
+    from lark import Tree
+
+    if not isinstance(node, Tree):
+        return set()
+    return {
+        str(sub.children[0].children[0])
+        for sub in node.iter_subtrees()
+        if sub.data == "function_call"
+    }
 
 
 def _hide(value: Any, paths: set[str]) -> Any:
@@ -419,14 +442,12 @@ def _interactive(ctx: click.Context, scope: ConsoleScope, history: Path) -> None
     try:
         while True:
             try:
-                text = input("> ")
-            except KeyboardInterrupt:  # Ctrl-C: cancel this line, as a shell does
+                if _handle(ctx, scope, input("> ")) is None:
+                    return
+            except KeyboardInterrupt:  # Ctrl-C: cancel this line (or its evaluation)
                 click.echo("")
-                continue
             except EOFError:  # Ctrl-D
                 click.echo("")
-                return
-            if _handle(ctx, scope, text) is None:
                 return
     finally:
         if readline is not None:
