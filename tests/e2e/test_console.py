@@ -84,7 +84,7 @@ def test_piped_expressions_print_each_value_as_terraform_console(cli):
             "var.sizes",
             "var.labels",
             "local.nested",
-            'split(",", "a,b")',
+            'tolist(concat(["a"], ["b"]))',
             "[for s in var.sizes : s * 1.5]",
             '"two\\nlines"',
             "1e20",
@@ -364,3 +364,21 @@ def test_the_readmes_console_and_plan_graph_lines_run_verbatim(cli):
     assert SECRET not in proc.stdout + proc.stderr
     dot = (cli.cwd / "plan.dot").read_text()
     assert dot.startswith("digraph") and "compute.gpu[0]\\nno changes" in dot
+
+
+def test_module_outputs_are_in_scope_and_sensitive_ones_hidden(cli):
+    setup(cli)
+    cli.write(
+        "mod/main.train.hcl",
+        'variable "name" {\n  type = string\n}\n\n'
+        'variable "secret" {\n  type      = string\n  sensitive = true\n}\n\n'
+        'output "label" {\n  value = "box-${var.name}"\n}\n\n'
+        'output "token" {\n  value     = var.secret\n  sensitive = true\n}\n',
+    )
+    cli.write(
+        "team.train.hcl",
+        'module "team" {\n  source = "./mod"\n  name   = "a"\n  secret = var.token\n}\n',
+    )
+    result = ok(console(cli, "module.team.label", "module.team.token", "module.team"))
+    assert result.out == '"box-a"\n(sensitive value)\n(sensitive value)\n'
+    assert SECRET not in result.all

@@ -18,7 +18,6 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,79 +42,20 @@ Values known only after apply show as (known after apply); sensitive values as
 (sensitive value). Type `exit` or press Ctrl-D to leave; Ctrl-C cancels the line."""
 
 # ------------------------------------------------------------------------------- rendering
-# TODO: merge into trainform/config/display.py (render_value) once it lands; this renders as
-# terraform console prints (internal/repl/format.go), with the collection kind (tuple or
-# list, object or map) taken from a type hint where one is known.
+# Values are written by trainform.config.display.render_value (terraform console's syntax).
+# Two things only the console knows are settled first: which parts are sensitive (replaced by
+# SENSITIVE_VALUE, which renders as "(sensitive value)"), and the declared type of a variable
+# (list(string) shows as tolist([...]), as in Terraform, though the value is a plain list).
 
 
 class _SensitiveType:
     """Stands for a sensitive value inside a value being shown."""
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # what render_value writes for a value it does not know
         return "(sensitive value)"
 
 
 SENSITIVE_VALUE = _SensitiveType()
-
-# Top-level calls whose result Terraform shows as a list, set or map (not a tuple or object).
-_FUNCTION_TYPES: dict[str, Any] = {
-    "tolist": ("list", "any"),
-    "toset": ("set", "any"),
-    "tomap": ("map", "any"),
-    "split": ("list", "string"),
-    "sort": ("list", "string"),
-    "distinct": ("list", "any"),
-    "compact": ("list", "string"),
-    "range": ("list", "number"),
-    "formatlist": ("list", "string"),
-    "regexall": ("list", "any"),
-    "fileset": ("set", "string"),
-    "setunion": ("set", "any"),
-    "setintersection": ("set", "any"),
-    "setsubtract": ("set", "any"),
-    "chunklist": ("list", ("list", "any")),
-    "transpose": ("map", ("list", "string")),
-}
-
-
-def go_quote(text: str) -> str:
-    """``text`` quoted as Go's strconv.Quote does (Terraform prints strings with it)."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif ch == " " or ch.isprintable():
-            out.append(ch)
-        elif code < 0x80:
-            out.append(f"\\x{code:02x}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def _number(value: int | float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        return "+Inf" if value > 0 else "-Inf" if value < 0 else "NaN"
-    text = format(Decimal(repr(value)), "f")  # no exponent: 1e+20 -> 100000000000000000000
-    return text.rstrip("0").rstrip(".") if "." in text else text  # 5.0 -> 5
-
-
-def _heredoc(text: str, indent: int) -> str:
-    lines = text.split("\n")
-    delimiter = "EOT"
-    while any(line.strip() == delimiter for line in lines):
-        delimiter += "_"
-    pad = " " * indent
-    body = "".join(f"\n{pad}{line}" for line in lines)
-    return f"{'<<-' if indent else '<<'}{delimiter}{body}\n{pad}{delimiter}"
 
 
 def _element_type(spec: Any, key: Any) -> Any:
@@ -124,49 +64,37 @@ def _element_type(spec: Any, key: Any) -> Any:
         kind, inner = spec
         if kind in ("list", "set", "map"):
             return inner
-        if kind == "object" and isinstance(inner, dict):
-            return inner.get(key, "any")
-        if kind == "tuple" and isinstance(inner, list) and isinstance(key, int):
+        if kind == "object":
+            fields = dict(inner) if isinstance(inner, (dict, tuple, list)) else {}
+            return fields.get(key, "any")
+        if kind == "tuple" and isinstance(inner, (list, tuple)) and isinstance(key, int):
             return inner[key] if 0 <= key < len(inner) else "any"
     return "any"
 
 
-def render_value(value: Any, spec: Any = "any", indent: int = 0) -> str:
-    """A value as ``terraform console`` prints it. ``spec`` (a variable type spec such as
-    ``("list", "string")``) says whether a collection is a list/set/map rather than a
-    tuple/object; without one, lists show as tuples ``[...]`` and maps as objects ``{...}``."""
-    from trainform.config.values import UNKNOWN
+def typed(value: Any, spec: Any = "any") -> Any:
+    """``value`` ready for render_value: sealed state values as SENSITIVE_VALUE, and lists
+    and maps marked as the type ``spec`` (a variable's declared type) says."""
+    from trainform.config.values import TfList, TfMap, TfSet
     from trainform.state import secrets
 
-    if value is UNKNOWN:
-        return "(known after apply)"
-    if value is SENSITIVE_VALUE or secrets.is_sealed(value):
-        return "(sensitive value)"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return _number(value)
-    if isinstance(value, str):
-        return _heredoc(value, indent) if "\n" in value else go_quote(value)
+    if secrets.is_sealed(value):
+        return SENSITIVE_VALUE
     kind = spec[0] if isinstance(spec, tuple) else None
-    inner = indent + 2
-    pad = " " * inner
-    if isinstance(value, (list, tuple)):
-        items = [render_value(v, _element_type(spec, i), inner) for i, v in enumerate(value)]
-        text = "[" + "".join(f"\n{pad}{item}," for item in items)
-        text += f"\n{' ' * indent}]" if items else "]"
-        return f"to{kind}({text})" if kind in ("list", "set") else text
+    if isinstance(value, list):
+        items = [typed(v, _element_type(spec, i)) for i, v in enumerate(value)]
+        made = {"list": TfList, "set": TfSet}.get(kind or "")
+        return (made or type(value))(items)
     if isinstance(value, dict):
-        entries = [
-            f"\n{pad}{render_value(str(k), 'string', inner)} = "
-            + render_value(value[k], _element_type(spec, k), inner)
-            for k in sorted(value, key=str)
-        ]
-        text = "{" + "".join(entries) + (f"\n{' ' * indent}}}" if entries else "}")
-        return f"tomap({text})" if kind == "map" else text
-    return go_quote(str(value))
+        entries = {k: typed(v, _element_type(spec, k)) for k, v in value.items()}
+        return (TfMap if kind == "map" else type(value))(entries)
+    return value
+
+
+def show(value: Any, spec: Any = "any") -> str:
+    from trainform.config.display import render_value
+
+    return render_value(typed(value, spec))
 
 
 # ------------------------------------------------------------------------------- the scope
@@ -187,7 +115,6 @@ class ConsoleScope:
     def load(cls, directory: Path, inputs: Any, prior: dict[str, Any]) -> ConsoleScope:
         """Evaluate the configuration with the computed attributes recorded in ``prior``
         (address -> ResourceState); what is not recorded is unknown. Raises ConfigError."""
-        from trainform.config import schema as S
         from trainform.config.evaluate import Evaluator, resolve_variables
         from trainform.config.expr import references
         from trainform.config.loader import load_module
@@ -206,27 +133,11 @@ class ConsoleScope:
 
         evaluator = Evaluator(module, variables, functions)
         evaluated = evaluator.run(recorded)
-        directory_text = str(module.directory)
-        values: dict[str, Any] = {
-            "var": variables,
-            "local": evaluated.locals,
-            "path": {"module": directory_text, "root": directory_text, "cwd": os.getcwd()},
-            **{k: {} for k in S.RESOURCE_KINDS},
-        }
+        values = evaluated.scopes[()]  # the root module's scope, as its own expressions see it
         sensitive_vars = {f"var.{n}" for n in evaluator.sensitive_vars()}
         scope = cls(module, values, functions, sensitive_vars, warnings=list(raw.warnings))
         for res in module.resources.values():
             instances = [i for i in evaluated.instances.values() if i.resource is res]
-            shown = [
-                {**i.attributes, **recorded(i), "name": res.name, "address": i.address}
-                for i in instances
-            ]
-            if res.count is not None:
-                values[res.kind][res.name] = shown
-            elif res.for_each is not None:
-                values[res.kind][res.name] = {str(i.key): v for i, v in zip(instances, shown)}
-            elif shown:
-                values[res.kind][res.name] = shown[0]
             paths = {k for k, a in res.schema.user_attributes().items() if a.sensitive}.union(
                 *(i.sensitive for i in instances)
             )
@@ -246,12 +157,27 @@ class ConsoleScope:
         from trainform.config import schema as S
         from trainform.config.sensitivity import relative_paths
 
+        calls = self.module.calls
         if not ref.steps:
             under = [n for n in self.sensitive_nodes if n.startswith(ref.root + ".")]
             under += [
                 a for a, p in self.sensitive_attrs.items() if p and a.startswith(ref.root + ".")
             ]
+            if ref.root == "module":
+                under += [
+                    a for a, c in calls.items() if any(o.sensitive for o in c.outputs.values())
+                ]
             return {""} if under else None
+        if ref.root == "module":  # a module's outputs: sensitive as declared
+            call = calls.get(f"module.{ref.steps[0]}")
+            if call is None:
+                return None
+            rest = list(ref.steps[1:])
+            if rest and (call.count is not None or call.for_each is not None):
+                rest = rest[1:]
+            names = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
+            hidden = [n for n in names if n in call.outputs and call.outputs[n].sensitive]
+            return {""} if hidden else None
         if ref.key in self.sensitive_nodes:
             return {""}
         if ref.root in S.RESOURCE_KINDS and self.sensitive_attrs.get(ref.key):
@@ -268,19 +194,18 @@ class ConsoleScope:
         return None
 
     def type_hint(self, expr: Any) -> Any:
-        """The type spec of a bare variable reference or of a call to a function whose
-        result Terraform shows as a list, set or map; "any" otherwise."""
+        """The declared type of a bare variable reference (and of what it indexes); "any"
+        otherwise (functions mark the lists, sets and maps they make themselves)."""
         from trainform.config.expr import single_reference
 
         ref = single_reference(expr)
-        if ref is not None:
-            if ref.root == "var" and ref.steps and ref.steps[0] in self.module.variables:
-                spec = self.module.variables[str(ref.steps[0])].type
-                for step in ref.steps[1:]:
-                    spec = _element_type(spec, step)
-                return spec
+        if ref is None or ref.root != "var" or not ref.steps:
             return "any"
-        return _FUNCTION_TYPES.get(_outer_call(expr.node) or "", "any")
+        var = self.module.variables.get(str(ref.steps[0]))
+        spec = var.type if var is not None else "any"
+        for step in ref.steps[1:]:
+            spec = _element_type(spec, step)
+        return spec
 
     def evaluate(self, text: str) -> str:
         """The value of one expression as text. Raises ConfigError (positions in the
@@ -325,7 +250,7 @@ class ConsoleScope:
                 value = self._masked(value, ref, paths)
         elif any(self.ref_paths(r) is not None for r in references(expr)):
             value = SENSITIVE_VALUE
-        return render_value(value, self.type_hint(expr))
+        return show(value, self.type_hint(expr))
 
     def _secret(self, ref: Ref) -> bool:
         return self.ref_paths(ref) is not None
