@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
-import textwrap
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +20,12 @@ from lark import Token, Tree
 from trainform.config.functions import FUNCTIONS, function_names
 from trainform.config.schema import RESOURCE_KINDS, did_you_mean, type_of
 from trainform.config.source import Expr, Literal, Template, node_pos, template_from_text
+from trainform.config.templates import Part, Piece, build, hcl_piece, parts_trees, render
 from trainform.config.types import convert, infer, unify
 from trainform.config.values import (
     MAX_EVALUATION_STEPS,
     MAX_NESTING_DEPTH,
     MAX_NUMBER_DIGITS,
-    MAX_STRING_LENGTH,
     UNKNOWN,
     FunctionContext,
     FunctionError,
@@ -174,9 +174,8 @@ def references(expr: Expr) -> list[Ref]:
 
 def _collect(node: Any, pos: Pos, bound: frozenset[str], out: list[Ref]) -> None:
     if isinstance(node, Template):
-        for part in node.parts:
-            if isinstance(part, Tree):
-                _collect(part, pos, bound, out)
+        for tree, in_for in parts_trees(node.parts):  # with the names %{for} binds there
+            _collect(tree, pos, bound | in_for, out)
         return
     if isinstance(node, list):
         for item in node:
@@ -190,6 +189,9 @@ def _collect(node: Any, pos: Pos, bound: frozenset[str], out: list[Ref]) -> None
         return
     if node.data in ("heredoc_template", "heredoc_template_trim"):
         _collect(heredoc(node, pos), pos, bound, out)
+        return
+    if node.data == "string":
+        _collect(string_template(node, pos), pos, bound, out)
         return
     trav = traversal(node)
     if trav is not None:
@@ -282,14 +284,25 @@ def heredoc(node: Tree, pos: Pos) -> Template:
     first_nl = raw.index("\n")
     body = raw[first_nl + 1 :]
     body = body[: body.rstrip("\n").rfind("\n") + 1] if "\n" in body.rstrip("\n") else ""
-    indent = 0
-    if node.data == "heredoc_template_trim":
-        trimmed = textwrap.dedent(body)
-        pairs = zip(body.splitlines(), trimmed.splitlines(), strict=False)
-        indent = next((len(a) - len(b) for a, b in pairs if b.strip()), 0)  # removed per line
-        body = trimmed
     start = node_pos(node, pos.file, pos)
-    return template_from_text(body, Pos(start.file, start.line + 1, indent + 1))
+    trim = node.data == "heredoc_template_trim"
+    return template_from_text(body, Pos(start.file, start.line + 1, 1), lines=True, flush=trim)
+
+
+def string_template(node: Tree, pos: Pos) -> Template:
+    """The template of a quoted HCL string (python-hcl2 has parsed its directives)."""
+    pieces: list[Piece] = []
+    for part in node.children:
+        if not (isinstance(part, Tree) and part.data == "string_part"):
+            continue
+        inner = part.children[0]
+        if isinstance(inner, Tree):
+            pieces.append(hcl_piece(inner, node_pos(part, pos.file, pos)))
+        elif inner.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
+            pieces.append(Piece("lit", pos, str(inner)[1:]))
+        else:
+            pieces.append(Piece("lit", pos, _unescape(str(inner))))
+    return Template(build(pieces), "")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -392,6 +405,7 @@ def _referenced(values: dict[str, Any], ref: Ref) -> Any:
 def _bounded(expr: Expr, scope: Scope) -> Any:
     """Evaluate within the language's limits (values.py): past one, a ConfigError naming it."""
     budget = _Budget(scope.functions)
+    active = _ACTIVE_BUDGET.set(budget)  # templatefile()'s rendering is charged to it too
     try:
         result = _Evaluator(scope, expr.pos, budget).value(expr.node)
         budget.measure(result)
@@ -403,7 +417,22 @@ def _bounded(expr: Expr, scope: Scope) -> Any:
         raise ConfigError(
             Diagnostic(f"expression nested too deeply (limit {MAX_NESTING_DEPTH} levels)", expr.pos)
         ) from None
+    finally:
+        _ACTIVE_BUDGET.reset(active)
     return result
+
+
+def evaluate_nested(expr: Expr, scope: Scope) -> Any:
+    """Evaluate ``expr`` as part of the evaluation in progress on this thread (a template
+    that templatefile() renders), charging that evaluation's budget, so that calling a
+    function many times cannot multiply the work an expression may do; afresh if none is."""
+    budget = _ACTIVE_BUDGET.get()
+    if budget is None:
+        return _bounded(expr, scope)
+    return _Evaluator(scope, expr.pos, budget).value(expr.node)
+
+
+_ACTIVE_BUDGET: ContextVar[_Budget | None] = ContextVar("trainform_budget", default=None)
 
 
 class _Budget:
@@ -485,50 +514,21 @@ class _Evaluator:
         raise self.fail(f"unknown reference {name!r}", node, did_you_mean(name, candidates))
 
     def _string(self, node: Tree) -> Any:
-        parts: list[str | Tree] = []
-        for part in node.children:
-            if not (isinstance(part, Tree) and part.data == "string_part"):
-                continue
-            inner = part.children[0]
-            if isinstance(inner, Tree):
-                if inner.data != "interpolation":
-                    raise self.fail(
-                        "template directives (%{...}) are not supported; "
-                        "use a conditional expression inside ${...}",
-                        part,
-                    )
-                parts.append(_kids(inner)[0])
-            elif inner.type == "ESCAPED_INTERPOLATION" or inner.type == "ESCAPED_DIRECTIVE":
-                parts.append(str(inner)[1:])
-            else:
-                parts.append(_unescape(str(inner)))
-        return self.template(parts, node)
+        return self.template(string_template(node, self.pos).parts, node)
 
     def _heredoc_template(self, node: Tree) -> Any:
         return self.template(heredoc(node, self.pos).parts, node)
 
     _heredoc_template_trim = _heredoc_template
 
-    def template(self, parts: tuple[str | Tree, ...] | list[str | Tree], node: Any) -> Any:
+    def template(self, parts: tuple[Part, ...], node: Any) -> Any:
         if len(parts) == 1 and isinstance(parts[0], Tree):
             return self.value(parts[0])  # "${x}" keeps x's type, as in Terraform
-        out: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            val = self.value(part)
-            if val is UNKNOWN:
-                return UNKNOWN
-            out.append(self.to_string(val, part))
-        length = sum(map(len, out))
-        if length > MAX_STRING_LENGTH:
-            raise LimitError(
-                f"a string may have at most {MAX_STRING_LENGTH} characters (the string length "
-                f"limit); this template makes {length}"
-            )
-        self.budget.charge(length // 16)
-        return "".join(out)
+        return render(self, parts)
+
+    def within(self, names: dict[str, Any]) -> _Evaluator:
+        """An evaluator that also sees ``names`` (a template's %{for} variables)."""
+        return _Evaluator(self.scope.child(names), self.pos, self.budget)
 
     def to_string(self, val: Any, node: Any) -> str:
         if isinstance(val, bool):

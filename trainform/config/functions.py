@@ -1170,3 +1170,17 @@ from trainform.config import (  # noqa: E402
 )
 
 del functions_collections, functions_net, functions_text, functions_time
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+@_fn(
+    "templatefile",
+    "templatefile(path, vars): The template file at path (inside the configuration) rendered "
+    "with vars only in scope.",
+)
+def _templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
+    from trainform.config.templates import templatefile
+
+    return templatefile(ctx, path, variables)

@@ -16,6 +16,17 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.tree import Meta
 
+from trainform.config.templates import (
+    Part,
+    Piece,
+    Span,
+    TemplateSyntaxError,
+    blank_strip_markers,
+    build,
+    directive_syntax,
+    restore_strip_markers,
+    scan,
+)
 from trainform.config.values import (
     MAX_COLLECTION_SIZE,
     MAX_NESTING_DEPTH,
@@ -52,9 +63,10 @@ class Literal:
 
 @dataclass(frozen=True)
 class Template:
-    """A string template: literal text parts and parsed ``${...}`` expression trees."""
+    """A string template: literal text parts, parsed ``${...}`` expression trees and
+    directives (``%{if}``, ``%{for}``: see templates.py)."""
 
-    parts: tuple[str | Tree, ...]
+    parts: tuple[Part, ...]
     text: str
 
 
@@ -205,98 +217,75 @@ def parse_expression_text(text: str) -> Tree:
     return attrs[0].children[-1]
 
 
-def split_template(text: str) -> list[tuple[str, str, int]]:
-    """Split template text into ('lit', text, offset) and ('expr', source, offset) parts.
-
-    ``$${`` escapes an interpolation; braces and quoted strings inside ``${...}`` nest.
-    Raises ValueError naming the offset of an unterminated interpolation.
-    """
-    parts: list[tuple[str, str, int]] = []
-    buf: list[str] = []
-    i = 0
-    n = len(text)
-    while i < n:
-        if text.startswith("$${", i):
-            buf.append("${")
-            i += 3
-            continue
-        if text.startswith("%%{", i):
-            buf.append("%{")
-            i += 3
-            continue
-        if text.startswith("%{", i):
-            raise ValueError(f"template directives (%{{...}}) are not supported at offset {i}")
-        if text.startswith("${", i):
-            if buf:
-                parts.append(("lit", "".join(buf), i))
-                buf = []
-            start = i + 2
-            depth = 1
-            j = start
-            in_str = False
-            while j < n and depth:
-                ch = text[j]
-                if in_str:
-                    if ch == "\\":
-                        j += 1
-                    elif ch == '"':
-                        in_str = False
-                elif ch == '"':
-                    in_str = True
-                elif ch == "{":
-                    depth += 1
-                elif ch == "}":
-                    depth -= 1
-                j += 1
-            if depth:
-                raise ValueError(f"unterminated '${{' at offset {i}")
-            parts.append(("expr", text[start : j - 1].strip(), start))
-            i = j
-            continue
-        buf.append(text[i])
-        i += 1
-    if buf or not parts:
-        parts.append(("lit", "".join(buf), n))
-    return parts
+def text_pos(text: str, offset: int, pos: Pos) -> Pos:
+    """Where ``offset`` of a template's ``text`` is in its file, the text starting at ``pos``
+    (every line of a multi-line text starts at pos.column: heredoc, YAML block scalar)."""
+    newlines = text.count("\n", 0, offset)
+    column = pos.column + offset - (text.rfind("\n", 0, offset) + 1 if newlines else 0)
+    return Pos(pos.file, pos.line + newlines, column)
 
 
-def template_from_text(text: str, pos: Pos, levels: int = 0) -> Template:
+def template_from_text(
+    text: str, pos: Pos, levels: int = 0, *, lines: bool = False, flush: bool = False
+) -> Template:
     """Parse a template string, positions of errors relative to ``pos``; the template is
-    ``levels`` deep in YAML collections (which count towards the nesting limit)."""
-    parts: list[str | Tree] = []
+    ``levels`` deep in YAML collections (which count towards the nesting limit). With
+    ``lines``, strip markers reach no further than their line (heredocs, template files);
+    ``flush`` removes the lines' common indentation (``<<-`` heredocs)."""
     try:
-        pieces = split_template(text)
-    except ValueError as exc:
-        raise ConfigError(Diagnostic(f"invalid template: {exc}", pos)) from None
-    for kind, src, offset in pieces:
-        if kind == "lit":
-            parts.append(src)
-            continue
-        if not src:
-            raise ConfigError(Diagnostic("empty interpolation '${}'", pos))
-        offset += len(text[offset:]) - len(text[offset:].lstrip())
-        newlines = text.count("\n", 0, offset)
-        line = pos.line + newlines
-        # every line of a multi-line text starts at pos.column (heredoc, YAML block scalar)
-        column = pos.column + offset - (text.rfind("\n", 0, offset) + 1 if newlines else 0)
-        try:
-            # The snippet is parsed as `__e = SRC`: SRC starts at line 1, column 7.
-            tree = _moved(parse_expression_text(src), line - 1, column - 7)
-        except NestingError:  # the snippet alone is too deep
-            raise ConfigError(Diagnostic(nesting_message(), Pos(pos.file, line, column))) from None
-        except UnexpectedInput as exc:
-            d = syntax_error(exc, pos.file, line - 1, column - 7)
-            raise ConfigError(
-                Diagnostic(f"in interpolation ${{{src}}}: {d.message}", d.pos)
-            ) from None
-        except ValueError:
-            raise ConfigError(Diagnostic(f"invalid interpolation ${{{src}}}", pos)) from None
-        try:
-            check_nesting(tree, levels + 1)  # the interpolation itself is a level
-        except NestingError as exc:  # too deep where it is written (in YAML collections)
-            raise ConfigError(Diagnostic(nesting_message(), node_pos(exc.node, pos.file))) from None
-        parts.append(tree)
-    return Template(tuple(parts), text)
+        spans = scan(text, per_line=lines)
+        pieces: list[Piece] = []
+        for span in spans:
+            if span.kind == "lit":
+                pieces.append(Piece("lit", text_pos(text, span.offset, pos), span.text))
+                continue
+            where = text_pos(text, span.offset - 2 - span.strip_left, pos)  # at "${" or "%{"
+            if span.kind == "interp":
+                if not span.text.strip():
+                    raise ConfigError(Diagnostic("empty interpolation '${}'", where))
+                tree = _snippet(text, span.text, span.offset, pos, levels, "interpolation ${%s}")
+                pieces.append(Piece("interp", where, "", tree, (), *_strips(span)))
+                continue
+            keyword, names, src, offset = directive_syntax(span)
+            shape = "%%{" + keyword + " %s}"
+            operand = _snippet(text, src, offset, pos, levels, shape) if src else None
+            pieces.append(Piece(keyword, where, "", operand, names, *_strips(span)))
+    except TemplateSyntaxError as exc:
+        where = text_pos(text, exc.offset, pos)
+        raise ConfigError(Diagnostic(f"invalid template: {exc}", where)) from None
+    return Template(build(pieces, flush=flush), text)
+
+
+def _strips(span: Span) -> tuple[bool, bool]:
+    return span.strip_left, span.strip_right
+
+
+def _snippet(text: str, src: str, offset: int, pos: Pos, levels: int, shape: str) -> Tree:
+    """The parse tree of the expression ``src`` found at ``offset`` of a template's text,
+    its positions where it is written. ``shape`` shows it in a diagnostic."""
+    offset += len(src) - len(src.lstrip())
+    src = src.strip()
+    where = text_pos(text, offset, pos)
+    line, column = where.line, where.column
+    shown = shape % src
+    try:
+        # The snippet is parsed as `__e = SRC`: SRC starts at line 1, column 7.
+        tree = _moved(parse_expression_text(src), line - 1, column - 7)
+    except NestingError:  # the snippet alone is too deep
+        raise ConfigError(Diagnostic(nesting_message(), where)) from None
+    except UnexpectedInput as exc:
+        d = syntax_error(exc, pos.file, line - 1, column - 7)
+        end = text_pos(text, offset + len(src), pos)
+        at = d.pos if d.pos and d.pos.line <= end.line else end  # not past the snippet
+        message = d.message.split(";")[0]  # what it expected is about the `__e =` wrapper
+        raise ConfigError(Diagnostic(f"in {shown}: {message}", at)) from None
+    except ValueError:
+        raise ConfigError(Diagnostic(f"invalid expression in {shown}", where)) from None
+    try:
+        check_nesting(tree, levels + 1)  # the interpolation itself is a level
+    except NestingError as exc:  # too deep where it is written (in YAML collections)
+        raise ConfigError(Diagnostic(nesting_message(), node_pos(exc.node, pos.file))) from None
+    return tree
 
 
 def _moved(node: Any, lines: int, columns: int) -> Any:
@@ -383,16 +372,38 @@ def parse_hcl(text: str, file: str) -> RawBlock:
     """Parse HCL text into a root :class:`RawBlock` (type ``""``) holding the top-level blocks."""
     import hcl2
 
+    blanked, markers = blank_strip_markers(text)  # "${~ x ~}": python-hcl2 lacks them
     try:
-        tree = hcl2.parses_to_tree(text)
+        tree = hcl2.parses_to_tree(blanked)
         check_nesting(tree)
     except UnexpectedInput as exc:
-        raise ConfigError(syntax_error(exc, file)) from None
+        raise ConfigError(_in_directive(syntax_error(exc, file), text)) from None
     except NestingError as exc:
         raise ConfigError(Diagnostic(nesting_message(), node_pos(exc.node, file))) from None
+    stray = restore_strip_markers(tree, text, markers) if markers else None
+    if stray is not None:
+        line = text.count("\n", 0, stray) + 1
+        pos = Pos(file, line, stray - text.rfind("\n", 0, stray))
+        raise ConfigError(Diagnostic("syntax error: unexpected character '~'", pos))
     root = RawBlock("", [], Pos(file, 1, 1))
     _hcl_body(tree.children[0], root, file)
     return root
+
+
+def _in_directive(diag: Diagnostic, text: str) -> Diagnostic:
+    """``diag`` said of a template directive if it is inside one (``"%{ if }"``)."""
+    assert diag.pos is not None
+    lines = text.split("\n")
+    if diag.pos.line > len(lines):
+        return diag
+    before = lines[diag.pos.line - 1][: diag.pos.column - 1]
+    if not re.search(r"%\{~?[^{}\"]*$", before) or before.endswith("%%{"):
+        return diag
+    return Diagnostic(
+        f"{diag.message.split(';')[0]} in a template directive",
+        diag.pos,
+        "a directive is %{if CONDITION}, %{else}, %{endif}, %{for NAME in COLLECTION} or %{endfor}",
+    )
 
 
 # --------------------------------------------------------------------------- YAML
