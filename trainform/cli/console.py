@@ -2,7 +2,8 @@
 state, as ``terraform console`` does.
 
 The scope is built once: variables (from --var, --var-file, TRAINFORM_VAR_*, tfvars; a
-required one without a value is unknown, never prompted for), locals, ``path.*``, and every
+required one without a value is unknown, never prompted for), locals, ``path.*``, module
+outputs (``module.NAME.OUTPUT``), and every
 resource by address with its configured attributes and the computed ones recorded in state
 (facts, run ids, status). Nothing is refreshed and the state is only read: no lock is taken,
 and without a state file the console works from the configuration alone.
@@ -36,8 +37,8 @@ HISTORY_FILE = "console_history"
 HISTORY_LENGTH = 1000
 HELP = """\
 The console evaluates expressions against the configuration and the recorded state:
-  var.NAME, local.NAME, path.module, KIND.NAME[.ATTR] (e.g. compute.gpu.facts.cpus),
-  and every function (upper("x"), jsonencode(var.tags), ...).
+  var.NAME, local.NAME, path.module, module.NAME.OUTPUT, KIND.NAME[.ATTR] (e.g.
+  compute.gpu.facts.cpus), and every function (upper("x"), jsonencode(var.tags), ...).
 Values known only after apply show as (known after apply); sensitive values as
 (sensitive value). Type `exit` or press Ctrl-D to leave; Ctrl-C cancels the line."""
 
