@@ -386,6 +386,7 @@ class Evaluator:
         call_addr, _prefix, _kind, name = self._node_parts(node)
         call = self.module.calls[call_addr]
         var = call.variables[name]
+        scopes[path]["var"][name] = UNKNOWN  # what it is if it fails (no error cascade)
         parent = module_prefix(call.path[:-1])
         if name in call.arguments:
             expr = call.arguments[name]

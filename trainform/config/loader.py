@@ -440,13 +440,14 @@ class _ModuleLoader:
                 Diagnostic(f"modules nested more than {MAX_MODULE_DEPTH} deep", blk.pos)
             )
         directory = self._directory(path, source, parent_dir, source_expr.pos)
-        for folder, caller in chain:
+        for i, (folder, caller) in enumerate(chain):
             if folder == directory:
-                loop = [c for _f, c in chain[chain.index((folder, caller)) + 1 :]] + [address]
+                loop = [caller or "the root configuration"]
+                loop += [c for _f, c in chain[i + 1 :]] + [address]
                 raise ConfigError(
                     Diagnostic(
-                        f"module cycle: {' -> '.join(loop)} loads {_display(directory)} again"
-                        + (f", which {caller} already loads" if caller else " (the root)"),
+                        f"module cycle: {' -> '.join(loop)} (which loads "
+                        f"{_display(directory)} again)",
                         blk.pos,
                         "a module cannot call itself, directly or through another module",
                     )
