@@ -267,3 +267,11 @@ def test_hcl2_comparison_is_a_separate_safety_net(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(fmt, "_significant", lambda tokens: [])
     with pytest.raises(FormatError, match=re.escape("change meaning of x.hcl")):
         format_hcl("a = 1\n", "x.hcl")
+
+
+def test_strip_markers_are_formatted_not_refused() -> None:
+    # python-hcl2 cannot read "${~ x ~}"; fmt must still format a file plan accepts
+    text = 'locals {\n  a   = "x${~ var.y ~}z %{~ if true ~} q %{~ endif ~}"\n  b = 1\n}\n'
+    assert format_hcl(text) == (
+        'locals {\n  a = "x${~ var.y ~}z %{~ if true ~} q %{~ endif ~}"\n  b = 1\n}\n'
+    )

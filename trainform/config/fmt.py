@@ -16,6 +16,8 @@ from typing import Any
 import hcl2
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from trainform.config.templates import blank_strip_markers
+
 __all__ = ["FormatError", "format_hcl"]
 
 
@@ -324,9 +326,15 @@ def _describe(exc: UnexpectedInput) -> str:
     return "end of file"
 
 
+def _loads(text: str) -> Any:
+    """hcl2's reading of ``text``; strip markers (``${~ x ~}``), which python-hcl2 lacks,
+    are read as spaces (the token comparison in :func:`_verify` still sees them)."""
+    return hcl2.loads(blank_strip_markers(text)[0])
+
+
 def _parse(text: str, filename: str) -> Any:
     try:
-        return hcl2.loads(text)
+        return _loads(text)
     except UnexpectedInput as exc:
         if not isinstance(exc, UnexpectedEOF) and exc.line > 0:
             where = f"{filename}:{exc.line}:{exc.column}"
@@ -373,7 +381,7 @@ def _verify(original: list[_Tok], parsed: Any, result: str, filename: str) -> No
     if _significant(original) != _significant(after):
         raise changed
     try:
-        reparsed = hcl2.loads(result)
+        reparsed = _loads(result)
     except Exception as exc:
         raise changed from exc
     if _without_comments(reparsed) != _without_comments(parsed):
