@@ -202,7 +202,7 @@ class DockerClusterProvider(Provider):
         if not found:
             raise ProviderError(
                 f"{address}: import id {ident!r}: no Docker cluster labelled "
-                f"{CLUSTER_LABEL}={ident} on {', '.join(engines)}",
+                f"{CLUSTER_LABEL}={ident} on {', '.join(map(dk.engine_name, engines))}",
                 address=address,
             )
         registry = Registry(self.context.data_dir / "clusters" / f"{ident}.json")
@@ -213,7 +213,25 @@ class DockerClusterProvider(Provider):
                 address=address,
             )
         computed = {"cluster_id": ident, "registry": str(registry.path), "engines": engines}
+        want = self._config(address, desired, ident, engines)
         with registry.locked(address) as cluster:
+            # What replaces the nodes must match: state records the block's values, and a
+            # plan could not tell that the nodes run another image. min_nodes, max_nodes and
+            # idle_timeout may differ: plan_values shows them and update sets them.
+            differ = [
+                f"{key} is {cluster.config.get(key)!r} in the cluster, {want[key]!r} in the "
+                "configuration"
+                for key in ("node_image", "node_size", "engines")
+                if cluster.config.get(key) != want[key]
+            ]
+            if differ:
+                raise ProviderError(
+                    f"{address}: import id {ident!r}: the cluster does not match the block: "
+                    + "; ".join(differ)
+                    + " (these replace the nodes: import under a block that matches, then "
+                    "change it)",
+                    address=address,
+                )
             cluster.housekeeping()  # the running node containers, as refresh reads them
         return computed
 
@@ -239,19 +257,21 @@ class DockerClusterProvider(Provider):
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
-        """Reasons to heal: nodes lost outside trainform since the last apply, and the
-        cluster below min_nodes, as the refresh just before (``read``) recorded them; this
-        reads the registry only."""
+        """Reasons to heal: nodes lost outside trainform since the last apply, the cluster
+        below min_nodes, as the refresh just before (``read``) recorded them, and settings
+        the cluster runs with that state does not record (an imported cluster whose block
+        asks for another max_nodes); this reads the registry only."""
         registry = _registry_of(prior.computed) if prior else None
         if registry is None or not registry.path.exists():
             return PlanValues()
         with registry.locked(address) as cluster:
             lost = list(cluster.reg["lost"])
             live = len(cluster.reg["nodes"])
+            settings = _unrecorded_settings(cluster.config, prior.attributes if prior else {})
         low = int(desired.get("min_nodes") or 0)
-        if not lost and live >= low:
+        if not lost and live >= low and not settings:
             return PlanValues()
-        reasons = [f"node {name} {why}" for name, why in lost]
+        reasons = settings + [f"node {name} {why}" for name, why in lost]
         if live < low:
             reasons.append(f"{live} of min_nodes = {low} nodes running: start {low - live}")
         return PlanValues(reasons=tuple(reasons))
@@ -1054,6 +1074,24 @@ def _whole(value: Any) -> bool:
 def _registry_of(computed: dict[str, Any]) -> Registry | None:
     path = computed.get("registry")
     return Registry(Path(str(path))) if path else None
+
+
+def _unrecorded_settings(config: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    """The scaling settings a cluster's registry holds that differ from those state records
+    for it (after an import, state records the block's), as plan reasons."""
+    found = []
+    for key in ("min_nodes", "max_nodes"):
+        have, want = config.get(key), recorded.get(key)
+        if _whole(have) and _whole(want) and have != want:
+            found.append(f"the cluster has {key} = {have}: set it to {want}")
+    have = config.get("idle_timeout")
+    try:
+        want = parse_duration(recorded.get("idle_timeout") or "120s")
+    except (ValueError, TypeError):
+        return found  # reported by validation
+    if isinstance(have, (int, float)) and have != want:
+        found.append(f"the cluster has idle_timeout = {have:g}s: set it to {want:g}s")
+    return found
 
 
 def _container(node: dict[str, Any]) -> Any:
