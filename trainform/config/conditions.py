@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trainform.config.address import module_text
 from trainform.config.expr import Scope, evaluate
 from trainform.config.model import Check, Condition, Evaluated, Instance, Module
 from trainform.config.values import FunctionContext, is_unknown
@@ -150,16 +151,28 @@ def failure_text(kind: str, address: str, outcome: Outcome) -> str:
 
 def check_outcomes(
     module: Module, evaluated: Evaluated, functions: FunctionContext
-) -> list[tuple[Check, Outcome]]:
-    """Every assertion of every check block, evaluated in the root module's values."""
-    values = evaluated.scopes.get(())
+) -> list[tuple[Check, str, Outcome]]:
+    """Every assertion of every check block, evaluated in the values of each instance of
+    the module that declares it, with that instance's address (``""`` for the root,
+    ``module.team["a"]``). A child module's check is evaluated in the instances that the
+    evaluation reached (``-target`` may leave some out)."""
     out = []
     for chk in module.checks:
-        for a in chk.asserts:
-            if values is None:
-                out.append((chk, Outcome(a, None, KNOWN_AFTER_APPLY)))
-            else:
-                out.append((chk, evaluate_condition(a, values, functions)))
+        where: list[tuple[str, dict[str, Any] | None]]
+        if chk.module:
+            where = [
+                (module_text(path), values)
+                for path, values in evaluated.scopes.items()
+                if tuple(s.name for s in path) == chk.module
+            ]
+        else:
+            where = [("", evaluated.scopes.get(()))]
+        for shown, values in where:
+            for a in chk.asserts:
+                if values is None:
+                    out.append((chk, shown, Outcome(a, None, KNOWN_AFTER_APPLY)))
+                else:
+                    out.append((chk, shown, evaluate_condition(a, values, functions)))
     return out
 
 
@@ -169,19 +182,16 @@ def check_warnings(
     """Warnings for failed assertions, and (at plan time, ``final`` False) for assertions
     known only after apply. After apply (``final``) an assertion still unknown is said so."""
     warnings = []
-    for chk, o in check_outcomes(module, evaluated, functions):
+    for chk, inside, o in check_outcomes(module, evaluated, functions):
+        name = f'check "{chk.name}"' + (f" in {inside}" if inside else "")
         if o.ok is False:
-            warnings.append(
-                f'Check block assertion failed: check "{chk.name}" ({o.where}): {o.message}'
-            )
+            warnings.append(f"Check block assertion failed: {name} ({o.where}): {o.message}")
         elif o.ok is None and o.message == KNOWN_AFTER_APPLY and not final:
             warnings.append(
-                f'Check block assertion known after apply: check "{chk.name}" ({o.where}): '
-                f"{o.message}"
+                f"Check block assertion known after apply: {name} ({o.where}): {o.message}"
             )
         elif o.ok is None:
             warnings.append(
-                f'Check block assertion could not be evaluated: check "{chk.name}" '
-                f"({o.where}): {o.message}"
+                f"Check block assertion could not be evaluated: {name} ({o.where}): {o.message}"
             )
     return warnings

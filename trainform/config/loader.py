@@ -239,16 +239,28 @@ def load_module(directory: Path) -> Module:
     resources = dict(decl.resources)
     calls: dict[str, ModuleCall] = {}
     all_files = list(files)
+    children: dict[tuple[str, ...], refactor.Refactoring] = {}
     if decl.module_blocks:
-        loader = _ModuleLoader(directory, c, resources, calls, all_files)
+        loader = _ModuleLoader(directory, c, resources, calls, all_files, children)
         loader.load_calls((), directory, decl.module_blocks, ((directory, ""),))
 
     deps: dict[str, tuple[str, ...]] = {}
     if not c.errors:
         deps = _dependencies(decl.variables, decl.locals, decl.outputs, resources, c, calls)
     if not c.errors:  # moved/removed/import/check blocks, against what is declared
-        names = refactor.declared_names(resources, decl.variables, decl.locals)
+        names = refactor.declared_names(
+            {a: r for a, r in resources.items() if not r.module_path},
+            decl.variables,
+            decl.locals,
+        )
         c.errors.extend(refactor.validate(decl.refactoring, resources, calls, names))
+        for path, found in children.items():  # each module's, relative to it
+            call = calls[module_prefix(path)[:-1]]
+            mine = {a: r for a, r in resources.items() if r.module_path == path}
+            names = refactor.declared_names(mine, call.variables, call.locals)
+            problems = refactor.validate(found, resources, calls, names, path)
+            c.errors.extend(_in_module(problems, call_chain(calls, path)))
+            decl.refactoring.extend(found)
     if c.errors:
         raise ConfigError(c.errors)
     return Module(
@@ -365,12 +377,14 @@ class _ModuleLoader:
         resources: dict[str, Resource],
         calls: dict[str, ModuleCall],
         files: list[Path],
+        refactoring: dict[tuple[str, ...], refactor.Refactoring],
     ) -> None:
         self.root = root
         self.c = c
         self.resources = resources
         self.calls = calls
         self.files = files
+        self.refactoring = refactoring  # call path -> the module's moved/removed/check blocks
 
     def load_calls(
         self,
@@ -470,6 +484,8 @@ class _ModuleLoader:
         decl = _declarations(blocks, self.c)
         if decl.settings != Settings():
             self.c.add("a module cannot configure the state backend", None)
+        self.c.errors.extend(refactor.child_imports(decl.refactoring, address))
+        self.refactoring[path] = decl.refactoring.in_module(path)
         for res in decl.resources.values():
             moved = replace(res, module_path=path, module_dir=directory)
             self.resources[moved.address] = moved

@@ -181,20 +181,25 @@ class Module:
 
 @dataclass(frozen=True)
 class Moved:
-    """``moved { from = ... to = ... }``: addresses as address.py prints them."""
+    """``moved { from = ... to = ... }``: addresses as address.py prints them, relative to
+    the module that declares the block (``module``, its call path; () for the root). A
+    child module's statement applies to every instance of that module."""
 
     from_: str
     to: str
     pos: Pos
+    module: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Removed:
-    """``removed { from = ... lifecycle { destroy = ... } }``."""
+    """``removed { from = ... lifecycle { destroy = ... } }``; ``from_`` relative to the
+    module that declares it (``module``, as in :class:`Moved`)."""
 
     from_: str
     destroy: bool
     pos: Pos
+    module: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,11 +213,13 @@ class Import:
 
 @dataclass(frozen=True)
 class Check:
-    """``check "name" { assert { condition, error_message } ... }``."""
+    """``check "name" { assert { condition, error_message } ... }``, evaluated in every
+    instance of the module that declares it (``module``, its call path; () for the root)."""
 
     name: str
     pos: Pos
     asserts: tuple[Condition, ...]
+    module: tuple[str, ...] = ()
 
 
 def instance_address(base: str, key: int | str | None) -> str:

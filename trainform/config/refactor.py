@@ -10,7 +10,7 @@ so they print the same way everywhere. What they do to state is planned in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,15 @@ from trainform.config.address import (
     parse_target,
 )
 from trainform.config.expr import Scope, evaluate, references
-from trainform.config.model import Check, Condition, Import, Moved, Removed, Resource
+from trainform.config.model import (
+    Check,
+    Condition,
+    Import,
+    Moved,
+    Removed,
+    Resource,
+    module_prefix,
+)
 from trainform.config.source import Expr, RawBlock, Template
 from trainform.config.values import FunctionContext
 from trainform.errors import ConfigError, Diagnostic, Pos
@@ -148,7 +156,8 @@ def lifecycle_conditions(
 
 @dataclass
 class Refactoring:
-    """The root module's moved/removed/import/check blocks, as :class:`Module` fields."""
+    """Moved/removed/import/check blocks, as :class:`Module` fields: the root module's, and
+    (moved, removed and check) its modules', each marked with the module that declares it."""
 
     moved: list[Moved] = field(default_factory=list)
     removed: list[Removed] = field(default_factory=list)
@@ -162,6 +171,35 @@ class Refactoring:
             "imports": tuple(self.imports),
             "checks": tuple(self.checks),
         }
+
+    def in_module(self, path: tuple[str, ...]) -> Refactoring:
+        """These blocks as declared in the module at call path ``path``."""
+        return Refactoring(
+            [replace(m, module=path) for m in self.moved],
+            [replace(r, module=path) for r in self.removed],
+            [],  # only the root module may import (see child_imports)
+            [replace(c, module=path) for c in self.checks],
+        )
+
+    def extend(self, other: Refactoring) -> None:
+        self.moved += other.moved
+        self.removed += other.removed
+        self.imports += other.imports
+        self.checks += other.checks
+
+
+def child_imports(found: Refactoring, address: str) -> list[Diagnostic]:
+    """Import blocks in a child module are an error, as in Terraform (only the root module
+    may import)."""
+    return [
+        Diagnostic(
+            f"Invalid import configuration: an import block was detected in {address}; "
+            "import blocks are only allowed in the root module",
+            imp.pos,
+            f"move it to the root module, with to = {address}.{imp.to}",
+        )
+        for imp in found.imports
+    ]
 
 
 def read_block(blk: RawBlock, into: Refactoring) -> None:
@@ -290,12 +328,17 @@ def validate(
     resources: dict[str, Resource],
     calls: Iterable[str] = (),
     declared: dict[str, set[str]] | None = None,
+    module: tuple[str, ...] = (),
 ) -> list[Diagnostic]:
-    """Static problems with the blocks: moves that conflict, chain into a cycle or leave
-    their source declared; removed resources still declared; imports into blocks that do
-    not exist; references in checks and postconditions to what is not declared."""
+    """Static problems with the blocks of one module (call path ``module``; their addresses
+    are relative to it): moves that conflict, chain into a cycle or leave their source
+    declared; removed resources still declared; imports into blocks that do not exist;
+    references in checks and in that module's postconditions to what is not declared."""
     errors: list[Diagnostic] = []
-    calls = set(calls)
+    prefix = module_prefix(module)
+    calls = {c.removeprefix(prefix) for c in calls if c.startswith(prefix)}
+    # what the module declares, addressed from inside it (its own modules' resources too)
+    resources = {a.removeprefix(prefix): r for a, r in resources.items() if a.startswith(prefix)}
     by_from: dict[str, Moved] = {}
     by_to: dict[str, Moved] = {}
     good: list[Moved] = []
@@ -420,6 +463,8 @@ def validate(
             for a in chk.asserts:
                 errors.extend(condition_reference_errors(a, declared, allow_self=False))
         for res in resources.values():
+            if res.module_path != module:
+                continue  # checked with the names of the module that declares it
             for cond in res.lifecycle.postconditions:
                 errors.extend(
                     condition_reference_errors(

@@ -8,10 +8,15 @@ Moves follow Terraform's rules. A statement moves a resource instance (``compute
 keys kept), or everything in a module (``module.a`` to ``module.b``). Statements that chain
 (a -> b, b -> c) are applied in chain order, so what was at ``a`` ends at ``c``. An object
 cannot move onto an address that state already holds.
+
+A statement declared in a child module (``Moved.module``) is relative to that module and
+applies to each of its instances that state holds objects in; statements are applied
+outermost module first, so a module moved by its caller is found at its new address.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from trainform.config.address import (
@@ -21,6 +26,7 @@ from trainform.config.address import (
     ModuleStep,
     parse_address,
     parse_target,
+    prefixed,
 )
 from trainform.config.model import Instance, Moved, Removed
 from trainform.config.refactor import move_cycle
@@ -84,6 +90,36 @@ def chain_order(statements: tuple[Moved, ...] | list[Moved]) -> list[Moved]:
     return order
 
 
+def module_instances(call_path: tuple[str, ...], addresses: Iterable[str]) -> list[ModulePath]:
+    """The instances of the module at ``call_path`` (names only) that ``addresses`` (state)
+    hold objects in: ``module.team["a"]`` and ``module.team["b"]`` for ("team",)."""
+    found: dict[ModulePath, None] = {}
+    for address in addresses:
+        try:
+            path = parse_address(address).module
+        except AddressError:
+            continue
+        head = path[: len(call_path)]
+        if len(head) == len(call_path) and tuple(s.name for s in head) == call_path:
+            found[head] = None
+    return list(found)
+
+
+def in_instances(statements: list[Moved], addresses: Iterable[str]) -> list[Moved]:
+    """Statements of child modules as absolute statements, one per module instance found in
+    ``addresses``; root statements as they are."""
+    addresses = list(addresses)
+    out: list[Moved] = []
+    for stmt in statements:
+        if not stmt.module:
+            out.append(stmt)
+            continue
+        for inst in module_instances(stmt.module, addresses):
+            absolute = (prefixed(inst, stmt.from_), prefixed(inst, stmt.to))
+            out.append(replace(stmt, from_=absolute[0], to=absolute[1], module=()))
+    return out
+
+
 @dataclass
 class Refactored:
     """Prior state as the configuration now names it: ``prior`` keyed by new addresses,
@@ -101,12 +137,35 @@ def apply_moves(statements: tuple[Moved, ...], prior: dict[str, ResourceState]) 
     when an object would move onto an address state already holds."""
     if not statements or not prior:
         return Refactored(dict(prior))
-    if move_cycle(list(statements)):
-        raise ConfigError(Diagnostic("Cyclic dependency in move statements", statements[0].pos))
     state = dict(prior)
     origin = {a: a for a in state}  # current address -> address in prior state
     errors: list[Diagnostic] = []
     renamed: dict[str, str] = {}
+    for depth in sorted({len(m.module) for m in statements}):
+        level = in_instances([m for m in statements if len(m.module) == depth], state)
+        if move_cycle(level):
+            raise ConfigError(Diagnostic("Cyclic dependency in move statements", level[0].pos))
+        _move_level(level, state, origin, renamed, errors)
+    if errors:
+        raise ConfigError(errors)
+    moved = {new: old for new, old in origin.items() if new != old}
+    blocks = {old: new for new, old in renamed.items() if new != old}
+    if blocks:  # dependencies recorded under old names follow the moves
+        for address, rs in list(state.items()):
+            deps = tuple(blocks.get(d, d) for d in rs.dependencies)
+            if deps != rs.dependencies:
+                state[address] = replace(rs, dependencies=deps)
+    return Refactored(state, moved, renamed_blocks={n: o for n, o in renamed.items() if n != o})
+
+
+def _move_level(
+    statements: list[Moved],
+    state: dict[str, ResourceState],
+    origin: dict[str, str],
+    renamed: dict[str, str],
+    errors: list[Diagnostic],
+) -> None:
+    """Apply absolute statements to ``state`` (in place), in chain order."""
     for stmt in chain_order(statements):
         src, dst = parse_target(stmt.from_), parse_target(stmt.to)
         plans: list[tuple[str, Address]] = []
@@ -145,16 +204,6 @@ def apply_moves(statements: tuple[Moved, ...], prior: dict[str, ResourceState]) 
             origin[str(new)] = origin.pop(address)
             old_block = parse_address(address).block
             renamed.setdefault(new.block, renamed.get(old_block, old_block))
-    if errors:
-        raise ConfigError(errors)
-    moved = {new: old for new, old in origin.items() if new != old}
-    blocks = {old: new for new, old in renamed.items() if new != old}
-    if blocks:  # dependencies recorded under old names follow the moves
-        for address, rs in list(state.items()):
-            deps = tuple(blocks.get(d, d) for d in rs.dependencies)
-            if deps != rs.dependencies:
-                state[address] = replace(rs, dependencies=deps)
-    return Refactored(state, moved, renamed_blocks={n: o for n, o in renamed.items() if n != o})
 
 
 def apply_removals(statements: tuple[Removed, ...], refactored: Refactored) -> Refactored:
@@ -163,20 +212,26 @@ def apply_removals(statements: tuple[Removed, ...], refactored: Refactored) -> R
     for stmt in statements:
         if stmt.destroy:
             continue
-        target = parse_target(stmt.from_)
-        for address in sorted(refactored.prior):
-            try:
-                addr = parse_address(address)
-            except AddressError:
-                continue
-            inside = (
-                tuple(addr.module[: len(target)]) == target
-                if isinstance(target, tuple)
-                else addr.with_key(None) == target
-            )
-            if inside:
-                refactored.forgotten[address] = refactored.prior.pop(address)
+        for inst in module_instances(stmt.module, refactored.prior) if stmt.module else [()]:
+            _forget(prefixed(inst, stmt.from_) if inst else stmt.from_, refactored)
     return refactored
+
+
+def _forget(from_: str, refactored: Refactored) -> None:
+    """Move what the absolute address ``from_`` covers from ``prior`` to ``forgotten``."""
+    target = parse_target(from_)
+    for address in sorted(refactored.prior):
+        try:
+            addr = parse_address(address)
+        except AddressError:
+            continue
+        inside = (
+            tuple(addr.module[: len(target)]) == target
+            if isinstance(target, tuple)
+            else addr.with_key(None) == target
+        )
+        if inside:
+            refactored.forgotten[address] = refactored.prior.pop(address)
 
 
 def forget_change(rs: ResourceState) -> Change:
