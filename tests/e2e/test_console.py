@@ -198,7 +198,10 @@ def test_sensitive_values_never_appear(cli):
             "local",
         )
     )
-    assert result.out == "(sensitive value)\n" * 7, result.out
+    # an object hides only its sensitive attribute, as Terraform marks values
+    hidden = "(sensitive value)\n"
+    shown = '{\n  "a" = (sensitive value)\n  "b" = 1\n}\n'
+    assert result.out == hidden * 4 + shown + hidden * 2, result.out
     assert SECRET not in result.all and SECRET.upper() not in result.all
     # inside a resource, only the sensitive part is hidden, as Terraform does
     cli.write(

@@ -29,6 +29,7 @@ from trainform.cli.main import _config_dir, _errors, _print, _store, cli, var_op
 if TYPE_CHECKING:
     from trainform.config.expr import Ref
     from trainform.config.model import Instance, Module
+    from trainform.config.sensitivity import SensitiveRef
     from trainform.config.values import FunctionContext
     from trainform.errors import Diagnostic
 
@@ -108,8 +109,7 @@ class ConsoleScope:
     module: Module
     values: dict[str, Any]
     functions: FunctionContext
-    sensitive_nodes: set[str] = field(default_factory=set)  # var.x, local.y
-    sensitive_attrs: dict[str, set[str]] = field(default_factory=dict)  # block -> paths
+    ref_paths: SensitiveRef  # as the evaluator judges references made in the root module
     warnings: list[Diagnostic] = field(default_factory=list)  # about variables' values
 
     @classmethod
@@ -117,7 +117,6 @@ class ConsoleScope:
         """Evaluate the configuration with the computed attributes recorded in ``prior``
         (address -> ResourceState); what is not recorded is unknown. Raises ConfigError."""
         from trainform.config.evaluate import Evaluator, resolve_variables
-        from trainform.config.expr import references
         from trainform.config.loader import load_module
         from trainform.config.values import UNKNOWN, FunctionContext
         from trainform.config.variables import collect_values
@@ -132,67 +131,15 @@ class ConsoleScope:
             keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
             return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
 
-        evaluator = Evaluator(module, variables, functions)
-        evaluated = evaluator.run(recorded)
+        evaluated = Evaluator(module, variables, functions).run(recorded)
         values = evaluated.scopes[()]  # the root module's scope, as its own expressions see it
-        sensitive_vars = {f"var.{n}" for n in evaluator.sensitive_vars()}
-        scope = cls(module, values, functions, sensitive_vars, warnings=list(raw.warnings))
-        for res in module.resources.values():
-            instances = [i for i in evaluated.instances.values() if i.resource is res]
-            paths = {k for k, a in res.schema.user_attributes().items() if a.sensitive}.union(
-                *(i.sensitive for i in instances)
-            )
-            scope.sensitive_attrs[res.address] = paths
-        for node in evaluator.order:  # a local is sensitive if it uses a sensitive value
-            kind, _, name = node.partition(".")
-            if kind == "local" and name in module.locals:
-                refs = references(module.locals[name].value)
-                if any(scope.ref_paths(r) is not None for r in refs):
-                    scope.sensitive_nodes.add(node)
-        return scope
-
-    def ref_paths(self, ref: Ref) -> set[str] | None:
-        """What is sensitive under ``ref``, relative to it (``{""}`` for all of it), or None
-        (as the evaluator judges references; a bare root such as ``var`` is sensitive whole
-        if anything under it is)."""
-        from trainform.config import schema as S
-        from trainform.config.sensitivity import relative_paths
-
-        calls = self.module.calls
-        if not ref.steps:
-            under = [n for n in self.sensitive_nodes if n.startswith(ref.root + ".")]
-            under += [
-                a for a, p in self.sensitive_attrs.items() if p and a.startswith(ref.root + ".")
-            ]
-            if ref.root == "module":
-                under += [
-                    a for a, c in calls.items() if any(o.sensitive for o in c.outputs.values())
-                ]
-            return {""} if under else None
-        if ref.root == "module":  # a module's outputs: sensitive as declared
-            call = calls.get(f"module.{ref.steps[0]}")
-            if call is None:
-                return None
-            rest = list(ref.steps[1:])
-            if rest and (call.count is not None or call.for_each is not None):
-                rest = rest[1:]
-            names = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
-            hidden = [n for n in names if n in call.outputs and call.outputs[n].sensitive]
-            return {""} if hidden else None
-        if ref.key in self.sensitive_nodes:
-            return {""}
-        if ref.root in S.RESOURCE_KINDS and self.sensitive_attrs.get(ref.key):
-            res = self.module.resources[ref.key]
-            rest = list(ref.steps[1:])
-            if rest and (res.count is not None or res.for_each is not None):
-                rest = rest[1:]
-            steps: list[str] = []
-            for step in rest:
-                if not isinstance(step, str):
-                    break
-                steps.append(step)
-            return relative_paths(self.sensitive_attrs[ref.key], steps)
-        return None
+        return cls(
+            module,
+            values,
+            functions,
+            evaluated.sensitivity.ref_paths_in(""),
+            warnings=list(raw.warnings),
+        )
 
     def type_hint(self, expr: Any) -> Any:
         """The declared type of a bare variable reference (and of what it indexes); "any"
@@ -213,7 +160,8 @@ class ConsoleScope:
         ``<console input>``)."""
         from lark.exceptions import UnexpectedInput
 
-        from trainform.config.expr import Scope, evaluate, references, single_reference
+        from trainform.config.expr import Scope, evaluate, single_reference
+        from trainform.config.sensitivity import expression_paths
         from trainform.config.source import (
             Expr,
             NestingError,
@@ -239,18 +187,14 @@ class ConsoleScope:
             raise ConfigError(Diagnostic("expected one expression", start)) from None
         expr = Expr(tree, start)
         value = evaluate(expr, Scope(self.values, self.functions), self._secret)
-        calls = _called(tree)
+        # judged as an attribute set to the expression would be: sensitive(...) hides it,
+        # nonsensitive(...) shows it, a map hides only its sensitive entries
+        paths = {p.partition(".")[2] for p in expression_paths("value", expr, self.ref_paths)}
         ref = single_reference(expr)
-        if "sensitive" in calls:  # sensitive(...) anywhere marks the result
-            value = SENSITIVE_VALUE
-        elif _outer_call(tree) == "nonsensitive":  # the user asked to see it, as in Terraform
-            pass
-        elif ref is not None:
-            paths = self.ref_paths(ref)
-            if paths is not None:
-                value = self._masked(value, ref, paths)
-        elif any(self.ref_paths(r) is not None for r in references(expr)):
-            value = SENSITIVE_VALUE
+        if paths and ref is not None:
+            value = self._masked(value, ref, paths)
+        elif paths:
+            value = _hide(value, paths)
         return show(value, self.type_hint(expr))
 
     def _secret(self, ref: Ref) -> bool:
@@ -273,32 +217,9 @@ class ConsoleScope:
         return _hide(value, paths)
 
 
-def _outer_call(node: Any) -> str | None:
-    """The function an expression calls at its top (``nonsensitive(...)``), or None."""
-    from lark import Tree
-
-    while isinstance(node, Tree) and node.data == "expr_term" and len(node.children) == 1:
-        node = node.children[0]
-    if isinstance(node, Tree) and node.data == "function_call":
-        return str(node.children[0].children[0])
-    return None
-
-
-def _called(node: Any) -> set[str]:
-    """The names of every function an expression calls."""
-    from lark import Tree
-
-    if not isinstance(node, Tree):
-        return set()
-    return {
-        str(sub.children[0].children[0])
-        for sub in node.iter_subtrees()
-        if sub.data == "function_call"
-    }
-
-
 def _hide(value: Any, paths: set[str]) -> Any:
-    if not isinstance(value, dict):
+    """``value`` with the sensitive ``paths`` inside it hidden (``""``: all of it)."""
+    if "" in paths or not isinstance(value, dict):
         return SENSITIVE_VALUE
     out = dict(value)
     for path in sorted(paths):

@@ -30,7 +30,12 @@ from trainform.config.model import (
     call_chain,
     module_prefix,
 )
-from trainform.config.sensitivity import SensitiveRef, expression_paths, relative_paths
+from trainform.config.sensitivity import (
+    SensitiveRef,
+    expression_paths,
+    is_sensitive_expression,
+    relative_paths,
+)
 from trainform.config.source import Expr, RawBlock
 from trainform.config.values import (
     MAX_INSTANCES,
@@ -48,6 +53,70 @@ Resolver = Callable[[Instance], dict[str, Any]]
 known)."""
 
 Prompt = Callable[[str, str, bool], str]
+
+
+class Sensitivity:
+    """Which graph nodes (``var.x``, ``module.a.local.y``, ``module.a.output.z``) and which
+    attribute paths of which resource blocks hold sensitive values; filled in as evaluation
+    goes, and kept in :class:`Evaluated` for whoever shows values (the console)."""
+
+    def __init__(self, module: Module, nodes: set[str]) -> None:
+        self.module = module
+        self.nodes = nodes
+        self.attrs: dict[str, set[str]] = {}
+
+    @classmethod
+    def declared(cls, module: Module) -> Sensitivity:
+        """What the declarations mark: sensitive variables and module outputs."""
+        nodes = {f"var.{n}" for n, v in module.variables.items() if v.sensitive}
+        for call in module.calls.values():
+            nodes |= {f"{call.prefix}var.{n}" for n, v in call.variables.items() if v.sensitive}
+            nodes |= {f"{call.prefix}output.{n}" for n, o in call.outputs.items() if o.sensitive}
+        return cls(module, nodes)
+
+    def ref_paths_in(self, prefix: str) -> SensitiveRef:
+        """How references made inside the module instance named by ``prefix`` (``""`` for
+        the root, ``module.a.``) are judged (see sensitivity.py)."""
+        return lambda ref: self._ref_paths(prefix, ref)
+
+    def _ref_paths(self, prefix: str, ref: Ref) -> set[str] | None:
+        """What is sensitive under ``ref``, relative to it (``{""}`` for all of it)."""
+        if not ref.steps:  # a bare root (``var``): sensitive whole if anything under it is
+            start = f"{prefix}{ref.root}."
+            under = [n for n in self.nodes if n.startswith(start)]
+            under += [a for a, p in self.attrs.items() if p and a.startswith(start)]
+            if ref.root == "module":
+                under += [
+                    a
+                    for a, c in self.module.calls.items()
+                    if a.startswith(start) and any(o.sensitive for o in c.outputs.values())
+                ]
+            return {""} if under else None
+        if ref.root == "module":
+            call = self.module.calls.get(f"{prefix}module.{ref.steps[0]}")
+            if call is None:
+                return None
+            rest = list(ref.steps[1:])
+            if rest and (call.count is not None or call.for_each is not None):
+                rest = rest[1:]
+            names = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
+            hidden = [n for n in names if f"{call.prefix}output.{n}" in self.nodes]
+            return {""} if hidden else None
+        key = prefix + ref.key
+        if key in self.nodes:
+            return {""}
+        if ref.root in S.RESOURCE_KINDS and self.attrs.get(key):
+            res = self.module.resources[key]
+            rest = list(ref.steps[1:])
+            if rest and (res.count is not None or res.for_each is not None):
+                rest = rest[1:]
+            steps: list[str] = []
+            for step in rest:
+                if not isinstance(step, str):
+                    break  # a list index: judged as the list
+                steps.append(step)
+            return relative_paths(self.attrs[key], steps)
+        return None
 
 
 def resolve_variables(
@@ -181,15 +250,10 @@ class Evaluator:
         module is evaluated once per instance of that module."""
         wanted = set(only) if only is not None else None
         result = Evaluated(variables=dict(self.variables))
-        sensitive_nodes = {f"var.{n}" for n in self.sensitive_vars()}
-        for call in self.module.calls.values():
-            sensitive_nodes |= {
-                f"{call.prefix}var.{n}" for n, v in call.variables.items() if v.sensitive
-            }
-            sensitive_nodes |= {
-                f"{call.prefix}output.{n}" for n, o in call.outputs.items() if o.sensitive
-            }
-        sensitive_attrs: dict[str, set[str]] = {}
+        sensitivity = Sensitivity.declared(self.module)
+        result.sensitivity = sensitivity
+        sensitive_nodes = sensitivity.nodes
+        sensitive_attrs = sensitivity.attrs
         cwd = os.getcwd()
         directory = str(self.module.directory)
 
@@ -210,38 +274,7 @@ class Evaluator:
         instances_of: dict[str, list[tuple[ModulePath, dict[str, Any]]]] = {"": [((), {})]}
         module_objects: dict[ModulePath, dict[str, Any]] = {}  # outputs as module.NAME shows
 
-        def ref_paths_in(prefix: str) -> SensitiveRef:
-            def ref_paths(ref: Ref) -> set[str] | None:
-                """What is sensitive under ``ref``, relative to it (see sensitivity.py)."""
-                if ref.root == "module":
-                    call = self.module.calls.get(
-                        f"{prefix}module.{ref.steps[0]}" if ref.steps else ""
-                    )
-                    if call is None:
-                        return None
-                    rest = list(ref.steps[1:])
-                    if rest and (call.count is not None or call.for_each is not None):
-                        rest = rest[1:]
-                    names = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
-                    hidden = [n for n in names if f"{call.prefix}output.{n}" in sensitive_nodes]
-                    return {""} if hidden else None
-                key = prefix + ref.key
-                if key in sensitive_nodes:
-                    return {""}
-                if ref.root in S.RESOURCE_KINDS and sensitive_attrs.get(key):
-                    res = self.module.resources[key]
-                    rest = list(ref.steps[1:])
-                    if rest and (res.count is not None or res.for_each is not None):
-                        rest = rest[1:]
-                    steps: list[str] = []
-                    for step in rest:
-                        if not isinstance(step, str):
-                            break  # a list index: judged as the list
-                        steps.append(step)
-                    return relative_paths(sensitive_attrs[key], steps)
-                return None
-
-            return ref_paths
+        ref_paths_in = sensitivity.ref_paths_in
 
         def secret_in(prefix: str) -> Callable[[Ref], bool]:
             paths = ref_paths_in(prefix)
@@ -270,18 +303,19 @@ class Evaluator:
                         )
                     elif kind == "var":
                         if path:
-                            self._argument(node, path, extra, scopes, secret_in, sensitive_nodes)
+                            self._argument(node, path, extra, scopes, sensitivity)
                     elif kind == "local":
                         loc = self._locals_of(call_addr)[name]
                         values["local"][name] = evaluate(
                             loc.value, Scope(values, self.functions), secret
                         )
-                        if any(secret(r) for r in references(loc.value)):
+                        if is_sensitive_expression(loc.value, ref_paths_in(prefix)):
                             sensitive_nodes.add(node)
                     elif kind == "output":
                         out = self._outputs_of(call_addr)[name]
                         value = evaluate(out.value, Scope(values, self.functions), secret)
-                        if any(secret(r) for r in references(out.value)) and not out.sensitive:
+                        hides = is_sensitive_expression(out.value, ref_paths_in(prefix))
+                        if hides and not out.sensitive:
                             raise ConfigError(
                                 Diagnostic(
                                     f"output {name!r} refers to sensitive values",
@@ -378,8 +412,7 @@ class Evaluator:
         path: ModulePath,
         extra: dict[str, Any],
         scopes: dict[ModulePath, dict[str, Any]],
-        secret_in: Callable[[str], Callable[[Ref], bool]],
-        sensitive_nodes: set[str],
+        sensitivity: Sensitivity,
     ) -> None:
         """A module instance's input variable: its argument, evaluated in the caller's
         scope (with count.index/each.*), converted and validated by the declaration."""
@@ -391,11 +424,12 @@ class Evaluator:
         if name in call.arguments:
             expr = call.arguments[name]
             caller = scopes[path[:-1]]
-            secret = secret_in(parent)
+            paths = sensitivity.ref_paths_in(parent)
+            secret = lambda ref: paths(ref) is not None  # noqa: E731
             value = evaluate(expr, Scope({**caller, **extra}, self.functions), secret)
             where = str(expr.pos)
-            if any(secret(r) for r in references(expr)):
-                sensitive_nodes.add(node)
+            if is_sensitive_expression(expr, paths):
+                sensitivity.nodes.add(node)
         elif var.default is not None:
             value = evaluate(var.default, Scope({}, self.functions))
             where = str(var.default.pos)
@@ -405,7 +439,7 @@ class Evaluator:
             )
         scopes[path]["var"][name] = check_variable(
             name,
-            replace(var, sensitive=var.sensitive or node in sensitive_nodes),
+            replace(var, sensitive=var.sensitive or node in sensitivity.nodes),
             value,
             where,
             self.functions,

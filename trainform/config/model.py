@@ -259,3 +259,5 @@ class Evaluated:
     variables: dict[str, Any] = field(default_factory=dict)
     # What expressions saw, per module instance (() is the root): for checks and conditions.
     scopes: dict[ModulePath, dict[str, Any]] = field(default_factory=dict)
+    # Which values are sensitive (a trainform.config.evaluate.Sensitivity), for showing them.
+    sensitivity: Any = None
