@@ -305,6 +305,32 @@ def test_sensitive_value_in_a_heredoc_output_needs_sensitive_true(tmp_path: Path
     assert diag.hint == "set sensitive = true in the output block"
 
 
+def test_sensitive_and_nonsensitive_mark_locals_and_outputs(tmp_path: Path) -> None:
+    """sensitive() in a local makes what uses it sensitive; nonsensitive() lets an output
+    show a value derived from a secret without sensitive = true (as Terraform)."""
+    evaluated = evaluate_text(
+        tmp_path,
+        """
+        variable "token" {
+          default   = "hunter2"
+          sensitive = true
+        }
+        locals {
+          hidden = sensitive("made-up")
+        }
+        environment "env" {
+          variables = { A = local.hidden, B = "plain" }
+        }
+        output "length" {
+          value = nonsensitive(length(var.token))
+        }
+        """,
+    )
+    assert evaluated.instances["environment.env"].sensitive == frozenset({"variables.A"})
+    assert evaluated.outputs["length"] == (7, False)
+    assert "local.hidden" in evaluated.sensitivity.nodes
+
+
 # --------------------------------------------------------------------------- collections
 
 
