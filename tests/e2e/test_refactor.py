@@ -123,6 +123,9 @@ def test_removed_with_destroy_false_forgets_a_run_and_keeps_its_history(cli) -> 
     plan = ok(cli("plan")).out
     assert "# run.x will no longer be managed by trainform, but will not be destroyed" in plan
     assert "# (destroy = false is set in the configuration)" in plan
+    # Terraform's warning after the summary lists what apply will stop tracking
+    assert "Warning: Some objects will no longer be managed by trainform" in plan
+    assert " - run.x\n" in plan
     ok(cli("apply", "-auto-approve"))
     assert ok(cli("state", "list")).out.split() == ["compute.box"]
     assert run_ids(cli, "run.x") == history

@@ -250,6 +250,22 @@ def plan_text(plan: Plan) -> list[str]:
             out.extend(change_lines(c))
             out.append("")
         out.append(summary_line(plan))
+        forgotten = [c.address for c in changes if c.actions == ("forget",)]
+        if forgotten:  # as Terraform warns after the summary
+            out.extend(
+                [
+                    "",
+                    "[yellow bold]Warning:[/yellow bold] Some objects will no longer be "
+                    "managed by trainform",
+                    "",
+                    "If you apply this plan, trainform will discard its tracking information "
+                    "for the following objects, but it will not delete them:",
+                    *(f" - {escape(a)}" for a in forgotten),
+                    "",
+                    "After applying this plan, trainform will no longer manage these objects. "
+                    "You will need to import them into trainform to manage them again.",
+                ]
+            )
     outs = [o for o in plan.outputs if o.actions != ("no-op",)]
     if outs:
         out.append("")
