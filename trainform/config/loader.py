@@ -80,8 +80,19 @@ def _literal(expr: Expr, what: str) -> Any:
         raise ConfigError(Diagnostic(f"{what} must be a literal value", expr.pos)) from None
 
 
+# Nested blocks of the blocks that have no schema of their own (refactor.py reads them).
+_REFACTOR_NESTED: dict[tuple[str, ...], dict[str, int]] = {
+    ("check",): {"assert": 0},
+    ("removed",): {"lifecycle": 0},
+}
+
+
 def _nested_blocks(path: list[str], raw: dict[str, Any]) -> dict[str, int]:
     """Nested block names per block path, for reading YAML (see source.NestedBlocks)."""
+    if tuple(path) in _REFACTOR_NESTED:
+        return _REFACTOR_NESTED[tuple(path)]
+    if len(path) == 2 and path[0] in S.RESOURCE_KINDS and path[1] == "lifecycle":
+        return {k: b.labels for k, b in S.LIFECYCLE.blocks.items()}
     if path[0] == "compute" and len(path) == 1:
         names = {"lifecycle": 0}
         typ = getattr(raw.get("type"), "value", None)
