@@ -313,6 +313,8 @@ class Evaluator:
                             sensitive_nodes.add(node)
                     elif kind == "output":
                         out = self._outputs_of(call_addr)[name]
+                        if path:  # what it is if it fails (no error cascade in the caller)
+                            module_objects[path][name] = UNKNOWN
                         value = evaluate(out.value, Scope(values, self.functions), secret)
                         hides = is_sensitive_expression(out.value, ref_paths_in(prefix))
                         if hides and not out.sensitive:

@@ -288,6 +288,14 @@ def load_module(directory: Path) -> Module:
     )
 
 
+def function_context(module: Module) -> FunctionContext:
+    """What functions know of a loaded configuration: relative paths start at its folder,
+    and templatefile() may also read in the folder of every module it loads (a local module
+    beside it, ``source = "../modules/x"``, as well as installed ones)."""
+    folders = dict.fromkeys(call.directory for call in module.calls.values())
+    return FunctionContext(module.directory, module_dirs=tuple(folders))
+
+
 @dataclass
 class _Declarations:
     """The blocks of one module folder, checked one by one."""

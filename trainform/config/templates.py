@@ -620,18 +620,20 @@ def templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
             )
     name = os.path.expanduser(path) if path.startswith("~") else path
     full = (ctx.base_dir / name).resolve()
-    roots = template_roots(ctx.base_dir)
+    roots = template_roots(ctx.base_dir) + [d.resolve() for d in ctx.module_dirs]
     if not any(full.is_relative_to(root) for root in roots):
         raise FunctionError(
-            f"{path!r} is outside the configuration directory {roots[0]} (it resolves to "
-            f"{full}): a template must be a file of the configuration or of a module "
-            "installed in .trainform/modules"
+            f"{path!r} is outside the configuration directory {roots[0]} and the folders of "
+            f"the modules it loads (it resolves to {full}): a template must be a file of the "
+            "configuration or of one of its modules"
         )
     try:
         text = ctx.read_file(str(full)).decode("utf-8")
     except UnicodeDecodeError:
         raise FunctionError(f"{path!r} is not valid UTF-8 text") from None
     shown = str(full.relative_to(roots[0])) if full.is_relative_to(roots[0]) else str(full)
+    if not full.is_relative_to(roots[0]):  # a module's folder beside the configuration
+        shown = os.path.relpath(full, roots[0])
     template: Template = template_from_text(text, Pos(shown, 1, 1), lines=True)
     expr = Expr(template, Pos(shown, 1, 1))
     for ref in references(expr):

@@ -202,6 +202,9 @@ class FunctionContext:
 
     base_dir: Path
     files_read: dict[str, str] = field(default_factory=dict)
+    module_dirs: tuple[Path, ...] = ()
+    """The folders of the modules the configuration loads (local ones wherever they are,
+    installed ones): templatefile() reads there too, as in ``base_dir``."""
     sizes: Sizes = field(default_factory=dict, repr=False, compare=False)
     apply_time: bool = False
     """True while the engine evaluates at apply time: the non-deterministic functions

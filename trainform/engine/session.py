@@ -19,7 +19,7 @@ from typing import Any
 
 from trainform.config.address import config_block_of, selects
 from trainform.config.evaluate import Evaluator, Prompt, resolve_variables, target_blocks
-from trainform.config.loader import load_module
+from trainform.config.loader import function_context, load_module
 from trainform.config.model import Instance, Module
 from trainform.config.values import UNKNOWN, FunctionContext
 from trainform.config.variables import VariableInputs, VariableValues, collect_values
@@ -72,7 +72,7 @@ def validate_config(directory: Path, inputs: VariableInputs) -> Module:
     references, and evaluation with missing variables and other resources' facts unknown.
     Raises ConfigError."""
     module = load_module(directory)
-    functions = FunctionContext(module.directory)
+    functions = function_context(module)
     raw = collect_values(module.directory, module.variables, inputs, functions)
     variables = resolve_variables(module, raw, None, functions, lenient=True)
     evaluator = Evaluator(module, variables, functions)
@@ -115,7 +115,7 @@ class Session:
         """Load and check the configuration, resolve variables, open state. Raises
         ConfigError / StateError."""
         module = load_module(directory)
-        functions = FunctionContext(module.directory)
+        functions = function_context(module)
         raw = collect_values(module.directory, module.variables, inputs, functions)
         if fixed_variables is not None:
             for name, value in fixed_variables.items():
