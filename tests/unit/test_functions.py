@@ -96,7 +96,8 @@ CASES: list[tuple[str, tuple[Any, ...], Any]] = [
     ("element", (["a", "b", "c"], 4), "b"),
     ("index", (["a", "b", "c"], "c"), 2),
     ("flatten", ([["a", ["b"]], [], "c"],), ["a", "b", "c"]),
-    ("distinct", (["a", "b", "a", 1, 1.0, True],), ["a", "b", 1, True]),
+    # As Terraform 1.11: the elements are converted to one type (string) first.
+    ("distinct", (["a", "b", "a", 1, 1.0, True],), ["a", "b", "1", "true"]),
     ("reverse", ([1, 2, 3],), [3, 2, 1]),
     ("sort", (["b", "a", "C"],), ["C", "a", "b"]),
     ("sort", ([3, 10, 1],), ["1", "10", "3"]),

@@ -1,9 +1,12 @@
 """Built-in functions callable from configuration expressions.
 
 Names and behaviour follow Terraform's functions of the same names, so that what users know
-carries over. Terraform's type system is mapped onto plain Python values: lists stand in for
-lists, tuples and sets; dicts for maps and objects. As in Terraform, a number or bool is accepted
-where a string is expected (and a numeric string where a number is), being converted on the way.
+carries over. Terraform's type system is mapped onto plain Python values (see types.py): a list
+is a tuple and a dict an object, and a function whose Terraform result is a list, set or map
+returns a :class:`TfList`, ``TfSet`` or :class:`TfMap` (so ``type()`` and the console show
+what Terraform's do; tests/unit/test_function_types.py holds them to it). As in Terraform, a
+number or bool is accepted where a string is expected (and a numeric string where a number
+is), being converted on the way.
 
 Every function is registered with :func:`_fn`, which checks the argument count against the
 Python signature and turns any failure into a one-line :class:`FunctionError` prefixed with the
@@ -28,6 +31,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from trainform.config.schema import type_of
+from trainform.config.types import DYNAMIC, convert, element_type_of, infer, typed, unify
 from trainform.config.values import (
     MAX_COLLECTION_SIZE,
     MAX_STRING_LENGTH,
@@ -36,6 +40,7 @@ from trainform.config.values import (
     LimitError,
     TfList,
     TfMap,
+    TfSet,
     measure,
 )
 
@@ -217,6 +222,30 @@ def _want_map(value: Any, what: str) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     raise FunctionError(f"{what} must be a map, got {type_of(value)}")
+
+
+def _want_sequence(value: Any, what: str) -> list[Any]:
+    """A list or tuple argument: as in Terraform, a set's elements have no positions."""
+    if isinstance(value, TfSet):
+        raise FunctionError(f"{what} must be a list or tuple, got a set")
+    return _want_list(value, what)
+
+
+def _as_list(value: Any, what: str) -> tuple[list[Any], Any]:
+    """A list, set or tuple argument as Terraform passes it to a parameter of type
+    ``list(any)``: its elements converted to the one type they share, and that type."""
+    elements = _want_list(value, what)
+    element = element_type_of(value)
+    return [convert(e, element) for e in elements], element
+
+
+def _same_kind(items: list[Any], result: list[Any]) -> list[Any]:
+    """result as a list if items (a list or a set) is one, as a tuple if items is a tuple:
+    Terraform's functions that only reorder or select (``reverse``, ``slice``) keep a tuple
+    a tuple."""
+    if isinstance(items, (TfList, TfSet)):
+        return typed(TfList(result), element_type_of(items))
+    return result
 
 
 def _json_ready(value: Any) -> Any:
@@ -486,7 +515,7 @@ def _split(ctx: FunctionContext, sep: Any, text: Any) -> list[str]:
     separator = _want_str(sep, "separator")
     string = _want_str(text, "string")
     # Go (and so Terraform) splits into single characters on an empty separator.
-    return list(string) if not separator else string.split(separator)
+    return typed(TfList(list(string) if not separator else string.split(separator)), "string")
 
 
 @_fn("lower", "lower(string): string in lower case.")
@@ -642,6 +671,15 @@ def _match_value(pattern: Any, match: Any) -> Any:
     return list(match.groups())
 
 
+def _match_type(pattern: Any) -> Any:
+    """The type of what :func:`_match_value` returns for pattern."""
+    if not pattern.groups:
+        return "string"
+    if pattern.groupindex:
+        return ("object", tuple((name, "string") for name in sorted(pattern.groupindex)))
+    return ("tuple", ("string",) * pattern.groups)
+
+
 @_fn(
     "regex",
     "regex(pattern, string): The first match of the RE2 pattern: the matched text, a list of "
@@ -664,7 +702,8 @@ def _regex_fn(ctx: FunctionContext, pattern: Any, text: Any) -> Any:
 def _regexall(ctx: FunctionContext, pattern: Any, text: Any) -> list[Any]:
     compiled = _regex(pattern)
     string = _want_str(text, "string")
-    return [_match_value(compiled, match) for match in _all_matches(compiled, string)]
+    found = [_match_value(compiled, match) for match in _all_matches(compiled, string)]
+    return typed(TfList(found), _match_type(compiled))
 
 
 @_fn(
@@ -701,10 +740,16 @@ def _strrev(ctx: FunctionContext, text: Any) -> str:
 
 @_fn("concat", "concat(lists...): One list of the elements of all lists, in order.")
 def _concat(ctx: FunctionContext, first: Any, *rest: Any) -> list[Any]:
-    out: list[Any] = []
-    for number, items in enumerate((first, *rest), start=1):
-        out.extend(_want_list(items, f"argument {number}"))
-    return out
+    lists = [_want_sequence(v, f"argument {i}") for i, v in enumerate((first, *rest), start=1)]
+    out = [e for items in lists for e in items]
+    if not all(isinstance(items, TfList) for items in lists):
+        return out  # a tuple among them: a tuple, as in Terraform
+    element: Any = DYNAMIC
+    for items in lists:
+        element = unify(element, element_type_of(items))
+        if element is None:
+            raise FunctionError("all arguments must be lists of the same type")
+    return typed(TfList(convert(e, element) for e in out), element)
 
 
 @_fn("merge", "merge(maps...): One map of all keys; later maps win. Null arguments are skipped.")
@@ -713,6 +758,12 @@ def _merge(ctx: FunctionContext, *maps: Any) -> dict[str, Any]:
     for number, mapping in enumerate(maps, start=1):
         if mapping is not None:
             out.update(_want_map(mapping, f"argument {number}"))
+    # Maps of one element type merge into a map of it; anything else (an object, a null,
+    # maps of different element types) into an object, as in Terraform.
+    if maps and all(isinstance(m, TfMap) for m in maps):
+        elements = {infer(m)[1] for m in maps}
+        if len(elements) == 1:
+            return typed(TfMap(out), elements.pop())
     return out
 
 
@@ -733,22 +784,31 @@ def _length(ctx: FunctionContext, value: Any) -> int:
 def _lookup(ctx: FunctionContext, mapping: Any, key: Any, default: Any = _MISSING) -> Any:
     table = _want_map(mapping, "map")
     name = _want_str(key, "key")
-    if name in table:
-        return table[name]
-    if default is _MISSING:
+    if name not in table and default is _MISSING:
         raise FunctionError(f"key {_quote(name)} not found and no default given")
-    return default
+    found = table.get(name, default)
+    if isinstance(table, TfMap) and default is not _MISSING:
+        # A map's element type and the default's unify into the result's type, as in
+        # Terraform: lookup(tomap({a = "x"}), "b", 2) is "2".
+        target = unify(element_type_of(table), infer(default))
+        if target is None:
+            raise FunctionError("the default must have the type of the map's elements")
+        return convert(found, target)
+    return found
 
 
 @_fn("keys", "keys(map): The map's keys, sorted.")
 def _keys(ctx: FunctionContext, mapping: Any) -> list[str]:
-    return sorted(_want_map(mapping, "argument"))
+    names = sorted(_want_map(mapping, "argument"))
+    # A map's keys are a list(string); an object's a tuple, as in Terraform.
+    return typed(TfList(names), "string") if isinstance(mapping, TfMap) else names
 
 
 @_fn("values", "values(map): The map's values, in the order of its sorted keys.")
 def _values(ctx: FunctionContext, mapping: Any) -> list[Any]:
     table = _want_map(mapping, "argument")
-    return [table[key] for key in sorted(table)]
+    found = [table[key] for key in sorted(table)]
+    return typed(TfList(found), element_type_of(table)) if isinstance(table, TfMap) else found
 
 
 @_fn("contains", "contains(list, value): Whether value is an element of list.")
@@ -762,7 +822,7 @@ def _contains(ctx: FunctionContext, items: Any, value: Any) -> bool:
     "element(list, index): list[index], wrapping around past the end; -1 is the last.",
 )
 def _element(ctx: FunctionContext, items: Any, index: Any) -> Any:
-    elements = _want_list(items, "list")
+    elements = _want_sequence(items, "list")
     position = _want_int(index, "index")
     if not elements:
         raise FunctionError("cannot take an element of an empty list")
@@ -774,7 +834,7 @@ def _element(ctx: FunctionContext, items: Any, index: Any) -> Any:
 @_fn("index", "index(list, value): Position of the first element equal to value.")
 def _index(ctx: FunctionContext, items: Any, value: Any) -> int:
     wanted = _identity(value)
-    for position, item in enumerate(_want_list(items, "list")):
+    for position, item in enumerate(_want_sequence(items, "list")):
         if _identity(item) == wanted:
             return position
     raise FunctionError(f"{_show(value)} is not in the list")
@@ -797,18 +857,20 @@ def _flatten(ctx: FunctionContext, items: Any) -> list[Any]:
 
 @_fn("distinct", "distinct(list): list without duplicates, first occurrences kept in order.")
 def _distinct_fn(ctx: FunctionContext, items: Any) -> list[Any]:
-    return _distinct(_want_list(items, "argument"))
+    elements, element = _as_list(items, "argument")
+    return typed(TfList(_distinct(elements)), element)
 
 
 @_fn("reverse", "reverse(list): list in reverse order.")
 def _reverse(ctx: FunctionContext, items: Any) -> list[Any]:
-    return _want_list(items, "argument")[::-1]
+    return _same_kind(items, _want_list(items, "argument")[::-1])
 
 
 @_fn("sort", "sort(list): Elements as strings, sorted lexicographically.")
 def _sort(ctx: FunctionContext, items: Any) -> list[str]:
     elements = _want_list(items, "argument")
-    return sorted(_want_str(item, f"element {i}") for i, item in enumerate(elements))
+    found = sorted(_want_str(item, f"element {i}") for i, item in enumerate(elements))
+    return typed(TfList(found), "string")
 
 
 @_fn(
@@ -833,7 +895,7 @@ def _range(
         # start + i*step rather than repeated addition, so float ranges do not drift.
         value = start + len(out) * step
         if (value >= limit) if step > 0 else (value <= limit):
-            return out
+            return typed(TfList(out), "number")
         if len(out) == _RANGE_LIMIT:
             raise FunctionError(f"more than {_RANGE_LIMIT} values would be generated")
         out.append(_num_result(value, inputs))
@@ -841,7 +903,7 @@ def _range(
 
 @_fn("slice", "slice(list, start, end): Elements from index start up to but excluding end.")
 def _slice(ctx: FunctionContext, items: Any, start: Any, end: Any) -> list[Any]:
-    elements = _want_list(items, "list")
+    elements = _want_sequence(items, "list")
     first = _want_int(start, "start index")
     last = _want_int(end, "end index")
     if first < 0:
@@ -852,7 +914,7 @@ def _slice(ctx: FunctionContext, items: Any, start: Any, end: Any) -> list[Any]:
         )
     if first > last:
         raise FunctionError(f"start index {first} is greater than end index {last}")
-    return elements[first:last]
+    return _same_kind(items, elements[first:last])
 
 
 @_fn("zipmap", "zipmap(keys, values): Map from each key to the value at the same position.")
@@ -861,10 +923,14 @@ def _zipmap(ctx: FunctionContext, keys: Any, values: Any) -> dict[str, Any]:
     items = _want_list(values, "values")
     if len(names) != len(items):
         raise FunctionError(f"{len(names)} keys but {len(items)} values")
-    return {
+    out = {
         _want_str(name, f"key {i}"): item
         for i, (name, item) in enumerate(zip(names, items, strict=True))
     }
+    # Values in a list make a map; values in a tuple an object, as in Terraform.
+    if isinstance(values, (TfList, TfSet)):
+        return typed(TfMap(out), element_type_of(values))
+    return out
 
 
 @_fn("coalesce", "coalesce(values...): First argument that is neither null nor an empty string.")
@@ -884,7 +950,7 @@ def _compact(ctx: FunctionContext, items: Any) -> list[str]:
         for i, item in enumerate(_want_list(items, "argument"))
         if item is not None
     )
-    return [s for s in strings if s]
+    return typed(TfList(s for s in strings if s), "string")
 
 
 @_fn("one", "one(list): The only element of list, null if empty; error if more.")
@@ -993,9 +1059,8 @@ def _tobool(ctx: FunctionContext, value: Any) -> bool | None:
 
 @_fn("tolist", "tolist(list): The list, its elements converted to one type.")
 def _tolist(ctx: FunctionContext, value: Any) -> list[Any]:
-    from trainform.config.types import unified
-
-    return TfList(unified(_want_list(value, "argument"), "elements"))
+    elements, element = _as_list(value, "argument")
+    return typed(TfList(elements), element)
 
 
 @_fn(
@@ -1003,18 +1068,18 @@ def _tolist(ctx: FunctionContext, value: Any) -> list[Any]:
     "toset(list): Distinct elements; scalars sorted (as strings if any is a string).",
 )
 def _toset(ctx: FunctionContext, value: Any) -> list[Any]:
-    from trainform.config.types import make_set, unified
+    from trainform.config.types import make_set
 
     # Terraform unifies a set of mixed scalars into a set of strings: ["a", 1] -> ["1", "a"].
-    return make_set(unified(_want_list(value, "argument"), "elements"))
+    elements, element = _as_list(value, "argument")
+    return typed(make_set(elements), element)
 
 
 @_fn("tomap", "tomap(map): The map, its values converted to one type.")
 def _tomap(ctx: FunctionContext, value: Any) -> dict[str, Any]:
-    from trainform.config.types import unified
-
     table = _want_map(value, "argument")
-    return TfMap(zip(table, unified(list(table.values()), "values"), strict=True))
+    element = element_type_of(table)
+    return typed(TfMap({k: convert(v, element) for k, v in table.items()}), element)
 
 
 # --- encodings --------------------------------------------------------------------------------

@@ -23,9 +23,18 @@ from trainform.config.functions import (
     _want_list,
     _want_map,
     _want_num,
+    _want_sequence,
     _want_str,
 )
-from trainform.config.types import infer, make_set, type_syntax, unified, unify_all
+from trainform.config.types import (
+    element_type_of,
+    infer,
+    make_set,
+    type_syntax,
+    typed,
+    unified,
+    unify_all,
+)
 from trainform.config.values import (
     MAX_COLLECTION_SIZE,
     FunctionContext,
@@ -33,6 +42,7 @@ from trainform.config.values import (
     LimitError,
     TfList,
     TfMap,
+    TfSet,
     TypeName,
 )
 
@@ -75,38 +85,44 @@ def _coalescelist(ctx: FunctionContext, first: Any, *rest: Any) -> Any:
     for number, value in enumerate((first, *rest), start=1):
         if value is None:
             continue
-        if _want_list(value, f"argument {number}"):
+        if _want_sequence(value, f"argument {number}"):
             return value
     raise FunctionError("no non-empty list among the arguments")
 
 
-def _sets(first: Any, rest: tuple[Any, ...]) -> list[list[Any]]:
-    lists = [_want_list(v, f"argument {i}") for i, v in enumerate((first, *rest), start=1)]
+def _sets(first: Any, rest: tuple[Any, ...]) -> tuple[list[list[Any]], Any]:
+    """The arguments' elements, converted to the one type all of them share, and that type."""
+    args = (first, *rest)
+    lists = [_want_list(v, f"argument {i}") for i, v in enumerate(args, start=1)]
+    element = unify_all([element_type_of(v) for v in args])
+    if element is None:
+        raise FunctionError("all set elements must have the same type")
     flat = unified([e for items in lists for e in items], "set elements")
     out, start = [], 0
     for items in lists:
         out.append(flat[start : start + len(items)])
         start += len(items)
-    return out
+    return out, element
 
 
 @_fn("setunion", "setunion(sets...): The set of elements in any of the sets.")
 def _setunion(ctx: FunctionContext, first: Any, *rest: Any) -> list[Any]:
-    return make_set([e for items in _sets(first, rest) for e in items])
+    lists, element = _sets(first, rest)
+    return typed(make_set([e for items in lists for e in items]), element)
 
 
 @_fn("setintersection", "setintersection(sets...): The set of elements in all of the sets.")
 def _setintersection(ctx: FunctionContext, first: Any, *rest: Any) -> list[Any]:
-    head, *others = _sets(first, rest)
+    (head, *others), element = _sets(first, rest)
     keep = [{_identity(e) for e in items} for items in others]
-    return make_set([e for e in head if all(_identity(e) in k for k in keep)])
+    return typed(make_set([e for e in head if all(_identity(e) in k for k in keep)]), element)
 
 
 @_fn("setsubtract", "setsubtract(a, b): The set of elements of a that are not in b.")
 def _setsubtract(ctx: FunctionContext, a: Any, b: Any) -> list[Any]:
-    first, second = _sets(a, (b,))
+    (first, second), element = _sets(a, (b,))
     drop = {_identity(e) for e in second}
-    return make_set([e for e in first if _identity(e) not in drop])
+    return typed(make_set([e for e in first if _identity(e) not in drop]), element)
 
 
 @_fn(
@@ -115,16 +131,21 @@ def _setsubtract(ctx: FunctionContext, a: Any, b: Any) -> list[Any]:
 )
 def _setproduct(ctx: FunctionContext, first: Any, *rest: Any) -> list[Any]:
     # Each argument is a list or set: its elements take one type, as tolist() would give.
+    args = (first, *rest)
     lists = [
         unified(_want_list(v, f"argument {i}"), f"elements of argument {i}")
-        for i, v in enumerate((first, *rest), start=1)
+        for i, v in enumerate(args, start=1)
     ]
     count = math.prod(len(items) for items in lists)
     _too_many(count * (len(lists) + 1))
     combos: list[list[Any]] = [[]]
     for items in lists:
         combos = [[*combo, e] for combo in combos for e in items]
-    return TfList(combos)
+    # Each combination is a tuple; a set among the arguments makes a set of them.
+    element = ("tuple", tuple(element_type_of(v) for v in args))
+    if any(isinstance(v, TfSet) for v in args):
+        return typed(make_set(combos), element)
+    return typed(TfList(combos), element)
 
 
 @_fn(
@@ -132,14 +153,18 @@ def _setproduct(ctx: FunctionContext, first: Any, *rest: Any) -> list[Any]:
     "chunklist(list, size): The list split into lists of at most size elements.",
 )
 def _chunklist(ctx: FunctionContext, items: Any, size: Any) -> list[Any]:
-    elements = _want_list(items, "list")
+    elements = unified(_want_list(items, "list"), "elements")
+    element = element_type_of(items)
     width = _want_int(size, "size")
     if width < 0:
         raise FunctionError(f"size must not be negative, got {width}")
     if width == 0:
-        return TfList([list(elements)])
+        return typed(TfList([typed(TfList(elements), element)]), ("list", element))
     _too_many(len(elements) + len(elements) // width + 1)
-    return TfList(elements[i : i + width] for i in range(0, len(elements), width))
+    chunks = (
+        typed(TfList(elements[i : i + width]), element) for i in range(0, len(elements), width)
+    )
+    return typed(TfList(chunks), ("list", element))
 
 
 @_fn(
@@ -153,7 +178,9 @@ def _transpose(ctx: FunctionContext, mapping: Any) -> dict[str, Any]:
     for key in sorted(table):
         for i, item in enumerate(_want_list(table[key], f"value of {key!r}")):
             out.setdefault(_want_str(item, f"element {i} of {key!r}"), []).append(key)
-    return TfMap({k: TfList(v) for k, v in sorted(out.items())})
+    return typed(
+        TfMap({k: typed(TfList(v), "string") for k, v in sorted(out.items())}), ("list", "string")
+    )
 
 
 @_fn(
@@ -171,7 +198,8 @@ def _matchkeys(ctx: FunctionContext, values: Any, keys: Any, searchset: Any) -> 
         raise FunctionError("keys and searchset must be of the same type")
     search = {_identity(v) for v in unified(wanted + names, "keys and searchset")[: len(wanted)]}
     keyed = unified(names + wanted, "keys and searchset")[: len(names)]
-    return TfList(v for v, k in zip(items, keyed, strict=True) if _identity(k) in search)
+    found = TfList(v for v, k in zip(items, keyed, strict=True) if _identity(k) in search)
+    return typed(found, element_type_of(values))
 
 
 @_fn("log", "log(number, base): The logarithm of number in base.")
@@ -188,6 +216,8 @@ def _log(ctx: FunctionContext, value: Any, base: Any) -> float:
 
 @_fn("type", "type(value): The value's type in Terraform's syntax (for the console).")
 def _type(ctx: FunctionContext, value: Any) -> str:
+    if isinstance(value, TypeName):  # Terraform's type() of a type is the type "type"
+        return TypeName("type")
     return TypeName(type_syntax(infer(value)))
 
 

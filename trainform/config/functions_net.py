@@ -7,6 +7,7 @@ import ipaddress
 from typing import Any
 
 from trainform.config.functions import _fn, _quote, _want_int, _want_str
+from trainform.config.types import typed
 from trainform.config.values import FunctionContext, FunctionError, TfList
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -96,4 +97,4 @@ def _cidrsubnets(ctx: FunctionContext, prefix: Any, *newbits: Any) -> list[str]:
             )
         out.append(str(type(net)((start, length))))
         start += step
-    return TfList(out)
+    return typed(TfList(out), "string")

@@ -25,6 +25,7 @@ from trainform.config.functions import (
     _want_int,
     _want_str,
 )
+from trainform.config.types import typed
 from trainform.config.values import (
     MAX_COLLECTION_SIZE,
     MAX_STRING_LENGTH,
@@ -105,7 +106,7 @@ def _formatlist(ctx: FunctionContext, spec: Any, *args: Any) -> list[str]:
         out.append(_format(ctx, spec, *row))
         total += len(out[-1])
         _too_long(total)
-    return TfList(out)
+    return typed(TfList(out), "string")
 
 
 # --- encodings --------------------------------------------------------------------------------
@@ -136,7 +137,8 @@ def _csvdecode(ctx: FunctionContext, text: Any) -> list[Any]:
                 f"line {number}: {len(row)} fields but the header has {len(header)}"
             )
         out.append(dict(zip(header, row, strict=True)))
-    return TfList(out)
+    # Each row is an object of the header's columns, all strings (also when there are none).
+    return typed(TfList(out), ("object", tuple((name, "string") for name in sorted(header))))
 
 
 def _codec(name: Any) -> str:
@@ -310,7 +312,7 @@ def _fileset(ctx: FunctionContext, path: Any, pattern: Any) -> list[str]:
                 )
             if matcher.match(prefix + name) and os.path.isfile(os.path.join(directory, name)):
                 found.append(prefix + name)
-    return TfSet(sorted(found))
+    return typed(TfSet(sorted(found)), "string")
 
 
 # --- identifiers ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from trainform.config.values import (
     UNKNOWN,
@@ -67,7 +67,7 @@ def infer(value: Any) -> Type:
         kind = "set" if isinstance(value, TfSet) else "list"
         return (kind, _element_type(value))
     if isinstance(value, TfMap):
-        return ("map", _element_type(value.values()))
+        return ("map", _element_type(value))
     if isinstance(value, list):
         return ("tuple", tuple(infer(v) for v in value))
     if isinstance(value, dict):
@@ -75,9 +75,38 @@ def infer(value: Any) -> Type:
     return DYNAMIC
 
 
-def _element_type(values: Any) -> Type:
+def _element_type(collection: TfList | TfSet | TfMap) -> Type:
+    if not collection and collection.element_type is not None:
+        return collection.element_type
+    values = collection.values() if isinstance(collection, dict) else collection
     found = unify_all([infer(v) for v in values])
     return DYNAMIC if found is None else found
+
+
+_Collection = TypeVar("_Collection", TfList, TfSet, TfMap)
+
+
+def typed(collection: _Collection, element_type: Type) -> _Collection:
+    """collection, its element type recorded for when it is empty (a list, set or map's
+    type, unlike a tuple's or an object's, does not depend on its elements): ``split`` gives
+    ``list(string)`` even when it gives ``tolist([])``."""
+    collection.element_type = None if element_type == DYNAMIC else element_type
+    return collection
+
+
+def element_type_of(value: Any) -> Type:
+    """The type the elements of a list, set, map, tuple or object convert to (as Terraform
+    converts an argument of type ``list(any)`` or ``map(any)``), dynamic if there are none.
+    Raises FunctionError if they have no type in common."""
+    t = infer(value)
+    if isinstance(t, tuple) and t[0] in ("list", "set", "map"):
+        return t[1]
+    if isinstance(t, tuple):
+        found = unify_all(_elements(t))
+        if found is None:
+            raise FunctionError("all elements must have the same type")
+        return found
+    return DYNAMIC
 
 
 def unify(a: Type, b: Type) -> Type | None:
@@ -162,11 +191,13 @@ def convert(value: Any, target: Type) -> Any:
         kind = target[0]
         if kind in ("list", "set") and isinstance(value, list):
             items = [convert(v, target[1]) for v in value]
-            return TfList(items) if kind == "list" else make_set(items)
+            if kind == "list":
+                return typed(TfList(items), target[1])
+            return typed(make_set(items), target[1])
         if kind == "tuple" and isinstance(value, list) and len(value) == len(target[1]):
             return [convert(v, t) for v, t in zip(value, target[1], strict=True)]
         if kind == "map" and isinstance(value, dict):
-            return TfMap({k: convert(v, target[1]) for k, v in value.items()})
+            return typed(TfMap({k: convert(v, target[1]) for k, v in value.items()}), target[1])
         if kind == "object" and isinstance(value, dict):
             wanted = dict(target[1])
             if set(wanted) <= set(value):
@@ -213,9 +244,11 @@ def type_syntax(t: Type, indent: int = 0) -> str:
         return t
     kind = t[0]
     if kind in ("list", "set", "map"):
-        if isinstance(t[1], str):
-            return f"{kind}({t[1]})"
-        return f"{kind}(\n{pad}{type_syntax(t[1], indent + 4)},\n{end})"
+        inner = type_syntax(t[1], indent + 4)
+        # Terraform writes a primitive or a collection of one in place: list(list(string)).
+        if isinstance(t[1], str) or (t[1][0] in ("list", "set", "map") and "\n" not in inner):
+            return f"{kind}({inner})"
+        return f"{kind}(\n{pad}{inner},\n{end})"
     if kind == "tuple":
         if not t[1]:
             return "tuple([])"

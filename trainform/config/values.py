@@ -51,16 +51,27 @@ def is_unknown(value: Any) -> bool:
 class TfList(list[Any]):
     """A list value made by a conversion (``tolist``) or a function documented to return a
     list: Terraform's ``list(T)``, as opposed to a literal ``[...]`` (a tuple). Everything that
-    takes a list takes it; only ``type()`` and the console rendering tell it apart."""
+    takes a list takes it (JSON, state and fingerprints see a list); only ``type()`` and the
+    console rendering tell it apart."""
+
+    element_type: Any = None
+    """The element type when the elements cannot tell it, because there are none (an empty
+    ``split`` result is still a ``list(string)``): see types.typed(). None means dynamic."""
 
 
 class TfSet(list[Any]):
     """A set value (``toset``, the set functions): distinct elements in Terraform's order."""
 
+    element_type: Any = None
+    """As :attr:`TfList.element_type`."""
+
 
 class TfMap(dict[str, Any]):
     """A map value (``tomap``): Terraform's ``map(T)``, as opposed to a literal ``{...}``
     (an object)."""
+
+    element_type: Any = None
+    """As :attr:`TfList.element_type`."""
 
 
 class TypeName(str):
