@@ -29,3 +29,15 @@ def missing(module: str, feature: str) -> str | None:
     except (ImportError, ValueError):
         found = False
     return None if found else needs(module, feature)
+
+
+COMPUTE_TYPES = {"ssh": "paramiko", "docker-cluster": "docker"}
+"""Compute type → the module its provider cannot work without (``trainform init`` checks
+them; each provider's ``validate`` says the same at plan time)."""
+
+
+def for_compute_type(name: str) -> str | None:
+    """:func:`needs`' message if compute type ``name`` needs a module that is not
+    installed, else None."""
+    module = COMPUTE_TYPES.get(name)
+    return missing(module, f"compute type {name!r}".replace("'", '"')) if module else None

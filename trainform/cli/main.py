@@ -456,7 +456,6 @@ def init(ctx: click.Context, example: bool, upgrade: bool) -> None:
     """Prepare a directory: create .trainform/, ignore it in git, install modules, check
     providers."""
     with _errors(ctx):
-        from trainform.config.loader import read_blocks
         from trainform.errors import ConfigError, Diagnostic
         from trainform.providers.registry import provider_class, provider_names
 
@@ -484,12 +483,9 @@ def init(ctx: click.Context, example: bool, upgrade: bool) -> None:
         from trainform.config.modinstall import install_modules
 
         installed = install_modules(directory, upgrade)
-        if installed:
-            _print(ctx, ["Modules:", *(escape(line) for line in installed)])
-        try:
-            _, blocks = read_blocks(directory)
-        except ConfigError:
-            blocks = []
+        if installed.lines:
+            _print(ctx, ["Modules:", *(escape(line) for line in installed.lines)])
+        blocks = installed.blocks  # the root's and every module's
         needed = sorted(
             {
                 "workspace" if b.type == "workspace" else "environment"
@@ -497,18 +493,27 @@ def init(ctx: click.Context, example: bool, upgrade: bool) -> None:
                 if b.type in ("workspace", "environment")
             }
         )
+        used_at: dict[str, str] = {}  # compute type -> the first block using it
         for b in blocks:
             if b.type == "compute" and "type" in b.attrs:
                 from trainform.config.loader import _literal
 
                 with suppress(ConfigError):
-                    needed.append(str(_literal(b.attrs["type"].expr, "type")))
+                    name = str(_literal(b.attrs["type"].expr, "type"))
+                    needed.append(name)
+                    label = "".join(f' "{x}"' for x in b.labels)
+                    used_at.setdefault(name, f"compute{label} at {b.pos}")
         missing = []
         for name in sorted(set(needed)):
             try:
                 provider_class(name)
             except Exception as exc:
                 missing.append(f"{name}: {exc}")
+                continue
+            from trainform.extras import for_compute_type
+
+            if problem := for_compute_type(name):
+                missing.append(f"{name}: {problem} (used by {used_at[name]})")
         if missing:
             raise Fail_with(ctx, "Missing providers:\n  " + "\n  ".join(missing))
         _print(

@@ -5,6 +5,8 @@ resolved folder in ``.trainform/modules/modules.json`` (see :mod:`trainform.conf
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +23,36 @@ from trainform.config.modsource import (
     shown_dir,
     write_manifest,
 )
-from trainform.config.source import config_files
+from trainform.config.source import RawBlock, config_files
 from trainform.errors import ConfigError, Diagnostic
 
 
-def install_modules(root: Path, upgrade: bool = False) -> list[str]:
-    """Install what the configuration's module calls need; return one line per call, for
-    the CLI. Idempotent: an installed git source whose source text is unchanged is kept,
-    unless ``upgrade`` (then its ref is resolved again). Raises ConfigError (a source that
-    cannot be used, a repository or ref that does not exist)."""
+@dataclass
+class Installed:
+    """What ``init`` did: one line per module call (and per install it pruned), for the
+    CLI; and the blocks of the root and of every module it reached (for the provider
+    check)."""
+
+    lines: list[str] = field(default_factory=list)
+    blocks: list[RawBlock] = field(default_factory=list)
+
+
+def install_modules(root: Path, upgrade: bool = False) -> Installed:
+    """Install what the configuration's module calls need, and delete the installs under
+    ``.trainform/modules`` that no call uses any more (as ``terraform init`` does).
+    Idempotent: an installed git source whose source text is unchanged is kept, unless
+    ``upgrade`` (then its ref is resolved again). A root configuration that cannot be read
+    changes nothing (its problems are for validate and plan to report). Raises ConfigError
+    (a source that cannot be used, a repository or ref that does not exist)."""
     root = root.resolve()
     previous = read_manifest(root)
     entries: list[dict[str, Any]] = []
-    lines: list[str] = []
+    done = Installed()
+    lines = done.lines
 
     def walk(parent: tuple[str, ...], folder: Path, chain: tuple[Path, ...]) -> None:
-        try:
-            _files, blocks = read_blocks(folder, root)
-        except ConfigError:
-            if not parent:
-                return  # the root's own problems are for validate and plan to report
-            raise
+        _files, blocks = read_blocks(folder, root)
+        done.blocks.extend(blocks)
         for blk in blocks:
             if blk.type != "module" or len(blk.labels) != 1 or "source" not in blk.attrs:
                 continue
@@ -98,9 +109,30 @@ def install_modules(root: Path, upgrade: bool = False) -> list[str]:
             if directory not in chain and len(path) < 16:  # a cycle is reported on load
                 walk(path, directory, (*chain, directory))
 
+    try:
+        read_blocks(root, root)
+    except ConfigError:
+        return done
     walk((), root, (root,))
     if entries or manifest_path(root).exists():
         write_manifest(root, entries)
+    lines.extend(_prune(root, {str(e["key"]) for e in entries if "commit" in e}))
+    return done
+
+
+def _prune(root: Path, keep: set[str]) -> list[str]:
+    """Delete the git installs under ``.trainform/modules`` whose key is not in ``keep``
+    (their module call was removed, or now names a local folder); a line for each."""
+    base = root / MODULES_DIR
+    if not base.is_dir():
+        return []
+    lines = []
+    for child in sorted(base.iterdir()):
+        if child.name in keep or not child.is_dir() or child.is_symlink():
+            continue
+        shutil.rmtree(child, ignore_errors=True)
+        name = ".".join(f"module.{p}" for p in child.name.split("."))
+        lines.append(f"- {name}: removed {shown_dir(root, child)} (no module call uses it)")
     return lines
 
 
