@@ -659,39 +659,33 @@ class Evaluator:
         values[res.kind][res.name] = shown
 
 
-# Attributes that name files relative to the configuration; in a module, relative to the
-# module's folder (so a module's run snapshots <module folder>/src for source_dir = "src").
-PATH_ATTRIBUTES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "run": (("source_dir",),),
-    "sweep": (("hyperdrive_config",), ("trial", "source_dir")),
-    "environment": (
-        ("requirements_file",),
-        ("conda_file",),
-        ("docker", "dockerfile"),
-        ("docker", "build_context"),
-    ),
-}
-
-
 def module_relative(res: Resource, attrs: dict[str, Any], root: Path) -> dict[str, Any]:
-    """``attrs`` with the relative paths of a module's resource made relative to the root
-    configuration (which providers resolve them against) instead of the module's folder."""
+    """``attrs`` of a module's resource with the relative paths its schema marks
+    ``path="module"`` (see schema.Attribute), nested blocks' included, made relative to the
+    root configuration (which providers resolve them against) instead of the module's
+    folder: ``source_dir = "src"`` in ``modules/team`` is ``modules/team/src``. Absolute
+    and ``~`` paths are kept."""
     assert res.module_dir is not None
-    out = dict(attrs)
-    for steps in PATH_ATTRIBUTES.get(res.kind, ()):
-        holder: Any = out
-        for step in steps[:-1]:
-            inner = holder.get(step) if isinstance(holder, dict) else None
-            if not isinstance(inner, dict):
-                holder = None
-                break
-            holder[step] = inner = dict(inner)
-            holder = inner
-        value = holder.get(steps[-1]) if isinstance(holder, dict) else None
-        if isinstance(value, str) and not os.path.isabs(value):
-            assert isinstance(holder, dict)
-            holder[steps[-1]] = os.path.relpath(os.path.normpath(res.module_dir / value), root)
-    return out
+    folder = res.module_dir
+
+    def rewrite(values: Any, sch: S.BlockSchema) -> Any:
+        if isinstance(values, list):
+            return [rewrite(v, sch) for v in values]
+        if not isinstance(values, dict):
+            return values
+        out = dict(values)
+        for name, attr in sch.attributes.items():
+            value = out.get(name)
+            relative = isinstance(value, str) and not value.startswith(("/", "~"))
+            if attr.path == "module" and relative and value:
+                out[name] = os.path.relpath(os.path.normpath(folder / str(value)), root)
+        for name, nested in sch.blocks.items():
+            if name in out:
+                out[name] = rewrite(out[name], nested.schema)
+        return out
+
+    result: dict[str, Any] = rewrite(attrs, res.schema)
+    return result
 
 
 def instance_block(module: Module, block: str, inside: ModulePath) -> str:

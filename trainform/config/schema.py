@@ -20,6 +20,13 @@ class Attribute:
     ``type`` is one of ``string``, ``number``, ``bool``, ``list(string)``, ``list(number)``,
     ``map(string)``, ``list``, ``map``, ``any``. ``computed`` attributes are set by the provider,
     never by the user (facts, ids, paths).
+
+    ``path`` marks an attribute that names a local file or folder. ``"module"``: one the
+    configuration provides (a source folder, a requirements file, a key), relative to the
+    folder of the module that declares the block (``path.module``), so a module carries its
+    files with it. ``"root"``: a place trainform writes to (an artifact store, a workdir),
+    relative to the root configuration, beside its state, so that two configurations using
+    one module folder never share what they write.
     """
 
     type: str = "string"
@@ -30,6 +37,7 @@ class Attribute:
     computed: bool = False
     allowed: tuple[Any, ...] = ()
     description: str = ""
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,7 @@ WORKSPACE = BlockSchema(
         "description": Attribute(description="Free text."),
         "artifact_store": Attribute(
             force_new=True,
+            path="root",
             description="Folder for snapshots, logs and outputs "
             "(default `.trainform/workspaces/<name>` beside the configuration).",
         ),
@@ -203,8 +212,8 @@ ENVIRONMENT = BlockSchema(
         ),
         "user_managed": Attribute("bool", default=False, description="Use the interpreter as is."),
         "pip": Attribute("list(string)", default=[], description="Requirement strings."),
-        "requirements_file": Attribute(description="A pip requirements file."),
-        "conda_file": Attribute(description="A conda environment file."),
+        "requirements_file": Attribute(path="module", description="A pip requirements file."),
+        "conda_file": Attribute(path="module", description="A conda environment file."),
         "variables": Attribute("map(string)", default={}, description="Environment variables."),
         "hash": Attribute(
             computed=True, description="Content hash that keys the built environment."
@@ -218,11 +227,13 @@ ENVIRONMENT = BlockSchema(
                         description="Image to run in; must be on the engine (never pulled)."
                     ),
                     "dockerfile": Attribute(
+                        path="module",
                         description="Dockerfile to build (relative to the configuration); the "
-                        "image is tagged trainform-env:<hash of the build context>."
+                        "image is tagged trainform-env:<hash of the build context>.",
                     ),
                     "build_context": Attribute(
-                        description="Build context folder (default: the Dockerfile's folder)."
+                        path="module",
+                        description="Build context folder (default: the Dockerfile's folder).",
                     ),
                     "build_args": Attribute("map(string)", default={}, description="Build args."),
                     "gpus": Attribute("any", description='"all" or a count.'),
@@ -245,7 +256,9 @@ RUN = BlockSchema(
             "any", description="Where the run executes: a compute block, e.g. compute.gpu."
         ),
         "environment": Attribute("any", description="The environment it runs in."),
-        "source_dir": Attribute(default=".", description="Folder snapshotted for the run."),
+        "source_dir": Attribute(
+            default=".", path="module", description="Folder snapshotted for the run."
+        ),
         "script": Attribute(description="Python file to run (relative to source_dir)."),
         "command": Attribute("list(string)", description="Argument vector to run instead."),
         "arguments": Attribute("list", default=[], description="Arguments (strings, numbers)."),
@@ -368,8 +381,9 @@ SWEEP = BlockSchema(
         "experiment": Attribute(required=True, description="Experiment name."),
         "workspace": Attribute("any", description="The workspace that records the trials."),
         "hyperdrive_config": Attribute(
+            path="module",
             description="An Azure ML HyperDrive YAML file giving sampling, policy, objective "
-            "and limits (trial {} still gives the script and compute)."
+            "and limits (trial {} still gives the script and compute).",
         ),
         "sweep_id": Attribute(computed=True, description="Id of the latest sweep."),
         "fingerprint": Attribute(computed=True, description="Hash of template, space and policy."),

@@ -173,6 +173,7 @@ class LocalComputeProvider(Provider):
             ),
             "workdir": Attribute(
                 force_new=True,
+                path="root",
                 description="Where runs execute (default `.trainform/local` beside the configuration).",
             ),
             "facts": Attribute(

@@ -114,11 +114,15 @@ class SSHComputeProvider(Provider):
             ),
             "port": Attribute("number", default=22, force_new=True),
             "username": Attribute(required=True, force_new=True),
-            "private_key_file": Attribute(description="Private key (preferred over password)."),
+            "private_key_file": Attribute(
+                path="module", description="Private key (preferred over password)."
+            ),
             "private_key_passphrase": Attribute(sensitive=True, description="Its passphrase."),
             "password": Attribute(sensitive=True, description="Allowed; keys are safer."),
             "host_key": Attribute(description='A pinned fingerprint, "SHA256:...".'),
-            "known_hosts": Attribute(description="known_hosts file (default ~/.ssh/known_hosts)."),
+            "known_hosts": Attribute(
+                path="module", description="known_hosts file (default ~/.ssh/known_hosts)."
+            ),
             "trust_on_first_use": Attribute(
                 "bool",
                 default=False,
