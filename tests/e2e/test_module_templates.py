@@ -60,3 +60,11 @@ def test_a_template_outside_every_module_folder_is_refused(cli: CLI) -> None:
     assert "modules/gpu-box/main.train.hcl:12:" in res.err, res.err
     assert "no attribute" not in res.err  # no cascade into the caller
     assert "do not read me" not in res.all
+
+
+def test_the_console_reads_a_sibling_module_template(cli: CLI) -> None:
+    """The console sees the same folders as plan: a template beside a module outside the
+    root renders there too."""
+    sibling_module(cli)
+    expr = 'templatefile("../modules/gpu-box/banner.tpl", { name = "a,b" })\n'
+    assert ok(cli("console", input=expr)).out == '"[a][b]"\n'

@@ -117,12 +117,12 @@ class ConsoleScope:
         """Evaluate the configuration with the computed attributes recorded in ``prior``
         (address -> ResourceState); what is not recorded is unknown. Raises ConfigError."""
         from trainform.config.evaluate import Evaluator, resolve_variables
-        from trainform.config.loader import load_module
-        from trainform.config.values import UNKNOWN, FunctionContext
+        from trainform.config.loader import function_context, load_module
+        from trainform.config.values import UNKNOWN
         from trainform.config.variables import collect_values
 
         module = load_module(directory)
-        functions = FunctionContext(module.directory)
+        functions = function_context(module)
         raw = collect_values(module.directory, module.variables, inputs, functions)
         variables = resolve_variables(module, raw, None, functions, lenient=True)
 
