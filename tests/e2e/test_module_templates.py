@@ -68,3 +68,11 @@ def test_the_console_reads_a_sibling_module_template(cli: CLI) -> None:
     sibling_module(cli)
     expr = 'templatefile("../modules/gpu-box/banner.tpl", { name = "a,b" })\n'
     assert ok(cli("console", input=expr)).out == '"[a][b]"\n'
+
+
+def test_a_diagnostic_in_a_sibling_module_names_it_relative_to_the_working_folder(
+    cli: CLI,
+) -> None:
+    sibling_module(cli, "${path.module}/nope.tpl")
+    res = failed(cli("plan"), "nope.tpl")
+    assert "on ../modules/gpu-box/main.train.hcl:12:" in res.err, res.err

@@ -232,10 +232,14 @@ def _prune(folder: Path, keep: int = 64) -> None:
 
 
 def _display(path: Path) -> str:
+    """How a diagnostic names a file: relative to the working folder, also for a module
+    beside it (``../modules/box/main.train.hcl``, as Terraform shows it); absolute when
+    that would climb more than two folders."""
     try:
-        return str(path.relative_to(Path.cwd()))
+        rel = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if rel.startswith(os.path.join("..", "..", "..")) else rel
 
 
 def load_module(directory: Path) -> Module:
