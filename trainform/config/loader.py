@@ -234,12 +234,16 @@ def _prune(folder: Path, keep: int = 64) -> None:
 def _display(path: Path) -> str:
     """How a diagnostic names a file: relative to the working folder, also for a module
     beside it (``../modules/box/main.train.hcl``, as Terraform shows it); absolute when
-    that would climb more than two folders."""
+    the two share no folder but the root, or that would climb more than two folders."""
+    cwd = os.getcwd()
     try:
-        rel = os.path.relpath(path)
+        rel = os.path.relpath(path, cwd)
+        shared = os.path.commonpath([cwd, path])
     except ValueError:
         return str(path)
-    return str(path) if rel.startswith(os.path.join("..", "..", "..")) else rel
+    if shared == os.path.abspath(os.sep) or rel.startswith(os.path.join("..", "..", "..")):
+        return str(path)
+    return rel
 
 
 def load_module(directory: Path) -> Module:
