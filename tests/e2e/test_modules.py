@@ -127,6 +127,8 @@ def test_module_addresses_in_target_replace_state_and_runs(cli: CLI) -> None:
     changes = {c["address"]: c for c in shown["resource_changes"]}
     assert changes['module.team["a"].compute.box']["module_address"] == 'module.team["a"]'
     assert changes['module.team["a"].compute.box']["change"]["actions"] == ["delete", "create"]
+    forced = ok(cli("plan", '-replace=module.team["a"].run.train')).out
+    assert '# module.team["a"].run.train will be resubmitted: requested with -replace' in forced
     out = ok(cli("apply", "-auto-approve", '-target=module.team["b"].run.train')).all
     assert "module source ['--lr', '0.3']" in out
 

@@ -416,7 +416,7 @@ class Planner:
         elif prior.status == "tainted":
             reason = f"the last submission of {inst.address} failed"
         elif forced:
-            reason = "will be resubmitted, as requested"
+            reason = "requested with -replace"
         if reason:
             shown: list[str] = [
                 k
