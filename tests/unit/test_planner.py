@@ -785,7 +785,7 @@ def test_sensitivity_is_per_key_inside_maps(planner: Any, tmp_path: Path) -> Non
     """Only the keys of a map that derive from a sensitive value are hidden; a reference to
     another resource carries its sensitive keys along; state seals only those keys."""
     from trainform.cli.render import plan_text
-    from trainform.engine.apply import sealed_attributes
+    from trainform.engine.recorded import sealed_attributes
     from trainform.planner.jsonplan import plan_to_json
 
     planned = planner(PER_KEY.replace("MODE_VALUE", "fast"), [], cli=[("var", f"token={SECRET}")])

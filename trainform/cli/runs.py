@@ -69,28 +69,15 @@ def _runs_at(store: Any, address: str | None) -> list[dict[str, Any]]:
     return [r for r in store.runs() if selects(address, r["address"])]
 
 
-def _computed(run: dict[str, Any]) -> dict[str, Any]:
-    rec = run["record"]
-    return {
-        **rec,
-        "run_id": run["id"],
-        "status": run["status"],
-        "experiment": run["experiment"],
-        "fingerprint": run["fingerprint"],
-        "created": run["created"],
-        "finished": run["finished"],
-    }
-
-
 def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, Any]:
     """Bring a run's history row up to date from its target (collecting it if it ended)."""
     from trainform.providers.base import TERMINAL
-    from trainform.runs.history import record_run
+    from trainform.runs.history import record_run, run_computed
 
     if run["status"] in TERMINAL and run["record"].get("outputs_path"):
         return run
     provider = _providers(ctx, store).get("run")
-    computed = _computed(run)
+    computed = run_computed(run)
     computed.update(provider.status_of(computed))
     results = provider.collect(computed) if computed.get("status") in TERMINAL else None
     record_run(store, run["address"], run["workspace"], computed, results)
@@ -369,7 +356,7 @@ def _follow(
     """Follow a run to its end, showing with ``show`` (None: not at all) the log lines of
     its nodes of rank ``ranks`` (default: every node), or passing their bytes to ``raw``,
     then record how it ended."""
-    from trainform.runs.history import record_run
+    from trainform.runs.history import record_run, run_computed
     from trainform.runs.watch import follow
 
     provider = _providers(ctx, store).get("run")
@@ -380,7 +367,7 @@ def _follow(
 
     computed, results, _ = follow(
         provider,
-        _computed(run),
+        run_computed(run),
         show or (lambda line: None),
         on_status,
         threading.Event(),
@@ -423,7 +410,7 @@ def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
 def runs_cancel(ctx: click.Context, run: str) -> None:
     """Stop a run and everything it started."""
     from trainform.providers.base import TERMINAL
-    from trainform.runs.history import record_run
+    from trainform.runs.history import record_run, run_computed
 
     with _errors(ctx):
         store = _store(ctx)
@@ -432,7 +419,7 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
             _print(ctx, f"{r['id']} already ended: {_status_text(r['status'])}")
             return
         provider = _providers(ctx, store).get("run")
-        computed = _computed(r)
+        computed = run_computed(r)
         computed.update(provider.stop(computed, 30))
         results = provider.collect(computed) if computed.get("status") in TERMINAL else None
         record_run(store, r["address"], r["workspace"], computed, results)

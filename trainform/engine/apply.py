@@ -16,9 +16,9 @@ from typing import Any
 from trainform.config.address import config_block_of, selects
 from trainform.config.evaluate import Evaluator
 from trainform.config.model import Evaluated, Instance
-from trainform.config.sensitivity import seal_paths
 from trainform.config.values import UNKNOWN, is_unknown
 from trainform.engine import refactor
+from trainform.engine.recorded import resource_state
 from trainform.engine.settle import adopt_submitted, settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
@@ -168,15 +168,6 @@ def outputs_from_state(
     """The configuration's outputs (name -> (value, sensitive)) over what state records."""
     state = store.resources()
     return evaluator.run(lambda inst: _recorded(state, providers, inst)).outputs
-
-
-def sealed_attributes(inst: Instance) -> dict[str, Any]:
-    """Attributes as stored in state: sensitive values (whole attributes, or keys inside
-    maps) replaced by salted hashes."""
-    sensitive = set(inst.sensitive) | {
-        k for k, a in inst.resource.schema.attributes.items() if a.sensitive
-    }
-    return seal_paths(inst.attributes, sensitive)
 
 
 @dataclass
@@ -351,7 +342,7 @@ class Engine:
                             running[watcher] = (change, started, inst, "watch")
                             continue
                         outcome = self.providers.get(change.provider).detach(outcome)
-                        self.store.put_resource(self._state_of(inst, outcome, "ready"))
+                        self.store.put_resource(resource_state(inst, outcome, "ready"))
                         result.detached.append(change.address)
                     elif failure := self._postcondition_failure(change, inst):
                         self._fail(change, failure, result, pending, blocked, elapsed)
@@ -397,7 +388,7 @@ class Engine:
 
         computed, results, tail = outcome
         assert inst is not None
-        self.store.put_resource(self._state_of(inst, computed, "ready"))
+        self.store.put_resource(resource_state(inst, computed, "ready"))
         if change.kind == "run":
             record_run(self.store, change.address, workspace_of(inst.attributes), computed, results)
         if results is None:
@@ -447,7 +438,7 @@ class Engine:
         if failure:
             raise TrainformError(failure)
         if "create" in change.actions and change.address not in self._prior:
-            self.store.put_resource(self._state_of(inst, {}, "pending"))
+            self.store.put_resource(resource_state(inst, {}, "pending"))
         return inst
 
     def _resolve_submitted(self, change: Change) -> None:
@@ -562,7 +553,7 @@ class Engine:
         from trainform.runs.history import record_run, workspace_of
 
         assert inst is not None
-        self.store.put_resource(self._state_of(inst, intent, "pending"))
+        self.store.put_resource(resource_state(inst, intent, "pending"))
         record_run(self.store, change.address, workspace_of(inst.attributes), intent)
         self._intended[change.address] = intent
 
@@ -592,20 +583,6 @@ class Engine:
         except OSError as exc:
             raise ProviderError(f"{change.address}: {exc}", address=change.address) from None
 
-    def _state_of(self, inst: Instance, computed: dict[str, Any], status: str) -> ResourceState:
-        res = inst.resource
-        return ResourceState(
-            address=inst.address,
-            kind=res.kind,
-            name=res.name,
-            key=inst.key,
-            provider=res.provider,
-            attributes=sealed_attributes(inst),
-            computed=computed,
-            dependencies=inst.depends_on,
-            status=status,
-        )
-
     def _record_success(
         self, change: Change, inst: Instance | None, computed: dict[str, Any] | None
     ) -> None:
@@ -619,7 +596,7 @@ class Engine:
             return
         assert inst is not None
         self._intended.pop(change.address, None)
-        self.store.put_resource(self._state_of(inst, computed or {}, "ready"))
+        self.store.put_resource(resource_state(inst, computed or {}, "ready"))
         if change.kind == "run" and computed and computed.get("run_id"):
             from trainform.runs.history import record_run, workspace_of
 
@@ -636,10 +613,10 @@ class Engine:
             failed = {**intent, "status": "not_started", "message": f"not started: {message}"}
             record_run(self.store, change.address, workspace_of(inst.attributes), failed)
             if "create" not in change.actions:  # a resubmission: the last run stays recorded
-                self.store.put_resource(prior or self._state_of(inst, {}, "tainted"))
+                self.store.put_resource(prior or resource_state(inst, {}, "tainted"))
         if "create" in change.actions:
             self.store.put_resource(
-                self._state_of(inst, prior.computed if prior else {}, "tainted")
+                resource_state(inst, prior.computed if prior else {}, "tainted")
             )
 
     def _persist_outputs(self, result: ApplyResult) -> None:

@@ -17,12 +17,14 @@ from trainform.config.expr import Scope, evaluate
 from trainform.config.model import Evaluated, Import, Instance, Module
 from trainform.config.schema import did_you_mean
 from trainform.config.values import UNKNOWN, FunctionContext, is_unknown
+from trainform.engine.recorded import resource_state
 from trainform.errors import ConfigError, Diagnostic, TrainformError
 from trainform.planner.diff import Observations
 from trainform.planner.moves import Refactored, apply_moves, apply_removals, forget_change
 from trainform.planner.types import DELETE, Plan
 from trainform.providers.base import ResourceState
 from trainform.providers.registry import Providers
+from trainform.runs.history import run_computed
 from trainform.state.store import SQLiteStateStore
 
 if TYPE_CHECKING:
@@ -94,8 +96,6 @@ def read_import(
     """The state an import of ``ident`` into ``inst`` records: the configuration's
     attributes and what the provider (or, for a run, the run history) says exists. Raises
     TrainformError if ``ident`` names nothing, or something already managed."""
-    from trainform.engine.apply import sealed_attributes
-
     address = inst.address
     if address in prior:
         raise TrainformError(
@@ -126,17 +126,7 @@ def read_import(
             f"{address}: a {res.kind} cannot be imported (import supports ssh and "
             "docker-cluster computes, and runs)"
         )
-    return ResourceState(
-        address=address,
-        kind=res.kind,
-        name=res.name,
-        key=inst.key,
-        provider=res.provider,
-        attributes=sealed_attributes(inst),
-        computed=computed,
-        dependencies=inst.depends_on,
-        status="ready",
-    )
+    return resource_state(inst, computed, "ready")
 
 
 def _hosts_of(rs: ResourceState) -> list[str]:
@@ -164,15 +154,7 @@ def _adopted_run(
             f"{address}: import id {ident!r}: no run with that id in the run history"
             + (f"; {hint}" if hint else " (`trainform runs list` shows them)")
         )
-    return {
-        **run["record"],
-        "run_id": run["id"],
-        "status": run["status"],
-        "experiment": run["experiment"],
-        "fingerprint": run["fingerprint"],
-        "created": run["created"],
-        "finished": run["finished"],
-    }
+    return run_computed(run)
 
 
 def finish(

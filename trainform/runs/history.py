@@ -30,6 +30,20 @@ RECORD_KEYS = (
 )
 
 
+def run_computed(run: dict[str, Any]) -> dict[str, Any]:
+    """A history row as the computed attributes of the run resource it describes (the
+    inverse of :func:`record_run`)."""
+    return {
+        **run["record"],
+        "run_id": run["id"],
+        "status": run["status"],
+        "experiment": run["experiment"],
+        "fingerprint": run["fingerprint"],
+        "created": run["created"],
+        "finished": run["finished"],
+    }
+
+
 def record_run(
     store: SQLiteStateStore,
     address: str,
