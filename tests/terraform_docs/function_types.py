@@ -30,6 +30,8 @@ FILES: dict[str, str] = {
     "files/sub/c.txt": "c",
     "data.csv": "name,size\nx,1\ny,2\n",
     "t.tftpl": "%{ for n in names ~}\n${n}=${port}\n%{ endfor ~}\n",
+    # templatestring() takes a reference: the one variable the calls may use
+    "variables.tf": 'variable "template" {\n  default = "Hi $${name}%%{ if name == \\"w\\" }!%%{ endif }"\n}\n',
 }
 """Files the calls read, made in the folder the console (and the test's evaluation) runs in."""
 
@@ -246,6 +248,8 @@ CALLS: list[str | tuple[str, str]] = [
     'fileset("files", "none*")',
     'csvdecode(file("data.csv"))',
     'templatefile("t.tftpl", {names = ["a", "b"], port = 80})',
+    'templatestring(var.template, {name = "w"})',
+    'templatestring("x", {})',
     # networks
     'cidrhost("10.0.0.0/8", 2)',
     'cidrnetmask("10.0.0.0/8")',

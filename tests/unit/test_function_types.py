@@ -59,6 +59,10 @@ def folder() -> Iterator[Path]:
         yield root
 
 
+TEMPLATE = 'Hi ${name}%{ if name == "w" }!%{ endif }'
+"""The value of var.template, which the table's folder declares for templatestring()."""
+
+
 def _expr(text: str) -> Expr:
     return Expr(parse_expression_text(text), Pos("<table>", 1, 1))
 
@@ -71,7 +75,7 @@ def _console(expression: str, folder: Path) -> dict[str, str]:
     ctx = FunctionContext(folder, apply_time=True)
     try:
         hidden = is_sensitive_expression(_expr(expression), lambda ref: None)
-        value = evaluate(_expr(expression), Scope({}, ctx))
+        value = evaluate(_expr(expression), Scope({"var": {"template": TEMPLATE}}, ctx))
     except ConfigError as exc:
         return {"error": "; ".join(d.message for d in exc.diagnostics)}
     return {"text": render_value(value, sensitive=hidden)}

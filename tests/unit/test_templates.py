@@ -518,3 +518,55 @@ def test_templatefiles_share_the_budget_of_the_expression(tmp_path: Path) -> Non
         tmp_path, 'locals {\n  x = [for i in range(1000) : templatefile("t.tpl", {})]\n}\n'
     )
     assert "(the evaluation limit)" in diag.message
+
+
+# --------------------------------------------------------------------------- templatestring
+
+
+def test_templatestring_renders_a_template_made_elsewhere(tmp_path: Path) -> None:
+    """Terraform 1.11: templatestring(var.template, {name = "w"}) with the default
+    "Hi $${name}%%{ if name == \"w\" }!%%{ endif }" is "Hi w!"."""
+    values = locals_of(
+        tmp_path,
+        """
+        locals {
+          tpl    = "Hi $${name}%%{ if name == \\"w\\" }!%%{ endif }"
+          shown  = templatestring(local.tpl, { name = "w" })
+        }
+        """,
+    )
+    assert values["tpl"] == 'Hi ${name}%{ if name == "w" }!%{ endif }'
+    assert values["shown"] == "Hi w!"
+
+
+def test_escapes_inside_escaped_interpolations_and_directives_are_read(tmp_path: Path) -> None:
+    """Terraform 1.11: "$${a \"b\"}" is ${a "b"} and "%%{ if \"x\" }\t" is %{ if "x" }<tab>."""
+    assert local_value(tmp_path, '"$${a \\"b\\"}"') == '${a "b"}'
+    assert local_value(tmp_path, '"%%{ if \\"x\\" }\\t"') == '%{ if "x" }\t'
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ('templatestring("x${1}", {})', "must be a reference to a string"),
+        ("templatestring(upper(local.tpl), {})", "must be a reference to a string"),
+        (
+            "templatestring(local.tpl, {})",
+            "'name', which is not among the vars given to templatestring()",
+        ),
+        ("templatestring(local.nested, {})", "templatefile() cannot be called inside a template"),
+        ("templatestring(local.tpl, [1])", "vars must be a map"),
+    ],
+)
+def test_templatestring_refusals(tmp_path: Path, expr: str, message: str) -> None:
+    diag = diagnostic(
+        tmp_path,
+        f"""
+        locals {{
+          tpl    = "Hi $${{name}}"
+          nested = "$${{templatefile("x", {{}})}}"
+          bad    = {expr}
+        }}
+        """,
+    )
+    assert message in diag.message, diag.message

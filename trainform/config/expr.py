@@ -299,7 +299,7 @@ def string_template(node: Tree, pos: Pos) -> Template:
         if isinstance(inner, Tree):
             pieces.append(hcl_piece(inner, node_pos(part, pos.file, pos)))
         elif inner.type in ("ESCAPED_INTERPOLATION", "ESCAPED_DIRECTIVE"):
-            pieces.append(Piece("lit", pos, str(inner)[1:]))
+            pieces.append(Piece("lit", pos, _unescape(str(inner)[1:])))
         else:
             pieces.append(Piece("lit", pos, _unescape(str(inner))))
     return Template(build(pieces), "")
@@ -663,6 +663,8 @@ class _Evaluator:
         name = str(node.children[0].children[0])
         if name in ("try", "can"):
             return self.try_call(name, node)
+        if name == "templatestring":
+            self.check_template_reference(node)
         fn = FUNCTIONS.get(name)
         if fn is None:
             raise self.fail(
@@ -728,6 +730,22 @@ class _Evaluator:
             node,
             "add a last argument that cannot fail, such as a default value",
         )
+
+    def check_template_reference(self, node: Tree) -> None:
+        """templatestring()'s template must be a reference to a string made elsewhere (a
+        local, an attribute), as in Terraform: a literal would already have been rendered
+        as a template where it is written."""
+        args_node = next(
+            (c for c in node.children if isinstance(c, Tree) and c.data == "arguments"), None
+        )
+        args = _kids(args_node) if args_node is not None else []
+        if args and traversal(args[0]) is None:
+            raise self.fail(
+                "templatestring(): the template must be a reference to a string, such as "
+                "local.template, not an expression",
+                args[0],
+                "a quoted string is already a template where it is written",
+            )
 
     def check_declared(self, node: Any) -> None:
         """Raise for a reference to an undeclared name in ``node`` (a static error, which

@@ -1249,3 +1249,14 @@ def _templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
     from trainform.config.templates import templatefile
 
     return templatefile(ctx, path, variables)
+
+
+@_fn(
+    "templatestring",
+    "templatestring(ref, vars): The string that ref names (not a literal) rendered as a "
+    "template with vars only in scope.",
+)
+def _templatestring(ctx: FunctionContext, text: Any, variables: Any) -> Any:
+    from trainform.config.templates import templatestring
+
+    return templatestring(ctx, text, variables)

@@ -599,17 +599,9 @@ def template_roots(base_dir: Path) -> list[Path]:
     return roots
 
 
-def templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
-    """Render the template file at ``path`` (relative to the configuration directory, read
-    through ``ctx`` so that a saved plan notices a change) with ``variables`` only in scope.
-    Raises FunctionError for a bad argument or file, ConfigError (naming the template's
-    file and line) for a fault inside the template."""
-    from trainform.config.expr import Scope, evaluate_nested, references
-    from trainform.config.schema import did_you_mean, type_of
-    from trainform.config.source import Expr, template_from_text
+def _checked_vars(variables: Any) -> dict[str, Any]:
+    from trainform.config.schema import type_of
 
-    if not isinstance(path, str):
-        raise FunctionError(f"path must be a string, got {type_of(path)}")
     if not isinstance(variables, dict):
         raise FunctionError(f"vars must be a map, got {type_of(variables)}")
     for name in variables:
@@ -618,6 +610,19 @@ def templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
                 f"invalid template variable name {name!r}: it must start with a letter or '_' "
                 "and contain only letters, digits, '_' and '-'"
             )
+    return variables
+
+
+def templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
+    """Render the template file at ``path`` (relative to the configuration directory, read
+    through ``ctx`` so that a saved plan notices a change) with ``variables`` only in scope.
+    Raises FunctionError for a bad argument or file, ConfigError (naming the template's
+    file and line) for a fault inside the template."""
+    from trainform.config.schema import type_of
+
+    if not isinstance(path, str):
+        raise FunctionError(f"path must be a string, got {type_of(path)}")
+    variables = _checked_vars(variables)
     name = os.path.expanduser(path) if path.startswith("~") else path
     full = (ctx.base_dir / name).resolve()
     roots = template_roots(ctx.base_dir) + [d.resolve() for d in ctx.module_dirs]
@@ -634,25 +639,56 @@ def templatefile(ctx: FunctionContext, path: Any, variables: Any) -> Any:
     shown = str(full.relative_to(roots[0])) if full.is_relative_to(roots[0]) else str(full)
     if not full.is_relative_to(roots[0]):  # a module's folder beside the configuration
         shown = os.path.relpath(full, roots[0])
-    template: Template = template_from_text(text, Pos(shown, 1, 1), lines=True)
-    expr = Expr(template, Pos(shown, 1, 1))
+    return _render_text(ctx, text, Pos(shown, 1, 1), variables, "templatefile", lines=True)
+
+
+def templatestring(ctx: FunctionContext, text: Any, variables: Any) -> Any:
+    """Render ``text`` (a string some other expression made: the caller checks that the
+    argument is a reference, as Terraform does) as a template with ``variables`` only in
+    scope. Raises FunctionError or ConfigError like :func:`templatefile`."""
+    from trainform.config.schema import type_of
+
+    if not isinstance(text, str):
+        raise FunctionError(f"the template must be a string, got {type_of(text)}")
+    return _render_text(
+        ctx, text, Pos("<templatestring>", 1, 1), _checked_vars(variables), "templatestring"
+    )
+
+
+def _render_text(
+    ctx: FunctionContext,
+    text: str,
+    pos: Pos,
+    variables: dict[str, Any],
+    caller: str,
+    lines: bool = False,
+) -> Any:
+    """``text`` parsed as a template (positions from ``pos``) and rendered with only
+    ``variables`` and the functions in scope; no template function may be called inside."""
+    from trainform.config.expr import Scope, evaluate_nested, references
+    from trainform.config.schema import did_you_mean
+    from trainform.config.source import Expr, template_from_text
+
+    template: Template = template_from_text(text, pos, lines=lines)
+    expr = Expr(template, pos)
     for ref in references(expr):
         if ref.root not in variables:
             raise ConfigError(
                 Diagnostic(
                     f"the template refers to {ref.root!r}, which is not among the vars given "
-                    "to templatefile()",
+                    f"to {caller}()",
                     ref.pos,
                     did_you_mean(ref.root, list(variables))
-                    or "a template sees only the vars passed to templatefile(path, vars)",
+                    or f"a template sees only the vars passed to {caller}(..., vars)",
                 )
             )
     for tree, _ in parts_trees(template.parts):
         for call in tree.find_data("function_call"):
-            if str(call.children[0].children[0]) == "templatefile":
+            inner = str(call.children[0].children[0])
+            if inner in ("templatefile", "templatestring"):
                 raise ConfigError(
                     Diagnostic(
-                        "templatefile() cannot be called inside a template that templatefile() "
+                        f"{inner}() cannot be called inside a template that {caller}() "
                         "renders",
                         _tree_pos(call, expr.pos),
                     )
