@@ -40,6 +40,7 @@ from trainform.planner.types import (
     Drift,
     OutputChange,
     Plan,
+    leaving_change,
 )
 from trainform.providers.base import (
     TERMINAL,
@@ -520,19 +521,13 @@ class Planner:
                 verb, reason = "forget", f"{why}history kept"
             else:
                 reason = f"{why}it is {status}; history kept"
-        return Change(
-            address=prior.address,
-            kind=prior.kind,
-            name=prior.name,
-            key=prior.key,
-            provider=prior.provider,
-            actions=DELETE,
-            verb=verb,
+        return leaving_change(
+            prior,
+            DELETE,
+            verb,
+            reason,
             before=self._before(prior),
-            after=None,
             before_sensitive=sealed_paths(prior.attributes),
-            reason=reason,
-            depends_on=prior.dependencies,
         )
 
     # -- the whole plan

@@ -31,7 +31,7 @@ from trainform.config.address import (
 from trainform.config.model import Instance, Moved, Removed
 from trainform.config.refactor import move_cycle
 from trainform.errors import ConfigError, Diagnostic
-from trainform.planner.types import FORGET, Change
+from trainform.planner.types import FORGET, Change, leaving_change
 from trainform.providers.base import Provider, ResourceState, with_sensitive_paths
 
 Target = Address | ModulePath
@@ -236,18 +236,8 @@ def _forget(from_: str, refactored: Refactored) -> None:
 
 def forget_change(rs: ResourceState) -> Change:
     """How a plan shows a resource a removed block stops managing."""
-    return Change(
-        address=rs.address,
-        kind=rs.kind,
-        name=rs.name,
-        key=rs.key,
-        provider=rs.provider,
-        actions=FORGET,
-        verb="forget",
-        before=None,
-        after=None,
-        reason="destroy = false is set in the configuration",
-        depends_on=rs.dependencies,
+    return leaving_change(
+        rs, FORGET, "forget", reason="destroy = false is set in the configuration"
     )
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainform.providers.base import ResourceState
 
 CREATE = ("create",)
 UPDATE = ("update",)
@@ -49,6 +52,32 @@ class Change:
     @property
     def is_replace(self) -> bool:
         return len(self.actions) == 2
+
+
+def leaving_change(
+    rs: ResourceState,
+    actions: tuple[str, ...],
+    verb: str,
+    reason: str,
+    before: dict[str, Any] | None = None,
+    before_sensitive: tuple[str, ...] = (),
+) -> Change:
+    """A change that takes the recorded resource ``rs`` out of state: a delete, or a
+    forget (out of state, left as it is)."""
+    return Change(
+        address=rs.address,
+        kind=rs.kind,
+        name=rs.name,
+        key=rs.key,
+        provider=rs.provider,
+        actions=actions,
+        verb=verb,
+        before=before,
+        after=None,
+        before_sensitive=before_sensitive,
+        reason=reason,
+        depends_on=rs.dependencies,
+    )
 
 
 @dataclass(frozen=True)
