@@ -174,6 +174,16 @@ def _num_result(value: _Number, inputs: Iterable[_Number]) -> _Number:
     return float(value)
 
 
+def _too_long(length: int) -> None:
+    """Raises LimitError if a result of ``length`` characters would pass the string length
+    limit (checked before the result is built)."""
+    if length > MAX_STRING_LENGTH:
+        raise LimitError(
+            f"the result would be longer than {MAX_STRING_LENGTH} characters "
+            "(the string length limit)"
+        )
+
+
 def _want_str(value: Any, what: str) -> str:
     if isinstance(value, str):
         return value
@@ -468,11 +478,7 @@ def _format(ctx: FunctionContext, spec: Any, *args: Any) -> str:
         width = _format_size(match["width"] or "0", match[0])
         out.append(_format_value(verb, match["flags"], width, prec, args[pos], what))
         length += len(out[-2]) + len(out[-1])
-        if length > MAX_STRING_LENGTH:
-            raise LimitError(
-                f"the result would be longer than {MAX_STRING_LENGTH} characters "
-                "(the string length limit)"
-            )
+        _too_long(length)
         used.add(pos)
         pos += 1
     out.append(template[start:])
@@ -502,11 +508,7 @@ def _join(ctx: FunctionContext, sep: Any, first: Any, *rest: Any) -> str:
     for number, items in enumerate((first, *rest), start=1):
         for index, item in enumerate(_want_list(items, f"list {number}")):
             parts.append(_want_str(item, f"element {index} of list {number}"))
-    if sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0) > MAX_STRING_LENGTH:
-        raise LimitError(
-            f"the result would be longer than {MAX_STRING_LENGTH} characters "
-            "(the string length limit)"
-        )
+    _too_long(sum(map(len, parts)) + len(separator) * max(len(parts) - 1, 0))
     return separator.join(parts)
 
 
@@ -621,14 +623,6 @@ def _all_matches(pattern: Any, string: str) -> Iterable[Any]:
                 )
             yield match
         previous_end = end
-
-
-def _too_long(length: int) -> None:
-    if length > MAX_STRING_LENGTH:
-        raise LimitError(
-            f"the result would be longer than {MAX_STRING_LENGTH} characters "
-            "(the string length limit)"
-        )
 
 
 @_fn(

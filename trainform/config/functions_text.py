@@ -22,13 +22,13 @@ from trainform.config.functions import (
     _fn,
     _format,
     _quote,
+    _too_long,
     _want_int,
     _want_str,
 )
 from trainform.config.types import typed
 from trainform.config.values import (
     MAX_COLLECTION_SIZE,
-    MAX_STRING_LENGTH,
     UNKNOWN,
     FunctionContext,
     FunctionError,
@@ -36,15 +36,6 @@ from trainform.config.values import (
     TfList,
     TfSet,
 )
-
-
-def _too_long(length: int) -> None:
-    if length > MAX_STRING_LENGTH:
-        raise LimitError(
-            f"the result would be longer than {MAX_STRING_LENGTH} characters "
-            "(the string length limit)"
-        )
-
 
 # --- strings ----------------------------------------------------------------------------------
 
