@@ -6,13 +6,12 @@ kept); :class:`Instance` is one resource instance after evaluation.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from trainform.config.address import ModulePath, module_text, prefixed
+from trainform.config.address import ModulePath, key_text, module_text, prefixed
 from trainform.config.schema import BlockSchema
 from trainform.config.source import Expr, RawBlock
 from trainform.errors import Pos
@@ -222,15 +221,6 @@ class Check:
     module: tuple[str, ...] = ()
 
 
-def instance_address(base: str, key: int | str | None) -> str:
-    """``compute.gpu``, ``compute.gpu[0]`` or ``compute.gpu["a"]``."""
-    if key is None:
-        return base
-    if isinstance(key, int):
-        return f"{base}[{key}]"
-    return f"{base}[{json.dumps(key)}]"
-
-
 @dataclass(frozen=True)
 class Instance:
     """One evaluated resource instance: what the configuration wants it to be."""
@@ -246,7 +236,7 @@ class Instance:
     @cached_property
     def address(self) -> str:
         res = self.resource
-        return prefixed(self.module, instance_address(f"{res.kind}.{res.name}", self.key))
+        return prefixed(self.module, f"{res.kind}.{res.name}{key_text(self.key)}")
 
 
 @dataclass
