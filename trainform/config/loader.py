@@ -231,6 +231,36 @@ def _prune(folder: Path, keep: int = 64) -> None:
         old.unlink(missing_ok=True)
 
 
+def local_module_dir(
+    path: tuple[str, ...], source: str, relative: Path, caller_dir: Path, pos: Pos
+) -> Path:
+    """The folder of the local module source ``source`` (``relative`` as parsed) called at
+    ``path``, resolved against its caller's folder. Raises ConfigError if it does not exist."""
+    directory = (caller_dir / relative).resolve()
+    if not directory.is_dir():
+        raise ConfigError(
+            Diagnostic(
+                f"module {path[-1]!r}: source folder {source!r} does not exist "
+                f"({_display(directory)})",
+                pos,
+            )
+        )
+    return directory
+
+
+def require_config_files(path: tuple[str, ...], directory: Path, pos: Pos) -> None:
+    """Raises ConfigError if the folder of the module called at ``path`` holds no
+    configuration files."""
+    if not config_files(directory):
+        raise ConfigError(
+            Diagnostic(
+                f"module {path[-1]!r}: no configuration files (*.train.hcl, *.train.yaml) in "
+                f"{_display(directory)}",
+                pos,
+            )
+        )
+
+
 def _display(path: Path) -> str:
     """How a diagnostic names a file: relative to the working folder, also for a module
     beside it (``../modules/box/main.train.hcl``, as Terraform shows it); absolute when
@@ -493,14 +523,7 @@ class _ModuleLoader:
                         "a module cannot call itself, directly or through another module",
                     )
                 )
-        if not config_files(directory):
-            raise ConfigError(
-                Diagnostic(
-                    f"module {name!r}: no configuration files (*.train.hcl, *.train.yaml) in "
-                    f"{_display(directory)}",
-                    source_expr.pos,
-                )
-            )
+        require_config_files(path, directory, source_expr.pos)
         here = f"in {address} ({blk.pos})"
         start = len(self.c.errors)
         try:
@@ -562,16 +585,7 @@ class _ModuleLoader:
                 return installed_dir(self.root, path, source)
         except SourceError as exc:
             raise ConfigError(Diagnostic(str(exc), pos)) from None
-        directory = (parent_dir / parsed).resolve()
-        if not directory.is_dir():
-            raise ConfigError(
-                Diagnostic(
-                    f"module {path[-1]!r}: source folder {source!r} does not exist "
-                    f"({_display(directory)})",
-                    pos,
-                )
-            )
-        return directory
+        return local_module_dir(path, source, parsed, parent_dir, pos)
 
 
 def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str, ...] = ()) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainform.config.loader import _display, _literal, read_blocks
+from trainform.config.loader import _literal, local_module_dir, read_blocks, require_config_files
 from trainform.config.modsource import (
     MODULES_DIR,
     GitSource,
@@ -23,7 +23,7 @@ from trainform.config.modsource import (
     shown_dir,
     write_manifest,
 )
-from trainform.config.source import RawBlock, config_files
+from trainform.config.source import RawBlock
 from trainform.errors import ConfigError, Diagnostic
 
 
@@ -86,24 +86,9 @@ def install_modules(root: Path, upgrade: bool = False) -> Installed:
                 state = "installed" if fresh else "already installed"
                 lines.append(f"- {name}: {source} ({state}, commit {commit[:12]})")
             else:
-                directory = (folder / parsed).resolve()
-                if not directory.is_dir():
-                    raise ConfigError(
-                        Diagnostic(
-                            f"module {path[-1]!r}: source folder {source!r} does not exist "
-                            f"({_display(directory)})",
-                            expr.pos,
-                        )
-                    )
+                directory = local_module_dir(path, source, parsed, folder, expr.pos)
                 lines.append(f"- {name}: {source} (local folder, used in place)")
-            if not config_files(directory):
-                raise ConfigError(
-                    Diagnostic(
-                        f"module {path[-1]!r}: no configuration files (*.train.hcl, "
-                        f"*.train.yaml) in {_display(directory)}",
-                        expr.pos,
-                    )
-                )
+            require_config_files(path, directory, expr.pos)
             entry["dir"] = shown_dir(root, directory)
             entries.append(entry)
             if directory not in chain and len(path) < 16:  # a cycle is reported on load
