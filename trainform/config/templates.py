@@ -688,8 +688,7 @@ def _render_text(
             if inner in ("templatefile", "templatestring"):
                 raise ConfigError(
                     Diagnostic(
-                        f"{inner}() cannot be called inside a template that {caller}() "
-                        "renders",
+                        f"{inner}() cannot be called inside a template that {caller}() renders",
                         _tree_pos(call, expr.pos),
                     )
                 )
