@@ -280,6 +280,12 @@ class Evaluator:
             paths = ref_paths_in(prefix)
             return lambda ref: paths(ref) is not None
 
+        # Sensitivity is judged from a node's expressions, the same for every instance of its
+        # module (a node's own instances cannot change it), so it is judged once per node: a
+        # module called with for_each over N keys would otherwise walk its trees N times.
+        judged: dict[str, bool] = {}  # local, output, module argument -> sensitive
+        resource_paths: dict[str, frozenset[str]] = {}  # resource -> its sensitive paths
+
         errors: list[Diagnostic] = []
         for node in self.order:
             if wanted is not None and node not in wanted:
@@ -303,20 +309,27 @@ class Evaluator:
                         )
                     elif kind == "var":
                         if path:
-                            self._argument(node, path, extra, scopes, sensitivity)
+                            self._argument(node, path, extra, scopes, sensitivity, judged)
                     elif kind == "local":
                         loc = self._locals_of(call_addr)[name]
                         values["local"][name] = evaluate(
                             loc.value, Scope(values, self.functions), secret
                         )
-                        if is_sensitive_expression(loc.value, ref_paths_in(prefix)):
+                        hides = judged.get(node)
+                        if hides is None:
+                            hides = is_sensitive_expression(loc.value, ref_paths_in(prefix))
+                            judged[node] = hides
+                        if hides:
                             sensitive_nodes.add(node)
                     elif kind == "output":
                         out = self._outputs_of(call_addr)[name]
                         if path:  # what it is if it fails (no error cascade in the caller)
                             module_objects[path][name] = UNKNOWN
                         value = evaluate(out.value, Scope(values, self.functions), secret)
-                        hides = is_sensitive_expression(out.value, ref_paths_in(prefix))
+                        hides = judged.get(node)
+                        if hides is None:
+                            hides = is_sensitive_expression(out.value, ref_paths_in(prefix))
+                            judged[node] = hides
                         if hides and not out.sensitive:
                             raise ConfigError(
                                 Diagnostic(
@@ -332,7 +345,13 @@ class Evaluator:
                     elif node in self.module.resources:
                         res = self.module.resources[node]
                         instances = self._instances(
-                            res, values, secret, ref_paths_in(prefix), resolver, path
+                            res,
+                            values,
+                            secret,
+                            ref_paths_in(prefix),
+                            resolver,
+                            path,
+                            resource_paths,
                         )
                         sens = set(res.schema.user_attributes()) & {
                             k for k, a in res.schema.attributes.items() if a.sensitive
@@ -415,9 +434,11 @@ class Evaluator:
         extra: dict[str, Any],
         scopes: dict[ModulePath, dict[str, Any]],
         sensitivity: Sensitivity,
+        judged: dict[str, bool],
     ) -> None:
         """A module instance's input variable: its argument, evaluated in the caller's
-        scope (with count.index/each.*), converted and validated by the declaration."""
+        scope (with count.index/each.*), converted and validated by the declaration.
+        ``judged`` keeps whether the argument is sensitive, the same for every instance."""
         call_addr, _prefix, _kind, name = self._node_parts(node)
         call = self.module.calls[call_addr]
         var = call.variables[name]
@@ -430,7 +451,10 @@ class Evaluator:
             secret = lambda ref: paths(ref) is not None  # noqa: E731
             value = evaluate(expr, Scope({**caller, **extra}, self.functions), secret)
             where = str(expr.pos)
-            if is_sensitive_expression(expr, paths):
+            hides = judged.get(node)
+            if hides is None:
+                hides = judged[node] = is_sensitive_expression(expr, paths)
+            if hides:
                 sensitivity.nodes.add(node)
         elif var.default is not None:
             value = evaluate(var.default, Scope({}, self.functions))
@@ -533,30 +557,20 @@ class Evaluator:
         ref_paths: SensitiveRef,
         resolver: Resolver,
         module_path: ModulePath = (),
+        resource_paths: dict[str, frozenset[str]] | None = None,
     ) -> list[Instance]:
-        def is_sensitive(refs: list[Ref]) -> bool:
-            return any(secret(r) for r in refs)
-
+        """The instances of ``res`` in one instance of its module. ``resource_paths`` keeps
+        each resource's sensitive paths, the same for every instance of its module."""
         scope = Scope(values, self.functions)
         keyed = self._keys(res, scope, secret)
         if res.kind == "sweep":
             keyed = [(k, {**extra, "param": ParamMarkers()}) for k, extra in keyed]
 
-        paths: set[str] = set()
-        for k, e in res.attributes.items():
-            paths |= expression_paths(k, e, ref_paths)
-        sens_attrs = frozenset(paths) | frozenset(
-            k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes
-        )
-        for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute
-            stack: list[RawBlock] = [blk]
-            refs: list[Ref] = []
-            while stack:
-                b = stack.pop()
-                refs.extend(r for a in b.attrs.values() for r in references(a.expr))
-                stack.extend(b.blocks)
-            if is_sensitive(refs):
-                sens_attrs |= {blk.type}
+        sens_attrs = None if resource_paths is None else resource_paths.get(res.address)
+        if sens_attrs is None:
+            sens_attrs = self._sensitive_paths(res, secret, ref_paths)
+            if resource_paths is not None:
+                resource_paths[res.address] = sens_attrs
         depends = tuple(
             instance_block(self.module, d, module_path) for d in self._resource_closure[res.address]
         )
@@ -573,6 +587,27 @@ class Evaluator:
             instances.append(inst)
         self._publish(res, instances, values, resolver)
         return instances
+
+    def _sensitive_paths(
+        self, res: Resource, secret: Callable[[Ref], bool], ref_paths: SensitiveRef
+    ) -> frozenset[str]:
+        """The attribute paths of ``res`` that hold sensitive values (see sensitivity.py)."""
+        paths: set[str] = set()
+        for k, e in res.attributes.items():
+            paths |= expression_paths(k, e, ref_paths)
+        sens_attrs = frozenset(paths) | frozenset(
+            k for k, a in res.schema.attributes.items() if a.sensitive and k in res.attributes
+        )
+        for blk in res.blocks:  # a nested block (docker { ... }) is stored as one attribute
+            stack: list[RawBlock] = [blk]
+            refs: list[Ref] = []
+            while stack:
+                b = stack.pop()
+                refs.extend(r for a in b.attrs.values() for r in references(a.expr))
+                stack.extend(b.blocks)
+            if any(secret(r) for r in refs):
+                sens_attrs |= {blk.type}
+        return sens_attrs
 
     def _attributes(
         self,

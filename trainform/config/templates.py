@@ -16,6 +16,7 @@ configuration with the given variables only.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -665,31 +666,57 @@ def _render_text(
 ) -> Any:
     """``text`` parsed as a template (positions from ``pos``) and rendered with only
     ``variables`` and the functions in scope; no template function may be called inside."""
-    from trainform.config.expr import Scope, evaluate_nested, references
+    from trainform.config.expr import Scope, evaluate_nested
     from trainform.config.schema import did_you_mean
-    from trainform.config.source import Expr, template_from_text
+    from trainform.config.source import Expr
 
-    template: Template = template_from_text(text, pos, lines=lines)
-    expr = Expr(template, pos)
-    for ref in references(expr):
-        if ref.root not in variables:
+    parse = _parsed_template if len(text) <= _CACHED_TEMPLATE_CHARS else _parse_template
+    template, refs, nested = parse(text, pos, lines)
+    for root, ref_pos in refs:
+        if root not in variables:
             raise ConfigError(
                 Diagnostic(
-                    f"the template refers to {ref.root!r}, which is not among the vars given "
+                    f"the template refers to {root!r}, which is not among the vars given "
                     f"to {caller}()",
-                    ref.pos,
-                    did_you_mean(ref.root, list(variables))
+                    ref_pos,
+                    did_you_mean(root, list(variables))
                     or f"a template sees only the vars passed to {caller}(..., vars)",
                 )
             )
+    if nested is not None:
+        inner, call_pos = nested
+        raise ConfigError(
+            Diagnostic(
+                f"{inner}() cannot be called inside a template that {caller}() renders",
+                call_pos,
+            )
+        )
+    return evaluate_nested(Expr(template, pos), Scope(dict(variables), ctx))
+
+
+_CACHED_TEMPLATE_CHARS = 64 * 1024
+"""Templates up to this size are kept parsed (:func:`_parsed_template`): a module's
+``templatefile`` is rendered once per instance of the module, from the same text."""
+
+
+def _parse_template(
+    text: str, pos: Pos, lines: bool
+) -> tuple[Template, tuple[tuple[str, Pos], ...], tuple[str, Pos] | None]:
+    """``text`` parsed as a template; the roots and positions of the references it makes;
+    and the first call of ``templatefile``/``templatestring`` inside it (which rendering
+    refuses), if any. Raises ConfigError for a malformed template. Never changes what it
+    returns, and the parse trees are never changed in place, so the result can be shared."""
+    from trainform.config.expr import references
+    from trainform.config.source import Expr, template_from_text
+
+    template: Template = template_from_text(text, pos, lines=lines)
+    refs = tuple((ref.root, ref.pos) for ref in references(Expr(template, pos)))
     for tree, _ in parts_trees(template.parts):
         for call in tree.find_data("function_call"):
             inner = str(call.children[0].children[0])
             if inner in ("templatefile", "templatestring"):
-                raise ConfigError(
-                    Diagnostic(
-                        f"{inner}() cannot be called inside a template that {caller}() renders",
-                        _tree_pos(call, expr.pos),
-                    )
-                )
-    return evaluate_nested(expr, Scope(dict(variables), ctx))
+                return template, refs, (inner, _tree_pos(call, pos))
+    return template, refs, None
+
+
+_parsed_template = functools.lru_cache(maxsize=64)(_parse_template)
