@@ -8,12 +8,11 @@ from typing import Any
 
 import click
 
-from trainform.cli.main import _errors, _print, _store, cli
-from trainform.cli.runs import _providers
+from trainform.cli.context import error_boundary, open_providers, open_store, print_lines
 from trainform.errors import TrainformError
 
 
-@cli.group()
+@click.group()
 def compute() -> None:
     """Inspect compute targets; scale clusters down."""
 
@@ -22,7 +21,7 @@ def _describe(ctx: click.Context, name: str) -> tuple[str, dict[str, Any]]:
     from trainform.config.schema import did_you_mean
 
     address = name if name.startswith("compute.") else f"compute.{name}"
-    store = _store(ctx)
+    store = open_store(ctx)
     resources = store.resources()
     resource = resources.get(address)
     if resource is None:
@@ -33,7 +32,7 @@ def _describe(ctx: click.Context, name: str) -> tuple[str, dict[str, Any]]:
             + (f"; {hint}" if hint else "")
             + ("" if known else " (nothing has been applied)")
         )
-    return address, _providers(ctx, store).get(resource.provider).describe(resource)
+    return address, open_providers(ctx, store).get(resource.provider).describe(resource)
 
 
 def _node_lines(info: dict[str, Any]) -> list[str]:
@@ -57,7 +56,7 @@ def _node_lines(info: dict[str, Any]) -> list[str]:
 @click.pass_context
 def compute_show(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a compute target: facts, or a cluster's nodes and queue."""
-    with _errors(ctx):
+    with error_boundary(ctx):
         address, info = _describe(ctx, name)
     if as_json:
         click.echo(json.dumps({"address": address, **info}, indent=2, default=str))
@@ -68,7 +67,7 @@ def compute_show(ctx: click.Context, name: str, as_json: bool) -> None:
         lines += _node_lines(info)
     else:
         lines += [f"  {k} = {json.dumps(v, default=str)}" for k, v in sorted(info.items())]
-    _print(ctx, lines)
+    print_lines(ctx, lines)
 
 
 @compute.command("reconcile")
@@ -76,8 +75,8 @@ def compute_show(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def compute_reconcile(ctx: click.Context, name: str) -> None:
     """Release nodes of finished runs, start queued runs, remove nodes idle too long."""
-    with _errors(ctx):
+    with error_boundary(ctx):
         address, info = _describe(ctx, name)
     actions = info.get("actions") or ["nothing to do"]
     lines = [f"{address}: {a}" for a in actions]
-    _print(ctx, lines + (_node_lines(info) if "nodes" in info else []))
+    print_lines(ctx, lines + (_node_lines(info) if "nodes" in info else []))

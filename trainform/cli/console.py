@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from trainform.cli.main import _config_dir, _errors, _print, _store, cli, var_options
+from trainform.cli.context import config_dir, error_boundary, open_store, print_lines
+from trainform.cli.options import var_options
 
 if TYPE_CHECKING:
     from trainform.config.expr import Ref
@@ -252,8 +253,8 @@ def _error_lines(d: Diagnostic, text: str) -> list[str]:
 def _show_error(ctx: click.Context, exc: Any, text: str) -> None:
     for i, d in enumerate(exc.diagnostics):
         if i:
-            _print(ctx, "", stderr=True)
-        _print(ctx, _error_lines(d, text), stderr=True)
+            print_lines(ctx, "", stderr=True)
+        print_lines(ctx, _error_lines(d, text), stderr=True)
 
 
 def _handle(ctx: click.Context, scope: ConsoleScope, text: str) -> bool | None:
@@ -321,7 +322,7 @@ def _piped(ctx: click.Context, scope: ConsoleScope) -> None:
             raise SystemExit(1)
 
 
-@cli.command()
+@click.command()
 @var_options
 @click.pass_context
 def console(ctx: click.Context, **_: Any) -> None:
@@ -333,17 +334,17 @@ def console(ctx: click.Context, **_: Any) -> None:
     from trainform.cli.render import diagnostic_lines
     from trainform.config.variables import VariableInputs
 
-    with _errors(ctx):
+    with error_boundary(ctx):
         inputs = VariableInputs(cli=ctx.find_root().obj.get("var_order", []))
-        store = _store(ctx, optional=True)
+        store = open_store(ctx, optional=True)
         try:
             prior = store.resources() if store is not None else {}
         finally:
             if store is not None:
                 store.close()
-        scope = ConsoleScope.load(_config_dir(ctx), inputs, prior)
+        scope = ConsoleScope.load(config_dir(ctx), inputs, prior)
         for warning in scope.warnings:
-            _print(ctx, diagnostic_lines(warning), stderr=True)
+            print_lines(ctx, diagnostic_lines(warning), stderr=True)
         if sys.stdin.isatty():
             history = scope.module.directory / ".trainform" / HISTORY_FILE
             _interactive(ctx, scope, history)

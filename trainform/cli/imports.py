@@ -8,18 +8,11 @@ from typing import Any
 
 import click
 
-from trainform.cli.main import (
-    _errors,
-    _locked,
-    _open_session,
-    _print,
-    cli,
-    lock_option,
-    var_options,
-)
+from trainform.cli.context import error_boundary, open_session, print_lines, state_lock
+from trainform.cli.options import lock_option, var_options
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("address", metavar="ADDR")
 @click.argument("ident", metavar="ID")
 @lock_option
@@ -42,13 +35,13 @@ def import_command(
 
     from trainform.engine.refactor import import_now
 
-    with _errors(ctx):
-        session = _open_session(ctx, use_input)
-        with _locked(session, "import", lock, lock_timeout):
-            _print(ctx, f"{escape(address)}: Importing from ID {escape(repr(ident))}...")
+    with error_boundary(ctx):
+        session = open_session(ctx, use_input)
+        with state_lock(session, "import", lock, lock_timeout):
+            print_lines(ctx, f"{escape(address)}: Importing from ID {escape(repr(ident))}...")
             rs = import_now(session, address, ident)
-            _print(ctx, f"{escape(rs.address)}: Import prepared!")
-        _print(
+            print_lines(ctx, f"{escape(rs.address)}: Import prepared!")
+        print_lines(
             ctx,
             [
                 "",

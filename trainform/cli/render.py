@@ -336,3 +336,28 @@ def _source_line(file: str, line: int) -> str | None:
     except OSError:
         return None
     return None
+
+
+def outputs_lines(outputs: dict[str, dict[str, Any]]) -> list[str]:
+    """``name = value`` lines for outputs, aligned; a sensitive one shows as
+    (sensitive value)."""
+    width = max((len(n) for n in outputs), default=0)
+    return [
+        f"{escape(name.ljust(width))} = {escape(SENSITIVE if o['sensitive'] else value_text(o['value']))}"
+        for name, o in sorted(outputs.items())
+    ]
+
+
+def attr_lines(attrs: dict[str, Any], indent: str = "    ") -> list[str]:
+    """``key = value`` lines for a resource's attributes, aligned, nested maps indented."""
+    lines = []
+    width = max((len(k) for k in attrs), default=0)
+    for key in sorted(attrs):
+        value = attrs[key]
+        if isinstance(value, dict) and value and value.keys() != {"__sensitive__"}:
+            lines.append(f"{indent}{escape(key.ljust(width))} = {{")
+            lines.extend(attr_lines(value, indent + "    "))
+            lines.append(f"{indent}}}")
+        else:
+            lines.append(f"{indent}{escape(key.ljust(width))} = {escape(value_text(value))}")
+    return lines

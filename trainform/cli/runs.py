@@ -4,7 +4,6 @@ part of the managed state), so these commands work while an apply is waiting on 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import sys
@@ -15,30 +14,17 @@ from typing import Any
 
 import click
 
-from trainform.cli.main import _config_dir, _errors, _open_session, _print, _store, cli
+from trainform.cli.context import (
+    config_dir,
+    error_boundary,
+    make_console,
+    open_providers,
+    open_store,
+    print_lines,
+)
 from trainform.errors import TrainformError
 
 ACTIVE = ("queued", "preparing", "running")
-
-
-def _providers(ctx: click.Context, store: Any) -> Any:
-    """Providers for commands that reach run targets. Targets reached with a password or a
-    passphrase need the configuration's values (state holds only salted hashes), so then the
-    configuration is evaluated as for `plan` (variables from -var flags, files, TF_VAR_*,
-    or a prompt on a terminal)."""
-    from trainform.engine.session import DATA_DIR
-    from trainform.providers.base import ProviderContext
-    from trainform.providers.registry import Providers
-    from trainform.state import secrets
-
-    directory = _config_dir(ctx).resolve()
-    resources = store.resources()
-    if any(secrets.is_sealed(v) for r in resources.values() for v in r.attributes.values()):
-        with contextlib.suppress(TrainformError):  # then the target reports what it lacks
-            session = _open_session(ctx)
-            session.remember_secrets(resources)
-            return session.providers
-    return Providers(ProviderContext(directory, directory / DATA_DIR))
 
 
 def _find_run(store: Any, ref: str) -> dict[str, Any]:
@@ -76,7 +62,7 @@ def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, A
 
     if run["status"] in TERMINAL and run["record"].get("outputs_path"):
         return run
-    provider = _providers(ctx, store).get("run")
+    provider = open_providers(ctx, store).get("run")
     computed = run_computed(run)
     computed.update(provider.status_of(computed))
     results = provider.collect(computed) if computed.get("status") in TERMINAL else None
@@ -103,7 +89,7 @@ def _duration(run: dict[str, Any]) -> str:
     return format_duration((t1 - t0).total_seconds())
 
 
-@cli.group()
+@click.group()
 def runs() -> None:
     """Run history: list, show, logs, metrics, cancel, wait, outputs."""
 
@@ -124,8 +110,8 @@ def runs_list(
     """List runs, newest first."""
     from rich.table import Table
 
-    with _errors(ctx):
-        store = _store(ctx, optional=True)
+    with error_boundary(ctx):
+        store = open_store(ctx, optional=True)
         for r in _runs_at(store, address) if store else []:
             if r["status"] in ACTIVE:
                 _refresh(ctx, store, r)
@@ -139,7 +125,7 @@ def runs_list(
             click.echo(json.dumps([{k: r[k] for k in r if k != "record"} for r in rows], indent=2))
             return
         if not rows:
-            _print(ctx, "No runs.")
+            print_lines(ctx, "No runs.")
             return
         table = Table(box=None, header_style="bold")
         for col in ("RUN", "ADDRESS", "EXPERIMENT", "STATUS", "CREATED", "DURATION"):
@@ -149,16 +135,15 @@ def runs_list(
                 r["id"],
                 r["address"],
                 r["experiment"] or "",
-                _status_text(r["status"]),
+                status_text(r["status"]),
                 r["created"] or "",
                 _duration(r),
             )
-        from trainform.cli.main import _console
 
-        _console(ctx).print(table)
+        make_console(ctx).print(table)
 
 
-def _status_text(status: str) -> str:
+def status_text(status: str) -> str:
     colour = {
         "completed": "green",
         "failed": "red",
@@ -177,8 +162,8 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
     """Status, exit code, timings, fingerprint, snapshot, git, params, metrics, outputs."""
     from rich.markup import escape
 
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         r = _refresh(ctx, store, _find_run(store, run))
         rec = r["record"]
         if as_json:
@@ -189,7 +174,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         git = rec.get("git") or {}
         lines = [
             f"[bold]{escape(r['id'])}[/bold]  ({escape(r['address'])})",
-            f"  status       {_status_text(r['status'])}"
+            f"  status       {status_text(r['status'])}"
             + (
                 f"  [dim]{escape(str(rec.get('message')))}[/dim]"
                 if rec.get("message") and r["status"] != "completed"
@@ -225,7 +210,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
                     f" ({m['count']})"
                 )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
-        _print(ctx, lines)
+        print_lines(ctx, lines)
 
 
 @runs.command("logs")
@@ -259,14 +244,14 @@ def runs_logs(
     The whole log is printed, whatever its size, in pieces of 1 MiB."""
     from trainform.runs.watch import NodeLog, collected_log
 
-    with _errors(ctx):
+    with error_boundary(ctx):
         if node is not None and all_nodes:
             raise TrainformError("give --node N or --all-nodes, not both")
         if raw and all_nodes:
             raise TrainformError(
                 "--raw shows one node's bytes unchanged: give --node N instead of --all-nodes"
             )
-        store = _store(ctx)
+        store = open_store(ctx)
         r = _find_run(store, run)
         count = len(_node_names(ctx, r))
         if node is not None and not 0 <= node < count:
@@ -287,16 +272,16 @@ def runs_logs(
             for rank in ranks:
                 log = log_of(rank)
                 if not log.feed_file(collected_log(collected, rank), show):
-                    _print(ctx, f"(no log was collected from rank {rank})", stderr=True)
+                    print_lines(ctx, f"(no log was collected from rank {rank})", stderr=True)
                 log.flush(show)
             return
         if not r["record"].get("handle"):  # recorded before launch (an apply was killed)
-            _print(ctx, f"{r['id']} has no log: it was never launched ({r['status']})", True)
+            print_lines(ctx, f"{r['id']} has no log: it was never launched ({r['status']})", True)
             return
         if follow:
             _follow(ctx, store, r, show, ranks, raw=write if raw else None)
             return
-        compute = _providers(ctx, store).get(str(r["record"].get("compute_provider")))
+        compute = open_providers(ctx, store).get(str(r["record"].get("compute_provider")))
         handle = r["record"]["handle"]
         for rank in ranks:
             log = log_of(rank)
@@ -321,7 +306,7 @@ def _node_names(ctx: click.Context, run: dict[str, Any]) -> list[str]:
     rec = run["record"]
     if not rec.get("handle") or not rec.get("compute_provider"):
         return [""]
-    directory = _config_dir(ctx).resolve()
+    directory = config_dir(ctx).resolve()
     providers = Providers(ProviderContext(directory, directory / DATA_DIR))
     return list(providers.get(str(rec["compute_provider"])).nodes(rec["handle"])) or [""]
 
@@ -333,10 +318,9 @@ def _printer(
     colour: see trainform.cli.loglines) and, with ``prefix``, each under the run's address
     and the rank of its node (``run.ddp[1] | ...``, as apply shows them)."""
     from trainform.cli.loglines import prefix_width, prefixed, shown
-    from trainform.cli.main import _console
 
     width = prefix_width([(run["address"], count)])
-    colour = _console(ctx).color_system is not None
+    colour = make_console(ctx).color_system is not None
 
     def show(line: str) -> None:
         text = prefixed(run["address"], line, width, colour) if prefix else shown(line, colour)
@@ -359,11 +343,11 @@ def _follow(
     from trainform.runs.history import record_run, run_computed
     from trainform.runs.watch import follow
 
-    provider = _providers(ctx, store).get("run")
+    provider = open_providers(ctx, store).get("run")
 
     def on_status(status: str, message: str) -> None:
         if status in ACTIVE:  # the end is reported by the caller
-            _print(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True)
+            print_lines(ctx, f"[cyan]{run['id']}: {status}[/cyan]", stderr=True)
 
     computed, results, _ = follow(
         provider,
@@ -391,15 +375,17 @@ def _all_lines(ctx: click.Context, run: dict[str, Any]) -> Callable[[str], None]
 @click.pass_context
 def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
     """Wait for a run to end (printing its log); exit 1 unless it completed."""
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         r = _find_run(store, run)
         if r["status"] in ACTIVE:
             r = _follow(ctx, store, r, None if quiet else _all_lines(ctx, r))
         else:
             r = _refresh(ctx, store, r)
         message = r["record"].get("message") if r["status"] != "completed" else None
-        _print(ctx, f"{r['id']}: {_status_text(r['status'])}" + (f": {message}" if message else ""))
+        print_lines(
+            ctx, f"{r['id']}: {status_text(r['status'])}" + (f": {message}" if message else "")
+        )
         if r["status"] != "completed":
             raise SystemExit(1)
 
@@ -412,18 +398,18 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
     from trainform.providers.base import TERMINAL
     from trainform.runs.history import record_run, run_computed
 
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         r = _find_run(store, run)
         if r["status"] in TERMINAL:
-            _print(ctx, f"{r['id']} already ended: {_status_text(r['status'])}")
+            print_lines(ctx, f"{r['id']} already ended: {status_text(r['status'])}")
             return
-        provider = _providers(ctx, store).get("run")
+        provider = open_providers(ctx, store).get("run")
         computed = run_computed(r)
         computed.update(provider.stop(computed, 30))
         results = provider.collect(computed) if computed.get("status") in TERMINAL else None
         record_run(store, r["address"], r["workspace"], computed, results)
-        _print(ctx, f"{r['id']}: {_status_text(str(computed.get('status')))}")
+        print_lines(ctx, f"{r['id']}: {status_text(str(computed.get('status')))}")
 
 
 @runs.command("metrics")
@@ -435,11 +421,10 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
     """A run's metrics: a table of each metric, or a terminal chart of one."""
     from rich.table import Table
 
-    from trainform.cli.main import _console
     from trainform.runs.results import summarise
 
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         r = _refresh(ctx, store, _find_run(store, run))
         points = store.metrics(r["id"])
         if as_json:
@@ -456,7 +441,7 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
             )
             return
         if not points:
-            _print(ctx, f"{r['id']} reported no metrics.")
+            print_lines(ctx, f"{r['id']} reported no metrics.")
             return
         if chart:
             series = [
@@ -480,7 +465,7 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
                 str(m["count"]),
                 str(m.get("last_step")),
             )
-        _console(ctx).print(table)
+        make_console(ctx).print(table)
 
 
 def ascii_chart(
@@ -517,18 +502,18 @@ def ascii_chart(
 @click.pass_context
 def runs_outputs(ctx: click.Context, run: str, dest: str) -> None:
     """Copy a run's outputs folder to DIR."""
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         r = _refresh(ctx, store, _find_run(store, run))
         src = r["record"].get("outputs_path")
         if not src or not Path(src).is_dir():
             raise TrainformError(f"{r['id']} has no collected outputs (status {r['status']})")
         shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
         count = sum(1 for p in Path(dest).rglob("*") if p.is_file())
-        _print(ctx, f"Copied {count} file(s) of {r['id']} to {dest}")
+        print_lines(ctx, f"Copied {count} file(s) of {r['id']} to {dest}")
 
 
-@cli.command("submit")
+@click.command("submit")
 @click.argument("script")
 @click.argument("arguments", nargs=-1)
 @click.option(
@@ -561,8 +546,8 @@ def submit(
     (arguments after `--` reach the script as written)."""
     from trainform.runs.history import record_run
 
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         resources = store.resources()
 
         def pick(kind: str, name: str | None) -> dict[str, Any] | None:
@@ -590,7 +575,7 @@ def submit(
             "outputs_dir": "outputs",
             "grace_period": "10s",
         }
-        provider = _providers(ctx, store).get("run")
+        provider = open_providers(ctx, store).get("run")
         problems = provider.validate("submit", desired)
         if problems:
             raise TrainformError("; ".join(problems))
@@ -598,12 +583,14 @@ def submit(
         computed = provider.create(address, desired)
         workspace = (ws_name and f"workspace.{ws_name.removeprefix('workspace.')}") or "default"
         record_run(store, address, workspace, computed)
-        _print(ctx, f"Submitted {computed['run_id']}")
+        print_lines(ctx, f"Submitted {computed['run_id']}")
         if detach:
             return
         r = _find_run(store, computed["run_id"])
         r = _follow(ctx, store, r, _all_lines(ctx, r))
         message = r["record"].get("message") if r["status"] != "completed" else None
-        _print(ctx, f"{r['id']}: {_status_text(r['status'])}" + (f": {message}" if message else ""))
+        print_lines(
+            ctx, f"{r['id']}: {status_text(r['status'])}" + (f": {message}" if message else "")
+        )
         if r["status"] != "completed":
             raise SystemExit(1)

@@ -7,8 +7,14 @@ from typing import Any
 
 import click
 
-from trainform.cli.main import _console, _errors, _print, _store, cli
-from trainform.cli.runs import _providers, _status_text
+from trainform.cli.context import (
+    error_boundary,
+    make_console,
+    open_providers,
+    open_store,
+    print_lines,
+)
+from trainform.cli.runs import status_text
 from trainform.errors import TrainformError
 
 
@@ -47,7 +53,7 @@ def _find_sweep(store: Any, ref: str) -> dict[str, Any]:
     raise TrainformError(f"no sweep {ref!r} in the history" + (f"; {hint}" if hint else ""))
 
 
-@cli.group()
+@click.group()
 def sweeps() -> None:
     """Sweep history: list, show (trials, decisions, best), cancel."""
 
@@ -59,8 +65,8 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
     """List sweeps, newest first."""
     from rich.table import Table
 
-    with _errors(ctx):
-        store = _store(ctx, optional=True)
+    with error_boundary(ctx):
+        store = open_store(ctx, optional=True)
         rows = _sweeps(store) if store else []
         if as_json:
             click.echo(
@@ -68,7 +74,7 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
             )
             return
         if not rows:
-            _print(ctx, "No sweeps.")
+            print_lines(ctx, "No sweeps.")
             return
         table = Table(box=None, header_style="bold")
         for col in ("SWEEP", "ADDRESS", "STATUS", "TRIALS", "BEST", "CREATED"):
@@ -78,12 +84,12 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
             table.add_row(
                 r["id"],
                 r["address"],
-                _status_text(r["status"]),
+                status_text(r["status"]),
                 str(len(r["record"].get("trials", []))),
                 "" if best is None else f"{best:.6g}",
                 r["created"] or "",
             )
-        _console(ctx).print(table)
+        make_console(ctx).print(table)
 
 
 @sweeps.command("show")
@@ -95,17 +101,17 @@ def sweeps_show(ctx: click.Context, sweep: str, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    with _errors(ctx):
-        s = _find_sweep(_store(ctx), sweep)
+    with error_boundary(ctx):
+        s = _find_sweep(open_store(ctx), sweep)
         rec = s["record"]
         if as_json:
             click.echo(json.dumps(s, indent=2, sort_keys=True, default=str))
             return
         objective = rec.get("objective") or {}
-        _print(
+        print_lines(
             ctx,
             [
-                f"[bold]{escape(s['id'])}[/bold]  ({escape(s['address'])})  {_status_text(s['status'])}",
+                f"[bold]{escape(s['id'])}[/bold]  ({escape(s['address'])})  {status_text(s['status'])}",
                 f"  objective  {objective.get('goal')} {objective.get('metric')}",
                 f"  sampling   {(rec.get('sampling') or {}).get('algorithm')}"
                 f"   policy {(rec.get('policy') or {}).get('name')}",
@@ -126,14 +132,14 @@ def sweeps_show(ctx: click.Context, sweep: str, as_json: bool) -> None:
                 str(t["index"]),
                 t["run_id"] + mark,
                 params,
-                _status_text(t["status"]),
+                status_text(t["status"]),
                 "" if t["best"] is None else f"{t['best']:.6g}",
                 "" if t["last"] is None else f"{t['last']:.6g}",
                 escape(t.get("stopped") or t.get("failure") or ""),
             )
-        _console(ctx).print(table)
+        make_console(ctx).print(table)
         if best_id:
-            _print(ctx, f"best trial (*): {escape(best_id)}")
+            print_lines(ctx, f"best trial (*): {escape(best_id)}")
 
 
 @sweeps.command("cancel")
@@ -143,16 +149,16 @@ def sweeps_cancel(ctx: click.Context, sweep: str) -> None:
     """Stop a sweep's controller and all its running trials."""
     from trainform.providers.base import TERMINAL
 
-    with _errors(ctx):
-        store = _store(ctx)
+    with error_boundary(ctx):
+        store = open_store(ctx)
         s = _find_sweep(store, sweep)
         if s["status"] in TERMINAL:
-            _print(ctx, f"{s['id']} already ended: {_status_text(s['status'])}")
+            print_lines(ctx, f"{s['id']} already ended: {status_text(s['status'])}")
             return
         resources = store.resources()
         computed = resources[s["address"]].computed if s["address"] in resources else {}
         if computed.get("sweep_id") != s["id"]:
             raise TrainformError(f"{s['id']} is not the current sweep of {s['address']}")
-        _providers(ctx, store).get("sweep").cancel_sweep(computed)
+        open_providers(ctx, store).get("sweep").cancel_sweep(computed)
         s = _find_sweep(store, s["id"])
-        _print(ctx, f"{s['id']}: {_status_text(s['status'])}")
+        print_lines(ctx, f"{s['id']}: {status_text(s['status'])}")
