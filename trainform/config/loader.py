@@ -264,14 +264,17 @@ def require_config_files(path: tuple[str, ...], directory: Path, pos: Pos) -> No
 def _display(path: Path) -> str:
     """How a diagnostic names a file: relative to the working folder, also for a module
     beside it (``../modules/box/main.train.hcl``, as Terraform shows it); absolute when
-    the two share no folder but the root, or that would climb more than two folders."""
+    that would climb more than two folders, or when the two share only a top-level folder
+    (``/tmp/a`` and ``/tmp/b`` are unrelated places, not one repository)."""
     cwd = os.getcwd()
     try:
         rel = os.path.relpath(path, cwd)
-        shared = os.path.commonpath([cwd, path])
+        shared = Path(os.path.commonpath([cwd, path]))
     except ValueError:
         return str(path)
-    if shared == os.path.abspath(os.sep) or rel.startswith(os.path.join("..", "..", "..")):
+    if not rel.startswith(".."):
+        return rel
+    if len(shared.parts) < 3 or rel.startswith(os.path.join("..", "..", "..")):
         return str(path)
     return rel
 
