@@ -263,6 +263,8 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.chdir(cli.cwd)
+            # as a shell's background job starts it (CI): Ctrl-C must still cancel a line
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             os.execvpe(sys.executable, [sys.executable, "-m", "trainform", "console"], env)
         self.out = b""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,10 @@ def _interactive(ctx: click.Context, scope: ConsoleScope, history: Path) -> None
         import readline
     except ImportError:  # a Python built without it: a plain prompt
         readline = None  # type: ignore[assignment]
+    # Ctrl-C cancels a line, as in any interactive prompt, even when this process was
+    # started with SIGINT ignored (a shell's background job passes that on, and Python then
+    # installs no handler of its own)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if readline is not None:
         readline.set_history_length(HISTORY_LENGTH)
         with contextlib.suppress(OSError):
