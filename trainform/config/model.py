@@ -155,6 +155,8 @@ class Settings:
     backend: str = "sqlite"
     state_path: str | None = None
     required_providers: tuple[str, ...] = ()
+    conn_str: str = field(default="", repr=False)  # backend "pg": a secret, never printed
+    schema_name: str = "trainform"
 
 
 @dataclass(frozen=True)
