@@ -31,7 +31,7 @@ from trainform.providers.base import (
 )
 from trainform.providers.registry import Providers
 from trainform.state import secrets
-from trainform.state.store import SQLiteStateStore
+from trainform.state.store import StateStore
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class DesiredValues:
         self,
         evaluator: Evaluator,
         evaluated: Evaluated,
-        store: SQLiteStateStore,
+        store: StateStore,
         providers: Providers,
     ) -> None:
         self.evaluator = evaluator
@@ -163,7 +163,7 @@ def _recorded(
 
 
 def outputs_from_state(
-    evaluator: Evaluator, store: SQLiteStateStore, providers: Providers
+    evaluator: Evaluator, store: StateStore, providers: Providers
 ) -> dict[str, tuple[Any, bool]]:
     """The configuration's outputs (name -> (value, sensitive)) over what state records."""
     state = store.resources()
@@ -185,7 +185,7 @@ class _Intent:
 class Engine:
     def __init__(
         self,
-        store: SQLiteStateStore,
+        store: StateStore,
         providers: Providers,
         desired: DesiredValues | None,
         parallelism: int = 10,
@@ -625,7 +625,7 @@ class Engine:
 
 
 def record_outputs(
-    store: SQLiteStateStore, values: dict[str, tuple[Any, bool]]
+    store: StateStore, values: dict[str, tuple[Any, bool]]
 ) -> dict[str, dict[str, Any]]:
     """Write the configuration's outputs (name -> (value, sensitive)) to state, sealing
     sensitive values; an output still unknown keeps its recorded value. Returns them."""

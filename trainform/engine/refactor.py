@@ -25,7 +25,7 @@ from trainform.planner.types import DELETE, Plan
 from trainform.providers.base import ResourceState
 from trainform.providers.registry import Providers
 from trainform.runs.history import run_computed
-from trainform.state.store import SQLiteStateStore
+from trainform.state.store import StateStore
 
 if TYPE_CHECKING:
     from trainform.engine.session import Session
@@ -47,7 +47,7 @@ def prepare(
     module: Module,
     recorded: dict[str, ResourceState],
     evaluated: Evaluated | None,
-    store: SQLiteStateStore,
+    store: StateStore,
     providers: Providers,
     functions: FunctionContext,
 ) -> Prepared:
@@ -90,7 +90,7 @@ def read_import(
     inst: Instance,
     ident: str,
     prior: dict[str, ResourceState],
-    store: SQLiteStateStore,
+    store: StateStore,
     providers: Providers,
 ) -> ResourceState:
     """The state an import of ``ident`` into ``inst`` records: the configuration's
@@ -137,7 +137,7 @@ def _hosts_of(rs: ResourceState) -> list[str]:
 
 
 def _adopted_run(
-    address: str, ident: str, prior: dict[str, ResourceState], store: SQLiteStateStore
+    address: str, ident: str, prior: dict[str, ResourceState], store: StateStore
 ) -> dict[str, Any]:
     """A run of the history (``trainform submit``'s, or one a removed block let go) as the
     computed attributes of the run resource that adopts it."""
@@ -216,7 +216,7 @@ def finish(
     )
 
 
-def record(store: SQLiteStateStore, plan: Plan) -> None:
+def record(store: StateStore, plan: Plan) -> None:
     """Make a plan's state edits, in one transaction: moves (run history follows), forgets,
     imports (an adopted run's history row takes the resource's address), and renamed runs'
     fingerprints. Before the walk; idempotent for edits already made."""
@@ -252,7 +252,7 @@ def rekey(observations: Observations, prepared: Prepared) -> Observations:
 
 
 def checks_after_apply(
-    module: Module, evaluator: Evaluator, store: SQLiteStateStore, providers: Providers
+    module: Module, evaluator: Evaluator, store: StateStore, providers: Providers
 ) -> list[str]:
     """Check blocks' warnings over what state records after an apply."""
     from trainform.engine.apply import _recorded

@@ -48,7 +48,7 @@ from trainform.planner.types import Plan
 from trainform.providers.base import Provider, ProviderContext, ResourceState
 from trainform.providers.registry import Providers
 from trainform.state import secrets
-from trainform.state.store import LockInfo, SQLiteStateStore
+from trainform.state.store import LockInfo, SQLiteStateStore, StateStore
 
 DATA_DIR = ".trainform"
 
@@ -97,7 +97,7 @@ class Session:
     raw_vars: VariableValues
     variables: dict[str, Any]
     functions: FunctionContext
-    store: SQLiteStateStore
+    store: StateStore
     providers: Providers
     parallelism: int = 10
     warnings: list[Diagnostic] = field(default_factory=list)

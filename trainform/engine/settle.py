@@ -17,11 +17,11 @@ from trainform.errors import TrainformError
 from trainform.planner.diff import Observations
 from trainform.providers.base import TERMINAL, ResourceState
 from trainform.providers.registry import Providers
-from trainform.state.store import SQLiteStateStore
+from trainform.state.store import StateStore
 
 
 def settle_run(
-    store: SQLiteStateStore, providers: Providers, rs: ResourceState, observed: dict[str, Any]
+    store: StateStore, providers: Providers, rs: ResourceState, observed: dict[str, Any]
 ) -> dict[str, Any]:
     """A run's observed computed attributes, with its results collected into the artifact
     store when it has ended, and its history row brought up to date. A run whose target
@@ -42,7 +42,7 @@ def settle_run(
 
 
 def adopt_submitted(
-    store: SQLiteStateStore, providers: Providers, rs: ResourceState, observed: dict[str, Any]
+    store: StateStore, providers: Providers, rs: ResourceState, observed: dict[str, Any]
 ) -> tuple[ResourceState, str] | None:
     """Resolve a run recorded as being submitted (status ``submitting``, no handle: its apply
     stopped in between) from what refresh found (see ``RunProvider.read``): found on its
@@ -73,7 +73,7 @@ def adopt_submitted(
 
 
 def settle_ended(
-    store: SQLiteStateStore,
+    store: StateStore,
     providers: Providers,
     prior: dict[str, ResourceState],
     observations: Observations,

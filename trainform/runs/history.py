@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainform.state.store import SQLiteStateStore
+from trainform.state.store import StateStore
 
 # Kept in a run's history record; the handle says where the run lives on its target.
 RECORD_KEYS = (
@@ -45,7 +45,7 @@ def run_computed(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_run(
-    store: SQLiteStateStore,
+    store: StateStore,
     address: str,
     workspace: str,
     computed: dict[str, Any],

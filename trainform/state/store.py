@@ -19,7 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from trainform.errors import LockError, StateError
 from trainform.providers.base import ResourceState
@@ -49,18 +49,6 @@ class LockInfo:
             f"lock {self.id} held by {self.who}@{self.host} (pid {self.pid}) "
             f"for {self.operation!r} since {self.created}"
         )
-
-
-class StateStore(Protocol):
-    """What the planner and engine need from a state backend."""
-
-    def lineage_serial(self) -> tuple[str | None, int]: ...
-    def resources(self) -> dict[str, ResourceState]: ...
-    def put_resource(self, resource: ResourceState) -> None: ...
-    def remove_resource(self, address: str) -> None: ...
-    def outputs(self) -> dict[str, dict[str, Any]]: ...
-    def put_outputs(self, outputs: dict[str, dict[str, Any]]) -> None: ...
-    def count_runs(self, workspace: str) -> int: ...
 
 
 def now() -> str:
@@ -943,3 +931,7 @@ class SQLiteStateStore:
         self._conn = None
         self._identity = None
         self._created = self._made_dir = self._wal = False
+
+
+# What the engine, planner and history code take: becomes the backend-neutral base class.
+StateStore = SQLiteStateStore

@@ -32,7 +32,7 @@ from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run
 from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
-from trainform.state.store import SQLiteStateStore, state_fingerprint_key
+from trainform.state.store import SQLiteStateStore, StateStore, state_fingerprint_key
 
 TICK_SECONDS = 0.2
 # Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
@@ -176,7 +176,7 @@ class Controller:
     def __init__(
         self,
         spec: dict[str, Any],
-        store: SQLiteStateStore,
+        store: StateStore,
         stop: threading.Event,
         on_event: Callable[[str, str], None] = lambda kind, text: None,
     ) -> None:
