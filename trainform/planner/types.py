@@ -41,6 +41,9 @@ class Change:
     changed: tuple[str, ...] = ()
     replace_paths: tuple[str, ...] = ()
     reason: str = ""
+    # Terraform's code for why (replace_because_tainted, delete_because_no_resource_config,
+    # ...: trainform.planner.jsonplan lists them); "" where Terraform gives none.
+    action_reason: str = ""
     depends_on: tuple[str, ...] = ()
     previous_address: str | None = None  # a moved block moved it here from that address
     importing: str | None = None  # an import block (or `trainform import`) adopts this id
@@ -123,6 +126,13 @@ class Plan:
     moved: tuple[tuple[str, str], ...] = ()
     imported: tuple[dict[str, Any], ...] = ()
     refingerprinted: tuple[tuple[str, str, str], ...] = ()
+    # For the JSON plan (trainform.planner.jsonplan), made when planning so that a saved plan
+    # is shown without its configuration: when it was made, the root variables (sensitive
+    # values left out), the configuration as written, and the results of check blocks.
+    timestamp: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    configuration: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[dict[str, Any], ...] = ()
 
     @property
     def resource_changes(self) -> list[Change]:
@@ -194,6 +204,7 @@ class Plan:
             "warnings",
             "notes",
             "imported",
+            "checks",
         )
         for key in ("moved", "refingerprinted"):
             rest[key] = tuple(tuple(pair) for pair in rest.get(key, ()))
