@@ -1,13 +1,27 @@
-"""The state store: the :class:`StateStore` protocol and its SQLite implementation.
+"""The state store: :class:`StateStore`, which holds everything a state backend does the same
+way, and its SQLite backend, :class:`SQLiteStateStore` (PostgreSQL's is
+:class:`trainform.state.postgres.PgStateStore`).
+
+A store holds the managed resources and outputs (with the state's lineage and serial), the
+run history (``runs``, ``run_metrics``, ``sweeps``), the apply history, the state versions
+and the lock. The base class writes its SQL in the dialect both SQLite and PostgreSQL accept
+(``?`` placeholders, which the PostgreSQL store translates; ``INSERT ... ON CONFLICT (pk) DO
+UPDATE``; ``RETURNING``); a backend provides the connection, transactions, table creation,
+locking and the translation of its driver's errors into :class:`StateError`.
 
 Every write is one transaction; a change to managed resources or outputs increments the
 serial (and assigns the lineage on first write), so a saved plan can tell that state moved.
-SQLite errors are translated into :class:`StateError` here.
+History rows (runs, metrics, sweeps, applies) are not managed state: they never move the
+serial. A *state version* (:meth:`StateStore.record_version`) keeps the whole state document
+each time a command moved the serial, with who ran it, where, and the plan's digest.
+Sensitive values are in state only as salted hashes (:mod:`trainform.state.secrets`), in every
+backend and in every version.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import sqlite3
@@ -29,13 +43,17 @@ from trainform.state.secrets import new_key
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BACKUP_SUFFIX = ".backup"  # state.db.backup: the state before the last command changed it
+STATE_FORMAT_VERSION = "1"  # export_state's document
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class LockInfo:
+    """Who holds a state lock (the same record in every backend). ``note`` says what
+    releasing it did beyond removing the record (PostgreSQL: the holder's session ended)."""
+
     id: str
     who: str
     operation: str
@@ -43,12 +61,14 @@ class LockInfo:
     pid: int
     host: str
     taken_over: str = ""  # the id of a dead holder's lock this one replaced
+    note: str = ""
 
     def describe(self) -> str:
-        return (
+        text = (
             f"lock {self.id} held by {self.who}@{self.host} (pid {self.pid}) "
             f"for {self.operation!r} since {self.created}"
         )
+        return f"{text}; {self.note}" if self.note else text
 
 
 def now() -> str:
@@ -56,440 +76,205 @@ def now() -> str:
 
 
 def _translate(fn: Callable[..., T]) -> Callable[..., T]:
+    """Turn the backend driver's errors into StateError (see StateStore._state_error)."""
+
     @functools.wraps(fn)
-    def wrapper(self: SQLiteStateStore, *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: StateStore, *args: Any, **kwargs: Any) -> T:
         try:
             return fn(self, *args, **kwargs)
-        except sqlite3.Error as exc:
-            text = str(exc)
-            if "disk is full" in text or "disk I/O" in text:
-                hint = "free some disk space and run the command again; state was not changed"
-            elif "readonly" in text or "unable to open" in text:
-                hint = "check that the state file and its folder are writable"
-            else:
-                hint = "the state database may be damaged; keep a copy before repairing it"
-            raise StateError(f"state database {self.path}: {text} ({hint})") from None
+        except self.db_errors as exc:
+            raise self._state_error(exc) from None
 
     return wrapper
 
 
-def _migrate_1(db: sqlite_utils.Database) -> None:
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    db.table("resources").create(
-        {
-            "address": str,
-            "kind": str,
-            "name": str,
-            "key": str,
-            "provider": str,
-            "attributes": str,
-            "computed": str,
-            "dependencies": str,
-            "status": str,
-            "created_at": str,
-            "updated_at": str,
-        },
-        pk="address",
-    )
-    db.table("outputs").create({"name": str, "value": str, "sensitive": int}, pk="name")
-    db.table("lock").create(
-        {
-            "name": str,
-            "id": str,
-            "who": str,
-            "operation": str,
-            "created": str,
-            "pid": int,
-            "host": str,
-            "pid_start": str,
-        },
-        pk="name",
-    )
-    db.table("apply_history").create(
-        {
-            "id": int,
-            "started": str,
-            "finished": str,
-            "who": str,
-            "host": str,
-            "command": str,
-            "changes": str,
-            "outcome": str,
-            "serial": int,
-        },
-        pk="id",
-    )
+# What every backend stores, table by table: the columns a copy or a digest reads, in the
+# order they are read (run_metrics keeps its points in the order they were written: SQLite's
+# rowid, a column of that name in PostgreSQL).
+TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "resources": (
+        (
+            "address",
+            "kind",
+            "name",
+            "key",
+            "provider",
+            "attributes",
+            "computed",
+            "dependencies",
+            "status",
+            "created_at",
+            "updated_at",
+        ),
+        "address",
+    ),
+    "outputs": (("name", "value", "sensitive"), "name"),
+    "runs": (
+        (
+            "id",
+            "address",
+            "workspace",
+            "experiment",
+            "status",
+            "fingerprint",
+            "created",
+            "finished",
+            "record",
+        ),
+        "id",
+    ),
+    "run_metrics": (("run_id", "name", "step", "value", "time", "source"), "run_id, name, rowid"),
+    "sweeps": (
+        ("id", "address", "status", "fingerprint", "created", "finished", "record"),
+        "id",
+    ),
+    "apply_history": (
+        ("id", "started", "finished", "who", "host", "command", "changes", "outcome", "serial"),
+        "id",
+    ),
+    "state_versions": (
+        ("serial", "lineage", "created", "who", "host", "command", "plan_digest", "state"),
+        "serial",
+    ),
+}
+COPIED_META = ("lineage", "serial", "fingerprint_key")  # the rest (schema_version) is the backend's
+VERSION_KEYS = ("serial", "lineage", "created", "who", "host", "command", "plan_digest")
+RESOURCE_FIELDS = (
+    "address",
+    "kind",
+    "name",
+    "key",
+    "provider",
+    "attributes",
+    "computed",
+    "dependencies",
+    "status",
+)
 
 
-def _migrate_2(db: sqlite_utils.Database) -> None:
-    # Run history outlives resources: it is keyed by run id, not by address.
-    db.table("runs").create(
-        {
-            "id": str,
-            "address": str,
-            "workspace": str,
-            "experiment": str,
-            "status": str,
-            "fingerprint": str,
-            "created": str,
-            "finished": str,
-            "record": str,
-        },
-        pk="id",
-    )
-    db.table("runs").create_index(["workspace"])
+def digest_contents(contents: dict[str, list[tuple[Any, ...]]]) -> dict[str, str]:
+    """sha256 per table of :meth:`StateStore.contents`: equal iff the rows are equal."""
+    return {
+        table: hashlib.sha256(
+            json.dumps([list(r) for r in rows], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        for table, rows in contents.items()
+    }
 
 
-def _migrate_3(db: sqlite_utils.Database) -> None:
-    db.table("run_metrics").create(
-        {"run_id": str, "name": str, "step": int, "value": float, "time": float, "source": str}
-    )
-    db.table("run_metrics").create_index(["run_id", "name"])
+class StateStore:
+    """What the planner, engine, run history and state commands need from a state backend,
+    and everything about it that does not depend on the backend. Not thread-safe: one
+    command uses a store from one thread (only :meth:`fingerprint_key` may be called from
+    any thread).
 
+    A backend provides: :meth:`execute` and :meth:`_executemany` (``?`` placeholders),
+    :meth:`_exists` (whether there is state to read; reads of a store that does not exist
+    yet see empty state and create nothing), :meth:`_tx` (one transaction, creating the
+    store first if needed), :meth:`_load_fingerprint_key`, the lock (:meth:`acquire_lock`,
+    :meth:`release_lock`, :meth:`force_unlock`), :meth:`close`, :meth:`describe`, and
+    ``db_errors`` with :meth:`_state_error` (its driver's errors, and the StateError each
+    becomes)."""
 
-def _migrate_4(db: sqlite_utils.Database) -> None:
-    db.table("sweeps").create(
-        {
-            "id": str,
-            "address": str,
-            "status": str,
-            "fingerprint": str,
-            "created": str,
-            "finished": str,
-            "record": str,
-        },
-        pk="id",
-    )
+    db_errors: tuple[type[BaseException], ...] = ()
 
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1,
-    _migrate_2,
-    _migrate_3,
-    _migrate_4,
-]
-
-
-def state_fingerprint_key(path: Path) -> bytes:
-    """The fingerprint key kept in the state file at ``path`` (made and recorded if it has
-    none; a connection of its own, so any thread may ask). Writing it is no change of state:
-    the serial stays. Where there is no state file yet (``plan -lock=false`` before the first
-    apply) a new key, for this process only. Raises StateError."""
-    if not path.exists():
-        return new_key()
-    try:
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        try:
-            has_meta = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            if not has_meta:
-                return new_key()
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('fingerprint_key', ?)",
-                [new_key().hex()],
-            )
-            row = conn.execute("SELECT value FROM meta WHERE key='fingerprint_key'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StateError(f"state database {path}: {exc} (reading the fingerprint key)") from None
-    return bytes.fromhex(row[0])
-
-
-def _set_aside_stale_wal(path: Path) -> None:
-    """Rename a write-ahead log that belongs to another file than ``path`` (left beside it
-    when a backup was copied over the state file): SQLite would replay it into the copy.
-
-    A database in rollback-journal mode (header bytes 18-19 = 1, as backups are written)
-    never has a live ``-wal``: SQLite switches the header to WAL before it creates one, so
-    checking the log first and the header second cannot mistake a live log for a stale one."""
-    wal = Path(f"{path}-wal")
-    try:
-        if wal.stat().st_size == 0:
-            return
-        with path.open("rb") as fh:
-            header = fh.read(20)
-    except OSError:
-        return
-    if not header.startswith(b"SQLite format 3\0") or header[18] != 1:
-        return
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for suffix in ("-wal", "-shm"):
-        with suppress(OSError):
-            Path(f"{path}{suffix}").rename(f"{path}{suffix}.stale-{stamp}")
-
-
-class SQLiteStateStore:
-    """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
-    command uses it from one thread.
-
-    With ``create=False`` a missing file is not created by opening: reads see empty state,
-    and the file is made by the first write or lock. A file made only for a lock is in
-    SQLite's rollback-journal mode until something is recorded (then WAL); if nothing was,
-    releasing the lock deletes the file again, so a plan leaves no empty state behind. The
-    released lock's row stays in the deleted file, so a process that waits on that file sees
-    it held until it notices the file is gone and reopens the path."""
-
-    def __init__(self, path: Path, create: bool = True) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
-        self._created = False  # this store made the file for a lock; it may delete it
-        self._made_dir = False
-        self._wal = False
+    def __init__(self) -> None:
         self._key: bytes | None = None  # see fingerprint_key
         self._key_lock = threading.Lock()
-        self._backed_up = False  # the backup was written before this store's first change
-        if create or path.exists():
-            self._open(wal=True)
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection, creating the file if it does not exist yet."""
-        if self._conn is None:
-            self._open(wal=False)
-        assert self._conn is not None
-        return self._conn
+    # ------------------------------------------------------------------ backend primitives
+    def describe(self) -> str:
+        """The store for messages (never a password)."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        """Run one statement; returns a cursor (``fetchone``, ``fetchall``, iteration)."""
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
 
     def _exists(self) -> bool:
-        """Whether there is a state file to read (opened now if another process made it)."""
-        if self._conn is None and self.path.exists():
-            self._open(wal=True)
-        return self._conn is not None
-
-    @_translate
-    def _open(self, wal: bool) -> None:
-        try:
-            existed = self.path.exists()
-            self._made_dir = not self.path.parent.exists()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(
-                f"state database {self.path}: cannot create its folder: {exc.strerror} "
-                "(check that the state file and its folder are writable)"
-            ) from None
-        existed = existed and self._check_file()
-        if existed:
-            _set_aside_stale_wal(self.path)
-        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        try:
-            # Still 0 bytes: it was deleted (made only for a lock) and made anew meanwhile.
-            existed = existed and self.path.stat().st_size > 0
-            if existed:
-                self._check_tables(conn)
-            # An existing file keeps its mode: WAL, or rollback-journal while it is made
-            # only for a lock (see the class docstring).
-            set_wal = wal and not existed
-            mode = conn.execute("PRAGMA journal_mode" + ("=WAL" if set_wal else "")).fetchone()
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn = conn
-            self._wal = bool(mode) and mode[0] == "wal"
-            self._migrate()
-            st = self.path.stat()
-        except BaseException:
-            self._conn = None
-            conn.close()
-            raise
-        self._identity = (st.st_dev, st.st_ino)
-        self._created = not existed and not self._wal
-
-    @property
-    def backup_path(self) -> Path:
-        """Where the state as it was before the last command that changed it is kept."""
-        return self.path.with_name(self.path.name + BACKUP_SUFFIX)
-
-    def _not_ours(self, why: str) -> StateError:
-        backup = ""
-        if self.backup_path.exists():
-            backup = (
-                f"; the state as it was before its last change is in {self.backup_path} "
-                "(README, 'State and locking', says how to restore it)"
-            )
-        return StateError(
-            f"state file {self.path} is not a trainform state database: {why}. It is neither "
-            "read as empty state (a plan would create everything again) nor written to; move "
-            f"it away, or set the state path to the right file{backup}"
-        )
-
-    def _check_file(self) -> bool:
-        """Whether the state file still exists; raise StateError if it is empty. One that
-        another trainform process has just made (SQLite creates it empty, then writes its
-        tables) is waited for."""
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                st = self.path.stat()
-            except FileNotFoundError:
-                return False  # deleted meanwhile (a file made only for a lock)
-            if st.st_size > 0:
-                return True
-            if time.time() - st.st_mtime > 5 or time.monotonic() > deadline:
-                raise self._not_ours("it is empty (0 bytes)")
-            time.sleep(0.05)
-
-    def _check_tables(self, conn: sqlite3.Connection) -> None:
-        """Raise StateError unless ``conn`` holds trainform's tables (never creates them in
-        another application's database)."""
-        try:
-            names = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            version = None
-            if "meta" in names:
-                version = conn.execute(
-                    "SELECT value FROM meta WHERE key='schema_version'"
-                ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            if "not a database" not in str(exc):
-                raise
-            raise self._not_ours(
-                f"it is not an SQLite database, or a damaged one ({exc}: keep a copy before "
-                "repairing it)"
-            ) from None
-        if version is None and not self._blank_file(conn, names):
-            shown = ", ".join(sorted(names)[:8]) or "none"
-            raise self._not_ours(f"it is an SQLite database without trainform's tables ({shown})")
-
-    def _blank_file(self, conn: sqlite3.Connection, names: set[str]) -> bool:
-        """An SQLite file with no tables that another trainform process is creating (it
-        writes its tables in the first transaction): waited for briefly."""
-        if names:
-            return False
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
-                return True
-        return False
-
-    def _backup(self) -> None:
-        """Before the first change of managed state by this store (one command), keep the
-        state as it is in :attr:`backup_path`, as Terraform keeps ``terraform.tfstate.backup``
-        (nothing is kept while no resource or output was ever recorded).
-        The copy is a complete database in rollback-journal mode without the lock, written
-        to a temporary file and renamed, so copying it over the state file restores it."""
-        if self._backed_up or not self._exists() or self._meta("lineage") is None:
-            return
-        tmp = self.backup_path.with_name(f".{self.backup_path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.unlink(missing_ok=True)
-            dest = sqlite3.connect(str(tmp), isolation_level=None)
-            try:
-                self.conn.backup(dest)
-                dest.execute("PRAGMA journal_mode=DELETE")
-                dest.execute("DELETE FROM lock")
-            finally:
-                dest.close()
-            with suppress(OSError):
-                os.chmod(tmp, self.path.stat().st_mode & 0o777)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.backup_path)
-        except OSError as exc:
-            with suppress(OSError):
-                tmp.unlink()
-            raise StateError(
-                f"state database {self.path}: cannot write its backup {self.backup_path}: "
-                f"{exc.strerror or exc}; state was not changed"
-            ) from None
-        self._backed_up = True
-
-    def _moved(self) -> bool:
-        """Whether the open file is no longer the one at the path (another process deleted
-        the file it had made only for a lock)."""
-        if self._conn is None:
-            return False
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return True
-        return (st.st_dev, st.st_ino) != self._identity
-
-    def _reopen(self) -> None:
-        self.close()
-        self._open(wal=False)
-
-    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        return self.conn.execute(sql, params)
-
-    def _upsert(self, table: str, row: dict[str, Any], pk: str) -> None:
-        cols = list(row)
-        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != pk)
-        self.conn.execute(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
-            f"ON CONFLICT({pk}) DO UPDATE SET {updates}",
-            [row[c] for c in cols],
-        )
-
-    def _insert(self, table: str, row: dict[str, Any]) -> int:
-        cols = list(row)
-        cur = self.conn.execute(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-            [row[c] for c in cols],
-        )
-        return int(cur.lastrowid or 0)
+        raise NotImplementedError
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:  # SQLite has already rolled back after e.g. a full disk
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        raise NotImplementedError
+        yield  # pragma: no cover
 
     @contextmanager
     def _record(self) -> Iterator[None]:
-        """A transaction that records something: the file is kept from now on (WAL mode)."""
-        if not self._wal:
-            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            self._wal = bool(mode) and mode[0] == "wal"
-            self._created = False
+        """A transaction that records something."""
         with self._tx():
             yield
 
-    def _blank(self) -> bool:
-        """Nothing was ever recorded: no lineage, resources, outputs or history."""
-        if self._meta("lineage") is not None or self._meta("serial") is not None:
-            return False
-        tables = ("resources", "outputs", "apply_history", "runs", "run_metrics", "sweeps")
-        return not any(self.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in tables)
+    def _backup(self) -> None:
+        """Keep the state as it was before this command's first change (where the backend
+        can; PostgreSQL keeps state versions instead)."""
 
-    def _migrate(self) -> None:
-        with self._tx():
-            version = 0
-            has_meta = self.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            if has_meta:
-                row = self.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"state database {self.path} has schema version {version}, newer than this "
-                    f"trainform understands ({SCHEMA_VERSION}); upgrade trainform"
-                )
-            if version < SCHEMA_VERSION:
-                import sqlite_utils  # only needed to create tables
+    def _state_error(self, exc: BaseException) -> StateError:
+        raise NotImplementedError
 
-                db = sqlite_utils.Database(self.conn)
-                for step in MIGRATIONS[version:]:
-                    step(db)
-                self._upsert("meta", {"key": "schema_version", "value": str(SCHEMA_VERSION)}, "key")
+    def _load_fingerprint_key(self) -> bytes:
+        raise NotImplementedError
+
+    def _after_copy(self) -> None:
+        """Called inside :meth:`replace_contents`' transaction after the rows are in."""
+
+    def acquire_lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
+        raise NotImplementedError
+
+    def release_lock(self, lock: LockInfo) -> None:
+        raise NotImplementedError
+
+    def force_unlock(self, lock_id: str) -> LockInfo:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ rows and meta
+    def _upsert(self, table: str, row: dict[str, Any], pk: str) -> None:
+        cols = list(row)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != pk)
+        self.execute(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT ({pk}) DO UPDATE SET {updates}",
+            [row[c] for c in cols],
+        )
+
+    def _insert(self, table: str, row: dict[str, Any], returning: str = "") -> Any:
+        """Insert one row; with ``returning``, the value of that column (a generated id)."""
+        cols = list(row)
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+        if not returning:
+            self.execute(sql, [row[c] for c in cols])
+            return None
+        rows = self.execute(f"{sql} RETURNING {returning}", [row[c] for c in cols]).fetchall()
+        return rows[0][0]
 
     def _meta(self, key: str) -> str | None:
         row = self.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
+    def _set_meta(self, key: str, value: str) -> None:
+        self._upsert("meta", {"key": key, "value": value}, "key")
+
     def _bump(self) -> None:
         if self._meta("lineage") is None:
-            self._upsert("meta", {"key": "lineage", "value": str(uuid.uuid4())}, "key")
-        serial = int(self._meta("serial") or 0) + 1
-        self._upsert("meta", {"key": "serial", "value": str(serial)}, "key")
+            self._set_meta("lineage", str(uuid.uuid4()))
+        self._set_meta("serial", str(int(self._meta("serial") or 0) + 1))
+
+    def _blank(self) -> bool:
+        """Nothing was ever recorded: no lineage, resources, outputs, history or versions."""
+        if self._meta("lineage") is not None or self._meta("serial") is not None:
+            return False
+        return not any(self.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in TABLES)
+
+    @_translate
+    def is_empty(self) -> bool:
+        """Whether nothing was ever recorded here (a migration's destination must be)."""
+        return not self._exists() or self._blank()
 
     @_translate
     def lineage_serial(self) -> tuple[str | None, int]:
@@ -504,7 +289,7 @@ class SQLiteStateStore:
         Thread-safe: providers call it from worker threads. Raises StateError."""
         with self._key_lock:
             if self._key is None:
-                self._key = state_fingerprint_key(self.path)
+                self._key = self._load_fingerprint_key()
             return self._key
 
     @_translate
@@ -522,7 +307,7 @@ class SQLiteStateStore:
         for row in self.execute(
             "SELECT address, kind, name, key, provider, attributes, computed, dependencies, status "
             "FROM resources ORDER BY address"
-        ):
+        ).fetchall():
             out[row[0]] = ResourceState(
                 address=row[0],
                 kind=row[1],
@@ -662,7 +447,9 @@ class SQLiteStateStore:
             return {}
         return {
             row[0]: {"value": json.loads(row[1]), "sensitive": bool(row[2])}
-            for row in self.execute("SELECT name, value, sensitive FROM outputs ORDER BY name")
+            for row in self.execute(
+                "SELECT name, value, sensitive FROM outputs ORDER BY name"
+            ).fetchall()
         }
 
     @_translate
@@ -752,7 +539,7 @@ class SQLiteStateStore:
         """Replace the metric points of a run."""
         with self._record():
             self.execute("DELETE FROM run_metrics WHERE run_id=?", [run_id])
-            self.conn.executemany(
+            self._executemany(
                 "INSERT INTO run_metrics (run_id, name, step, value, time, source) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -782,18 +569,21 @@ class SQLiteStateStore:
     @_translate
     def begin_apply(self, command: str) -> int:
         with self._record():
-            return self._insert(
-                "apply_history",
-                {
-                    "started": now(),
-                    "finished": None,
-                    "who": current_user(),
-                    "host": hostname(),
-                    "command": command,
-                    "changes": "[]",
-                    "outcome": "running",
-                    "serial": None,
-                },
+            return int(
+                self._insert(
+                    "apply_history",
+                    {
+                        "started": now(),
+                        "finished": None,
+                        "who": current_user(),
+                        "host": hostname(),
+                        "command": command,
+                        "changes": "[]",
+                        "outcome": "running",
+                        "serial": None,
+                    },
+                    returning="id",
+                )
             )
 
     @_translate
@@ -825,6 +615,685 @@ class SQLiteStateStore:
             "serial",
         )
         return [dict(zip(keys, r)) for r in rows]
+
+    # ------------------------------------------------------------------ state versions
+    def _export(self) -> dict[str, Any]:
+        lineage, serial = self._meta("lineage"), int(self._meta("serial") or 0)
+        resources = [
+            {
+                **{f: getattr(rs, f) for f in RESOURCE_FIELDS},
+                "dependencies": list(rs.dependencies),
+            }
+            for rs in self.resources().values()
+        ]
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "lineage": lineage,
+            "serial": serial,
+            "resources": resources,
+            "outputs": self.outputs(),
+        }
+
+    @_translate
+    def export_state(self) -> dict[str, Any]:
+        """The state document: ``format_version``, ``lineage``, ``serial``, ``resources``
+        (each with :class:`ResourceState`'s fields) and ``outputs``. Sensitive values are
+        the salted hashes state holds, never a value in clear."""
+        if not self._exists():
+            return {
+                "format_version": STATE_FORMAT_VERSION,
+                "lineage": None,
+                "serial": 0,
+                "resources": [],
+                "outputs": {},
+            }
+        return self._export()
+
+    def _add_version(self, command: str, plan_digest: str | None) -> int | None:
+        """Inside a transaction: record the state as a version if its serial moved since
+        the last version; returns that serial, or None."""
+        serial = int(self._meta("serial") or 0)
+        last = self.execute("SELECT max(serial) FROM state_versions").fetchone()[0]
+        if serial == 0 or (last is not None and int(last) >= serial):
+            return None
+        self._insert(
+            "state_versions",
+            {
+                "serial": serial,
+                "lineage": self._meta("lineage"),
+                "created": now(),
+                "who": current_user(),
+                "host": hostname(),
+                "command": command,
+                "plan_digest": plan_digest,
+                "state": json.dumps(self._export(), sort_keys=True),
+            },
+        )
+        return serial
+
+    @_translate
+    def record_version(self, command: str, plan_digest: str | None) -> int | None:
+        """Record the current state as a version (with who, where, ``command`` and the
+        plan's sha256) if the serial moved since the last version was recorded. Returns the
+        serial recorded, or None when nothing changed. Idempotent; raises StateError."""
+        if not self._exists() or self.lineage_serial()[1] == 0:
+            return None
+        with self._record():
+            return self._add_version(command, plan_digest)
+
+    @_translate
+    def versions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Recorded versions, newest first: serial, lineage, created, who, host, command,
+        plan_digest."""
+        if not self._exists():
+            return []
+        rows = self.execute(
+            f"SELECT {', '.join(VERSION_KEYS)} FROM state_versions ORDER BY serial DESC LIMIT ?",
+            [limit],
+        ).fetchall()
+        return [dict(zip(VERSION_KEYS, r)) for r in rows]
+
+    @_translate
+    def version(self, serial: int) -> dict[str, Any] | None:
+        """One version as :meth:`versions` lists it, with ``state``: its document; None if
+        there is no version of that serial."""
+        if not self._exists():
+            return None
+        row = self.execute(
+            f"SELECT {', '.join(VERSION_KEYS)}, state FROM state_versions WHERE serial=?",
+            [serial],
+        ).fetchone()
+        if row is None:
+            return None
+        return {**dict(zip(VERSION_KEYS, row[:-1])), "state": json.loads(row[-1])}
+
+    @_translate
+    def import_state(self, doc: dict[str, Any], force: bool = False) -> None:
+        """Replace managed resources and outputs with those of ``doc`` (an
+        :meth:`export_state` document), in one transaction, as ``state push`` does; the
+        serial becomes the larger of the document's and the current one plus one, and a
+        version "state push" is recorded. Refused (StateError) when the lineage differs,
+        the document's serial is older than the state's, or equal with other content,
+        unless ``force``. Pushing the state that is already there changes nothing."""
+        lineage, serial, resources, outputs = _check_document(doc)
+        current_lineage, current_serial = self.lineage_serial()
+        if current_lineage is not None and not force:
+            if lineage != current_lineage:
+                raise StateError(
+                    f"cannot push state of lineage {lineage} over {self.describe()}, whose "
+                    f"lineage is {current_lineage}: it is another state. Pass -force to "
+                    "replace it anyway"
+                )
+            if serial < current_serial:
+                raise StateError(
+                    f"cannot push state serial {serial}: {self.describe()} is at serial "
+                    f"{current_serial}, newer than the document. Pull the current state, or "
+                    "pass -force to replace it anyway"
+                )
+            if serial == current_serial:
+                here = self._export()
+                if here["resources"] == resources and here["outputs"] == outputs:
+                    return
+                raise StateError(
+                    f"cannot push state serial {serial}: {self.describe()} is at the same "
+                    "serial with other content. Pass -force to replace it anyway"
+                )
+        self._backup()
+        with self._record():
+            self.execute("DELETE FROM resources")
+            self.execute("DELETE FROM outputs")
+            for item in resources:
+                self._put(ResourceState(**{**item, "dependencies": tuple(item["dependencies"])}))
+            for name, out in outputs.items():
+                self._insert(
+                    "outputs",
+                    {
+                        "name": name,
+                        "value": json.dumps(out["value"], sort_keys=True),
+                        "sensitive": int(bool(out["sensitive"])),
+                    },
+                )
+            if lineage is not None:
+                self._set_meta("lineage", lineage)
+            self._set_meta("serial", str(max(serial, current_serial + 1)))
+            if lineage is None:
+                self._bump()  # a document that never had a lineage gets one here
+            self._add_version("state push", None)
+
+    # ------------------------------------------------------------------ copying (migrate.py)
+    @_translate
+    def contents(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row this store holds, table by table (see ``TABLES``), and ``meta``: the
+        lineage, serial and fingerprint key (made now if there was none, so that run
+        fingerprints stay equal in a copy)."""
+        out: dict[str, list[tuple[Any, ...]]] = {"meta": []}
+        for table, (cols, order) in TABLES.items():
+            out[table] = []
+            if self._exists():
+                rows = self.execute(
+                    f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}"
+                ).fetchall()
+                out[table] = [tuple(r) for r in rows]
+        key = self.fingerprint_key().hex()
+        if self._exists():
+            out["meta"] = [
+                (k, key if k == "fingerprint_key" else self._meta(k)) for k in COPIED_META
+            ]
+        else:
+            out["meta"] = [("lineage", None), ("serial", None), ("fingerprint_key", key)]
+        return out
+
+    def _read_contents(self) -> dict[str, list[tuple[Any, ...]]]:
+        """:meth:`contents` inside a transaction (the fingerprint key as recorded)."""
+        out: dict[str, list[tuple[Any, ...]]] = {"meta": [(k, self._meta(k)) for k in COPIED_META]}
+        for table, (cols, order) in TABLES.items():
+            rows = self.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
+            out[table] = [tuple(r) for r in rows.fetchall()]
+        return out
+
+    @_translate
+    def replace_contents(self, contents: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Replace everything with ``contents`` (another store's :meth:`contents`) in one
+        transaction, verified before it commits: if any table reads back other than it was
+        given, StateError and nothing changed."""
+        self._backup()
+        with self._record():
+            for table in TABLES:
+                self.execute(f"DELETE FROM {table}")
+            self.execute(
+                f"DELETE FROM meta WHERE key IN ({', '.join('?' for _ in COPIED_META)})",
+                list(COPIED_META),
+            )
+            for key, value in contents["meta"]:
+                if value is not None:
+                    self._set_meta(key, value)
+            for table, (cols, _order) in TABLES.items():
+                rows = contents.get(table, [])
+                if rows:
+                    self._executemany(
+                        f"INSERT INTO {table} ({', '.join(cols)}) "
+                        f"VALUES ({', '.join('?' for _ in cols)})",
+                        [tuple(r) for r in rows],
+                    )
+            self._after_copy()
+            wanted, got = digest_contents(contents), digest_contents(self._read_contents())
+            differ = sorted(t for t in wanted if wanted[t] != got.get(t))
+            if differ:
+                raise StateError(
+                    f"copying state into {self.describe()}: {', '.join(differ)} read back "
+                    "differently from what was copied; nothing was changed"
+                )
+        with self._key_lock:
+            self._key = None
+
+    @_translate
+    def digests(self) -> dict[str, str]:
+        """sha256 per table of everything held (:func:`digest_contents`)."""
+        if not self._exists():
+            return digest_contents({"meta": [], **{t: [] for t in TABLES}})
+        with self._tx():
+            return digest_contents(self._read_contents())
+
+
+def _check_document(doc: Any) -> tuple[str | None, int, list[dict[str, Any]], dict[str, Any]]:
+    """The lineage, serial, resources and outputs of a state document; StateError naming
+    what is wrong with one that is not."""
+
+    def bad(why: str) -> StateError:
+        return StateError(f"not a trainform state document: {why}")
+
+    if not isinstance(doc, dict):
+        raise bad("it is not a JSON object")
+    if doc.get("format_version") != STATE_FORMAT_VERSION:
+        raise bad(
+            f"format_version is {doc.get('format_version')!r}, this trainform reads "
+            f"{STATE_FORMAT_VERSION!r}"
+        )
+    lineage, serial = doc.get("lineage"), doc.get("serial")
+    if lineage is not None and not isinstance(lineage, str):
+        raise bad("lineage must be a string")
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        raise bad("serial must be a whole number")
+    resources, outputs = doc.get("resources"), doc.get("outputs")
+    if not isinstance(resources, list):
+        raise bad("resources must be a list")
+    for i, item in enumerate(resources):
+        if not isinstance(item, dict) or set(item) != set(RESOURCE_FIELDS):
+            raise bad(f"resources[{i}] must have exactly the fields {', '.join(RESOURCE_FIELDS)}")
+        for f in ("address", "kind", "name", "provider", "status"):
+            if not isinstance(item[f], str):
+                raise bad(f"resources[{i}].{f} must be a string")
+        if not isinstance(item["attributes"], dict) or not isinstance(item["computed"], dict):
+            raise bad(f"resources[{i}]: attributes and computed must be objects")
+        if not isinstance(item["dependencies"], list):
+            raise bad(f"resources[{i}].dependencies must be a list")
+    if not isinstance(outputs, dict) or not all(
+        isinstance(o, dict) and set(o) == {"value", "sensitive"} for o in outputs.values()
+    ):
+        raise bad('outputs must map names to {"value": ..., "sensitive": true|false}')
+    return lineage, serial, resources, outputs
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("resources").create(
+        {
+            "address": str,
+            "kind": str,
+            "name": str,
+            "key": str,
+            "provider": str,
+            "attributes": str,
+            "computed": str,
+            "dependencies": str,
+            "status": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="address",
+    )
+    db.table("outputs").create({"name": str, "value": str, "sensitive": int}, pk="name")
+    db.table("lock").create(
+        {
+            "name": str,
+            "id": str,
+            "who": str,
+            "operation": str,
+            "created": str,
+            "pid": int,
+            "host": str,
+            "pid_start": str,
+        },
+        pk="name",
+    )
+    db.table("apply_history").create(
+        {
+            "id": int,
+            "started": str,
+            "finished": str,
+            "who": str,
+            "host": str,
+            "command": str,
+            "changes": str,
+            "outcome": str,
+            "serial": int,
+        },
+        pk="id",
+    )
+
+
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    # Run history outlives resources: it is keyed by run id, not by address.
+    db.table("runs").create(
+        {
+            "id": str,
+            "address": str,
+            "workspace": str,
+            "experiment": str,
+            "status": str,
+            "fingerprint": str,
+            "created": str,
+            "finished": str,
+            "record": str,
+        },
+        pk="id",
+    )
+    db.table("runs").create_index(["workspace"])
+
+
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    db.table("run_metrics").create(
+        {"run_id": str, "name": str, "step": int, "value": float, "time": float, "source": str}
+    )
+    db.table("run_metrics").create_index(["run_id", "name"])
+
+
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    db.table("sweeps").create(
+        {
+            "id": str,
+            "address": str,
+            "status": str,
+            "fingerprint": str,
+            "created": str,
+            "finished": str,
+            "record": str,
+        },
+        pk="id",
+    )
+
+
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    db.table("state_versions").create(
+        {
+            "serial": int,
+            "lineage": str,
+            "created": str,
+            "who": str,
+            "host": str,
+            "command": str,
+            "plan_digest": str,
+            "state": str,
+        },
+        pk="serial",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+    _migrate_5,
+]
+
+
+def state_fingerprint_key(path: Path) -> bytes:
+    """The fingerprint key kept in the state file at ``path`` (made and recorded if it has
+    none; a connection of its own, so any thread may ask). Writing it is no change of state:
+    the serial stays. Where there is no state file yet (``plan -lock=false`` before the first
+    apply) a new key, for this process only. Raises StateError."""
+    if not path.exists():
+        return new_key()
+    try:
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        try:
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if not has_meta:
+                return new_key()
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('fingerprint_key', ?)",
+                [new_key().hex()],
+            )
+            row = conn.execute("SELECT value FROM meta WHERE key='fingerprint_key'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StateError(f"state database {path}: {exc} (reading the fingerprint key)") from None
+    return bytes.fromhex(row[0])
+
+
+def _set_aside_stale_wal(path: Path) -> None:
+    """Rename a write-ahead log that belongs to another file than ``path`` (left beside it
+    when a backup was copied over the state file): SQLite would replay it into the copy.
+
+    A database in rollback-journal mode (header bytes 18-19 = 1, as backups are written)
+    never has a live ``-wal``: SQLite switches the header to WAL before it creates one, so
+    checking the log first and the header second cannot mistake a live log for a stale one."""
+    wal = Path(f"{path}-wal")
+    try:
+        if wal.stat().st_size == 0:
+            return
+        with path.open("rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return
+    if not header.startswith(b"SQLite format 3\0") or header[18] != 1:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("-wal", "-shm"):
+        with suppress(OSError):
+            Path(f"{path}{suffix}").rename(f"{path}{suffix}.stale-{stamp}")
+
+
+class SQLiteStateStore(StateStore):
+    """State in one SQLite file (default ``.trainform/state.db``). Not thread-safe: one
+    command uses it from one thread.
+
+    With ``create=False`` a missing file is not created by opening: reads see empty state,
+    and the file is made by the first write or lock. A file made only for a lock is in
+    SQLite's rollback-journal mode until something is recorded (then WAL); if nothing was,
+    releasing the lock deletes the file again, so a plan leaves no empty state behind. The
+    released lock's row stays in the deleted file, so a process that waits on that file sees
+    it held until it notices the file is gone and reopens the path."""
+
+    db_errors = (sqlite3.Error,)
+
+    def __init__(self, path: Path, create: bool = True) -> None:
+        super().__init__()
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
+        self._created = False  # this store made the file for a lock; it may delete it
+        self._made_dir = False
+        self._wal = False
+        self._backed_up = False  # the backup was written before this store's first change
+        if create or path.exists():
+            self._open(wal=True)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, creating the file if it does not exist yet."""
+        if self._conn is None:
+            self._open(wal=False)
+        assert self._conn is not None
+        return self._conn
+
+    def _exists(self) -> bool:
+        """Whether there is a state file to read (opened now if another process made it)."""
+        if self._conn is None and self.path.exists():
+            self._open(wal=True)
+        return self._conn is not None
+
+    @_translate
+    def _open(self, wal: bool) -> None:
+        try:
+            existed = self.path.exists()
+            self._made_dir = not self.path.parent.exists()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"state database {self.path}: cannot create its folder: {exc.strerror} "
+                "(check that the state file and its folder are writable)"
+            ) from None
+        existed = existed and self._check_file()
+        if existed:
+            _set_aside_stale_wal(self.path)
+        conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        try:
+            # Still 0 bytes: it was deleted (made only for a lock) and made anew meanwhile.
+            existed = existed and self.path.stat().st_size > 0
+            if existed:
+                self._check_tables(conn)
+            # An existing file keeps its mode: WAL, or rollback-journal while it is made
+            # only for a lock (see the class docstring).
+            set_wal = wal and not existed
+            mode = conn.execute("PRAGMA journal_mode" + ("=WAL" if set_wal else "")).fetchone()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = conn
+            self._wal = bool(mode) and mode[0] == "wal"
+            self._migrate()
+            st = self.path.stat()
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+        self._identity = (st.st_dev, st.st_ino)
+        self._created = not existed and not self._wal
+
+    def describe(self) -> str:
+        return f"SQLite {self.path}"
+
+    def _state_error(self, exc: BaseException) -> StateError:
+        text = str(exc)
+        if "disk is full" in text or "disk I/O" in text:
+            hint = "free some disk space and run the command again; state was not changed"
+        elif "readonly" in text or "unable to open" in text:
+            hint = "check that the state file and its folder are writable"
+        else:
+            hint = "the state database may be damaged; keep a copy before repairing it"
+        return StateError(f"state database {self.path}: {text} ({hint})")
+
+    def _load_fingerprint_key(self) -> bytes:
+        return state_fingerprint_key(self.path)
+
+    @property
+    def backup_path(self) -> Path:
+        """Where the state as it was before the last command that changed it is kept."""
+        return self.path.with_name(self.path.name + BACKUP_SUFFIX)
+
+    def _not_ours(self, why: str) -> StateError:
+        backup = ""
+        if self.backup_path.exists():
+            backup = (
+                f"; the state as it was before its last change is in {self.backup_path} "
+                "(README, 'State and locking', says how to restore it)"
+            )
+        return StateError(
+            f"state file {self.path} is not a trainform state database: {why}. It is neither "
+            "read as empty state (a plan would create everything again) nor written to; move "
+            f"it away, or set the state path to the right file{backup}"
+        )
+
+    def _check_file(self) -> bool:
+        """Whether the state file still exists; raise StateError if it is empty. One that
+        another trainform process has just made (SQLite creates it empty, then writes its
+        tables) is waited for."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                st = self.path.stat()
+            except FileNotFoundError:
+                return False  # deleted meanwhile (a file made only for a lock)
+            if st.st_size > 0:
+                return True
+            if time.time() - st.st_mtime > 5 or time.monotonic() > deadline:
+                raise self._not_ours("it is empty (0 bytes)")
+            time.sleep(0.05)
+
+    def _check_tables(self, conn: sqlite3.Connection) -> None:
+        """Raise StateError unless ``conn`` holds trainform's tables (never creates them in
+        another application's database)."""
+        try:
+            names = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            version = None
+            if "meta" in names:
+                version = conn.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" not in str(exc):
+                raise
+            raise self._not_ours(
+                f"it is not an SQLite database, or a damaged one ({exc}: keep a copy before "
+                "repairing it)"
+            ) from None
+        if version is None and not self._blank_file(conn, names):
+            shown = ", ".join(sorted(names)[:8]) or "none"
+            raise self._not_ours(f"it is an SQLite database without trainform's tables ({shown})")
+
+    def _blank_file(self, conn: sqlite3.Connection, names: set[str]) -> bool:
+        """An SQLite file with no tables that another trainform process is creating (it
+        writes its tables in the first transaction): waited for briefly."""
+        if names:
+            return False
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+                return True
+        return False
+
+    def _backup(self) -> None:
+        """Before the first change of managed state by this store (one command), keep the
+        state as it is in :attr:`backup_path`, as Terraform keeps ``terraform.tfstate.backup``
+        (nothing is kept while no resource or output was ever recorded).
+        The copy is a complete database in rollback-journal mode without the lock, written
+        to a temporary file and renamed, so copying it over the state file restores it."""
+        if self._backed_up or not self._exists() or self._meta("lineage") is None:
+            return
+        tmp = self.backup_path.with_name(f".{self.backup_path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.unlink(missing_ok=True)
+            dest = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                self.conn.backup(dest)
+                dest.execute("PRAGMA journal_mode=DELETE")
+                dest.execute("DELETE FROM lock")
+            finally:
+                dest.close()
+            with suppress(OSError):
+                os.chmod(tmp, self.path.stat().st_mode & 0o777)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.backup_path)
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink()
+            raise StateError(
+                f"state database {self.path}: cannot write its backup {self.backup_path}: "
+                f"{exc.strerror or exc}; state was not changed"
+            ) from None
+        self._backed_up = True
+
+    def _moved(self) -> bool:
+        """Whether the open file is no longer the one at the path (another process deleted
+        the file it had made only for a lock)."""
+        if self._conn is None:
+            return False
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
+
+    def _reopen(self) -> None:
+        self.close()
+        self._open(wal=False)
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # SQLite has already rolled back after e.g. a full disk
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _record(self) -> Iterator[None]:
+        """A transaction that records something: the file is kept from now on (WAL mode)."""
+        if not self._wal:
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            self._wal = bool(mode) and mode[0] == "wal"
+            self._created = False
+        with self._tx():
+            yield
+
+    def _migrate(self) -> None:
+        with self._tx():
+            version = 0
+            has_meta = self.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if has_meta:
+                row = self.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state database {self.path} has schema version {version}, newer than this "
+                    f"trainform understands ({SCHEMA_VERSION}); upgrade trainform"
+                )
+            if version < SCHEMA_VERSION:
+                import sqlite_utils  # only needed to create tables
+
+                db = sqlite_utils.Database(self.conn)
+                for step in MIGRATIONS[version:]:
+                    step(db)
+                self._upsert("meta", {"key": "schema_version", "value": str(SCHEMA_VERSION)}, "key")
 
     # ------------------------------------------------------------------ locking
     def _holder(self) -> tuple[LockInfo, str] | None:
@@ -931,7 +1400,3 @@ class SQLiteStateStore:
         self._conn = None
         self._identity = None
         self._created = self._made_dir = self._wal = False
-
-
-# What the engine, planner and history code take: becomes the backend-neutral base class.
-StateStore = SQLiteStateStore
