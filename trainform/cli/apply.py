@@ -304,6 +304,8 @@ def _apply_command(
                 what = {"destroy": "destroy all resources", "refresh-only": "update the state"}.get(
                     mode, "perform these actions"
                 )
+                if session.workspace != "default":  # as Terraform asks
+                    what += f' in workspace "{session.workspace}"'
                 cancelled = "Destroy cancelled." if mode == "destroy" else "Apply cancelled."
                 _confirm(ctx, auto_approve, what, cancelled)
             print_lines(ctx, "")

@@ -133,7 +133,10 @@ class ConsoleScope:
             keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
             return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
 
-        evaluated = Evaluator(module, variables, functions).run(recorded)
+        from trainform.state.backend import selected_workspace
+
+        workspace = selected_workspace(module.directory)
+        evaluated = Evaluator(module, variables, functions, workspace).run(recorded)
         values = evaluated.scopes[()]  # the root module's scope, as its own expressions see it
         return cls(
             module,

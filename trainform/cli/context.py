@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from trainform.engine.session import Session
+    from trainform.state.backend import BackendSpec
 
 
 def make_console(ctx: click.Context, stderr: bool = False) -> Console:
@@ -192,21 +193,43 @@ def fail_with(ctx: click.Context, message: str) -> Fail:
     return Fail()
 
 
-def open_store(ctx: click.Context, optional: bool = False) -> Any:
-    """The configuration's state store; with ``optional``, None when nothing was ever
-    recorded (listing commands then show an empty list), else that is an error."""
+def open_backend(ctx: click.Context) -> tuple[Path, BackendSpec]:
+    """The configuration's folder and the state backend it names (no workspace check)."""
     from trainform.config.loader import load_module
-    from trainform.engine.session import state_path
-    from trainform.errors import StateError
-    from trainform.state.store import SQLiteStateStore
+    from trainform.state.backend import backend_spec
 
     module = load_module(config_dir(ctx))
-    path = state_path(module)
-    if not path.exists():
+    return module.directory, backend_spec(module)
+
+
+def open_store(ctx: click.Context, optional: bool = False) -> Any:
+    """The selected workspace's state store in the configuration's backend; with
+    ``optional``, None when nothing was ever recorded there (listing commands then show an
+    empty list), else that is an error. A selected workspace that does not exist is an
+    error either way."""
+    from trainform.errors import StateError
+    from trainform.state.backend import current_workspace, describe_workspace, open_state
+
+    directory, spec = open_backend(ctx)
+    workspace = current_workspace(spec, directory)
+    store = open_state(spec, workspace, create=False)
+    if not has_state(spec, workspace, store):
+        store.close()
         if optional:
             return None
-        raise StateError(f"no state yet at {path}: nothing has been applied in this configuration")
-    return SQLiteStateStore(path)
+        raise StateError(
+            f"no state yet in {describe_workspace(spec, workspace)}: nothing has been applied there"
+        )
+    return store
+
+
+def has_state(spec: BackendSpec, workspace: str, store: Any) -> bool:
+    """Whether anything was ever recorded in the workspace's state."""
+    if spec.kind == "sqlite":
+        from trainform.state.backend import sqlite_path
+
+        return sqlite_path(spec, workspace).exists()
+    return not store.is_empty()
 
 
 def open_providers(ctx: click.Context, store: Any) -> Any:
@@ -214,12 +237,13 @@ def open_providers(ctx: click.Context, store: Any) -> Any:
     passphrase need the configuration's values (state holds only salted hashes), so then the
     configuration is evaluated as for `plan` (variables from -var flags, files, TF_VAR_*,
     or a prompt on a terminal)."""
-    from trainform.engine.session import DATA_DIR
     from trainform.providers.base import ProviderContext
     from trainform.providers.registry import Providers
     from trainform.state import secrets
+    from trainform.state.backend import DATA_DIR, current_workspace
 
-    directory = config_dir(ctx).resolve()
+    directory, spec = open_backend(ctx)
+    directory = directory.resolve()
     resources = store.resources()
     if any(secrets.is_sealed(v) for r in resources.values() for v in r.attributes.values()):
         from trainform.errors import TrainformError
@@ -228,4 +252,10 @@ def open_providers(ctx: click.Context, store: Any) -> Any:
             session = open_session(ctx)
             session.remember_secrets(resources)
             return session.providers
-    return Providers(ProviderContext(directory, directory / DATA_DIR))
+    context = ProviderContext(
+        directory,
+        directory / DATA_DIR,
+        backend=spec,
+        workspace=current_workspace(spec, directory),
+    )
+    return Providers(context)

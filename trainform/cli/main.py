@@ -31,6 +31,7 @@ from trainform.cli import (
     sweeps,
     validate,
     version,
+    workspace,
 )
 from trainform.cli.options import normalize_args
 
@@ -97,6 +98,7 @@ for command in (
     output.output,
     state.state,
     state.force_unlock,
+    workspace.workspace,
     graph.graph,
     version.version,
     runs.runs,

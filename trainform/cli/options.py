@@ -39,6 +39,9 @@ LONG_OPTIONS = {
     "help",
     "version",
     "type",
+    "or-create",
+    "migrate-state",
+    "reconfigure",
 }
 
 
@@ -64,6 +67,9 @@ BOOLEAN_FLAGS = {
     "raw": False,
     "quiet": False,
     "follow": False,
+    "or-create": False,
+    "migrate-state": False,
+    "reconfigure": False,
 }
 TRUE_VALUES = ("1", "t", "true")  # strconv.ParseBool's, in any case
 FALSE_VALUES = ("0", "f", "false")

@@ -73,6 +73,8 @@ def plan(
         if as_json:
             click.echo(_json.dumps(plan_to_json(the_plan), sort_keys=True, indent=2))
         else:
+            if session.workspace != "default":  # which state this plan is against
+                print_lines(ctx, f'Workspace: "{session.workspace}"\n')
             show_plan(ctx, the_plan)
             if out:
                 from rich.markup import escape

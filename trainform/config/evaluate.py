@@ -210,11 +210,16 @@ class Evaluator:
     time once dependencies are known."""
 
     def __init__(
-        self, module: Module, variables: dict[str, Any], functions: FunctionContext
+        self,
+        module: Module,
+        variables: dict[str, Any],
+        functions: FunctionContext,
+        workspace: str = "default",
     ) -> None:
         self.module = module
         self.variables = variables
         self.functions = functions
+        self.workspace = workspace  # the CLI workspace: trainform.workspace
         self.order = evaluation_order(module.dependencies)
         self._resource_closure = self._resource_dependencies()
 
@@ -263,6 +268,9 @@ class Evaluator:
                 "local": {},
                 "module": {},
                 "path": {"module": folder, "root": directory, "cwd": cwd},
+                # terraform.workspace is accepted too, so that ported configurations work
+                "trainform": {"workspace": self.workspace},
+                "terraform": {"workspace": self.workspace},
                 **{k: {} for k in S.RESOURCE_KINDS},
             }
 

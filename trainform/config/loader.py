@@ -54,6 +54,8 @@ REFERENCE_ROOTS = (
     "count",
     "each",
     "path",
+    "trainform",  # trainform.workspace: the CLI workspace's name
+    "terraform",  # its alias, so that ported configurations work
     "param",
     "module",
     *S.RESOURCE_KINDS,
@@ -1030,11 +1032,13 @@ def _check_ref(ref: Ref, declared: dict[str, Any], res: Any, c: _Collector) -> s
             S.did_you_mean(ref.root, list(REFERENCE_ROOTS)),
         )
         return None
-    if ref.root in ("count", "each", "path"):
+    if ref.root in ("count", "each", "path", "trainform", "terraform"):
         allowed = {
             "count": ("index",),
             "each": ("key", "value"),
             "path": ("module", "root", "cwd"),
+            "trainform": ("workspace",),
+            "terraform": ("workspace",),
         }[ref.root]
         if ref.root == "count" and (res is None or res.count is None):
             c.add(
@@ -1071,10 +1075,12 @@ def _check_ref(ref: Ref, declared: dict[str, Any], res: Any, c: _Collector) -> s
         return None
     if name not in declared[ref.root]:
         what = {"var": "variable", "local": "local value"}.get(ref.root, ref.root)
-        c.add(
-            f"reference to undeclared {what} {ref.key!r}",
-            ref.pos,
-            S.did_you_mean(name, list(declared[ref.root])),
-        )
+        hint = S.did_you_mean(name, list(declared[ref.root]))
+        if ref.root == "workspace" and not hint:  # not the CLI workspace: say which is which
+            hint = (
+                f"workspace.NAME refers to a workspace block (an artifact store): declare "
+                f'workspace "{name}" {{ ... }}; the CLI workspace\'s name is trainform.workspace'
+            )
+        c.add(f"reference to undeclared {what} {ref.key!r}", ref.pos, hint)
         return None
     return ref.key

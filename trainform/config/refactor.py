@@ -497,7 +497,8 @@ def condition_reference_errors(
 ) -> list[Diagnostic]:
     """References in a check's assertion or a postcondition to what does not exist."""
     errors = []
-    roots = {*declared, "path", "module"} | ({"self"} if allow_self else set())
+    roots = {*declared, "path", "module", "trainform", "terraform"}
+    roots |= {"self"} if allow_self else set()
     roots |= {"count"} if count else set()
     roots |= {"each"} if each else set()
     for expr in (cond.condition, cond.error_message):

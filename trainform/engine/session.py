@@ -48,17 +48,15 @@ from trainform.planner.types import Plan
 from trainform.providers.base import Provider, ProviderContext, ResourceState
 from trainform.providers.registry import Providers
 from trainform.state import secrets
-from trainform.state.store import LockInfo, SQLiteStateStore, StateStore
-
-DATA_DIR = ".trainform"
-
-
-def state_path(module: Module) -> Path:
-    configured = module.settings.state_path
-    if configured:
-        p = Path(configured).expanduser()
-        return p if p.is_absolute() else module.directory / p
-    return module.directory / DATA_DIR / "state.db"
+from trainform.state.backend import (
+    DATA_DIR,
+    DEFAULT_WORKSPACE,
+    BackendSpec,
+    backend_spec,
+    current_workspace,
+    open_state,
+)
+from trainform.state.store import LockInfo, StateStore
 
 
 def _prior_computed(prior: dict[str, ResourceState], inst: Instance) -> dict[str, Any]:
@@ -102,6 +100,8 @@ class Session:
     parallelism: int = 10
     warnings: list[Diagnostic] = field(default_factory=list)
     lock: LockInfo | None = None
+    backend: BackendSpec | None = None
+    workspace: str = DEFAULT_WORKSPACE  # the CLI workspace (not a workspace block)
 
     @classmethod
     def open(
@@ -112,9 +112,12 @@ class Session:
         parallelism: int = 10,
         fixed_variables: dict[str, Any] | None = None,
     ) -> Session:
-        """Load and check the configuration, resolve variables, open state. Raises
-        ConfigError / StateError."""
+        """Load and check the configuration, resolve variables, open the selected
+        workspace's state in the configured backend. Raises ConfigError / StateError (a
+        selected workspace that does not exist)."""
         module = load_module(directory)
+        backend = backend_spec(module)
+        workspace = current_workspace(backend, module.directory)
         functions = function_context(module)
         raw = collect_values(module.directory, module.variables, inputs, functions)
         if fixed_variables is not None:
@@ -122,13 +125,26 @@ class Session:
                 raw.values[name] = value
                 raw.origin[name] = "the saved plan"
         variables = resolve_variables(module, raw, prompt, functions)
-        store = SQLiteStateStore(state_path(module), create=False)
+        store = open_state(backend, workspace, create=False)
         data_dir = module.directory / DATA_DIR
-        providers = Providers(
-            ProviderContext(module.directory, data_dir, state_path(module), store.fingerprint_key)
+        context = ProviderContext(
+            module.directory,
+            data_dir,
+            backend=backend,
+            workspace=workspace,
+            fingerprint_key=store.fingerprint_key,
         )
         return cls(
-            module, raw, variables, functions, store, providers, parallelism, list(raw.warnings)
+            module,
+            raw,
+            variables,
+            functions,
+            store,
+            Providers(context),
+            parallelism,
+            list(raw.warnings),
+            backend=backend,
+            workspace=workspace,
         )
 
     @contextmanager
@@ -143,7 +159,7 @@ class Session:
             self.lock = None
 
     def evaluator(self) -> Evaluator:
-        return Evaluator(self.module, self.variables, self.functions)
+        return Evaluator(self.module, self.variables, self.functions, self.workspace)
 
     def make_plan(self, options: PlanOptions, do_refresh: bool = True) -> tuple[Plan, Planner]:
         """Refresh (unless told not to) and plan. Raises ConfigError, PlanError,
@@ -288,11 +304,13 @@ class Session:
             sensitive_variables={
                 k: secrets.seal(v) for k, v in self.variables.items() if k in sensitive
             },
+            workspace=self.workspace,
         )
 
     def check_saved(self, saved: planfile.SavedPlan) -> Planner:
         """Verify a saved plan still describes what applying it would do; return the planner
         whose evaluation supplies the real values. Raises StalePlanError / PlanError."""
+        planfile.check_workspace(saved, self.workspace)
         planfile.check_inputs(saved, list(self.module.files))
         lineage, serial = self.store.lineage_serial()
         planfile.check_state(saved, lineage, serial)

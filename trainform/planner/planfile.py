@@ -1,8 +1,8 @@
 """Saved plans: what was planned, and everything needed to tell that it went stale.
 
-A plan file holds the plan, the state lineage and serial it was made against, the sha256 of
-every input read (configuration files, variable files, files read by functions) and the
-non-sensitive variable values. Sensitive variables appear only as salted hashes: they must
+A plan file holds the plan, the CLI workspace and the state lineage and serial it was made
+against, the sha256 of every input read (configuration files, variable files, files read by
+functions) and the non-sensitive variable values. Sensitive variables appear only as salted hashes: they must
 be supplied again at apply and are checked against them.
 """
 
@@ -30,6 +30,7 @@ class SavedPlan:
     inputs: dict[str, str]
     variables: dict[str, Any]
     sensitive_variables: dict[str, dict[str, str]]
+    workspace: str = "default"  # the CLI workspace whose state it was made against
 
 
 def file_hashes(paths: list[Path]) -> dict[str, str]:
@@ -45,6 +46,7 @@ def save(path: Path, saved: SavedPlan) -> None:
         "inputs": saved.inputs,
         "variables": saved.variables,
         "sensitive_variables": saved.sensitive_variables,
+        "workspace": saved.workspace,
         "plan": saved.plan.to_dict(),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -72,6 +74,7 @@ def load(path: Path) -> SavedPlan:
         inputs=data["inputs"],
         variables=data["variables"],
         sensitive_variables=data["sensitive_variables"],
+        workspace=str(data.get("workspace") or "default"),  # files from before workspaces
     )
 
 
@@ -90,6 +93,18 @@ def check_inputs(saved: SavedPlan, current_files: list[Path]) -> None:
     if added:
         raise StalePlanError(
             f"the saved plan is stale: {added[0]} was added since the plan was made"
+        )
+
+
+def check_workspace(saved: SavedPlan, workspace: str) -> None:
+    """Raise StalePlanError if the plan was made in another CLI workspace than ``workspace``
+    (its state is another one: applying would act on the wrong environment)."""
+    if saved.workspace != workspace:
+        raise StalePlanError(
+            f'the saved plan was made in workspace "{saved.workspace}", but the current '
+            f'workspace is "{workspace}"; apply it there (`trainform workspace select '
+            f"{saved.workspace}` or TRAINFORM_WORKSPACE={saved.workspace}), or make a new plan "
+            "in this one"
         )
 
 

@@ -32,10 +32,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trainform.config.schema import BlockSchema
 from trainform.errors import ProviderError
+
+if TYPE_CHECKING:
+    from trainform.state.backend import BackendSpec
 
 Observed = dict[str, Any]
 
@@ -161,7 +164,10 @@ class ProviderContext:
 
     config_dir: Path
     data_dir: Path
-    state_path: Path | None = None  # for background helpers (a sweep controller) only
+    # Where state is, for background helpers (a sweep controller) only: see
+    # trainform.state.backend.location. None where there is no state (``validate``).
+    backend: BackendSpec | None = None
+    workspace: str = "default"
     fingerprint_key: Callable[[], bytes] | None = None
 
 

@@ -273,7 +273,7 @@ class SweepProvider(WorkProvider):
             "workspace_address": workspace_of(desired),
             "config_dir": str(self.context.config_dir),
             "data_dir": str(self.context.data_dir),
-            "state_path": str(self.context.state_path or self.context.data_dir / "state.db"),
+            "state": self._state_location(),
             "status_file": str(folder / "status.json"),
             "parameter_flags": self.parameter_flags(desired),
         }
@@ -310,11 +310,11 @@ class SweepProvider(WorkProvider):
     ) -> tuple[dict[str, Any], Any, list[str]]:
         """Run the controller in this process until the sweep ends (or ``stop``: the trials
         are then canceled). Returns the updated computed attributes."""
-        from trainform.state.store import SQLiteStateStore
-        from trainform.sweep.controller import Controller
+        from trainform.state.backend import open_location
+        from trainform.sweep.controller import Controller, state_location
 
         spec = json.loads(Path(computed["spec_path"]).read_text())
-        store = SQLiteStateStore(Path(spec["state_path"]))
+        store = open_location(state_location(spec))
         try:
             on_status("running", "")
             Controller(spec, store, stop, lambda kind, text: on_line(text)).run()
@@ -326,8 +326,20 @@ class SweepProvider(WorkProvider):
             [],
         )
 
+    def _state_location(self) -> dict[str, str]:
+        """Where the controller records trials: this workspace's state, with no secret in it
+        (a pg connection string reaches the controller in its environment: see detach)."""
+        from trainform.state.backend import location
+
+        if self.context.backend is None:  # a provider made without state (tests, tools)
+            return {"kind": "sqlite", "path": str(self.context.data_dir / "state.db")}
+        return location(self.context.backend, self.context.workspace)
+
     def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
-        """Start the controller as a background process; record its pid."""
+        """Start the controller as a background process; record its pid. A pg connection
+        string is passed in its environment, never in the spec file."""
+        from trainform.state.backend import child_environment
+
         log = Path(computed["spec_path"]).with_name("controller.log")
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -337,6 +349,7 @@ class SweepProvider(WorkProvider):
                 stderr=out,
                 start_new_session=True,
                 cwd=self.context.config_dir,
+                env=child_environment(self.context.backend) if self.context.backend else None,
             )
         return {
             **computed,

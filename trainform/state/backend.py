@@ -26,7 +26,10 @@ DEFAULT_WORKSPACE = "default"
 WORKSPACE_ENV = "TRAINFORM_WORKSPACE"  # overrides the selected workspace (TF_WORKSPACE)
 PG_ENV = ("TRAINFORM_PG_CONN_STR", "PG_CONN_STR")  # first set wins
 WORKSPACE_FILE = "workspace"  # .trainform/workspace: the selected workspace's name
-WORKSPACES_DIR = "workspaces"  # SQLite: <state dir>/workspaces/<name>/<state file name>
+# SQLite: a non-default workspace's file is <state file>.d/<name>/<state file name>, as
+# Terraform's terraform.tfstate.d/<name>/ (not .trainform/workspaces/, where workspace
+# blocks keep their artifact stores: a CLI workspace "ml" must not share a folder with one).
+WORKSPACES_SUFFIX = ".d"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
@@ -95,11 +98,28 @@ def selected_workspace(directory: Path) -> str:
 
 def sqlite_path(spec: BackendSpec, workspace: str) -> Path:
     """The SQLite file of ``workspace``: the configured file for "default", else
-    ``workspaces/<name>/`` beside it, under the same file name."""
+    ``<file>.d/<name>/`` beside it, under the same file name (``.trainform/state.db.d/dev/
+    state.db``)."""
     assert spec.path is not None
     if workspace == DEFAULT_WORKSPACE:
         return spec.path
-    return spec.path.parent / WORKSPACES_DIR / workspace / spec.path.name
+    return _workspaces_folder(spec) / workspace / spec.path.name
+
+
+def _workspaces_folder(spec: BackendSpec) -> Path:
+    """SQLite: the folder holding the non-default workspaces' folders."""
+    assert spec.path is not None
+    return spec.path.with_name(spec.path.name + WORKSPACES_SUFFIX)
+
+
+def describe_workspace(spec: BackendSpec, workspace: str) -> str:
+    """A workspace's state for messages: ``SQLite FILE`` (the workspace's own file), or
+    ``workspace "dev" (PostgreSQL ... )``."""
+    sqlite = spec.kind == "sqlite"
+    where = f"SQLite {sqlite_path(spec, workspace)}" if sqlite else spec.describe()
+    if workspace == DEFAULT_WORKSPACE:
+        return where
+    return f'workspace "{workspace}" ({where})'
 
 
 def open_state(spec: BackendSpec, workspace: str, create: bool = False) -> StateStore:
@@ -112,3 +132,173 @@ def open_state(spec: BackendSpec, workspace: str, create: bool = False) -> State
     from trainform.state.store import SQLiteStateStore
 
     return SQLiteStateStore(sqlite_path(spec, workspace), create=create)
+
+
+def _workspace_folder(spec: BackendSpec, name: str) -> Path:
+    """SQLite: the folder that holds a non-default workspace (it exists iff the workspace
+    does, whether or not anything was recorded in it yet)."""
+    return sqlite_path(spec, name).parent
+
+
+def workspaces(spec: BackendSpec) -> list[str]:
+    """The backend's workspaces, sorted, "default" always among them. Raises StateError."""
+    if spec.kind == "pg":
+        from trainform.state.postgres import pg_list_workspaces
+
+        names = set(pg_list_workspaces(spec.conn_str, spec.schema_name))
+    else:
+        folder = _workspaces_folder(spec)
+        try:
+            names = {d.name for d in folder.iterdir() if d.is_dir() and _NAME.match(d.name)}
+        except FileNotFoundError:
+            names = set()
+        except OSError as exc:
+            raise StateError(f"cannot list the workspaces in {folder}: {exc.strerror}") from None
+    return sorted(names | {DEFAULT_WORKSPACE})
+
+
+def workspace_exists(spec: BackendSpec, name: str) -> bool:
+    if name == DEFAULT_WORKSPACE:
+        return True
+    if spec.kind == "pg":
+        return name in workspaces(spec)
+    return _workspace_folder(spec, name).is_dir()
+
+
+def missing_workspace(spec: BackendSpec, name: str) -> StateError:
+    """The error for a workspace that does not exist, listing those that do."""
+    return StateError(
+        f'workspace "{name}" does not exist in {spec.describe()} (the workspaces: '
+        f"{', '.join(workspaces(spec))}); create it with `trainform workspace new {name}`"
+    )
+
+
+def current_workspace(spec: BackendSpec, directory: Path) -> str:
+    """The selected workspace (see :func:`selected_workspace`), checked to exist. Raises
+    StateError naming where the selection came from."""
+    name = selected_workspace(directory)
+    if workspace_exists(spec, name):
+        return name
+    source = (
+        f"{WORKSPACE_ENV}={name}"
+        if os.environ.get(WORKSPACE_ENV)
+        else f"selected in {directory / DATA_DIR / WORKSPACE_FILE}"
+    )
+    raise StateError(f"{missing_workspace(spec, name)} ({source})")
+
+
+def select_workspace(directory: Path, name: str) -> None:
+    """Record ``name`` as the workspace commands in ``directory`` use (the file is removed
+    for "default", as a fresh directory has none)."""
+    path = directory / DATA_DIR / WORKSPACE_FILE
+    try:
+        if name == DEFAULT_WORKSPACE:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(name + "\n")
+    except OSError as exc:
+        raise StateError(
+            f"cannot record the selected workspace in {path}: {exc.strerror}"
+        ) from None
+
+
+def new_workspace(spec: BackendSpec, name: str) -> None:
+    """Create an empty workspace. Raises StateError if it exists (or the name is invalid).
+    Takes no lock that other workspaces wait on."""
+    check_workspace_name(name)
+    if workspace_exists(spec, name):
+        raise StateError(f'workspace "{name}" already exists')
+    if spec.kind == "pg":
+        from trainform.state.postgres import pg_create_workspace
+
+        pg_create_workspace(spec.conn_str, spec.schema_name, name)
+        return
+    folder = _workspace_folder(spec, name)
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        raise StateError(f'workspace "{name}" already exists') from None
+    except OSError as exc:
+        raise StateError(f"cannot create workspace folder {folder}: {exc.strerror}") from None
+
+
+def delete_workspace(
+    spec: BackendSpec, name: str, force: bool = False, lock: bool = True, lock_timeout: float = 0.0
+) -> int:
+    """Delete a workspace with its state and run history; return how many resources its
+    state still managed (non-zero only with ``force``). Refused for "default", for a
+    missing workspace, for one whose state manages resources (unless ``force``), and while
+    its lock is held (LockError, after ``lock_timeout``). The caller refuses the current
+    workspace."""
+    check_workspace_name(name)
+    if name == DEFAULT_WORKSPACE:
+        raise StateError('the "default" workspace cannot be deleted')
+    if not workspace_exists(spec, name):
+        raise missing_workspace(spec, name)
+    store = open_state(spec, name, create=False)
+    try:
+        held = store.acquire_lock("workspace delete", lock_timeout) if lock else None
+        try:
+            managed = sorted(store.resources())
+        finally:
+            if held is not None:
+                store.release_lock(held)
+    finally:
+        store.close()
+    if managed and not force:
+        shown = ", ".join(managed[:5]) + (", ..." if len(managed) > 5 else "")
+        raise StateError(
+            f'workspace "{name}" is not empty: its state manages {len(managed)} resource'
+            f"{'s' if len(managed) != 1 else ''} ({shown}). Destroy them first "
+            f"(`trainform destroy` in that workspace), or delete it with -force, after which "
+            "trainform can no longer track or manage them"
+        )
+    if spec.kind == "pg":
+        from trainform.state.postgres import pg_delete_workspace
+
+        pg_delete_workspace(spec.conn_str, spec.schema_name, name)
+    else:
+        import shutil
+
+        folder = _workspace_folder(spec, name)
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            raise StateError(f"cannot delete workspace folder {folder}: {exc.strerror}") from None
+    return len(managed)
+
+
+def location(spec: BackendSpec, workspace: str) -> dict[str, str]:
+    """Where a workspace's state is, for a background process's spec file: no connection
+    string (a secret); the process reads it from ``TRAINFORM_PG_CONN_STR``, which
+    :func:`child_environment` sets."""
+    if spec.kind == "pg":
+        return {"kind": "pg", "schema_name": spec.schema_name, "workspace": workspace}
+    return {"kind": "sqlite", "path": str(sqlite_path(spec, workspace)), "workspace": workspace}
+
+
+def child_environment(spec: BackendSpec) -> dict[str, str]:
+    """The environment of a background process that opens the state at a
+    :func:`location`: this one's, with the pg connection string."""
+    env = dict(os.environ)
+    if spec.kind == "pg":
+        env[PG_ENV[0]] = spec.conn_str
+    return env
+
+
+def open_location(where: dict[str, str]) -> StateStore:
+    """The store at a :func:`location` (a spec file that has only ``state_path`` is an
+    SQLite file's, as written before backends). Raises StateError."""
+    if where.get("kind") == "pg":
+        conn = next((os.environ[v] for v in PG_ENV if os.environ.get(v)), "")
+        if not conn:
+            raise StateError(
+                f"the state is in PostgreSQL but {PG_ENV[0]} is not set in this process's "
+                "environment"
+            )
+        spec = BackendSpec("pg", conn_str=conn, schema_name=where["schema_name"])
+        return open_state(spec, where.get("workspace", DEFAULT_WORKSPACE), create=True)
+    from trainform.state.store import SQLiteStateStore
+
+    return SQLiteStateStore(Path(where["path"]))

@@ -9,7 +9,6 @@ the controller's pid: if the controller dies, even by SIGKILL, its trials cancel
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -32,7 +31,8 @@ from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run
 from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
-from trainform.state.store import SQLiteStateStore, StateStore, state_fingerprint_key
+from trainform.state.backend import open_location
+from trainform.state.store import StateStore
 
 TICK_SECONDS = 0.2
 # Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
@@ -197,11 +197,10 @@ class Controller:
             spec["sampling"]["algorithm"], space, spec["sampling"].get("seed"), self.goal
         )
         self.policy = make_policy(spec["policy"]["name"], **spec["policy"]["args"])
-        state = Path(spec["state_path"])
         context = ProviderContext(
             Path(spec["config_dir"]),
             Path(spec["data_dir"]),
-            fingerprint_key=functools.cache(lambda: state_fingerprint_key(state)),
+            fingerprint_key=store.fingerprint_key,  # thread-safe (the store's contract)
         )
         self.runs = cast(RunProvider, Providers(context).get("run"))
         names = [p["name"] for p in spec["parameters"]]
@@ -519,9 +518,18 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    store = SQLiteStateStore(Path(spec["state_path"]))
-    status = Controller(spec, store, stop).run()
+    store = open_location(state_location(spec))
+    try:
+        status = Controller(spec, store, stop).run()
+    finally:
+        store.close()
     return 0 if status == "completed" else 1
+
+
+def state_location(spec: dict[str, Any]) -> dict[str, str]:
+    """Where the sweep's state is (trainform.state.backend.location); a spec written before
+    backends names only an SQLite file."""
+    return spec.get("state") or {"kind": "sqlite", "path": spec["state_path"]}
 
 
 if __name__ == "__main__":
