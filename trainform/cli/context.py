@@ -213,23 +213,15 @@ def open_store(ctx: click.Context, optional: bool = False) -> Any:
     directory, spec = open_backend(ctx)
     workspace = current_workspace(spec, directory)
     store = open_state(spec, workspace, create=False)
-    if not has_state(spec, workspace, store):
+    if store.is_empty():
         store.close()
         if optional:
             return None
         raise StateError(
-            f"no state yet in {describe_workspace(spec, workspace)}: nothing has been applied there"
+            f"no state yet in {describe_workspace(spec, workspace)}: nothing has been applied "
+            "there"
         )
     return store
-
-
-def has_state(spec: BackendSpec, workspace: str, store: Any) -> bool:
-    """Whether anything was ever recorded in the workspace's state."""
-    if spec.kind == "sqlite":
-        from trainform.state.backend import sqlite_path
-
-        return sqlite_path(spec, workspace).exists()
-    return not store.is_empty()
 
 
 def open_providers(ctx: click.Context, store: Any) -> Any:

@@ -10,6 +10,8 @@ This is the library entry point the CLI is a thin layer over::
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +59,13 @@ from trainform.state.backend import (
     open_state,
 )
 from trainform.state.store import LockInfo, StateStore
+
+
+def plan_digest(plan: Plan) -> str:
+    """The sha256 of a plan's content, recorded with the state version its apply made (the
+    same for the plan as made and as loaded from its file)."""
+    text = json.dumps(plan.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _prior_computed(prior: dict[str, ResourceState], inst: Instance) -> dict[str, Any]:
@@ -352,7 +361,10 @@ class Session:
         engine = Engine(
             self.store, self.providers, desired, self.parallelism, cancel, on_event, detach
         )
-        result = engine.apply(plan, command)
+        try:
+            result = engine.apply(plan, command)
+        finally:  # what an interrupted or failed apply recorded is a version too
+            self.store.record_version(command, plan_digest(plan))
         if self.module.checks and plan.mode == "normal" and not result.interrupted:
             result.check_warnings = refactor.checks_after_apply(
                 self.module, planner.evaluator, self.store, self.providers
