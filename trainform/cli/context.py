@@ -194,12 +194,15 @@ def fail_with(ctx: click.Context, message: str) -> Fail:
 
 
 def open_backend(ctx: click.Context) -> tuple[Path, BackendSpec]:
-    """The configuration's folder and the state backend it names (no workspace check)."""
+    """The configuration's folder and the state backend it names (checked to be the one
+    `init` set up, if it recorded one; no workspace check)."""
     from trainform.config.loader import load_module
-    from trainform.state.backend import backend_spec
+    from trainform.state.backend import backend_spec, check_initialised
 
     module = load_module(config_dir(ctx))
-    return module.directory, backend_spec(module)
+    spec = backend_spec(module)
+    check_initialised(module.directory, spec)
+    return module.directory, spec
 
 
 def open_store(ctx: click.Context, optional: bool = False) -> Any:
@@ -218,8 +221,7 @@ def open_store(ctx: click.Context, optional: bool = False) -> Any:
         if optional:
             return None
         raise StateError(
-            f"no state yet in {describe_workspace(spec, workspace)}: nothing has been applied "
-            "there"
+            f"no state yet in {describe_workspace(spec, workspace)}: nothing has been applied there"
         )
     return store
 

@@ -55,6 +55,7 @@ from trainform.state.backend import (
     DEFAULT_WORKSPACE,
     BackendSpec,
     backend_spec,
+    check_initialised,
     current_workspace,
     open_state,
 )
@@ -126,6 +127,7 @@ class Session:
         selected workspace that does not exist)."""
         module = load_module(directory)
         backend = backend_spec(module)
+        check_initialised(module.directory, backend)
         workspace = current_workspace(backend, module.directory)
         functions = function_context(module)
         raw = collect_values(module.directory, module.variables, inputs, functions)

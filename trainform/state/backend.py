@@ -9,8 +9,10 @@ password): it is kept out of ``repr`` and shown only through :meth:`BackendSpec.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -302,3 +304,142 @@ def open_location(where: dict[str, str]) -> StateStore:
     from trainform.state.store import SQLiteStateStore
 
     return SQLiteStateStore(Path(where["path"]))
+
+
+# --------------------------------------------------------------- the initialised backend
+BACKEND_FILE = "backend.json"  # .trainform/backend.json: the backend `init` set up
+
+
+def without_password(conn_str: str) -> str:
+    """A connection string in libpq's ``key=value`` form, keys sorted, with no password
+    (libpq reads it from PGPASSWORD or ~/.pgpass). Raises StateError, never quoting
+    ``conn_str`` (it may hold the password)."""
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    except ImportError:
+        raise StateError('the "pg" backend needs psycopg: pip install "psycopg[binary]"') from None
+
+    try:
+        parts = conninfo_to_dict(conn_str)
+    except ProgrammingError:
+        raise StateError(
+            "the pg backend's connection string cannot be parsed: use a URL "
+            "(postgres://USER@HOST:PORT/DB) or libpq's key=value form"
+        ) from None
+    parts.pop("password", None)
+    return make_conninfo(**{k: str(v) for k, v in sorted(parts.items())})
+
+
+def backend_record(spec: BackendSpec) -> dict[str, str]:
+    """What ``.trainform/backend.json`` records of a backend: never a password."""
+    if spec.kind == "pg":
+        return {
+            "kind": "pg",
+            "conn_str": without_password(spec.conn_str),
+            "schema_name": spec.schema_name,
+        }
+    assert spec.path is not None
+    return {"kind": "sqlite", "path": str(spec.path.resolve())}
+
+
+def recorded_backend(directory: Path) -> BackendSpec | None:
+    """The backend ``init`` recorded for ``directory``, or None. A pg backend's connection
+    string is the recorded one (no password: libpq finds it), or the one in
+    TRAINFORM_PG_CONN_STR / PG_CONN_STR if that names the same server and database.
+    Raises StateError for a file that is not a record."""
+    path = directory / DATA_DIR / BACKEND_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        raise StateError(
+            f"{path} is not a backend record: run `trainform init -reconfigure`"
+        ) from None
+    if not isinstance(record, dict) or record.get("kind") not in ("sqlite", "pg"):
+        raise StateError(f"{path} is not a backend record: run `trainform init -reconfigure`")
+    if record["kind"] == "sqlite":
+        return BackendSpec("sqlite", Path(record["path"]))
+    conn = str(record["conn_str"])
+    for name in PG_ENV:
+        value = os.environ.get(name)
+        if value:
+            with suppress(StateError):
+                if without_password(value) == conn:
+                    conn = value
+                    break
+    return BackendSpec("pg", conn_str=conn, schema_name=str(record["schema_name"]))
+
+
+def same_backend(a: BackendSpec, b: BackendSpec) -> bool:
+    return backend_record(a) == backend_record(b)
+
+
+def record_backend(directory: Path, spec: BackendSpec) -> None:
+    """Record ``spec`` as the backend ``init`` set up (atomically; no password)."""
+    path = directory / DATA_DIR / BACKEND_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(backend_record(spec), indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def previous_backend(directory: Path, spec: BackendSpec) -> BackendSpec | None:
+    """The backend state was in before, if ``spec`` is another one: the recorded one, or,
+    where ``init`` recorded none yet (a directory from before backends were recorded), the
+    default SQLite file if it holds state."""
+    recorded = recorded_backend(directory)
+    if recorded is None:
+        default = BackendSpec("sqlite", directory / DATA_DIR / "state.db")
+        if spec.kind == "sqlite" or not default.path or not default.path.exists():
+            return None
+        recorded = default
+    return None if same_backend(recorded, spec) else recorded
+
+
+def check_initialised(directory: Path, spec: BackendSpec) -> None:
+    """Raise StateError if the configuration names another backend than the one ``init``
+    recorded (state would silently be read from the wrong place)."""
+    recorded = recorded_backend(directory)
+    if recorded is not None and not same_backend(recorded, spec):
+        raise StateError(
+            f"the backend changed: `trainform init` set up {recorded.describe()}, and the "
+            f"configuration now names {spec.describe()}. Run `trainform init -migrate-state` "
+            "to copy the state and history of every workspace to the new backend, or "
+            "`trainform init -reconfigure` to use the new one and leave the old one as it is"
+        )
+
+
+def migrate_state(
+    old: BackendSpec, new: BackendSpec, lock_timeout: float = 0.0
+) -> list[tuple[str, dict[str, int]]]:
+    """Copy every workspace's state and history from ``old`` to ``new`` (creating the
+    workspaces there), holding both workspaces' locks while each is copied, and verifying
+    the copy (trainform.state.migrate.copy_all). Returns (workspace, counts) per workspace
+    copied; empty workspaces are only created. Raises StateError / LockError."""
+    from trainform.state.migrate import copy_all
+
+    copied: list[tuple[str, dict[str, int]]] = []
+    for name in workspaces(old):
+        if not workspace_exists(new, name):
+            new_workspace(new, name)
+        src = open_state(old, name, create=False)
+        dst = open_state(new, name, create=True)
+        try:
+            if src.is_empty():
+                copied.append((name, {}))
+                continue
+            src_lock = src.acquire_lock("init -migrate-state", lock_timeout)
+            try:
+                dst_lock = dst.acquire_lock("init -migrate-state", lock_timeout)
+                try:
+                    copied.append((name, copy_all(src, dst)))
+                finally:
+                    dst.release_lock(dst_lock)
+            finally:
+                src.release_lock(src_lock)
+        finally:
+            src.close()
+            dst.close()
+    return copied
