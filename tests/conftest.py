@@ -1,13 +1,19 @@
 """Shared fixtures: running the real CLI in a subprocess, with or without the example
-third-party provider plugin installed through entry-point metadata."""
+third-party provider plugin installed through entry-point metadata; a real PostgreSQL
+server (started once, by the first test that asks for it) with a fresh database per test."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import CLI, base_env
+
+if TYPE_CHECKING:
+    from postgres import PgServer
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -44,3 +50,22 @@ def plugin_cli(tmp_path: Path, plugin_path: Path) -> CLI:
     env = base_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin_path), env.get("PYTHONPATH", "")]))
     return CLI(folder, env)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server on a free loopback port, for the whole session (see
+    tests/postgres.py); skipped without PostgreSQL, except under CI=true."""
+    from postgres import start_server
+
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_conn_str(pg_server: PgServer) -> str:
+    """The connection string of a new, empty database of this test's own."""
+    return pg_server.conn_str(pg_server.create_database())

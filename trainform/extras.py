@@ -4,15 +4,16 @@ need (``pip install 'trainform[bayesian]'``), and the message naming the extra t
 They are optional because they are large: optuna with numpy and SQLAlchemy is more than half
 of what ``pip install trainform`` would otherwise download, paramiko brings compiled
 cryptography, and the docker SDK brings requests and its dependencies (a quarter of what a
-fresh install of the rest downloads, index pages included). ``trainform[all]`` installs every
-extra; ``python bench/quickstart_install.py`` measures the install.
+fresh install of the rest downloads, index pages included). The PostgreSQL state backend
+needs psycopg with its bundled libpq (``trainform[pg]``), which only a team sharing state
+needs. ``trainform[all]`` installs every extra; ``python bench/quickstart_install.py`` measures the install.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-EXTRAS = {"optuna": "bayesian", "paramiko": "ssh", "docker": "docker"}
+EXTRAS = {"optuna": "bayesian", "paramiko": "ssh", "docker": "docker", "psycopg": "pg"}
 """Module → the extra that installs it (see ``[project.optional-dependencies]``)."""
 
 

@@ -764,28 +764,21 @@ class StateStore:
     @_translate
     def contents(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row this store holds, table by table (see ``TABLES``), and ``meta``: the
-        lineage, serial and fingerprint key (made now if there was none, so that run
+        lineage, serial and fingerprint key (recorded now if there was none, so that run
         fingerprints stay equal in a copy)."""
-        out: dict[str, list[tuple[Any, ...]]] = {"meta": []}
-        for table, (cols, order) in TABLES.items():
-            out[table] = []
-            if self._exists():
-                rows = self.execute(
-                    f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}"
-                ).fetchall()
-                out[table] = [tuple(r) for r in rows]
-        key = self.fingerprint_key().hex()
-        if self._exists():
-            out["meta"] = [
-                (k, key if k == "fingerprint_key" else self._meta(k)) for k in COPIED_META
-            ]
-        else:
-            out["meta"] = [("lineage", None), ("serial", None), ("fingerprint_key", key)]
-        return out
+        if not self._exists():
+            return {"meta": [], **{t: [] for t in TABLES}}
+        self.fingerprint_key()  # recorded now if it was not yet
+        with self._tx():  # one consistent reading
+            return self._read_contents()
+
+    def _meta_rows(self) -> list[tuple[Any, ...]]:
+        rows = [(k, self._meta(k)) for k in COPIED_META]
+        return [r for r in rows if r[1] is not None]
 
     def _read_contents(self) -> dict[str, list[tuple[Any, ...]]]:
         """:meth:`contents` inside a transaction (the fingerprint key as recorded)."""
-        out: dict[str, list[tuple[Any, ...]]] = {"meta": [(k, self._meta(k)) for k in COPIED_META]}
+        out: dict[str, list[tuple[Any, ...]]] = {"meta": self._meta_rows()}
         for table, (cols, order) in TABLES.items():
             rows = self.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")
             out[table] = [tuple(r) for r in rows.fetchall()]
@@ -830,7 +823,7 @@ class StateStore:
     def digests(self) -> dict[str, str]:
         """sha256 per table of everything held (:func:`digest_contents`)."""
         if not self._exists():
-            return digest_contents({"meta": [], **{t: [] for t in TABLES}})
+            return digest_contents(self.contents())
         with self._tx():
             return digest_contents(self._read_contents())
 
