@@ -30,6 +30,9 @@ class WorkspaceProvider(Provider):
         if configured:
             path = Path(os.path.expanduser(configured))
             return path if path.is_absolute() else self.context.config_dir / path
+        if self.context.workspace != "default":  # each CLI workspace its own stores: a
+            # destroy in one must not remove what another's workspace block created
+            return self.context.data_dir / "workspaces.d" / self.context.workspace / name
         return self.context.data_dir / "workspaces" / name
 
     def read(self, resource: ResourceState) -> Observed | None:
