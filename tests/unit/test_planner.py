@@ -799,7 +799,9 @@ def test_sensitivity_is_per_key_inside_maps(planner: Any, tmp_path: Path) -> Non
     assert 'MODE = "fast"' in text and "TOKEN = (sensitive value)" in text, text
     flags = plan_to_json(planned.plan)["resource_changes"]
     by = {c["address"]: c["change"] for c in flags}
-    assert by["environment.env"]["after_sensitive"] == {"variables": {"TOKEN": True}}
+    # Terraform's mirror: maps keep only what is sensitive, lists element by element
+    assert by["environment.env"]["after_sensitive"] == {"pip": [], "variables": {"TOKEN": True}}
+    assert by["run.train"]["after_sensitive"]["env"] == {"SECRET": True}
     assert_not_leaked(planned, tmp_path, SECRET)
 
     assert planned.planner.evaluated is not None

@@ -1,9 +1,10 @@
-"""``trainform show``: the state (resources, facts, outputs) or a saved plan."""
+"""``trainform show``: the state (resources, facts, outputs) or a saved plan; ``-json`` in
+Terraform's JSON state and plan formats, ``-markdown`` a saved plan as a short summary."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -13,68 +14,54 @@ from trainform.cli.plan import show_plan
 
 @click.command()
 @click.argument("planfile", required=False, type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Terraform's JSON state or plan representation."
+)
+@click.option(
+    "--markdown",
+    "as_markdown",
+    is_flag=True,
+    help="A saved plan as a short Markdown summary (for a pull-request comment).",
+)
 @click.pass_context
-def show(ctx: click.Context, planfile: str | None, as_json: bool) -> None:
+def show(ctx: click.Context, planfile: str | None, as_json: bool, as_markdown: bool) -> None:
     """Show the state (resources, facts, outputs) or a saved plan."""
-    import json as _json
-
     from rich.markup import escape
 
     from trainform.cli.render import attr_lines, outputs_lines
 
+    if as_json and as_markdown:
+        raise click.UsageError("-json and -markdown cannot be combined")
+    if as_markdown and not planfile:
+        raise click.UsageError("-markdown shows a saved plan: trainform show -markdown PLANFILE")
     with error_boundary(ctx):
         if planfile:
             from trainform.planner import planfile as pf
-            from trainform.planner.jsonplan import plan_to_json
 
             saved = pf.load(Path(planfile))
             if as_json:
-                click.echo(_json.dumps(plan_to_json(saved.plan), sort_keys=True, indent=2))
+                from trainform.planner.jsonplan import plan_to_json
+
+                click.echo(json.dumps(plan_to_json(saved.plan), sort_keys=True, indent=2))
+            elif as_markdown:
+                from trainform.cli.markdown import plan_markdown
+
+                click.echo(plan_markdown(saved.plan), nl=False)
             else:
                 show_plan(ctx, saved.plan)
             return
-        store = open_store(ctx)
+        store = open_store(ctx, optional=as_json)
+        if as_json:
+            from trainform.planner.jsonstate import state_json
+
+            if store is None:  # as Terraform with no state: only the format version
+                data = state_json([], {})
+            else:
+                data = state_json(store.resources().values(), store.outputs())
+            click.echo(json.dumps(data, sort_keys=True, indent=2))
+            return
         resources = store.resources()
         outputs = store.outputs()
-        lineage, serial = store.lineage_serial()
-        if as_json:
-            from trainform.state.secrets import is_sealed
-
-            def clean(v: Any) -> Any:
-                return None if is_sealed(v) else v
-
-            data = {
-                "format_version": "1.0",
-                "lineage": lineage,
-                "serial": serial,
-                "resources": [
-                    {
-                        "address": r.address,
-                        "type": r.kind,
-                        "name": r.name,
-                        "index": r.key,
-                        "provider": r.provider,
-                        "status": r.status,
-                        "attributes": {k: clean(v) for k, v in r.attributes.items()},
-                        "sensitive_attributes": sorted(
-                            k for k, v in r.attributes.items() if is_sealed(v)
-                        ),
-                        "computed": r.computed,
-                        "depends_on": list(r.dependencies),
-                    }
-                    for r in resources.values()
-                ],
-                "outputs": {
-                    n: {
-                        "value": None if o["sensitive"] else o["value"],
-                        "sensitive": o["sensitive"],
-                    }
-                    for n, o in outputs.items()
-                },
-            }
-            click.echo(_json.dumps(data, sort_keys=True, indent=2))
-            return
         if not resources and not outputs:
             print_lines(ctx, "The state is empty.")
             return

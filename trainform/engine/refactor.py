@@ -172,6 +172,8 @@ def finish(
     for c in plan.changes:
         if c.address in moved and c.actions != DELETE:
             c = replace(c, previous_address=moved[c.address])
+        elif c.address in moved and c.action_reason == "delete_because_no_resource_config":
+            c = replace(c, action_reason="delete_because_no_move_target")
         if c.address in prepared.imported:
             c = replace(c, importing=prepared.imported[c.address][0])
         changes.append(c)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from trainform.config.sensitivity import mask_paths, sealed_paths
 from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
 from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
+from trainform.planner.jsonconfig import configuration_json
 from trainform.planner.moves import fingerprint_before_rename
 from trainform.planner.types import (
     CREATE,
@@ -194,7 +196,8 @@ class Planner:
             depends_on=inst.depends_on,
         )
         if self.options.mode == "refresh-only":
-            return Change(actions=NOOP, verb="no-op", before=None, after=None, **base)
+            before = None if prior is None else self._before(prior)
+            return Change(actions=NOOP, verb="no-op", before=before, after=before, **base)
         if res.kind in ("run", "sweep"):
             return self._plan_run(inst, prior, after, after_unknown, base)
         pv = self._provider_values(inst, prior)
@@ -227,19 +230,20 @@ class Planner:
         for bname, spec in res.schema.blocks.items():
             if bname in changed and spec.force_new:
                 force.append(bname)
-        computed_after = {k: v for k, v in prior.computed.items()}
+        computed_after = public_values(prior.kind, prior.provider, prior.computed)
         before_sensitive = sealed_paths(prior.attributes)
-        replace_reason = ""
+        replace_reason = code = ""
         if prior.status in ("tainted", "pending"):
             replace_reason = (
                 "is tainted, so must be replaced"
                 if prior.status == "tainted"
                 else "was left half-created by an interrupted apply, so must be replaced"
             )
+            code = "replace_because_tainted"
         elif self._forced_replace(inst.address):
-            replace_reason = "will be replaced, as requested"
+            replace_reason, code = "will be replaced, as requested", "replace_by_request"
         elif force:
-            replace_reason = "must be replaced"
+            replace_reason, code = "must be replaced", "replace_because_cannot_update"
         if replace_reason:
             self._check_prevent_destroy(inst.address, res.lifecycle.prevent_destroy)
             actions = REPLACE_CBD if res.lifecycle.create_before_destroy else REPLACE
@@ -253,6 +257,7 @@ class Planner:
                 changed=tuple(changed),
                 replace_paths=tuple(sorted(force)),
                 reason=replace_reason,
+                action_reason=code,
                 **base,
             )
         after = {**after, **computed_after}
@@ -390,6 +395,9 @@ class Planner:
                     verb="resubmit",
                     changed=("rerun",),
                     reason=f"is running ({run}) and will be canceled and resubmitted: {why}",
+                    action_reason="replace_because_cannot_update"
+                    if fp_changed
+                    else "replace_by_request",
                     after_unknown=after_unknown,
                     **common,
                 )
@@ -450,15 +458,9 @@ class Planner:
         return Change(actions=NOOP, verb="no-op", **common)
 
     def _before(self, prior: ResourceState) -> dict[str, Any]:
-        """A recorded resource as plans show it: its schema's attributes (secrets masked,
-        computed values as just observed, references to other resources by address)."""
-        current = {**prior.computed, **self.observed.computed.get(prior.address, {})}
-        values = {**_mask(prior.attributes, sealed_paths(prior.attributes)), **current}
-        try:
-            known = set(schema_of(prior.kind, prior.provider).attributes) | {"type"}
-        except TrainformError:
-            known = set(values)
-        return {k: _as_reference(v) for k, v in values.items() if k in known}
+        """A recorded resource as plans show it, computed values as just observed (see
+        :func:`recorded_values`)."""
+        return recorded_values(prior, self.observed.computed.get(prior.address))
 
     def _verbs(self, kind: str, provider: str) -> dict[str, str]:
         from trainform.providers.registry import provider_class
@@ -490,7 +492,23 @@ class Planner:
                 ),
             )
 
-    def _delete_change(self, prior: ResourceState, reason: str) -> Change:
+    def _delete_code(self, address: str) -> str:
+        """Terraform's action_reason for deleting a recorded instance that the configuration
+        no longer produces."""
+        addr = parse_address(address)
+        res = self.module.resources.get(addr.config_block)
+        evaluated = self.evaluated
+        if addr.module and evaluated is not None and addr.module not in evaluated.scopes:
+            return "delete_because_no_module"
+        if res is None:
+            return "delete_because_no_resource_config"
+        if isinstance(addr.key, int) and res.count is not None:
+            return "delete_because_count_index"
+        if isinstance(addr.key, str) and res.for_each is not None:
+            return "delete_because_each_key"
+        return "delete_because_wrong_repetition"
+
+    def _delete_change(self, prior: ResourceState, reason: str, code: str = "") -> Change:
         res = self.module.resources.get(config_block_of(prior.address))
         if res is not None:
             self._check_prevent_destroy(prior.address, res.lifecycle.prevent_destroy)
@@ -521,7 +539,7 @@ class Planner:
                 verb, reason = "forget", f"{why}history kept"
             else:
                 reason = f"{why}it is {status}; history kept"
-        return leaving_change(
+        change = leaving_change(
             prior,
             DELETE,
             verb,
@@ -529,6 +547,7 @@ class Planner:
             before=self._before(prior),
             before_sensitive=sealed_paths(prior.attributes),
         )
+        return replace(change, action_reason=code)
 
     # -- the whole plan
     def plan(self) -> Plan:
@@ -565,7 +584,9 @@ class Planner:
                         if block is None
                         else "is no longer produced by count/for_each"
                     )
-                    changes.append(self._delete_change(prior, reason))
+                    changes.append(
+                        self._delete_change(prior, reason, self._delete_code(prior.address))
+                    )
         if self.options.targets:
             keep = self._targeted(changes)
             changes = [c for c in changes if c.address in keep]
@@ -588,7 +609,24 @@ class Planner:
             targets=self.options.targets,
             replace=self.options.replace,
             warnings=warnings,
+            timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            variables=self._variables_json(),
+            configuration=configuration_json(self.module),
         )
+
+    def _variables_json(self) -> dict[str, Any]:
+        """The root module's variable values as Terraform's JSON plan gives them, a
+        sensitive one as null marked sensitive (its value is never in a plan)."""
+        out: dict[str, Any] = {}
+        for name, var in sorted(self.module.variables.items()):
+            if name not in self.evaluator.variables:
+                continue
+            value = self.evaluator.variables[name]
+            if var.sensitive:
+                out[name] = {"value": None, "sensitive": True}
+            elif not is_unknown(value):
+                out[name] = {"value": value}
+        return out
 
     def _check_targets(self) -> None:
         known = set(self.module.resources) | set(self.prior) | set(self.module.calls)
@@ -700,8 +738,10 @@ class Planner:
             elif addr in self.observed.computed and prior.kind not in ("run", "sweep"):
                 # runs and sweeps change by design as they progress
                 now = self.observed.computed[addr]
-                if now != prior.computed:
-                    before, after = _changed_leaves(prior.computed, now)
+                shown = public_values(prior.kind, prior.provider, now)
+                recorded = public_values(prior.kind, prior.provider, prior.computed)
+                if shown != recorded:
+                    before, after = _changed_leaves(recorded, shown)
                     drift.append(Drift(addr, "changed", "has changed", before, after))
         return tuple(drift)
 
@@ -751,6 +791,29 @@ def _changed_leaves(
         elif canonical(x) != canonical(y):
             b[path], a[path] = x, y
     return b, a
+
+
+def public_values(kind: str, provider: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Of a resource's recorded values, those its schema declares (and a compute's
+    ``type``). Providers record bookkeeping beside them (a workspace's ``created_dir``, a
+    run's ``handle`` and ``upload``) that apply needs but that plans, ``show`` and the JSON
+    formats never show: this is the one place that leaves it out."""
+    try:
+        schema = schema_of(kind, provider)
+    except TrainformError:
+        return dict(values)  # a provider that is not installed: nothing to filter with
+    known = {*schema.attributes, *schema.blocks, "type"}
+    return {k: v for k, v in values.items() if k in known}
+
+
+def recorded_values(prior: ResourceState, observed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A recorded resource as plans and ``show`` present it: its public values (see
+    :func:`public_values`), secrets masked (None), computed values as ``observed`` by a
+    refresh (else as recorded), references to other resources by address."""
+    current = {**prior.computed, **(observed or {})}
+    values = {**_mask(prior.attributes, sealed_paths(prior.attributes)), **current}
+    public = public_values(prior.kind, prior.provider, values)
+    return {k: _as_reference(v) for k, v in public.items()}
 
 
 def schema_of(kind: str, provider: str) -> BlockSchema:

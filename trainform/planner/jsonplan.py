@@ -1,10 +1,31 @@
-"""The machine-readable plan format (``plan --json``, ``show --json PLANFILE``).
+"""The machine-readable plan (``plan -json``, ``show -json PLANFILE``): Terraform's JSON
+plan format, field for field, so that tools written for Terraform plans (checkov's
+``terraform_plan`` framework, OPA/conftest policies) read trainform's.
 
-Versioned by ``format_version`` (a change that removes or renames a field bumps the major
-number). Modelled on Terraform's JSON plan: ``resource_changes`` with ``change.actions``,
-``before``/``after``, and ``after_unknown``/``before_sensitive``/``after_sensitive`` as
-objects mirroring the values with ``true`` where a value is unknown or sensitive. Sensitive
-values are never present: they appear as ``null`` and are flagged in ``*_sensitive``.
+Top level, as Terraform 1.11 writes it: ``format_version`` ("1.2"), ``terraform_version``
+(trainform's version: tools look for the field), ``variables``, ``planned_values``,
+``resource_drift``, ``resource_changes``, ``output_changes``, ``prior_state`` (omitted when
+nothing is recorded yet), ``configuration``, ``relevant_attributes``, ``checks`` (when the
+configuration has check blocks), ``timestamp``, ``applyable``, ``complete``, ``errored``.
+
+A resource change is ``{address, module_address (in a module only), mode, type, name,
+index (only with count/for_each), provider_name, change: {actions, before, after,
+after_unknown, before_sensitive, after_sensitive, replace_paths, importing},
+action_reason, previous_address}``; ``after_unknown`` and ``*_sensitive`` mirror the
+values (nested maps and lists) with ``true`` where a value is unknown or sensitive. Types
+and provider names are those of :mod:`trainform.planner.jsonconfig`.
+
+``action_reason`` takes Terraform's codes: ``replace_because_tainted`` (tainted, or left
+half-created by an interrupted apply), ``replace_by_request`` (``-replace``),
+``replace_because_cannot_update`` (a force-new attribute changed; a running run whose
+inputs changed is canceled and resubmitted), ``delete_because_no_resource_config``,
+``delete_because_no_module``, ``delete_because_count_index``, ``delete_because_each_key``,
+``delete_because_wrong_repetition`` and ``delete_because_no_move_target``. A run resubmitted
+in place (``update``) has none, as Terraform gives none for an update.
+
+Secrets never appear: where Terraform would write a sensitive value in clear (``before``,
+``after``, ``planned_values``, ``prior_state``, ``variables``, outputs, a sensitive
+variable's default in ``configuration``), this writes ``null`` and marks it sensitive.
 """
 
 from __future__ import annotations
@@ -12,78 +33,189 @@ from __future__ import annotations
 from typing import Any
 
 from trainform import __version__
-from trainform.planner.types import Plan
+from trainform.planner.jsonstate import (
+    STATE_FORMAT_VERSION,
+    mirror,
+    resource_head,
+    resource_json,
+    state_values,
+)
+from trainform.planner.types import CREATE, DELETE, FORGET, Change, Drift, Plan
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.2"
 
 
-def _flags(paths: tuple[str, ...]) -> dict[str, Any]:
-    """Dotted paths (``variables.TOKEN``) as nested objects of ``true``, as Terraform's
-    ``*_sensitive`` mirror the values."""
-    out: dict[str, Any] = {}
-    for path in sorted(paths):
-        *parents, leaf = path.split(".")
-        node: Any = out
-        for step in parents:
-            node = node.setdefault(step, {})
-            if node is True:
-                break
-        else:
-            node[leaf] = True
+def _public(c: Change, values: dict[str, Any] | None) -> dict[str, Any] | None:
+    from trainform.planner.diff import public_values
+
+    return None if values is None else public_values(c.kind, c.provider, values)
+
+
+def _unknown(c: Change, after: dict[str, Any] | None) -> dict[str, Any]:
+    if after is None or not c.after_unknown:
+        return {}  # as Terraform: nothing unknown, an empty object
+    return mirror({k: v for k, v in after.items() if k not in c.after_unknown}, c.after_unknown)
+
+
+def _sensitive(values: dict[str, Any] | None, paths: tuple[str, ...]) -> Any:
+    return False if values is None else mirror(values, paths)
+
+
+def resource_change(c: Change) -> dict[str, Any]:
+    before, after = _public(c, c.before), _public(c, c.after)
+    if after is not None:
+        after = {k: v for k, v in after.items() if k not in c.after_unknown}
+    change: dict[str, Any] = {
+        "actions": list(c.actions),
+        "before": before,
+        "after": after,
+        "after_unknown": _unknown(c, after),
+        "before_sensitive": _sensitive(before, c.before_sensitive),
+        "after_sensitive": _sensitive(after, c.after_sensitive),
+    }
+    if c.replace_paths:
+        change["replace_paths"] = [[p] for p in c.replace_paths]
+    if c.importing is not None:
+        change["importing"] = {"id": c.importing}
+    out = resource_head(c.address, c.kind, c.name, c.key, c.provider)
+    out["change"] = change
+    if c.action_reason:
+        out["action_reason"] = c.action_reason
+    if c.previous_address is not None:
+        out["previous_address"] = c.previous_address
     return out
 
 
-def _module_address(address: str) -> str:
-    """``module.team["a"]`` for ``module.team["a"].compute.box``; "" in the root module."""
-    from trainform.config.address import AddressError, module_text, parse_address
+def _unflatten(flat: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the dotted-path leaves of ``flat`` set over it."""
+    import copy
 
+    out = copy.deepcopy(base)
+    for path, value in flat.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for step in parents:
+            nxt = node.get(step)
+            if not isinstance(nxt, dict):
+                nxt = node[step] = {}
+            node = nxt
+        node[leaf] = value
+    return out
+
+
+def resource_drift(d: Drift, change: Change | None) -> dict[str, Any] | None:
+    """A drift as Terraform shows it: a change from the recorded object to what the
+    refresh read (``update``), or to nothing (``delete``)."""
+    from trainform.config.address import AddressError, parse_address
+
+    if d.kind not in ("changed", "deleted"):
+        return None  # unreachable: Terraform has no drift for it (the plan stops)
     try:
-        return module_text(parse_address(address).module)
+        addr = parse_address(d.address)
     except AddressError:
-        return ""
+        return None
+    provider = change.provider if change is not None else addr.kind
+    recorded = (change.before if change is not None else None) or {}
+    sensitive = change.before_sensitive if change is not None else ()
+    if d.kind == "deleted":
+        before: dict[str, Any] | None = _unflatten(d.before, recorded) if recorded else None
+        after, actions = None, ["delete"]
+    else:
+        after = _unflatten(d.after, recorded)
+        before, actions = _unflatten(d.before, recorded), ["update"]
+    out = resource_head(d.address, addr.kind, addr.name, addr.key, provider)
+    out["change"] = {
+        "actions": actions,
+        "before": before,
+        "after": after,
+        "after_unknown": {},
+        "before_sensitive": _sensitive(before, sensitive),
+        "after_sensitive": _sensitive(after, sensitive),
+    }
+    return out
+
+
+def _planned_resources(plan: Plan) -> list[dict[str, Any]]:
+    out = []
+    for c in plan.changes:
+        if c.actions in (DELETE, FORGET) or c.after is None:
+            continue
+        after = _public(c, c.after) or {}
+        values = {k: v for k, v in after.items() if k not in c.after_unknown}
+        out.append(
+            resource_json(c.address, c.kind, c.name, c.key, c.provider, values, c.after_sensitive)
+        )
+    return out
+
+
+def _prior_resources(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        resource_json(
+            c.address,
+            c.kind,
+            c.name,
+            c.key,
+            c.provider,
+            _public(c, c.before) or {},
+            c.before_sensitive,
+            c.depends_on,
+            tainted=c.action_reason == "replace_because_tainted",
+        )
+        for c in plan.changes
+        if c.before is not None
+    ]
+
+
+def _relevant_attributes(configuration: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which resource attributes the configuration refers to (Terraform's
+    ``relevant_attributes``): ``{resource, attribute: [steps]}`` for every reference that
+    goes into a resource's value."""
+    from trainform.planner.jsonconfig import JSON_KINDS
+
+    found: set[tuple[str, tuple[str, ...]]] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for ref in (
+                node.get("references", []) if isinstance(node.get("references"), list) else []
+            ):
+                parts = ref.split(".")
+                if len(parts) >= 3 and parts[0] in JSON_KINDS:
+                    found.add((prefix + ".".join(parts[:2]), tuple(parts[2:])))
+            for key, value in node.items():
+                if key == "module_calls" and isinstance(value, dict):
+                    for name, call in value.items():
+                        walk({k: v for k, v in call.items() if k != "module"}, prefix)
+                        walk(call.get("module", {}), f"{prefix}module.{name}.")
+                elif key != "references":
+                    walk(value, prefix)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, prefix)
+
+    walk(configuration.get("root_module", {}), "")
+    return [{"resource": r, "attribute": list(a)} for r, a in sorted(found)]
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """The plan as a JSON-serialisable dict (deterministic: sorted addresses)."""
-    changes: list[dict[str, Any]] = []
-    for c in plan.changes:
-        after = None
-        if c.after is not None:
-            after = {k: v for k, v in c.after.items() if k not in c.after_unknown}
-        entry: dict[str, Any] = {"address": c.address}
-        module = _module_address(c.address)
-        if module:  # as Terraform: only for resources inside a module
-            entry["module_address"] = module
-        changes.append(
-            {
-                **entry,
-                "mode": "managed",
-                "type": c.kind,
-                "name": c.name,
-                "index": c.key,
-                "provider": c.provider,
-                "change": {
-                    "actions": list(c.actions),
-                    "before": c.before,
-                    "after": after,
-                    "after_unknown": _flags(c.after_unknown),
-                    "before_sensitive": _flags(c.before_sensitive),
-                    "after_sensitive": _flags(c.after_sensitive),
-                    "replace_paths": [[p] for p in c.replace_paths],
-                },
-                "action_reason": c.reason,
-                "depends_on": list(c.depends_on),
-            }
-        )
-        if c.previous_address is not None:  # as Terraform: a moved block moved it here
-            changes[-1]["previous_address"] = c.previous_address
-        if c.importing is not None:
-            changes[-1]["change"]["importing"] = {"id": c.importing}
-    outputs = {
+    """The plan in Terraform's JSON plan format (deterministic but for ``timestamp``:
+    sorted addresses and keys)."""
+    by_address = {c.address: c for c in plan.changes}
+    planned_outputs = {
+        o.name: {"sensitive": o.sensitive, **({} if o.after_unknown else {"value": o.after})}
+        for o in plan.outputs
+        if o.actions != DELETE
+    }
+    prior_outputs = {
+        o.name: {"sensitive": o.sensitive, "value": o.before}
+        for o in plan.outputs
+        if o.actions != CREATE
+    }
+    output_changes = {
         o.name: {
             "actions": list(o.actions),
             "before": o.before,
-            "after": o.after,
+            "after": None if o.after_unknown else o.after,
             "after_unknown": o.after_unknown,
             "before_sensitive": o.sensitive,
             "after_sensitive": o.sensitive,
@@ -91,24 +223,38 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         for o in plan.outputs
     }
     drift = [
-        {
-            "address": d.address,
-            "kind": d.kind,
-            "message": d.message,
-            "before": d.before,
-            "after": d.after,
-        }
+        entry
         for d in plan.drift
+        if (entry := resource_drift(d, by_address.get(d.address))) is not None
     ]
-    return {
+    # every instance, no-ops included, as Terraform lists them
+    changes = [resource_change(c) for c in plan.changes]
+    data: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "trainform_version": __version__,
-        "mode": plan.mode,
-        "prior_state": {"lineage": plan.lineage, "serial": plan.serial},
-        "resource_changes": changes,
+        "terraform_version": __version__,
+        "variables": plan.variables,
+        "planned_values": state_values(_planned_resources(plan), planned_outputs),
         "resource_drift": drift,
-        "output_changes": outputs,
-        "targets": list(plan.targets),
-        "replace": list(plan.replace),
-        "has_changes": plan.has_changes,
+        "resource_changes": changes,
+        "output_changes": output_changes,
     }
+    prior = _prior_resources(plan)
+    if prior or prior_outputs:
+        data["prior_state"] = {
+            "format_version": STATE_FORMAT_VERSION,
+            "terraform_version": __version__,
+            "values": state_values(prior, prior_outputs),
+        }
+    data["configuration"] = plan.configuration
+    data["relevant_attributes"] = _relevant_attributes(plan.configuration)
+    if plan.checks:
+        data["checks"] = list(plan.checks)
+    data["timestamp"] = plan.timestamp
+    data["applyable"] = plan.has_changes
+    data["complete"] = True
+    data["errored"] = False
+    # as Terraform: empty collections are left out
+    for key in ("variables", "resource_drift", "output_changes", "relevant_attributes"):
+        if not data[key]:
+            del data[key]
+    return data

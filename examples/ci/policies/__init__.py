@@ -1,0 +1,1 @@
+"""checkov loads custom checks only from a folder with an __init__.py."""
