@@ -38,7 +38,7 @@ from trainform.config.source import (
 )
 from trainform.config.values import MAX_BLOCKS, MAX_CONFIG_FILE_BYTES, FunctionContext
 from trainform.config.variables import type_spec
-from trainform.errors import ConfigError, Diagnostic, Pos, TrainformError
+from trainform.errors import ConfigError, Diagnostic, Pos, StateError, TrainformError
 from trainform.graph import find_cycle
 from trainform.providers.registry import is_provider, provider_class, provider_names
 
@@ -661,24 +661,49 @@ def _check_attrs(blk: RawBlock, sch: S.BlockSchema, what: str, extra: tuple[str,
 
 def _settings(blk: RawBlock) -> Settings:
     _check_attrs(blk, S.SETTINGS, "the trainform block")
-    path = None
+    settings = Settings()
     providers: list[str] = []
     for nested in blk.blocks:
         if nested.type == "backend":
-            if nested.labels[0] != "sqlite":
-                raise ConfigError(
-                    Diagnostic(
-                        f"unsupported backend {nested.labels[0]!r}",
-                        nested.pos,
-                        S.did_you_mean(nested.labels[0], ["sqlite"])
-                        or 'the supported backend is "sqlite"',
-                    )
-                )
-            if "path" in nested.attrs:
-                path = str(_literal(nested.attrs["path"].expr, "backend path"))
+            settings = _backend(nested)
         elif nested.type == "required_providers":
             providers.extend(nested.attrs)
-    return Settings("sqlite", path, tuple(providers))
+    return replace(settings, required_providers=tuple(providers))
+
+
+def _backend(blk: RawBlock) -> Settings:
+    """A ``backend "sqlite" { path = ... }`` or ``backend "pg" { conn_str = ...,
+    schema_name = ... }`` block: literal values only, as Terraform's backend blocks (state
+    is opened before any expression could be evaluated)."""
+    kind = blk.labels[0]
+    if kind not in S.BACKENDS:
+        raise ConfigError(
+            Diagnostic(
+                f"unsupported backend {kind!r}",
+                blk.pos,
+                S.did_you_mean(kind, list(S.BACKENDS))
+                or "the supported backends are " + " and ".join(f'"{b}"' for b in S.BACKENDS),
+            )
+        )
+    _check_attrs(blk, S.BACKENDS[kind], f'backend "{kind}" block')
+    values: dict[str, str] = {}
+    for name, attr in blk.attrs.items():
+        value = _literal(attr.expr, f"backend {name}")
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                Diagnostic(f"backend {name} must be a non-empty string", attr.expr.pos)
+            )
+        values[name] = value
+    if kind == "sqlite":
+        return Settings("sqlite", values.get("path"))
+    schema_name = values.get("schema_name", "trainform")
+    from trainform.state.postgres import check_schema_name
+
+    try:
+        check_schema_name(schema_name)
+    except StateError as exc:
+        raise ConfigError(Diagnostic(str(exc), blk.attrs["schema_name"].expr.pos)) from None
+    return Settings("pg", None, conn_str=values.get("conn_str", ""), schema_name=schema_name)
 
 
 def _flag(blk: RawBlock, name: str) -> bool:

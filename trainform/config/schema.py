@@ -334,14 +334,31 @@ OUTPUT = BlockSchema(
     }
 )
 
+BACKENDS = {
+    "sqlite": BlockSchema(
+        attributes={"path": Attribute(description="State database (default .trainform/state.db).")}
+    ),
+    "pg": BlockSchema(
+        attributes={
+            "conn_str": Attribute(
+                sensitive=True,
+                description="PostgreSQL connection string (else TRAINFORM_PG_CONN_STR or "
+                "PG_CONN_STR).",
+            ),
+            "schema_name": Attribute(
+                description='Schema for trainform\'s tables (default "trainform").'
+            ),
+        }
+    ),
+}
+"""State backends (``backend "KIND" { ... }``) and the attributes each takes."""
+
 SETTINGS = BlockSchema(
     attributes={"required_version": Attribute(description="Accepted trainform versions.")},
     blocks={
         "backend": NestedBlock(
             BlockSchema(
-                attributes={
-                    "path": Attribute(description="State database (default .trainform/state.db).")
-                }
+                attributes={k: a for b in BACKENDS.values() for k, a in b.attributes.items()}
             ),
             labels=1,
         ),
