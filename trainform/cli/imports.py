@@ -40,6 +40,7 @@ def import_command(
         with state_lock(session, "import", lock, lock_timeout):
             print_lines(ctx, f"{escape(address)}: Importing from ID {escape(repr(ident))}...")
             rs = import_now(session, address, ident)
+            session.store.record_version("import", None)
             print_lines(ctx, f"{escape(rs.address)}: Import prepared!")
         print_lines(
             ctx,
