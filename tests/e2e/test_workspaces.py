@@ -12,13 +12,13 @@ on a free port), each test in a schema of its own.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-from helpers import CLI, failed, ok, unavailable, wait_until
+from backends import KINDS, Backend, backend_for
+from helpers import CLI, failed, ok, wait_until
 
-from trainform.state.backend import BackendSpec, open_state
+from trainform.state.backend import open_state
 
 CONFIG = """\
 workspace "ml" {
@@ -53,41 +53,9 @@ log_metric("loss", 0.5, step=1)
 """
 
 
-class Backend:
-    """How a test's configuration names its state backend."""
-
-    def __init__(self, kind: str, cli: CLI, conn_str: str = "") -> None:
-        self.kind = kind
-        self.cli = cli
-        self.schema = f"ws_{uuid.uuid4().hex[:10]}"
-        if conn_str:
-            cli.env["TRAINFORM_PG_CONN_STR"] = conn_str
-        self.conn_str = conn_str
-
-    @property
-    def block(self) -> str:
-        if self.kind == "sqlite":
-            return ""
-        return f'trainform {{\n  backend "pg" {{\n    schema_name = "{self.schema}"\n  }}\n}}\n\n'
-
-    def write(self, config: str) -> None:
-        self.cli.write("main.train.hcl", self.block + config)
-
-    def spec(self) -> BackendSpec:
-        if self.kind == "sqlite":
-            return BackendSpec("sqlite", self.cli.cwd / ".trainform" / "state.db")
-        return BackendSpec("pg", conn_str=self.conn_str, schema_name=self.schema)
-
-
-@pytest.fixture(params=["sqlite", "pg"])
+@pytest.fixture(params=KINDS)
 def backend(request: pytest.FixtureRequest, cli: CLI) -> Backend:
-    if request.param == "pg":
-        try:
-            conn_str = request.getfixturevalue("pg_conn_str")
-        except pytest.FixtureLookupError:
-            unavailable("the pg_conn_str fixture (a PostgreSQL server) is not in tests/conftest.py")
-        return Backend("pg", cli, conn_str)
-    return Backend("sqlite", cli)
+    return backend_for(request, cli)
 
 
 def listed(cli: CLI, **env: str) -> list[str]:
