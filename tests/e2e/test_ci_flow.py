@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,18 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 import yaml
 from helpers import Result, base_env, ok, unavailable
+from postgres import PASSWORD, PASSWORD_ROLE, PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "ci"
 GITHUB_WORKFLOW = EXAMPLE / "github" / "workflows" / "trainform.yml"
 GITLAB_PIPELINE = EXAMPLE / "gitlab-ci.yml"
+CHECKOUT_IGNORES = (".trainform", "plan.bin", "plan.json", "plan.md", "__pycache__")
 CHECKOV_BIN = ROOT / ".venv-checkov" / "bin"
-PASSWORD = "s3cret-Pg-pw-4711"  # must never appear in any output or file of the flow
 
 
 class _GitLabLoader(yaml.SafeLoader):
@@ -71,14 +72,6 @@ def gitlab_script(job: str) -> str:
     return "\n".join(pipeline[job]["script"])
 
 
-def with_password(conn_str: str, user: str, password: str) -> str:
-    """``conn_str`` (a postgres:// URL) logging in as ``user`` with ``password``."""
-    parts = urlsplit(conn_str)
-    host = parts.hostname or ""
-    netloc = f"{quote(user)}:{quote(password)}@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @dataclass
 class Runner:
     """One CI machine: a working copy kept at ``copy``, moved to ``checkout`` while it works."""
@@ -114,22 +107,16 @@ class Runner:
 
 
 @pytest.fixture
-def ci_env(tmp_path: Path, pg_conn_str: str) -> dict[str, str]:
+def ci_env(tmp_path: Path, pg_server: PgServer) -> dict[str, str]:
     """The environment both runners share: trainform and checkov on PATH, and the workflow's
-    env with the secret (a connection string whose password the server checks) and the
-    shared artifact store filled in."""
+    env with the secret (the connection string of a database of this test's own, as a role
+    whose password the server checks: it must never appear in any output or file of the
+    flow) and the shared artifact store filled in."""
     if not (CHECKOV_BIN / "checkov").exists():
         unavailable(
             f"checkov is not installed in {CHECKOV_BIN.parent}: run scripts/install-test-deps"
         )
-    import psycopg
-
-    with psycopg.connect(pg_conn_str, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE ci_deployer LOGIN PASSWORD '{PASSWORD}'")
-        dbname = conn.info.dbname
-        conn.execute(f'GRANT ALL ON DATABASE "{dbname}" TO ci_deployer')
-        conn.execute(f'ALTER DATABASE "{dbname}" OWNER TO ci_deployer')
-    secret = with_password(pg_conn_str, "ci_deployer", PASSWORD)
+    secret = pg_server.conn_str(pg_server.create_database(PASSWORD_ROLE), PASSWORD_ROLE, PASSWORD)
     shared = tmp_path / "shared-volume" / "artifacts"
     env = base_env()
     env.update(
@@ -146,9 +133,8 @@ def make_runners(tmp_path: Path, env: dict[str, str]) -> tuple[Runner, Runner]:
     for name in ("runner-1", "runner-2"):
         base = tmp_path / name
         copy = base / "copy"
-        subprocess.run(["cp", "-r", str(EXAMPLE), str(copy)], check=True)
-        for leftover in (".trainform", "plan.bin", "plan.json", "plan.md"):
-            subprocess.run(["rm", "-rf", str(copy / leftover)], check=True)
+        # A fresh checkout: what git would hold (no local state, plans or caches).
+        shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns(*CHECKOUT_IGNORES))
         (base / "home").mkdir()
         runner_env = {
             **env,
@@ -253,4 +239,11 @@ def test_gitlab_pipeline_plans_on_one_runner_and_applies_on_another(
     with applier.working():
         applied = applier.step(gitlab_script("apply"))
     assert "Apply complete! Resources: 4 added" in applied.out
+
+    # A merge request whose compute has no owner: the plan succeeds, the policy job fails it.
+    edit(planner, 'merge(local.tags, { role = "ci" })', '{ role = "ci" }')
+    with planner.working():
+        planner.step(gitlab_script("plan"))
+        refused = planner.step(gitlab_script("policy"), code=1)
+    assert "CKV_TRAINFORM_1" in refused.out and "compute.runner" in refused.out
     assert_no_password(tmp_path, (planner, applier))
