@@ -111,3 +111,12 @@ def unavailable(message: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def recorded(cwd: Path) -> dict[str, Any]:
+    """What the SQLite state beside the configuration in ``cwd`` records for each resource
+    (``ResourceState`` by address), provider bookkeeping included: a run's handle and what it
+    uploaded, which ``show -json`` (Terraform's state format) leaves out."""
+    from trainform.state.store import SQLiteStateStore
+
+    return dict(SQLiteStateStore(cwd / ".trainform" / "state.db").resources())

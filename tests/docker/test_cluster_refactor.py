@@ -41,7 +41,8 @@ def compute_show(cli: Any, name: str = "c") -> dict[str, Any]:
 
 def resources(cli: Any) -> list[dict[str, Any]]:
     """What state records, as `show -json` prints it."""
-    return list(json.loads(ok(cli("show", "-json")).out)["resources"])
+    shown = json.loads(ok(cli("show", "-json")).out)
+    return list(shown.get("values", {}).get("root_module", {}).get("resources", []))
 
 
 def running(docker_client: Any, cluster_id: str) -> list[str]:
@@ -142,7 +143,7 @@ def test_an_import_block_adopts_the_cluster_through_plan_and_apply(
     assert "Apply complete! Resources: 1 imported, 0 added, 0 changed, 0 destroyed." in applied
     (recorded,) = resources(cli)
     assert recorded["address"] == "compute.c"
-    assert recorded["computed"]["cluster_id"] == cluster_id
+    assert recorded["values"]["cluster_id"] == cluster_id
     assert "No changes." in ok(cli("plan", "--detailed-exitcode")).out  # the block stays harmless
     assert running(docker_client, cluster_id) == nodes
 

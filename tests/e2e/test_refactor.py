@@ -60,7 +60,7 @@ def test_moved_renames_a_compute_and_a_run_keeping_state_and_history(cli) -> Non
     as_json = json.loads(ok(cli("plan", "-json")).out)
     moved = {c["address"]: c.get("previous_address") for c in as_json["resource_changes"]}
     assert moved == {"compute.new": "compute.old", "run.second": "run.first"}
-    assert as_json["has_changes"] is True
+    assert as_json["applyable"] is True
     ok(cli("plan", "-out", "moves.plan"))
     applied = ok(cli("apply", "moves.plan"))
     assert "Apply complete! Resources: 0 added, 0 changed, 0 destroyed." in applied.out

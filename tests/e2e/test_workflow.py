@@ -140,9 +140,12 @@ def test_show_lists_gathered_facts(cli):
     assert "Outputs:" in out
 
     data = json.loads(ok(cli("show", "--json")).out)
-    box = next(r for r in data["resources"] if r["address"] == "compute.box")
-    assert box["computed"]["facts"]["hostname"] == socket.gethostname()
-    assert box["computed"]["facts"]["cpus"] == os.cpu_count()
+    box = next(
+        r for r in data["values"]["root_module"]["resources"] if r["address"] == "compute.box"
+    )
+    assert box["type"] == "trainform_local_compute"
+    assert box["values"]["facts"]["hostname"] == socket.gethostname()
+    assert box["values"]["facts"]["cpus"] == os.cpu_count()
 
 
 def test_output_text_raw_and_json(cli):
@@ -232,8 +235,8 @@ def test_state_mv_follows_a_renamed_block_without_replacing_it(cli):
 
 def test_state_rm_forgets_without_destroying(cli):
     applied(cli)
-    workspace = json.loads(ok(cli("show", "--json")).out)["resources"]
-    path = next(r for r in workspace if r["address"] == "workspace.main")["computed"]["path"]
+    workspace = json.loads(ok(cli("show", "--json")).out)["values"]["root_module"]["resources"]
+    path = next(r for r in workspace if r["address"] == "workspace.main")["values"]["path"]
     assert Path(path).is_dir()
 
     out = ok(cli("state", "rm", "compute.pool[1]", "workspace.main")).out
@@ -406,7 +409,11 @@ def test_replace_forces_replacement(cli):
 def workspace_path(cli) -> Path:
     data = json.loads(ok(cli("show", "--json")).out)
     return Path(
-        next(r for r in data["resources"] if r["address"] == "workspace.main")["computed"]["path"]
+        next(
+            r
+            for r in data["values"]["root_module"]["resources"]
+            if r["address"] == "workspace.main"
+        )["values"]["path"]
     )
 
 
@@ -648,7 +655,8 @@ def test_hcl_and_yaml_forms_plan_identically(cli, tmp_path):
     changes = {c["address"]: c for c in plan["resource_changes"]}
     assert changes["compute.pool[1]"]["change"]["after"]["max_concurrent_runs"] == 2
     assert changes["compute.pool[1]"]["change"]["after"]["tags"] == {"name": "tf-vision-1"}
-    assert changes["compute.pool[0]"]["depends_on"] == ["workspace.main"]
+    planned = {r["address"]: r for r in plan["planned_values"]["root_module"]["resources"]}
+    assert planned["compute.pool[0]"]["depends_on"] == ["workspace.main"]
     assert changes['compute.sized["large"]']["change"]["after"]["tags"] == {
         "owner": "vision",
         "tier": "gold",

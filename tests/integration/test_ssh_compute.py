@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import failed, ok, wait_until
+from helpers import failed, ok, recorded, wait_until
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
     from tests.conftest import CLI, Result
@@ -104,9 +104,9 @@ def run_block(
 
 
 def state(cli: CLI) -> dict[str, dict[str, Any]]:
-    """The state's resources by address (`show --json`)."""
+    """The state's resources by address (`show --json`, Terraform's state representation)."""
     data = json.loads(ok(cli("show", "--json")).out)
-    return {r["address"]: r for r in data["resources"]}
+    return {r["address"]: r for r in data["values"]["root_module"]["resources"]}
 
 
 def run_show(cli: CLI, ref: str = "run.train") -> dict[str, Any]:
@@ -119,7 +119,7 @@ def runs_list(cli: CLI) -> list[dict[str, Any]]:
 
 def upload_of(cli: CLI, ref: str = "run.train") -> dict[str, int]:
     """What the latest run of `ref` sent to the host, as the provider recorded it."""
-    return dict(state(cli)[ref]["computed"]["handle"]["upload"])
+    return dict(recorded(cli.cwd)[ref].computed["handle"]["upload"])
 
 
 def assert_no_auth_attempt(log: str) -> None:
@@ -265,7 +265,7 @@ def test_attach_by_key_with_a_pinned_fingerprint(
     assert "compute.box: Attached" in result.out, result.out
     assert "Accepted publickey for tfuser from 127.0.0.1 port" in sshd.log(since)
 
-    box = state(cli)["compute.box"]["computed"]
+    box = state(cli)["compute.box"]["values"]
     facts = box["facts"]["127.0.0.1"]
     assert facts["user"] == "tfuser"
     assert facts["home"] == str(tfuser.home)
@@ -423,7 +423,7 @@ def test_unknown_host_key_is_refused_then_trusted_once_then_a_changed_key_is_ref
     cli.write("main.train.hcl", config(trust_on_first_use=True))
     result = ok(cli("apply", "--auto-approve"))
     assert "ran on the host" in result.out
-    assert state(cli)["compute.box"]["computed"]["host_keys"] == {"127.0.0.1": sshd.fingerprint}
+    assert state(cli)["compute.box"]["values"]["host_keys"] == {"127.0.0.1": sshd.fingerprint}
     assert known_hosts.read_text() == ""  # recorded in state, not in the user's files
     ok(cli("plan", "--detailed-exitcode"), 0)
 
@@ -453,7 +453,7 @@ def test_unknown_host_key_is_refused_then_trusted_once_then_a_changed_key_is_ref
     assert log.count("Connection from 127.0.0.1") >= 2, log
     assert_no_auth_attempt(log)
     # The recorded pin is unchanged: the new key was not learnt.
-    assert state(cli)["compute.box"]["computed"]["host_keys"] == {"127.0.0.1": old}
+    assert state(cli)["compute.box"]["values"]["host_keys"] == {"127.0.0.1": old}
 
 
 # -- 5-7. passwords and passphrases --------------------------------------------------------------
@@ -507,9 +507,9 @@ def test_password_auth_keeps_the_password_out_of_files_and_output(
     outputs.append(ok(cli("runs", "logs", "run.train")))
     outputs.append(ok(cli("plan", "--out", str(plan_file), **secret)))
     # State has a salted hash that notices a change of password, never the password.
-    recorded = json.loads(outputs[4].out)["resources"]
-    box = next(r for r in recorded if r["address"] == "compute.box")
-    assert box["sensitive_attributes"] == ["password"], box
+    shown = json.loads(outputs[4].out)["values"]["root_module"]["resources"]
+    box = next(r for r in shown if r["address"] == "compute.box")
+    assert box["sensitive_values"]["password"] is True and box["values"]["password"] is None
     assert files_containing(cli.cwd, tfuser.password) == []  # state, WAL, plan, artifacts
     assert files_containing(plan_file.parent, tfuser.password) == []
 
@@ -719,7 +719,7 @@ def test_attach_and_run_through_a_proxy_jump(
     assert "Accepted publickey for tfuser" in log
 
     # Both hops' keys are recorded, so both are pinned from now on.
-    keys = state(cli)["compute.box"]["computed"]["host_keys"]
+    keys = state(cli)["compute.box"]["values"]["host_keys"]
     assert keys == {"127.0.0.1": inner.fingerprint, bastion.endpoint: bastion.fingerprint}
 
     # The bastion's key changes: refused there, before anything reaches the inner host.
@@ -807,7 +807,7 @@ def test_multi_node_run_on_a_pool_rendezvous_over_tcp(
     assert "Accepted publickey for tfuser" in a.log(since_a)
     assert "Accepted publickey for tfuser" in b.log(since_b)
 
-    box = state(cli)["compute.box"]["computed"]
+    box = state(cli)["compute.box"]["values"]
     assert set(box["facts"]) == {a.endpoint, b.endpoint}
     assert box["host_keys"] == {a.endpoint: a.fingerprint, b.endpoint: b.fingerprint}
 
@@ -846,14 +846,14 @@ def test_update_in_place_unreachable_drift_and_detach(
 
     cli.write("main.train.hcl", config(tags={"team": "vision"}))
     ok(cli("apply", "--auto-approve"))
-    assert state(cli)["compute.box"]["computed"]["workdir_path"] == str(workdir)
+    assert state(cli)["compute.box"]["values"]["workdir_path"] == str(workdir)
     (workdir / "keep.txt").write_text("made on the host\n")
 
     cli.write("main.train.hcl", config(tags={"team": "speech"}, max_concurrent_runs=2))
     plan = ok(cli("plan", "--detailed-exitcode"), 2)
     assert "1 to change" in plan.out and "0 to destroy" in plan.out, plan.out
     ok(cli("apply", "--auto-approve"))
-    assert state(cli)["compute.box"]["attributes"]["tags"] == {"team": "speech"}
+    assert state(cli)["compute.box"]["values"]["tags"] == {"team": "speech"}
 
     # The host goes away: as in Terraform, the plan fails naming the resource and the cause,
     # and says how to plan without reading it; it never plans a re-attach.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import CLI, failed, ok, wait_until
+from helpers import CLI, failed, ok, recorded, wait_until
 from test_ssh_compute import (
     RENDEZVOUS,
     SLEEPER,
@@ -104,14 +104,14 @@ def test_run_in_a_named_image_on_the_ssh_host(
     run = run_show(cli, "run.probe")
     assert run["status"] == "completed", run
     assert (Path(run["outputs_path"]) / "result.txt").read_text() == "from the container"
-    handle = state(cli)["run.probe"]["computed"]["handle"]
+    handle = recorded(cli.cwd)["run.probe"].computed["handle"]
     assert handle["nodes"][0]["container"].startswith("trainform-"), handle
     assert containers_of(docker_client, cli) == []  # removed once the run was over
     # The run's files on the host belong to tfuser (the container ran as its uid:gid).
     run_dir = Path(handle["nodes"][0]["run_dir"])
     assert (run_dir / "status.json").stat().st_uid == tfuser.uid
     # The host's facts say docker is usable; an unchanged configuration plans nothing.
-    assert state(cli)["compute.box"]["computed"]["facts"]["127.0.0.1"]["docker"] is True
+    assert state(cli)["compute.box"]["values"]["facts"]["127.0.0.1"]["docker"] is True
     ok(cli("plan", "--detailed-exitcode"))
 
 
@@ -135,7 +135,7 @@ def test_multi_node_run_in_containers_on_a_pool_meets_over_the_hosts_network(
     cli.write("src/train.py", "import os\nassert os.path.exists('/.dockerenv')\n" + RENDEZVOUS)
     out = ok(cli("apply", "--auto-approve")).out
     assert "rank 0 got: hello from rank 1" in out, out
-    handle = state(cli)["run.probe"]["computed"]["handle"]
+    handle = recorded(cli.cwd)["run.probe"].computed["handle"]
     names = [node["container"] for node in handle["nodes"]]
     assert len(set(names)) == 2 and names[1].endswith("-node1"), names
     run = run_show(cli, "run.probe")

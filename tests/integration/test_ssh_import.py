@@ -24,9 +24,9 @@ def test_import_an_ssh_host_by_user_at_host_port(
     ident = f"tfuser@{sshd.address}:{sshd.port}"
     ok(cli("import", "compute.box", ident))
     state = json.loads(ok(cli("show", "-json")).out)
-    (box,) = state["resources"]
-    assert box["computed"]["host_keys"] == {sshd.address: sshd.fingerprint}
-    assert box["computed"]["facts"][sshd.address]["user"] == "tfuser"
+    (box,) = state["values"]["root_module"]["resources"]
+    assert box["values"]["host_keys"] == {sshd.address: sshd.fingerprint}
+    assert box["values"]["facts"][sshd.address]["user"] == "tfuser"
     assert "No changes." in ok(cli("plan")).out
     again = ok(cli("import", "compute.box", ident), 1)
     assert "compute.box is already managed by trainform" in again.err

@@ -11,7 +11,6 @@ did not have complete, and the host's cache must hold no truncated blob.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+from helpers import recorded
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
     from tests.conftest import CLI
@@ -150,9 +150,7 @@ def test_an_upload_cut_off_halfway_resumes_with_only_the_missing_blobs(
     second = cli("apply", "--auto-approve")
     assert second.code == 0, second.all
     assert f"trained on {FILES}" in second.out, second.out
-    state = json.loads(cli("show", "--json").out)
-    run = next(r for r in state["resources"] if r["address"] == "run.train")
-    upload = run["computed"]["handle"]["upload"]
+    upload = recorded(cli.cwd)["run.train"].computed["handle"]["upload"]
     assert upload["files"] == total - len(done), (upload, len(done))
     assert upload["bytes"] < (total - len(done) + 1) * FILE_SIZE, upload
     assert len(complete_blobs(blobs)) == total

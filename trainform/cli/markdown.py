@@ -51,7 +51,7 @@ def _counts(changes: list[Change]) -> dict[str, int]:
             counts["change"] += 1
         elif action == "replace":
             counts["replace"] += 1
-        elif c.actions == ("delete",) and action != "forget":
+        elif c.actions == ("delete",):  # a delete whatever its verb (detach, cancel)
             counts["destroy"] += 1
     return counts
 

@@ -143,7 +143,16 @@ def _planned_resources(plan: Plan) -> list[dict[str, Any]]:
         after = _public(c, c.after) or {}
         values = {k: v for k, v in after.items() if k not in c.after_unknown}
         out.append(
-            resource_json(c.address, c.kind, c.name, c.key, c.provider, values, c.after_sensitive)
+            resource_json(
+                c.address,
+                c.kind,
+                c.name,
+                c.key,
+                c.provider,
+                values,
+                c.after_sensitive,
+                c.depends_on,
+            )
         )
     return out
 

@@ -1,0 +1,349 @@
+"""The JSON plan follows Terraform's JSON plan format: the same keys and structure as a plan
+that the real Terraform (on PATH) writes for ``terraform_data`` resources, nested
+``after_unknown``/``*_sensitive``, Terraform's ``action_reason`` codes, no ``index`` where an
+instance has no key, modules as ``child_modules``, and ``configuration`` with references."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_planner import local, planner  # noqa: F401  (the planner fixture)
+
+from trainform.planner.diff import PlanOptions
+from trainform.planner.jsonplan import plan_to_json
+
+TF_MAIN = """
+variable "secret" {
+  type      = string
+  sensitive = true
+  default   = "tf-secret"
+}
+variable "n" {
+  default = 2
+}
+resource "terraform_data" "a" {
+  input = { owner = "me", token = var.secret, list = [1, 2] }
+}
+resource "terraform_data" "b" {
+  count            = var.n
+  input            = terraform_data.a.output
+  triggers_replace = [var.n]
+}
+module "m" {
+  source = "./mod"
+  x      = "hi"
+}
+output "o" {
+  value = terraform_data.a.id
+}
+"""
+TF_MODULE = """
+variable "x" {}
+resource "terraform_data" "c" {
+  for_each = toset(["k1"])
+  input    = var.x
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def terraform_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real Terraform plan (as `terraform show -json PLAN` prints it) with prior state: a
+    replace, a delete by count index, an update in a module and outputs."""
+    if shutil.which("terraform") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("terraform is not on PATH: the reference for the JSON format")
+        pytest.skip("terraform is not on PATH (install Terraform 1.11 to compare formats)")
+    work = tmp_path_factory.mktemp("tf")
+    (work / "main.tf").write_text(TF_MAIN)
+    (work / "mod").mkdir()
+    (work / "mod" / "main.tf").write_text(TF_MODULE)
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
+
+    def tf(*args: str) -> str:
+        done = subprocess.run(
+            ["terraform", *args], cwd=work, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tf("init", "-input=false", "-no-color")
+    tf("apply", "-auto-approve", "-input=false", "-no-color")
+    main = TF_MAIN.replace("default = 2", "default = 1")
+    (work / "main.tf").write_text(main)
+    (work / "mod" / "main.tf").write_text(TF_MODULE.replace("var.x", '"${var.x}!"'))
+    tf("plan", "-out", "p", "-input=false", "-no-color")
+    return dict(json.loads(tf("show", "-json", "p")))
+
+
+MODULE = """
+variable "x" {
+  type = string
+}
+compute "c" {
+  type     = "local"
+  for_each = toset(["k1"])
+  tags     = { x = var.x }
+}
+"""
+
+CONFIG = """
+variable "token" {
+  type      = string
+  sensitive = true
+  default   = "never-in-a-plan"
+}
+variable "n" {
+  default = 1
+}
+compute "a" {
+  type        = "local"
+  description = "owner me"
+  workdir     = "/w2"
+}
+compute "b" {
+  type  = "local"
+  count = var.n
+  tags  = { of = compute.a.description }
+}
+environment "env" {
+  user_managed = true
+  variables    = { TOKEN = var.token, MODE = "fast" }
+}
+module "m" {
+  source = "./mod"
+  x      = "ho"
+}
+output "o" {
+  value = compute.a.facts.cpus
+}
+"""
+
+
+@pytest.fixture
+def trainform_plan(planner: Any, tmp_path: Path) -> dict[str, Any]:  # noqa: F811
+    """trainform's counterpart of terraform_plan: a replace (workdir is force-new), a
+    delete by count index, an update in a module, a create and outputs."""
+    directory = tmp_path / "tfm"
+    (directory / "mod").mkdir(parents=True)
+    (directory / "mod" / "main.train.hcl").write_text(MODULE)
+    prior = [
+        local("a", description="owner me", workdir="/w1"),
+        local("b", 0, tags={"of": "owner me"}, workdir="/old"),  # force-new: replaced
+        local("b", 1, tags={"of": "owner me"}),
+        {**local("c", "k1", tags={"x": "hi"}), "address": 'module.m.compute.c["k1"]'},
+    ]
+    planned = planner(
+        CONFIG,
+        prior,
+        outputs={"o": {"value": 2, "sensitive": False}},
+        directory=directory,
+        refresh=False,
+    )
+    return plan_to_json(planned.plan)
+
+
+def by_address(changes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["address"]: c for c in changes}
+
+
+def test_top_level_keys_are_terraforms(
+    terraform_plan: dict[str, Any], trainform_plan: dict[str, Any]
+) -> None:
+    assert set(terraform_plan) <= set(trainform_plan), set(terraform_plan) - set(trainform_plan)
+    assert trainform_plan["format_version"] == terraform_plan["format_version"] == "1.2"
+    assert trainform_plan["applyable"] is True and trainform_plan["errored"] is False
+    # no keys of trainform's old format
+    assert not {"trainform_version", "has_changes", "mode", "targets"} & set(trainform_plan)
+
+
+def test_resource_changes_have_terraforms_shape(
+    terraform_plan: dict[str, Any], trainform_plan: dict[str, Any]
+) -> None:
+    tf = by_address(terraform_plan["resource_changes"])
+    ours = by_address(trainform_plan["resource_changes"])
+    pairs = [
+        ("terraform_data.b[0]", "compute.b[0]"),  # replaced, with a count index
+        ("terraform_data.b[1]", "compute.b[1]"),  # deleted by count index
+        ('module.m.terraform_data.c["k1"]', 'module.m.compute.c["k1"]'),  # updated in a module
+        ("terraform_data.a", "compute.a"),  # no index at all
+    ]
+    for theirs, mine in pairs[:3]:
+        assert set(tf[theirs]) == set(ours[mine]), (theirs, set(tf[theirs]) ^ set(ours[mine]))
+        assert set(tf[theirs]["change"]) == set(ours[mine]["change"]), theirs
+        assert tf[theirs]["change"]["actions"] == ours[mine]["change"]["actions"], theirs
+        assert tf[theirs].get("action_reason") == ours[mine].get("action_reason"), theirs
+    # a replace of compute.a (force-new workdir) where Terraform's a is a no-op: same keys
+    # but for action_reason and replace_paths
+    assert "index" not in ours["compute.a"] and "index" not in tf["terraform_data.a"]
+    assert ours["compute.a"]["action_reason"] == "replace_because_cannot_update"
+    assert ours["compute.a"]["change"]["replace_paths"] == [["workdir"]]
+    assert ours['module.m.compute.c["k1"]']["module_address"] == "module.m"
+    assert ours['module.m.compute.c["k1"]']["index"] == "k1"
+    assert ours["compute.b[0]"]["index"] == 0
+    for change in ours.values():
+        assert change["type"] == "trainform_local_compute" or change["address"] == "environment.env"
+        assert change["provider_name"].startswith("registry.trainform.dev/trainform/")
+    assert ours["environment.env"]["type"] == "trainform_environment"
+    # before_sensitive of a create and after_sensitive of a delete are false, as Terraform's
+    assert ours["environment.env"]["change"]["before_sensitive"] is False
+    assert ours["compute.b[1]"]["change"]["after_sensitive"] is False
+    assert tf["terraform_data.b[1]"]["change"]["after_sensitive"] is False
+
+
+def test_after_unknown_and_sensitive_are_nested(trainform_plan: dict[str, Any]) -> None:
+    env = by_address(trainform_plan["resource_changes"])["environment.env"]["change"]
+    assert env["after"]["variables"] == {"TOKEN": None, "MODE": "fast"}
+    assert env["after_sensitive"]["variables"] == {"TOKEN": True}
+    assert env["after_sensitive"]["pip"] == []  # lists mirrored element by element
+    assert env["after_unknown"]["hash"] is True
+    created = by_address(trainform_plan["resource_changes"])["compute.a"]["change"]
+    assert created["after_unknown"]["facts"] is True
+    assert created["after_unknown"]["tags"] == {}  # a known map: mirrored, nothing unknown
+    assert "facts" not in created["after"]
+
+
+def test_planned_values_and_prior_state_are_module_trees(
+    terraform_plan: dict[str, Any], trainform_plan: dict[str, Any]
+) -> None:
+    for key in ("planned_values", "prior_state"):
+        tf = terraform_plan[key] if key == "planned_values" else terraform_plan[key]["values"]
+        ours = trainform_plan[key] if key == "planned_values" else trainform_plan[key]["values"]
+        assert set(tf) == set(ours), key
+        assert set(tf["root_module"]) == set(ours["root_module"]), key
+        (tf_child,) = tf["root_module"]["child_modules"]
+        (child,) = ours["root_module"]["child_modules"]
+        assert set(tf_child) == set(child) and child["address"] == "module.m"
+        assert [r["address"] for r in child["resources"]] == ['module.m.compute.c["k1"]']
+        assert set(tf_child["resources"][0]) == set(child["resources"][0]), key
+    assert set(trainform_plan["prior_state"]) == set(terraform_plan["prior_state"])
+    prior = by_address(trainform_plan["prior_state"]["values"]["root_module"]["resources"])
+    assert prior["compute.a"]["values"]["workdir"] == "/w1"
+    assert "index" not in prior["compute.a"]
+    planned = by_address(trainform_plan["planned_values"]["root_module"]["resources"])
+    assert planned["compute.a"]["values"]["workdir"] == "/w2"
+    assert "compute.b[1]" not in planned  # deleted
+    assert trainform_plan["planned_values"]["outputs"]["o"] == {"sensitive": False}  # unknown
+
+
+def test_configuration_has_expressions_and_references(
+    terraform_plan: dict[str, Any], trainform_plan: dict[str, Any]
+) -> None:
+    tf = terraform_plan["configuration"]
+    ours = trainform_plan["configuration"]
+    assert set(tf) == set(ours)
+    assert set(tf["root_module"]) == set(ours["root_module"])
+    tf_b = by_address(tf["root_module"]["resources"])["terraform_data.b"]
+    b = by_address(ours["root_module"]["resources"])["compute.b"]
+    assert set(tf_b) == set(b)
+    assert b["count_expression"] == {"references": ["var.n"]}
+    assert b["expressions"]["tags"] == {"references": ["compute.a.description", "compute.a"]}
+    assert b["type"] == "trainform_local_compute" and b["provider_config_key"] == "local"
+    a = by_address(ours["root_module"]["resources"])["compute.a"]
+    assert a["expressions"]["workdir"] == {"constant_value": "/w2"}
+    call = ours["root_module"]["module_calls"]["m"]
+    assert set(call) == set(tf["root_module"]["module_calls"]["m"])
+    assert call["expressions"]["x"] == {"constant_value": "ho"}
+    (c,) = call["module"]["resources"]
+    assert c["for_each_expression"] == {"constant_value": ["k1"]} or "for_each_expression" in c
+    assert c["expressions"]["tags"] == {"references": ["var.x"]}
+    assert ours["root_module"]["outputs"]["o"]["expression"]["references"] == [
+        "compute.a.facts.cpus",
+        "compute.a.facts",
+        "compute.a",
+    ]
+    # a sensitive variable's default is never written
+    assert ours["root_module"]["variables"]["token"] == {"default": None, "sensitive": True}
+    assert trainform_plan["variables"]["token"] == {"value": None, "sensitive": True}
+    assert "never-in-a-plan" not in json.dumps(trainform_plan)
+    assert {"resource": "compute.a", "attribute": ["description"]} in trainform_plan[
+        "relevant_attributes"
+    ]
+
+
+def test_internal_attributes_never_appear(planner: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A workspace records created_dir (whether apply made its folder) beside its schema's
+    attributes: the JSON plan leaves it out, in prior_state and in an update's after."""
+    prior = [
+        {
+            "address": "workspace.w",
+            "kind": "workspace",
+            "name": "w",
+            "key": None,
+            "provider": "workspace",
+            "attributes": {
+                "description": "old",
+                "artifact_store": str(tmp_path / "store"),
+                "tags": {},
+                "force_destroy": False,
+            },
+            "computed": {"path": str(tmp_path / "store"), "id": "w1", "created_dir": True},
+            "status": "ready",
+        }
+    ]
+    config = (
+        f'workspace "w" {{\n  description = "new"\n  artifact_store = "{tmp_path / "store"}"\n}}\n'
+    )
+    data = plan_to_json(planner(config, prior, refresh=False).plan)
+    assert "created_dir" not in json.dumps(data)
+    (change,) = data["resource_changes"]
+    assert change["change"]["actions"] == ["update"] and change["change"]["after"]["id"] == "w1"
+
+
+REASONS = """
+compute "kept" {
+  type = "local"
+}
+compute "forced" {
+  type = "local"
+}
+compute "each" {
+  type     = "local"
+  for_each = toset(["a"])
+}
+"""
+
+
+def test_action_reason_codes(planner: Any) -> None:  # noqa: F811
+    prior = [
+        local("kept", status="tainted"),
+        local("forced"),
+        local("gone"),
+        local("each", "a"),
+        local("each", "b"),
+    ]
+    planned = planner(REASONS, prior, PlanOptions(replace=("compute.forced",)), refresh=False)
+    reasons = {
+        c["address"]: c.get("action_reason") for c in plan_to_json(planned.plan)["resource_changes"]
+    }
+    assert reasons == {
+        "compute.kept": "replace_because_tainted",
+        "compute.forced": "replace_by_request",
+        "compute.gone": "delete_because_no_resource_config",
+        'compute.each["a"]': None,
+        'compute.each["b"]': "delete_because_each_key",
+    }
+
+
+def test_moved_resource_has_previous_address(planner: Any) -> None:  # noqa: F811
+    config = 'compute "new" {\n  type = "local"\n}\nmoved {\n  from = compute.old\n  to = compute.new\n}\n'
+    planned = planner(config, [local("old")], refresh=False)
+    (change,) = plan_to_json(planned.plan)["resource_changes"]
+    assert change["address"] == "compute.new" and change["previous_address"] == "compute.old"
+    assert change["change"]["actions"] == ["no-op"]
+    assert "action_reason" not in change
+
+
+def test_module_gone_is_delete_because_no_module(planner: Any) -> None:  # noqa: F811
+    prior = [{**local("c", "k1"), "address": 'module.m.compute.c["k1"]'}]
+    planned = planner('compute "x" {\n  type = "local"\n}\n', prior, refresh=False)
+    reasons = {
+        c["address"]: c.get("action_reason") for c in plan_to_json(planned.plan)["resource_changes"]
+    }
+    assert reasons['module.m.compute.c["k1"]'] == "delete_because_no_module"
