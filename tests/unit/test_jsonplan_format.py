@@ -347,3 +347,47 @@ def test_module_gone_is_delete_because_no_module(planner: Any) -> None:  # noqa:
         c["address"]: c.get("action_reason") for c in plan_to_json(planned.plan)["resource_changes"]
     }
     assert reasons['module.m.compute.c["k1"]'] == "delete_because_no_module"
+
+
+CHECKS = """
+variable "n" {
+  default = 2
+}
+compute "a" {
+  type = "local"
+}
+check "enough" {
+  assert {
+    condition     = var.n > 1
+    error_message = "n is too small"
+  }
+}
+check "huge" {
+  assert {
+    condition     = var.n > 10
+    error_message = "n is only ${var.n}"
+  }
+}
+"""
+
+
+def test_check_blocks_results_are_terraforms_checks(planner: Any) -> None:  # noqa: F811
+    data = plan_to_json(planner(CHECKS, refresh=False).plan)
+    assert data["checks"] == [
+        {
+            "address": {"kind": "check", "name": "enough", "to_display": "check.enough"},
+            "status": "pass",
+            "instances": [{"address": {"to_display": "check.enough"}, "status": "pass"}],
+        },
+        {
+            "address": {"kind": "check", "name": "huge", "to_display": "check.huge"},
+            "status": "fail",
+            "instances": [
+                {
+                    "address": {"to_display": "check.huge"},
+                    "status": "fail",
+                    "problems": [{"message": "n is only 2"}],
+                }
+            ],
+        },
+    ]

@@ -177,12 +177,19 @@ def check_outcomes(
 
 
 def check_warnings(
-    module: Module, evaluated: Evaluated, functions: FunctionContext, final: bool
+    module: Module,
+    evaluated: Evaluated,
+    functions: FunctionContext,
+    final: bool,
+    outcomes: list[tuple[Check, str, Outcome]] | None = None,
 ) -> list[str]:
     """Warnings for failed assertions, and (at plan time, ``final`` False) for assertions
-    known only after apply. After apply (``final``) an assertion still unknown is said so."""
+    known only after apply. After apply (``final``) an assertion still unknown is said so.
+    ``outcomes``: those of :func:`check_outcomes`, when the caller has them already."""
     warnings = []
-    for chk, inside, o in check_outcomes(module, evaluated, functions):
+    if outcomes is None:
+        outcomes = check_outcomes(module, evaluated, functions)
+    for chk, inside, o in outcomes:
         name = f'check "{chk.name}"' + (f" in {inside}" if inside else "")
         if o.ok is False:
             warnings.append(f"Check block assertion failed: {name} ({o.where}): {o.message}")

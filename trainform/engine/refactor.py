@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from trainform.config.conditions import check_warnings, failure_diagnostic, preconditions
+from trainform.config.conditions import (
+    check_outcomes,
+    check_warnings,
+    failure_diagnostic,
+    preconditions,
+)
 from trainform.config.evaluate import Evaluator
 from trainform.config.expr import Scope, evaluate
 from trainform.config.model import Evaluated, Import, Instance, Module
@@ -20,6 +25,7 @@ from trainform.config.values import UNKNOWN, FunctionContext, is_unknown
 from trainform.engine.recorded import resource_state
 from trainform.errors import ConfigError, Diagnostic, TrainformError
 from trainform.planner.diff import Observations
+from trainform.planner.jsonplan import checks_json
 from trainform.planner.moves import Refactored, apply_moves, apply_removals, forget_change
 from trainform.planner.types import DELETE, Plan
 from trainform.providers.base import ResourceState
@@ -180,6 +186,7 @@ def finish(
     if plan.mode == "normal":
         changes += [forget_change(rs) for rs in prepared.refactored.forgotten.values()]
     warnings = list(plan.warnings)
+    checks: list[dict[str, Any]] = []
     if evaluated is not None and plan.mode == "normal":
         problems = []
         planned = {c.address for c in plan.resource_changes if c.actions != DELETE}
@@ -192,7 +199,9 @@ def finish(
                     problems.append(failure_diagnostic("precondition", address, outcome))
         if problems:
             raise ConfigError(problems)
-        warnings += check_warnings(module, evaluated, functions, final=False)
+        outcomes = check_outcomes(module, evaluated, functions)
+        warnings += check_warnings(module, evaluated, functions, final=False, outcomes=outcomes)
+        checks = checks_json(outcomes)
     refreshed = dict(plan.refreshed)
     for address, (_old, new) in (refingerprinted or {}).items():
         if address in refreshed:  # what refresh read is recorded after the edits: keep it
@@ -215,6 +224,7 @@ def finish(
             (a, old, new) for a, (old, new) in sorted((refingerprinted or {}).items())
         ),
         warnings=tuple(warnings),
+        checks=tuple(checks),
     )
 
 

@@ -206,6 +206,49 @@ def _relevant_attributes(configuration: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"resource": r, "attribute": list(a)} for r, a in sorted(found)]
 
 
+def checks_json(outcomes: list[tuple[Any, str, Any]]) -> list[dict[str, Any]]:
+    """Check blocks' results (``trainform.config.conditions.check_outcomes``: (check, the
+    module instance it was evaluated in, outcome)) as Terraform's ``checks``: one entry per
+    check block with its status (``pass``, ``fail``, ``unknown``) and one per instance with
+    the messages of its failed assertions."""
+
+    def status(oks: list[bool | None]) -> str:
+        return "fail" if False in oks else "unknown" if None in oks else "pass"
+
+    blocks: dict[tuple[tuple[str, ...], str], dict[str, list[Any]]] = {}
+    for chk, inside, outcome in outcomes:
+        instances = blocks.setdefault((tuple(chk.module), chk.name), {})
+        instances.setdefault(inside, []).append(outcome)
+    out = []
+    for (module, name), instances in sorted(blocks.items()):
+        config_module = "".join(f"module.{m}." for m in module)
+        address: dict[str, Any] = {"kind": "check", "name": name}
+        if module:
+            address["module"] = config_module[:-1]
+        address["to_display"] = f"{config_module}check.{name}"
+        shown = []
+        for inside, results in sorted(instances.items()):
+            entry: dict[str, Any] = {
+                "address": {
+                    **({"module": inside} if inside else {}),
+                    "to_display": f"{inside + '.' if inside else ''}check.{name}",
+                },
+                "status": status([o.ok for o in results]),
+            }
+            problems = [{"message": o.message} for o in results if o.ok is False]
+            if problems:
+                entry["problems"] = problems
+            shown.append(entry)
+        out.append(
+            {
+                "address": address,
+                "status": status([o.ok for r in instances.values() for o in r]),
+                "instances": shown,
+            }
+        )
+    return out
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan in Terraform's JSON plan format (deterministic but for ``timestamp``:
     sorted addresses and keys)."""
