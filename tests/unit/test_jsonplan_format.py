@@ -17,6 +17,7 @@ from test_planner import local, planner  # noqa: F401  (the planner fixture)
 
 from trainform.planner.diff import PlanOptions
 from trainform.planner.jsonplan import plan_to_json
+from trainform.providers.local import gather_local_facts
 
 TF_MAIN = """
 variable "secret" {
@@ -391,3 +392,27 @@ def test_check_blocks_results_are_terraforms_checks(planner: Any) -> None:  # no
             ],
         },
     ]
+
+
+def test_resource_drift_has_the_shape_of_a_resource_change(planner: Any) -> None:  # noqa: F811
+    """A fact that changed outside trainform: Terraform's resource_drift entry, an update
+    from the recorded object to the one the refresh read."""
+    facts = gather_local_facts()
+    recorded = local("a", description="d")
+    recorded["computed"] = {"facts": {**facts, "cpus": facts["cpus"] + 64}, "workdir_path": "/w"}
+    config = 'compute "a" {\n  type = "local"\n  description = "d"\n}\n'
+    data = plan_to_json(planner(config, [recorded]).plan)
+    (drift,) = data["resource_drift"]
+    (change,) = data["resource_changes"]
+    assert set(drift) == set(change) - {"action_reason"}
+    assert set(drift["change"]) == {
+        "actions",
+        "before",
+        "after",
+        "after_unknown",
+        "before_sensitive",
+        "after_sensitive",
+    }
+    assert drift["change"]["actions"] == ["update"]
+    assert drift["change"]["before"]["facts"]["cpus"] == facts["cpus"] + 64
+    assert drift["change"]["after"]["facts"]["cpus"] == facts["cpus"]
