@@ -79,8 +79,9 @@ def test_the_recorded_backend_never_holds_a_password(
         conn_str="host=db.example port=5433 dbname=state user=ci password=x sslmode=require",
         schema_name="team",
     )
-    assert B.same_backend(spec, same)
-    assert not B.same_backend(spec, B.BackendSpec("pg", conn_str=url, schema_name="other"))
+    assert B.same_backend(spec, same, tmp_path)
+    other = B.BackendSpec("pg", conn_str=url, schema_name="other")
+    assert not B.same_backend(spec, other, tmp_path)
     # read back: without the password (libpq finds it), or the environment's if it matches
     assert B.recorded_backend(tmp_path).conn_str == json.loads(text)["conn_str"]
     monkeypatch.setenv("TRAINFORM_PG_CONN_STR", url)
@@ -103,8 +104,15 @@ def test_a_changed_backend_is_refused_until_init_chooses(tmp_path: Path) -> None
     new = B.BackendSpec("sqlite", tmp_path / "elsewhere.db")
     with pytest.raises(StateError, match=r"the backend changed.*-migrate-state.*-reconfigure"):
         B.check_initialised(tmp_path, new)
-    assert B.previous_backend(tmp_path, new) == B.BackendSpec("sqlite", old.path.resolve())
+    assert B.previous_backend(tmp_path, new) == old
     assert B.previous_backend(tmp_path, old) is None
+    # recorded relative to the configuration: a moved folder is the same backend
+    record = json.loads((tmp_path / ".trainform" / "backend.json").read_text())
+    assert record == {"kind": "sqlite", "path": ".trainform/state.db"}
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (tmp_path / ".trainform").rename(moved / ".trainform")
+    B.check_initialised(moved, sqlite(moved))
 
 
 def test_a_background_process_gets_no_connection_string(

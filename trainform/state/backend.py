@@ -331,8 +331,10 @@ def without_password(conn_str: str) -> str:
     return make_conninfo(**{k: str(v) for k, v in sorted(parts.items())})
 
 
-def backend_record(spec: BackendSpec) -> dict[str, str]:
-    """What ``.trainform/backend.json`` records of a backend: never a password."""
+def backend_record(spec: BackendSpec, directory: Path) -> dict[str, str]:
+    """What ``.trainform/backend.json`` records of a backend: never a password. An SQLite
+    file inside the configuration's ``directory`` is recorded relative to it, so that
+    moving the folder (or checking it out elsewhere) is no change of backend."""
     if spec.kind == "pg":
         return {
             "kind": "pg",
@@ -340,7 +342,10 @@ def backend_record(spec: BackendSpec) -> dict[str, str]:
             "schema_name": spec.schema_name,
         }
     assert spec.path is not None
-    return {"kind": "sqlite", "path": str(spec.path.resolve())}
+    path = spec.path.resolve()
+    with suppress(ValueError):
+        path = path.relative_to(directory.resolve())
+    return {"kind": "sqlite", "path": str(path)}
 
 
 def recorded_backend(directory: Path) -> BackendSpec | None:
@@ -360,7 +365,7 @@ def recorded_backend(directory: Path) -> BackendSpec | None:
     if not isinstance(record, dict) or record.get("kind") not in ("sqlite", "pg"):
         raise StateError(f"{path} is not a backend record: run `trainform init -reconfigure`")
     if record["kind"] == "sqlite":
-        return BackendSpec("sqlite", Path(record["path"]))
+        return BackendSpec("sqlite", directory / record["path"])  # relative, or absolute
     conn = str(record["conn_str"])
     for name in PG_ENV:
         value = os.environ.get(name)
@@ -372,8 +377,8 @@ def recorded_backend(directory: Path) -> BackendSpec | None:
     return BackendSpec("pg", conn_str=conn, schema_name=str(record["schema_name"]))
 
 
-def same_backend(a: BackendSpec, b: BackendSpec) -> bool:
-    return backend_record(a) == backend_record(b)
+def same_backend(a: BackendSpec, b: BackendSpec, directory: Path) -> bool:
+    return backend_record(a, directory) == backend_record(b, directory)
 
 
 def record_backend(directory: Path, spec: BackendSpec) -> None:
@@ -381,7 +386,7 @@ def record_backend(directory: Path, spec: BackendSpec) -> None:
     path = directory / DATA_DIR / BACKEND_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(backend_record(spec), indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(backend_record(spec, directory), indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
 
@@ -395,14 +400,14 @@ def previous_backend(directory: Path, spec: BackendSpec) -> BackendSpec | None:
         if spec.kind == "sqlite" or not default.path or not default.path.exists():
             return None
         recorded = default
-    return None if same_backend(recorded, spec) else recorded
+    return None if same_backend(recorded, spec, directory) else recorded
 
 
 def check_initialised(directory: Path, spec: BackendSpec) -> None:
     """Raise StateError if the configuration names another backend than the one ``init``
     recorded (state would silently be read from the wrong place)."""
     recorded = recorded_backend(directory)
-    if recorded is not None and not same_backend(recorded, spec):
+    if recorded is not None and not same_backend(recorded, spec, directory):
         raise StateError(
             f"the backend changed: `trainform init` set up {recorded.describe()}, and the "
             f"configuration now names {spec.describe()}. Run `trainform init -migrate-state` "
