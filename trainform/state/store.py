@@ -234,9 +234,10 @@ class StateStore:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ rows and meta
-    def _upsert(self, table: str, row: dict[str, Any], pk: str) -> None:
+    def _upsert(self, table: str, row: dict[str, Any], pk: str, keep: tuple[str, ...] = ()) -> None:
+        """Insert ``row``, or update the row with its ``pk`` (except the ``keep`` columns)."""
         cols = list(row)
-        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != pk)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c != pk and c not in keep)
         self.execute(
             f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
             f"ON CONFLICT ({pk}) DO UPDATE SET {updates}",
@@ -263,7 +264,10 @@ class StateStore:
     def _bump(self) -> None:
         if self._meta("lineage") is None:
             self._set_meta("lineage", str(uuid.uuid4()))
-        self._set_meta("serial", str(int(self._meta("serial") or 0) + 1))
+        self.execute(  # one statement: a round trip less per write on a server
+            "INSERT INTO meta (key, value) VALUES ('serial', '1') ON CONFLICT (key) DO UPDATE "
+            "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
+        )
 
     def _blank(self) -> bool:
         """Nothing was ever recorded: no lineage, resources, outputs, history or versions."""
@@ -330,9 +334,6 @@ class StateStore:
 
     def _put(self, resource: ResourceState) -> None:
         stamp = now()
-        existing = self.execute(
-            "SELECT created_at FROM resources WHERE address=?", [resource.address]
-        ).fetchone()
         self._upsert(
             "resources",
             {
@@ -345,10 +346,11 @@ class StateStore:
                 "computed": json.dumps(resource.computed, sort_keys=True),
                 "dependencies": json.dumps(list(resource.dependencies)),
                 "status": resource.status,
-                "created_at": existing[0] if existing else stamp,
+                "created_at": stamp,
                 "updated_at": stamp,
             },
             "address",
+            keep=("created_at",),
         )
 
     @_translate
