@@ -53,14 +53,17 @@ resource "terraform_data" "c" {
 """
 
 
+RECORDED = Path(__file__).with_name("terraform_reference_plan.json")
+
+
 @pytest.fixture(scope="module")
 def terraform_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real Terraform plan (as `terraform show -json PLAN` prints it) with prior state: a
-    replace, a delete by count index, an update in a module and outputs."""
+    replace, a delete by count index, an update in a module and outputs. Made by the
+    terraform on PATH; where there is none, the one Terraform 1.11.4 made from the same
+    files (RECORDED, written by this fixture with TRAINFORM_RECORD_TERRAFORM=1)."""
     if shutil.which("terraform") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("terraform is not on PATH: the reference for the JSON format")
-        pytest.skip("terraform is not on PATH (install Terraform 1.11 to compare formats)")
+        return dict(json.loads(RECORDED.read_text()))
     work = tmp_path_factory.mktemp("tf")
     (work / "main.tf").write_text(TF_MAIN)
     (work / "mod").mkdir()
@@ -80,7 +83,10 @@ def terraform_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (work / "main.tf").write_text(main)
     (work / "mod" / "main.tf").write_text(TF_MODULE.replace("var.x", '"${var.x}!"'))
     tf("plan", "-out", "p", "-input=false", "-no-color")
-    return dict(json.loads(tf("show", "-json", "p")))
+    shown = tf("show", "-json", "p")
+    if os.environ.get("TRAINFORM_RECORD_TERRAFORM") == "1":
+        RECORDED.write_text(json.dumps(json.loads(shown), indent=1) + "\n")
+    return dict(json.loads(shown))
 
 
 MODULE = """
