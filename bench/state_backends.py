@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from postgres import start_server  # noqa: E402  (tests/postgres.py: the tests' server)
 
 SCHEMA = "bench"
-BACKENDS = ("sqlite", "pg", "pg-async")  # pg-async: pg with synchronous_commit = off
+BACKENDS = ("sqlite", "pg")
 
 # Runs trainform's CLI in this process with the store's writes and statements timed; the
 # figures go to the JSON file named by BENCH_STATS when the command ends.
@@ -171,16 +171,11 @@ PLAN = ["plan", "-detailed-exitcode"]
 
 @contextmanager
 def postgres() -> Iterator[dict[str, str]]:
-    """The connection strings of the pg backends: a database each on one server, the
-    "pg-async" one with ``synchronous_commit = off`` (a commit returns before its WAL
-    reaches the disk, as an SQLite commit in WAL mode with ``synchronous=NORMAL`` does)."""
+    """The pg backend's connection string: a database on a server of its own (default
+    settings; the store itself commits asynchronously while it holds the lock)."""
     server = start_server()
     try:
-        conn_strs = {"pg": server.conn_str(server.create_database())}
-        name = server.create_database()
-        server.admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-        conn_strs["pg-async"] = server.conn_str(name)
-        yield conn_strs
+        yield {"pg": server.conn_str(server.create_database())}
     finally:
         server.stop()
 

@@ -262,9 +262,12 @@ class StateStore:
         self._upsert("meta", {"key": key, "value": value}, "key")
 
     def _bump(self) -> None:
-        if self._meta("lineage") is None:
-            self._set_meta("lineage", str(uuid.uuid4()))
-        self.execute(  # one statement: a round trip less per write on a server
+        # Writes only, no reads: a server backend sends a write's statements in one round trip.
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES ('lineage', ?) ON CONFLICT (key) DO NOTHING",
+            [str(uuid.uuid4())],
+        )
+        self.execute(
             "INSERT INTO meta (key, value) VALUES ('serial', '1') ON CONFLICT (key) DO UPDATE "
             "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT)"
         )
