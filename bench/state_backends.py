@@ -50,10 +50,11 @@ BACKENDS = ("sqlite", "pg")
 # figures go to the JSON file named by BENCH_STATS when the command ends.
 INSTRUMENTED = """
 import atexit, json, os, sys, time
-from trainform.state import store as store_module
+from trainform.state.sqlite import SQLiteStateStore
+from trainform.state.store import StateStore
 
 stats = {"put_resource": [], "statements": 0, "statement_s": 0.0, "statements_in_puts": 0}
-classes = [store_module.StateStore, store_module.SQLiteStateStore]
+classes = [StateStore, SQLiteStateStore]
 try:
     from trainform.state.postgres import PgStateStore
     classes.append(PgStateStore)

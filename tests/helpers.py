@@ -117,6 +117,6 @@ def recorded(cwd: Path) -> dict[str, Any]:
     """What the SQLite state beside the configuration in ``cwd`` records for each resource
     (``ResourceState`` by address), provider bookkeeping included: a run's handle and what it
     uploaded, which ``show -json`` (Terraform's state format) leaves out."""
-    from trainform.state.store import SQLiteStateStore
+    from trainform.state.sqlite import SQLiteStateStore
 
     return dict(SQLiteStateStore(cwd / ".trainform" / "state.db").resources())

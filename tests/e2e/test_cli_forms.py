@@ -24,7 +24,7 @@ import pytest
 from helpers import CLI, Result, failed, ok
 
 from trainform.providers.base import ResourceState
-from trainform.state.store import SQLiteStateStore
+from trainform.state.sqlite import SQLiteStateStore
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -165,7 +165,7 @@ def test_the_console_takes_no_lock_so_it_works_while_an_apply_holds_it(cli):
             "-c",
             "import sys, time\n"
             "from pathlib import Path\n"
-            "from trainform.state.store import SQLiteStateStore\n"
+            "from trainform.state.sqlite import SQLiteStateStore\n"
             "s = SQLiteStateStore(Path('.trainform/state.db'))\n"
             "s.acquire_lock('apply', 0)\n"
             "print('locked', flush=True)\n"

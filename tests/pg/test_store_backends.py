@@ -15,7 +15,8 @@ from trainform.providers.base import ResourceState
 from trainform.state.migrate import copy_all
 from trainform.state.postgres import PgStateStore
 from trainform.state.secrets import seal
-from trainform.state.store import SQLiteStateStore, StateStore
+from trainform.state.sqlite import SQLiteStateStore
+from trainform.state.store import StateStore
 
 
 def open_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest, name: str) -> StateStore:

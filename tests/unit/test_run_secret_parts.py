@@ -19,7 +19,7 @@ from trainform.errors import ProviderError
 from trainform.providers.base import SENSITIVE_PATHS, with_sensitive_paths
 from trainform.runs import launcher, shipping
 from trainform.runs.spec import fingerprint
-from trainform.state.store import SQLiteStateStore
+from trainform.state.sqlite import SQLiteStateStore
 
 SECRETS = {"env": {"TOKEN": "hunter2"}, "variables": {"KEY": "k-secret"}}
 

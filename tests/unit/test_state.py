@@ -20,7 +20,8 @@ from trainform.errors import LockError, StateError
 from trainform.providers.base import ResourceState
 from trainform.state import secrets
 from trainform.state.locking import process_start_time
-from trainform.state.store import SCHEMA_VERSION, LockInfo, SQLiteStateStore
+from trainform.state.sqlite import SQLiteStateStore
+from trainform.state.store import SCHEMA_VERSION, LockInfo
 
 
 @pytest.fixture
@@ -684,7 +685,7 @@ def test_restoring_the_backup_by_a_copy_never_replays_the_replaced_files_log(db:
     _command(db, "compute.b")
     code = (
         "import os, sys; from pathlib import Path\n"
-        "from trainform.state.store import SQLiteStateStore\n"
+        "from trainform.state.sqlite import SQLiteStateStore\n"
         "from trainform.providers.base import ResourceState\n"
         "s = SQLiteStateStore(Path(sys.argv[1]))\n"
         "for n in 'cde': s.put_resource(ResourceState(f'compute.{n}', 'compute', n, None, 'local'))\n"

@@ -159,7 +159,7 @@ class ProviderContext:
     directory trainform keeps its own files in (``.trainform/``).
 
     ``fingerprint_key`` returns the state's random key for keyed hashes of sensitive inputs
-    (:meth:`trainform.state.store.SQLiteStateStore.fingerprint_key`); it may be called from
+    (:meth:`trainform.state.store.StateStore.fingerprint_key`); it may be called from
     any thread. None where there is no state (``validate``)."""
 
     config_dir: Path

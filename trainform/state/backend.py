@@ -131,7 +131,7 @@ def open_state(spec: BackendSpec, workspace: str, create: bool = False) -> State
         from trainform.state.postgres import PgStateStore
 
         return PgStateStore(spec.conn_str, spec.schema_name, workspace, create=create)
-    from trainform.state.store import SQLiteStateStore
+    from trainform.state.sqlite import SQLiteStateStore
 
     return SQLiteStateStore(sqlite_path(spec, workspace), create=create)
 
@@ -301,7 +301,7 @@ def open_location(where: dict[str, str]) -> StateStore:
             )
         spec = BackendSpec("pg", conn_str=conn, schema_name=where["schema_name"])
         return open_state(spec, where.get("workspace", DEFAULT_WORKSPACE), create=True)
-    from trainform.state.store import SQLiteStateStore
+    from trainform.state.sqlite import SQLiteStateStore
 
     return SQLiteStateStore(Path(where["path"]))
 
