@@ -278,13 +278,8 @@ def _apply_command(
                     "a saved plan already fixes targets and mode; pass only the plan file"
                 )
             saved = pf.load(Path(planfile_arg))
-            if Path(saved.config_dir).resolve() != config_dir(ctx).resolve():
-                from trainform.errors import PlanError
-
-                raise PlanError(
-                    f"{planfile_arg} was made for the configuration in {saved.config_dir}; "
-                    f"run from there or with -C {saved.config_dir}"
-                )
+            # a plan applies from any checkout of its configuration (old files: only where made)
+            pf.check_folder(saved, config_dir(ctx), planfile_arg)
             session = open_session(ctx, use_input, parallelism, fixed=saved.variables)
             with state_lock(session, command, lock, lock_timeout):
                 planner = session.check_saved(saved)

@@ -310,7 +310,7 @@ class Session:
         return planfile.SavedPlan(
             plan=plan,
             config_dir=str(self.module.directory),
-            inputs=inputs,
+            inputs=planfile.record_inputs(inputs, self.module.directory),
             variables={k: v for k, v in self.variables.items() if k not in sensitive},
             sensitive_variables={
                 k: secrets.seal(v) for k, v in self.variables.items() if k in sensitive
@@ -322,7 +322,7 @@ class Session:
         """Verify a saved plan still describes what applying it would do; return the planner
         whose evaluation supplies the real values. Raises StalePlanError / PlanError."""
         planfile.check_workspace(saved, self.workspace)
-        planfile.check_inputs(saved, list(self.module.files))
+        planfile.check_inputs(saved, list(self.module.files), self.module.directory)
         lineage, serial = self.store.lineage_serial()
         planfile.check_state(saved, lineage, serial)
         sensitive = {n for n, v in self.module.variables.items() if v.sensitive}

@@ -4,12 +4,20 @@ A plan file holds the plan, the CLI workspace and the state lineage and serial i
 against, the sha256 of every input read (configuration files, variable files, files read by
 functions) and the non-sensitive variable values. Sensitive variables appear only as salted hashes: they must
 be supplied again at apply and are checked against them.
+
+A plan file is relocatable (format 2): an input inside the configuration's repository is
+recorded relative to the configuration folder (``main.train.hcl``, ``../modules/box/main.train.hcl``),
+so another checkout of the same configuration at another path (the next CI job's runner, a
+reviewer's machine) applies it, checking the files it finds there. Inputs outside the
+repository (a user's absolute path) stay absolute. Format 1 files recorded absolute paths
+only, and apply only in the folder they were made in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +28,8 @@ from trainform.planner.types import Plan
 from trainform.state import secrets
 
 FORMAT = "trainform-plan"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FIRST_FORMAT_VERSION = 1  # absolute inputs: applies only in the folder it was made in
 
 
 @dataclass(frozen=True)
@@ -31,16 +40,58 @@ class SavedPlan:
     variables: dict[str, Any]
     sensitive_variables: dict[str, dict[str, str]]
     workspace: str = "default"  # the CLI workspace whose state it was made against
+    format_version: int = FORMAT_VERSION  # of the file it was loaded from
 
 
 def file_hashes(paths: list[Path]) -> dict[str, str]:
     return {str(p.resolve()): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
+def repository_root(config_dir: Path) -> Path:
+    """The folder a plan's inputs may be recorded relative to: the nearest enclosing git work
+    tree (a ``.git`` folder, or the ``.git`` file of a linked worktree or submodule) of
+    ``config_dir``; without git, ``config_dir`` itself."""
+    start = config_dir.resolve()
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def recorded_path(path: str | Path, config_dir: Path, root: Path) -> str:
+    """How a plan file names the input at ``path`` (absolute): relative to ``config_dir``
+    when it lies inside ``root`` (``../modules/box/main.train.hcl``), else absolute."""
+    full = Path(path).resolve()
+    if full.is_relative_to(root):
+        return os.path.relpath(full, config_dir.resolve())
+    return str(full)
+
+
+def record_inputs(hashes: dict[str, str], config_dir: Path) -> dict[str, str]:
+    """``hashes`` (absolute path -> sha256) keyed as a plan file records them (see
+    :func:`recorded_path`)."""
+    root = repository_root(config_dir)
+    return {recorded_path(p, config_dir, root): d for p, d in hashes.items()}
+
+
+def _located(entry: str, config_dir: Path) -> Path:
+    """Where a recorded input is now: a relative entry is resolved against the current
+    configuration folder (lexically: it was computed between resolved paths)."""
+    if os.path.isabs(entry):
+        return Path(entry)
+    return Path(os.path.normpath(config_dir.resolve() / entry))
+
+
+def shown_path(path: Path, config_dir: Path) -> str:
+    """How a message names an input: relative to the configuration folder when it lies
+    inside the configuration's repository, else absolute (as the plan file records it)."""
+    return recorded_path(path, config_dir, repository_root(config_dir))
+
+
 def save(path: Path, saved: SavedPlan) -> None:
     data = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": saved.format_version,
         "trainform_version": __version__,
         "config_dir": saved.config_dir,
         "inputs": saved.inputs,
@@ -63,10 +114,12 @@ def load(path: Path) -> SavedPlan:
         raise PlanError(f"{path} is not a trainform plan file") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PlanError(f"{path} is not a trainform plan file")
-    if data.get("format_version") != FORMAT_VERSION:
+    version = data.get("format_version")
+    if version not in (FIRST_FORMAT_VERSION, FORMAT_VERSION):
         raise PlanError(
             f"{path} was written by trainform {data.get('trainform_version')} in plan format "
-            f"{data.get('format_version')}; this trainform reads format {FORMAT_VERSION}"
+            f"{data.get('format_version')}; this trainform reads formats {FIRST_FORMAT_VERSION} "
+            f"to {FORMAT_VERSION}"
         )
     return SavedPlan(
         plan=Plan.from_dict(data["plan"]),
@@ -75,24 +128,47 @@ def load(path: Path) -> SavedPlan:
         variables=data["variables"],
         sensitive_variables=data["sensitive_variables"],
         workspace=str(data.get("workspace") or "default"),  # files from before workspaces
+        format_version=int(version),
     )
 
 
-def check_inputs(saved: SavedPlan, current_files: list[Path]) -> None:
-    """Raise StalePlanError if any input the plan read changed, vanished or was added."""
-    now = {str(p.resolve()) for p in current_files}
-    for path, digest in sorted(saved.inputs.items()):
-        p = Path(path)
+def check_folder(saved: SavedPlan, config_dir: Path, name: str) -> None:
+    """Raise PlanError if ``saved`` (read from the file ``name``) is a format 1 plan, whose
+    inputs are absolute paths, and ``config_dir`` is not the folder it was made in. A
+    format 2 plan applies from any checkout of its configuration."""
+    if saved.format_version != FIRST_FORMAT_VERSION:
+        return
+    if Path(saved.config_dir).resolve() != config_dir.resolve():
+        raise PlanError(
+            f"{name} was made for the configuration in {saved.config_dir}; "
+            f"run from there or with -C {saved.config_dir}"
+        )
+
+
+def check_inputs(saved: SavedPlan, current_files: list[Path], config_dir: Path) -> None:
+    """Raise StalePlanError if any input the plan read changed, vanished or was added
+    (``current_files``: the configuration files read now, from ``config_dir``). Relative
+    inputs are looked for in ``config_dir``, the checkout applying the plan; messages name
+    them relative to it."""
+    planned: set[Path] = set()
+    for entry, digest in sorted(saved.inputs.items()):
+        p = _located(entry, config_dir)
+        planned.add(p)
+        shown = shown_path(p, config_dir)
         if not p.is_file():
             raise StalePlanError(
-                f"the saved plan is stale: {path} was removed since the plan was made"
+                f"the saved plan is stale: {shown} was removed since the plan was made"
             )
         if hashlib.sha256(p.read_bytes()).hexdigest() != digest:
-            raise StalePlanError(f"the saved plan is stale: {path} changed since the plan was made")
-    added = sorted(now - set(saved.inputs))
+            raise StalePlanError(
+                f"the saved plan is stale: {shown} changed since the plan was made"
+            )
+    now = {p.resolve() for p in current_files}
+    added = sorted(now - planned)
     if added:
         raise StalePlanError(
-            f"the saved plan is stale: {added[0]} was added since the plan was made"
+            f"the saved plan is stale: {shown_path(added[0], config_dir)} was added since the "
+            "plan was made"
         )
 
 
