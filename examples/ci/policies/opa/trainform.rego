@@ -13,9 +13,14 @@
 # installs from the registries its test machines reach (see examples/ci/README.md).
 package trainform.policies
 
-default_max_nodes := 8
+import rego.v1
 
-max_nodes := object.get(data, ["trainform", "max_nodes"], default_max_nodes)
+# The largest max_nodes a docker-cluster may have. Read at its own key, never as
+# object.get(data, ...): all of `data` holds this rule too, and OPA refuses such a rule
+# (rego_recursion_error).
+default max_nodes := 8
+
+max_nodes := data.trainform.max_nodes
 
 # Every resource the plan leaves in place, root module and child modules alike.
 resources contains r if {
@@ -77,5 +82,6 @@ deny contains msg if {
 	some r in resources
 	r.type == "trainform_docker_cluster_compute"
 	not within_limit(r)
-	msg := sprintf("%s: max_nodes must be at most %v (data.trainform.max_nodes)", [r.address, max_nodes])
+	# no space right after a verb: regorus's sprintf drops it ("%v (" gives "8(")
+	msg := sprintf("%s: max_nodes must be at most data.trainform.max_nodes (%v)", [r.address, max_nodes])
 }
