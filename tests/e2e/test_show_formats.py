@@ -72,7 +72,11 @@ def test_secrets_never_appear_in_json_or_markdown(cli: CLI) -> None:
     assert resources["compute.box"]["type"] == "trainform_local_compute"
     assert "index" not in resources["compute.box"] and "status" not in resources["compute.box"]
     assert state["values"]["outputs"]["token"] == {"sensitive": True, "value": None}
-    assert state["values"]["outputs"]["mode"] == {"sensitive": False, "value": "fast"}
+    assert state["values"]["outputs"]["mode"] == {
+        "sensitive": False,
+        "value": "fast",
+        "type": "string",
+    }
     # a workspace's bookkeeping (created_dir) is not one of its attributes
     assert "created_dir" not in resources["workspace.main"]["values"]
     assert "path" in resources["workspace.main"]["values"]

@@ -29,6 +29,7 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool, as_markdown: b
     from rich.markup import escape
 
     from trainform.cli.render import attr_lines, outputs_lines
+    from trainform.planner.diff import public_values
 
     if as_json and as_markdown:
         raise click.UsageError("-json and -markdown cannot be combined")
@@ -71,7 +72,10 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool, as_markdown: b
                 ctx,
                 f"[bold]# {escape(r.address)}[/bold]{status}  [dim]provider {escape(r.provider)}[/dim]",
             )
-            print_lines(ctx, attr_lines({**r.attributes, **r.computed}))
+            # provider bookkeeping (a workspace's created_dir) is no attribute: not shown
+            print_lines(
+                ctx, attr_lines(public_values(r.kind, r.provider, {**r.attributes, **r.computed}))
+            )
             print_lines(ctx, "")
         if outputs:
             print_lines(ctx, "Outputs:\n")

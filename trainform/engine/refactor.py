@@ -15,6 +15,7 @@ from trainform.config.conditions import (
     check_outcomes,
     check_warnings,
     failure_diagnostic,
+    postconditions,
     preconditions,
 )
 from trainform.config.evaluate import Evaluator
@@ -25,6 +26,7 @@ from trainform.config.values import UNKNOWN, FunctionContext, is_unknown
 from trainform.engine.recorded import resource_state
 from trainform.errors import ConfigError, Diagnostic, TrainformError
 from trainform.planner.diff import Observations
+from trainform.planner.jsonconfig import JSON_KINDS
 from trainform.planner.jsonplan import checks_json
 from trainform.planner.moves import Refactored, apply_moves, apply_removals, forget_change
 from trainform.planner.types import DELETE, Plan
@@ -190,18 +192,23 @@ def finish(
     if evaluated is not None and plan.mode == "normal":
         problems = []
         planned = {c.address for c in plan.resource_changes if c.actions != DELETE}
-        for address in sorted(planned):
-            inst = evaluated.instances.get(address)
-            if inst is None:
-                continue
-            for outcome in preconditions(evaluated, inst, functions):
-                if outcome.ok is False:
-                    problems.append(failure_diagnostic("precondition", address, outcome))
+        conditions = []  # every evaluated instance's conditions, for the JSON plan's checks
+        for address, inst in sorted(evaluated.instances.items()):
+            before = preconditions(evaluated, inst, functions)
+            after = postconditions(evaluated, inst, functions)
+            if (before or after) and inst.resource.kind in JSON_KINDS:
+                conditions.append((inst, before + after))
+            if address in planned:
+                problems += [
+                    failure_diagnostic("precondition", address, outcome)
+                    for outcome in before
+                    if outcome.ok is False
+                ]
         if problems:
             raise ConfigError(problems)
         outcomes = check_outcomes(module, evaluated, functions)
         warnings += check_warnings(module, evaluated, functions, final=False, outcomes=outcomes)
-        checks = checks_json(outcomes)
+        checks = checks_json(outcomes, conditions)
     refreshed = dict(plan.refreshed)
     for address, (_old, new) in (refingerprinted or {}).items():
         if address in refreshed:  # what refresh read is recorded after the edits: keep it

@@ -29,7 +29,8 @@ from trainform.config.sensitivity import mask_paths, sealed_paths
 from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
 from trainform.errors import PlanError, TrainformError
 from trainform.graph import dependencies_closure
-from trainform.planner.jsonconfig import configuration_json
+from trainform.planner.jsonconfig import configuration_json, relevant_attributes
+from trainform.planner.jsonstate import json_type, state_json
 from trainform.planner.moves import fingerprint_before_rename
 from trainform.planner.types import (
     CREATE,
@@ -612,6 +613,18 @@ class Planner:
             timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             variables=self._variables_json(),
             configuration=configuration_json(self.module),
+            prior_state=state_json(
+                [r for a, r in sorted(self.prior.items()) if a not in self.observed.gone],
+                self.prior_outputs,
+                self.observed.computed,
+            ),
+            relevant_attributes=tuple(
+                relevant_attributes(
+                    self.module,
+                    [c.address for c in changes if c.actions != NOOP],
+                    [o.name for o in outputs if o.actions != NOOP],
+                )
+            ),
         )
 
     def _variables_json(self) -> dict[str, Any]:
@@ -723,7 +736,8 @@ class Planner:
             else:
                 actions = NOOP
             before = None if prior is None or prior["sensitive"] else prior["value"]
-            out.append(OutputChange(name, actions, before, shown, sensitive, unknown))
+            kind = None if unknown else json_type(value)
+            out.append(OutputChange(name, actions, before, shown, sensitive, unknown, kind))
         return tuple(out)
 
     def _drift(self) -> tuple[Drift, ...]:

@@ -237,3 +237,102 @@ def configuration_json(module: Module) -> dict[str, Any]:
         "provider_config": {p: {"name": p, "full_name": provider_name(p)} for p in providers},
         "root_module": writer.module_json((), module.variables, module.outputs),
     }
+
+
+def _block_exprs(attrs: dict[str, Expr], blocks: list[RawBlock]) -> list[Expr]:
+    out = list(attrs.values())
+    for block in blocks:
+        out += _block_exprs({n: a.expr for n, a in block.attrs.items()}, block.blocks)
+    return out
+
+
+def relevant_attributes(
+    module: Module, changed: list[str], outputs: list[str]
+) -> list[dict[str, Any]]:
+    """Terraform's ``relevant_attributes``: the resource attributes that contributed,
+    directly or through other values, to the plan's changes. As Terraform's heuristic
+    (``relevantResourceAttrsForPlan``): start from the references of every changed resource
+    instance (``changed``, addresses of changes other than no-ops) and every changed root
+    output (``outputs``), and follow them through variables (the module call's argument),
+    locals, module outputs and resource attributes (that attribute's expression; a whole
+    resource, all of its expressions), keeping every reference to a resource's attribute:
+    ``{resource: "compute.a", attribute: ["description"]}``, the instance named as written
+    (``compute.b[0]``, or ``compute.b`` without a key) inside its module instance. Sorted
+    by resource, then attribute."""
+    from trainform.config.address import (
+        AddressError,
+        ModulePath,
+        ModuleStep,
+        key_text,
+        parse_address,
+        prefixed,
+    )
+
+    def names(path: ModulePath) -> tuple[str, ...]:
+        return tuple(s.name for s in path)
+
+    def call_of(path: ModulePath) -> ModuleCall | None:
+        return module.calls.get(module_prefix(names(path))[:-1]) if path else None
+
+    def resource_exprs(res: Resource, steps: tuple[str | int, ...]) -> list[Expr]:
+        if steps and isinstance(steps[0], str):
+            if steps[0] in res.attributes:
+                return [res.attributes[steps[0]]]
+            blocks = [b for b in res.blocks if b.type == steps[0]]
+            return _block_exprs({}, blocks)
+        return _block_exprs(res.attributes, list(res.blocks))
+
+    found: set[tuple[str, tuple[str | int, ...]]] = set()
+    seen: set[tuple[ModulePath, str, tuple[str | int, ...]]] = set()
+    pending: list[tuple[ModulePath, Ref]] = []
+
+    def queue(path: ModulePath, exprs: list[Expr]) -> None:
+        pending.extend((path, ref) for e in exprs for ref in references(e))
+
+    for address in changed:
+        try:
+            addr = parse_address(address)
+        except AddressError:
+            continue
+        res = module.resources.get(module_prefix(names(addr.module)) + f"{addr.kind}.{addr.name}")
+        if res is not None:
+            queue(addr.module, resource_exprs(res, ()))
+    for name in outputs:
+        if name in module.outputs:
+            queue((), [module.outputs[name].value])
+    while pending:
+        path, ref = pending.pop()
+        if (path, ref.root, ref.steps) in seen or not ref.steps:
+            continue
+        seen.add((path, ref.root, ref.steps))
+        first, rest = ref.steps[0], ref.steps[1:]
+        prefix = module_prefix(names(path))
+        if ref.root in JSON_KINDS and isinstance(first, str):
+            res = module.resources.get(f"{prefix}{ref.root}.{first}")
+            if res is None:
+                continue
+            key = None
+            if (res.count is not None or res.for_each is not None) and rest:
+                key, rest = rest[0], rest[1:]
+            found.add((prefixed(path, f"{res.kind}.{first}{key_text(key)}"), rest))
+            queue(path, resource_exprs(res, rest))
+        elif ref.root == "var" and path:
+            call = call_of(path)
+            if call is not None and first in call.arguments:
+                queue(path[:-1], [call.arguments[first]])
+        elif ref.root == "local":
+            call = call_of(path)
+            local = (call.locals if call is not None else module.locals).get(str(first))
+            if local is not None:
+                queue(path, [local.value])
+        elif ref.root == "module" and isinstance(first, str):
+            call = module.calls.get(f"{prefix}module.{first}")
+            if call is None:
+                continue
+            key = None
+            if (call.count is not None or call.for_each is not None) and rest:
+                key, rest = rest[0], rest[1:]
+            child = (*path, ModuleStep(first, key))
+            wanted = [rest[0]] if rest and isinstance(rest[0], str) else list(call.outputs)
+            queue(child, [call.outputs[n].value for n in wanted if n in call.outputs])
+    return [{"resource": r, "attribute": list(a)} for r, a in sorted(found, key=str)]

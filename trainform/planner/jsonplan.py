@@ -30,17 +30,17 @@ variable's default in ``configuration``), this writes ``null`` and marks it sens
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from trainform import __version__
 from trainform.planner.jsonstate import (
-    STATE_FORMAT_VERSION,
     mirror,
     resource_head,
     resource_json,
     state_values,
 )
-from trainform.planner.types import CREATE, DELETE, FORGET, Change, Drift, Plan
+from trainform.planner.types import DELETE, FORGET, Change, Drift, Plan
 
 FORMAT_VERSION = "1.2"
 
@@ -157,96 +157,81 @@ def _planned_resources(plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
-def _prior_resources(plan: Plan) -> list[dict[str, Any]]:
-    return [
-        resource_json(
-            c.address,
-            c.kind,
-            c.name,
-            c.key,
-            c.provider,
-            _public(c, c.before) or {},
-            c.before_sensitive,
-            c.depends_on,
-            tainted=c.action_reason == "replace_because_tainted",
-        )
-        for c in plan.changes
-        if c.before is not None
-    ]
+def _status(oks: list[bool | None]) -> str:
+    return "fail" if False in oks else "unknown" if None in oks else "pass"
 
 
-def _relevant_attributes(configuration: dict[str, Any]) -> list[dict[str, Any]]:
-    """Which resource attributes the configuration refers to (Terraform's
-    ``relevant_attributes``): ``{resource, attribute: [steps]}`` for every reference that
-    goes into a resource's value."""
-    from trainform.planner.jsonconfig import JSON_KINDS
-
-    found: set[tuple[str, tuple[str, ...]]] = set()
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for ref in (
-                node.get("references", []) if isinstance(node.get("references"), list) else []
-            ):
-                parts = ref.split(".")
-                if len(parts) >= 3 and parts[0] in JSON_KINDS:
-                    found.add((prefix + ".".join(parts[:2]), tuple(parts[2:])))
-            for key, value in node.items():
-                if key == "module_calls" and isinstance(value, dict):
-                    for name, call in value.items():
-                        walk({k: v for k, v in call.items() if k != "module"}, prefix)
-                        walk(call.get("module", {}), f"{prefix}module.{name}.")
-                elif key != "references":
-                    walk(value, prefix)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item, prefix)
-
-    walk(configuration.get("root_module", {}), "")
-    return [{"resource": r, "attribute": list(a)} for r, a in sorted(found)]
-
-
-def checks_json(outcomes: list[tuple[Any, str, Any]]) -> list[dict[str, Any]]:
-    """Check blocks' results (``trainform.config.conditions.check_outcomes``: (check, the
-    module instance it was evaluated in, outcome)) as Terraform's ``checks``: one entry per
-    check block with its status (``pass``, ``fail``, ``unknown``) and one per instance with
-    the messages of its failed assertions."""
-
-    def status(oks: list[bool | None]) -> str:
-        return "fail" if False in oks else "unknown" if None in oks else "pass"
-
-    blocks: dict[tuple[tuple[str, ...], str], dict[str, list[Any]]] = {}
-    for chk, inside, outcome in outcomes:
-        instances = blocks.setdefault((tuple(chk.module), chk.name), {})
-        instances.setdefault(inside, []).append(outcome)
+def _checks(
+    entries: list[tuple[dict[str, Any], dict[str, Any], list[Any]]],
+) -> list[dict[str, Any]]:
+    """Terraform's ``checks`` from (the checkable object's address, one instance's address,
+    that instance's outcomes) triples: one entry per object with its aggregate status
+    (``fail`` if any instance fails, else ``unknown`` if any is unknown, else ``pass``) and
+    its instances, each with the messages of its failed conditions (sorted, as Terraform
+    does); objects and instances sorted by ``to_display``."""
+    objects: dict[str, tuple[dict[str, Any], dict[str, tuple[dict[str, Any], list[Any]]]]] = {}
+    for config, instance, outcomes in entries:
+        _config, instances = objects.setdefault(config["to_display"], (config, {}))
+        _address, found = instances.setdefault(instance["to_display"], (instance, []))
+        found.extend(outcomes)
     out = []
-    for (module, name), instances in sorted(blocks.items()):
-        config_module = "".join(f"module.{m}." for m in module)
-        address: dict[str, Any] = {"kind": "check", "name": name}
-        if module:
-            address["module"] = config_module[:-1]
-        address["to_display"] = f"{config_module}check.{name}"
+    for _shown, (config, instances) in sorted(objects.items()):
         shown = []
-        for inside, results in sorted(instances.items()):
-            entry: dict[str, Any] = {
-                "address": {
-                    **({"module": inside} if inside else {}),
-                    "to_display": f"{inside + '.' if inside else ''}check.{name}",
-                },
-                "status": status([o.ok for o in results]),
-            }
-            problems = [{"message": o.message} for o in results if o.ok is False]
+        every: list[bool | None] = []
+        for _name, (address, outcomes) in sorted(instances.items()):
+            oks = [o.ok for o in outcomes]
+            every += oks
+            entry: dict[str, Any] = {"address": address, "status": _status(oks)}
+            problems = sorted(o.message for o in outcomes if o.ok is False)
             if problems:
-                entry["problems"] = problems
+                entry["problems"] = [{"message": m} for m in problems]
             shown.append(entry)
-        out.append(
-            {
-                "address": address,
-                "status": status([o.ok for r in instances.values() for o in r]),
-                "instances": shown,
-            }
-        )
+        out.append({"address": config, "status": _status(every), "instances": shown})
     return out
+
+
+def checks_json(
+    outcomes: list[tuple[Any, str, Any]],
+    resource_outcomes: Iterable[tuple[Any, list[Any]]] = (),
+) -> list[dict[str, Any]]:
+    """Terraform's ``checks``: check blocks' results (``trainform.config.conditions
+    .check_outcomes``: (check, the module instance it was evaluated in, outcome)), kind
+    ``check``; and resources' preconditions and postconditions (``resource_outcomes``:
+    (instance, its outcomes) for every evaluated instance whose block has conditions),
+    kind ``resource``, one instance per resource instance (``instance_key`` under
+    count/for_each). Statuses are ``pass``, ``fail`` or ``unknown`` (a condition that
+    depends on what is known only after apply)."""
+    from trainform.config.address import module_text
+    from trainform.config.model import module_prefix
+    from trainform.planner.jsonconfig import resource_type
+
+    entries: list[tuple[dict[str, Any], dict[str, Any], list[Any]]] = []
+    for chk, inside, outcome in outcomes:
+        config_module = module_prefix(tuple(chk.module))
+        config: dict[str, Any] = {"kind": "check", "name": chk.name}
+        if chk.module:
+            config["module"] = config_module[:-1]
+        config["to_display"] = f"{config_module}check.{chk.name}"
+        instance = {
+            **({"module": inside} if inside else {}),
+            "to_display": f"{inside + '.' if inside else ''}check.{chk.name}",
+        }
+        entries.append((config, instance, [outcome]))
+    for inst, results in resource_outcomes:
+        res = inst.resource
+        config = {"kind": "resource", "mode": "managed", "name": res.name}
+        if res.module_path:
+            config["module"] = module_prefix(res.module_path)[:-1]
+        config["to_display"] = res.address
+        config["type"] = resource_type(res.kind, res.provider)
+        instance = {}
+        if inst.module:
+            instance["module"] = module_text(inst.module)
+        if inst.key is not None:
+            instance["instance_key"] = inst.key
+        instance["to_display"] = inst.address
+        entries.append((config, instance, list(results)))
+    return _checks(entries)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -254,20 +239,19 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     sorted addresses and keys)."""
     by_address = {c.address: c for c in plan.changes}
     planned_outputs = {
-        o.name: {"sensitive": o.sensitive, **({} if o.after_unknown else {"value": o.after})}
+        o.name: {
+            "sensitive": o.sensitive,
+            **({} if o.type is None else {"type": o.type}),
+            **({} if o.after_unknown else {"value": o.after}),
+        }
         for o in plan.outputs
         if o.actions != DELETE
-    }
-    prior_outputs = {
-        o.name: {"sensitive": o.sensitive, "value": o.before}
-        for o in plan.outputs
-        if o.actions != CREATE
     }
     output_changes = {
         o.name: {
             "actions": list(o.actions),
             "before": o.before,
-            "after": None if o.after_unknown else o.after,
+            **({} if o.after_unknown else {"after": o.after}),  # as Terraform: none if unknown
             "after_unknown": o.after_unknown,
             "before_sensitive": o.sensitive,
             "after_sensitive": o.sensitive,
@@ -290,20 +274,15 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "resource_changes": changes,
         "output_changes": output_changes,
     }
-    prior = _prior_resources(plan)
-    if prior or prior_outputs:
-        data["prior_state"] = {
-            "format_version": STATE_FORMAT_VERSION,
-            "terraform_version": __version__,
-            "values": state_values(prior, prior_outputs),
-        }
+    if plan.prior_state.get("values"):  # as Terraform: none when nothing is recorded
+        data["prior_state"] = plan.prior_state
     data["configuration"] = plan.configuration
-    data["relevant_attributes"] = _relevant_attributes(plan.configuration)
+    data["relevant_attributes"] = list(plan.relevant_attributes)
     if plan.checks:
         data["checks"] = list(plan.checks)
     data["timestamp"] = plan.timestamp
     data["applyable"] = plan.has_changes
-    data["complete"] = True
+    data["complete"] = not plan.targets  # as Terraform: a targeted plan is not complete
     data["errored"] = False
     # as Terraform: empty collections are left out
     for key in ("variables", "resource_drift", "output_changes", "relevant_attributes"):

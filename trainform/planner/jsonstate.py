@@ -142,10 +142,35 @@ def root_module(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return root
 
 
+def json_type(value: Any) -> Any:
+    """Terraform's JSON form of a value's type (cty's type JSON, as state outputs carry it):
+    ``"string"``, ``"number"``, ``"bool"``, ``"dynamic"``, ``["list", T]``, ``["set", T]``,
+    ``["map", T]``, ``["tuple", [T, ...]]``, ``["object", {name: T}]``. The type is
+    :func:`trainform.config.types.infer`'s: a list made by ``tolist`` is a list, a literal
+    ``[...]`` a tuple, as in Terraform; a value read back from state or a plan file is plain
+    JSON, so there lists are tuples and maps objects."""
+    from trainform.config.types import infer
+
+    def form(t: Any) -> Any:
+        if isinstance(t, str):
+            return t
+        kind, inner = t
+        if kind == "tuple":
+            return ["tuple", [form(e) for e in inner]]
+        if kind == "object":
+            return ["object", {k: form(v) for k, v in inner}]
+        return [kind, form(inner)]
+
+    return form(infer(value))
+
+
 def outputs_json(outputs: dict[str, tuple[Any, bool]]) -> dict[str, Any]:
-    """``{name: {sensitive, value}}``; a sensitive output's value is null."""
+    """``{name: {sensitive, value, type}}`` as a state holds outputs; a sensitive output's
+    value is null and has no type (state keeps only a salted hash of it)."""
     return {
-        name: {"sensitive": sensitive, "value": None if sensitive else value}
+        name: {"sensitive": True, "value": None}
+        if sensitive
+        else {"sensitive": False, "value": value, "type": json_type(value)}
         for name, (value, sensitive) in sorted(outputs.items())
     }
 
@@ -158,9 +183,15 @@ def state_values(resources: list[dict[str, Any]], outputs: dict[str, Any]) -> di
     return out
 
 
-def state_json(resources: Iterable[Any], outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def state_json(
+    resources: Iterable[Any],
+    outputs: dict[str, dict[str, Any]],
+    observed: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """A recorded state (``ResourceState``s, and outputs as the store gives them:
-    ``{name: {value, sensitive}}``) as Terraform's ``show -json`` prints it."""
+    ``{name: {value, sensitive}}``) as Terraform's ``show -json`` prints it; with
+    ``observed`` (address -> computed values a refresh read), as refreshed (a plan's
+    ``prior_state``)."""
     from trainform.config.sensitivity import sealed_paths
     from trainform.planner.diff import recorded_values
 
@@ -171,7 +202,7 @@ def state_json(resources: Iterable[Any], outputs: dict[str, dict[str, Any]]) -> 
             r.name,
             r.key,
             r.provider,
-            recorded_values(r),
+            recorded_values(r, (observed or {}).get(r.address)),
             sealed_paths(r.attributes),
             r.dependencies,
             tainted=r.status in ("tainted", "pending"),

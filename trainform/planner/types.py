@@ -102,6 +102,9 @@ class OutputChange:
     after: Any = None
     sensitive: bool = False
     after_unknown: bool = False
+    # Terraform's JSON type of the planned value (trainform.planner.jsonstate.json_type:
+    # "string", ["list", "string"], ["object", {...}]); None while the value is unknown.
+    type: Any = None
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,16 @@ class Plan:
     refingerprinted: tuple[tuple[str, str, str], ...] = ()
     # For the JSON plan (trainform.planner.jsonplan), made when planning so that a saved plan
     # is shown without its configuration: when it was made, the root variables (sensitive
-    # values left out), the configuration as written, and the results of check blocks.
+    # values left out), the configuration as written, the results of check blocks and of
+    # resources' conditions, the whole prior state (Terraform's ``prior_state``: every
+    # recorded resource as refreshed, also those -target leaves out; {} when nothing is
+    # recorded, and in plan files written before it was kept) and the relevant attributes.
     timestamp: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
     configuration: dict[str, Any] = field(default_factory=dict)
     checks: tuple[dict[str, Any], ...] = ()
+    prior_state: dict[str, Any] = field(default_factory=dict)
+    relevant_attributes: tuple[dict[str, Any], ...] = ()
 
     @property
     def resource_changes(self) -> list[Change]:
@@ -205,6 +213,7 @@ class Plan:
             "notes",
             "imported",
             "checks",
+            "relevant_attributes",
         )
         for key in ("moved", "refingerprinted"):
             rest[key] = tuple(tuple(pair) for pair in rest.get(key, ()))
