@@ -9,8 +9,11 @@
 # `conftest test ... --data limits.json` or `opa eval ... -d limits.json` with
 # {"trainform": {"max_nodes": 16}}).
 #
-# Written for OPA 1.x (Rego v1 syntax). Not exercised by trainform's tests: no OPA engine
-# installs from the registries its test machines reach (see examples/ci/README.md).
+# Written for OPA 1.x and conftest (Rego v1 syntax, `import rego.v1` for engines that default
+# to v0). trainform's tests (tests/e2e/test_policy_rego.py) evaluate this file with regorus,
+# Microsoft's Rego engine (PyPI's `opa-eval` wheel), on the same good and bad plans as the
+# checkov checks. OPA's own binary and conftest do not install from the registries trainform's
+# test machines reach: the two command lines above are documented, not run.
 package trainform.policies
 
 import rego.v1
