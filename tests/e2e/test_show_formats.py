@@ -143,3 +143,57 @@ def test_show_markdown_is_a_short_deterministic_summary(cli: CLI) -> None:
 
     usage = cli("show", "-markdown")
     assert usage.code == 1 and "PLANFILE" in usage.err
+
+
+TARGETED = """
+workspace "main" {
+  description = "experiments"
+}
+
+compute "a" {
+  type        = "local"
+  description = "first"
+}
+
+compute "b" {
+  type        = "local"
+  description = "second"
+}
+
+output "names" {
+  value = tolist([compute.a.description, compute.b.description])
+}
+"""
+
+
+def test_saved_targeted_plan_shows_the_whole_prior_state(cli: CLI) -> None:
+    """show -json of a plan made with -target: prior_state holds every recorded resource
+    (Terraform's prior state), planned_values only the target, as Terraform's do; outputs
+    carry their type; and text show of state and plan leaves provider bookkeeping out."""
+    cli.write("main.train.hcl", TARGETED)
+    ok(cli("apply", "-auto-approve"))
+    text = ok(cli("show")).out
+    assert "workspace.main" in text and "path" in text
+    assert "created_dir" not in text  # a workspace's bookkeeping, not an attribute
+    state = json.loads(ok(cli("show", "-json")).out)
+    assert state["values"]["outputs"]["names"]["type"] == ["tuple", ["string", "string"]]
+
+    cli.write("main.train.hcl", TARGETED.replace("first", "1st").replace("second", "2nd"))
+    ok(cli("plan", "-target", "compute.a", "-out", "plan.bin"))
+    plan = json.loads(ok(cli("show", "-json", "plan.bin")).out)
+    prior = state_resources(plan["prior_state"])
+    assert set(prior) == {"workspace.main", "compute.a", "compute.b"}
+    assert prior["compute.b"]["values"]["description"] == "second"
+    assert "created_dir" not in prior["workspace.main"]["values"]
+    planned = {r["address"] for r in plan["planned_values"]["root_module"]["resources"]}
+    assert planned == {"compute.a"}
+    assert plan["complete"] is False
+    assert plan["prior_state"]["values"]["outputs"]["names"]["value"] == ["first", "second"]
+
+    cli.write("main.train.hcl", TARGETED.replace("experiments", "runs"))
+    ok(cli("plan", "-out", "update.bin"))
+    shown = ok(cli("show", "update.bin")).out
+    assert "workspace.main" in shown and "created_dir" not in shown
+    full = json.loads(ok(cli("show", "-json", "update.bin")).out)
+    assert full["complete"] is True
+    assert full["planned_values"]["outputs"]["names"]["type"] == ["list", "string"]

@@ -422,3 +422,251 @@ def test_resource_drift_has_the_shape_of_a_resource_change(planner: Any) -> None
     assert drift["change"]["actions"] == ["update"]
     assert drift["change"]["before"]["facts"]["cpus"] == facts["cpus"] + 64
     assert drift["change"]["after"]["facts"]["cpus"] == facts["cpus"]
+
+
+# -- against a second real Terraform plan: -target, conditions, output types, relevant
+# attributes (each test below fails on a JSON plan built from the changes alone)
+
+TF_MORE = """
+locals {
+  l = terraform_data.a.input
+}
+resource "terraform_data" "a" {
+  input = "a"
+}
+resource "terraform_data" "b" {
+  input = local.l
+}
+resource "terraform_data" "c" {
+  count = 2
+  input = "c"
+  lifecycle {
+    precondition {
+      condition     = length(terraform_data.a.input) > 0
+      error_message = "a's input is short"
+    }
+    postcondition {
+      condition     = self.input == "c"
+      error_message = "c's input changed"
+    }
+  }
+}
+resource "terraform_data" "quiet" {
+  input = terraform_data.a.id
+}
+output "l" {
+  value = tolist(["x", "y"])
+}
+output "q" {
+  value = { a = [1, 2], b = "x", c = { d = true } }
+}
+output "u" {
+  value = terraform_data.b.output
+}
+"""
+
+RECORDED_MORE = Path(__file__).with_name("terraform_reference_more.json")
+
+
+@pytest.fixture(scope="module")
+def terraform_more(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two real Terraform plans over TF_MORE once applied with a's input "a" and then
+    changed to "a2": ``target``, with ``-target terraform_data.a``; ``full``, without. Made
+    by the terraform on PATH, else the ones Terraform 1.11.4 made (RECORDED_MORE)."""
+    if shutil.which("terraform") is None:
+        return dict(json.loads(RECORDED_MORE.read_text()))
+    work = tmp_path_factory.mktemp("tf-more")
+    (work / "main.tf").write_text(TF_MORE)
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
+
+    def tf(*args: str) -> str:
+        done = subprocess.run(
+            ["terraform", *args], cwd=work, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tf("init", "-input=false", "-no-color")
+    tf("apply", "-auto-approve", "-input=false", "-no-color")
+    (work / "main.tf").write_text(TF_MORE.replace('input = "a"', 'input = "a2"'))
+    tf("plan", "-target", "terraform_data.a", "-out", "t", "-input=false", "-no-color")
+    tf("plan", "-out", "f", "-input=false", "-no-color")
+    shown = {
+        "target": json.loads(tf("show", "-json", "t")),
+        "full": json.loads(tf("show", "-json", "f")),
+    }
+    if os.environ.get("TRAINFORM_RECORD_TERRAFORM") == "1":
+        RECORDED_MORE.write_text(json.dumps(shown, indent=1) + "\n")
+    return shown
+
+
+MORE = """
+locals {
+  l = compute.a.description
+}
+compute "a" {
+  type        = "local"
+  description = "a2"
+}
+compute "b" {
+  type        = "local"
+  description = local.l
+}
+compute "c" {
+  type        = "local"
+  count       = 2
+  description = "c"
+  lifecycle {
+    precondition {
+      condition     = length(compute.a.description) > 5
+      error_message = "a's description is short"
+    }
+    postcondition {
+      condition     = self.description == "c"
+      error_message = "c's description changed"
+    }
+  }
+}
+compute "quiet" {
+  type = "local"
+  tags = { of = compute.a.workdir }
+}
+output "l" {
+  value = tolist(["x", "y"])
+}
+output "q" {
+  value = { a = [1, 2], b = "x", c = { d = true } }
+}
+output "u" {
+  value = compute.b.facts
+}
+"""
+
+MORE_PRIOR = [
+    local("a", description="a"),
+    local("b", description="a"),
+    local("c", 0, description="c"),
+    local("c", 1, description="c"),
+    local("quiet", tags={"of": None}),
+]
+MORE_OUTPUTS = {
+    "l": {"value": ["x", "y"], "sensitive": False},
+    "q": {"value": {"a": [1, 2], "b": "x", "c": {"d": True}}, "sensitive": False},
+}
+
+
+def resource_addresses(values: dict[str, Any]) -> set[str]:
+    return {r["address"] for r in values["root_module"].get("resources", [])}
+
+
+def test_targeted_plan_has_the_whole_prior_state(
+    terraform_more: dict[str, Any],
+    planner: Any,  # noqa: F811
+) -> None:
+    """With -target, Terraform's prior_state is every recorded resource and planned_values
+    only what the plan changes; a targeted plan is not complete."""
+    tf = terraform_more["target"]
+    assert resource_addresses(tf["prior_state"]["values"]) == {
+        "terraform_data.a",
+        "terraform_data.b",
+        "terraform_data.c[0]",
+        "terraform_data.c[1]",
+        "terraform_data.quiet",
+    }
+    assert resource_addresses(tf["planned_values"]) == {"terraform_data.a"}
+    assert tf["complete"] is False
+    planned = planner(
+        MORE, MORE_PRIOR, PlanOptions(targets=("compute.a",)), outputs=MORE_OUTPUTS, refresh=False
+    )
+    ours = plan_to_json(planned.plan)
+    assert resource_addresses(ours["prior_state"]["values"]) == {
+        "compute.a",
+        "compute.b",
+        "compute.c[0]",
+        "compute.c[1]",
+        "compute.quiet",
+    }
+    assert resource_addresses(ours["planned_values"]) == {"compute.a"}
+    assert ours["complete"] is False
+    prior = by_address(ours["prior_state"]["values"]["root_module"]["resources"])
+    assert prior["compute.b"]["values"]["description"] == "a"
+    tf_b = by_address(tf["prior_state"]["values"]["root_module"]["resources"])["terraform_data.b"]
+    assert set(prior["compute.b"]) == set(tf_b) - {"depends_on"}  # none recorded here
+    assert set(ours["prior_state"]["values"]["outputs"]) == {"l", "q"}  # outputs too
+    assert plan_to_json(planner(MORE, MORE_PRIOR, refresh=False).plan)["complete"] is True
+
+
+def test_resource_conditions_are_checks(
+    terraform_more: dict[str, Any],
+    planner: Any,  # noqa: F811
+) -> None:
+    """Preconditions and postconditions are Terraform's checks of kind "resource", one
+    instance per resource instance; a failed precondition of an unchanged instance is a
+    failed check (Terraform would stop the plan on it: both show its message)."""
+    tf = {c["address"]["to_display"]: c for c in terraform_more["full"]["checks"]}
+    tf_c = tf["terraform_data.c"]
+    data = plan_to_json(planner(MORE, MORE_PRIOR, outputs=MORE_OUTPUTS, refresh=False).plan)
+    ours = {c["address"]["to_display"]: c for c in data["checks"]}
+    assert list(ours) == ["compute.c"]
+    c = ours["compute.c"]
+    assert set(c) == set(tf_c) and set(c["address"]) == set(tf_c["address"])
+    assert c["address"] == {
+        "kind": "resource",
+        "mode": "managed",
+        "name": "c",
+        "to_display": "compute.c",
+        "type": "trainform_local_compute",
+    }
+    assert [i["address"] for i in c["instances"]] == [
+        {"instance_key": 0, "to_display": "compute.c[0]"},
+        {"instance_key": 1, "to_display": "compute.c[1]"},
+    ]
+    assert [i["address"] for i in tf_c["instances"]] == [
+        {"instance_key": 0, "to_display": "terraform_data.c[0]"},
+        {"instance_key": 1, "to_display": "terraform_data.c[1]"},
+    ]
+    # "a2" is short: the precondition fails; the postcondition holds
+    assert c["status"] == "fail"
+    assert c["instances"][0]["problems"] == [{"message": "a's description is short"}]
+    passing = plan_to_json(
+        planner(MORE.replace('"a2"', '"longer"'), MORE_PRIOR, refresh=False).plan
+    )["checks"]
+    assert [(x["status"], [i["status"] for i in x["instances"]]) for x in passing] == [
+        ("pass", ["pass", "pass"])
+    ]
+
+
+def test_outputs_carry_terraforms_types(
+    terraform_more: dict[str, Any],
+    planner: Any,  # noqa: F811
+) -> None:
+    """planned_values and prior_state outputs carry Terraform's JSON type; output_changes
+    has none, and no "after" for a value known only after apply."""
+    tf = terraform_more["full"]
+    data = plan_to_json(planner(MORE, MORE_PRIOR, outputs=MORE_OUTPUTS, refresh=False).plan)
+    planned = data["planned_values"]["outputs"]
+    assert planned["l"] == tf["planned_values"]["outputs"]["l"]  # ["list", "string"]
+    assert planned["l"]["type"] == ["list", "string"]
+    assert planned["q"] == tf["planned_values"]["outputs"]["q"]
+    assert planned["u"] == tf["planned_values"]["outputs"]["u"] == {"sensitive": False}
+    prior = data["prior_state"]["values"]["outputs"]
+    assert prior["q"] == tf["prior_state"]["values"]["outputs"]["q"]
+    assert set(prior["l"]) == set(tf["prior_state"]["values"]["outputs"]["l"])
+    for name in ("l", "u"):
+        assert set(data["output_changes"][name]) == set(tf["output_changes"][name]), name
+    assert "after" not in data["output_changes"]["u"]
+
+
+def test_relevant_attributes_are_those_behind_changes(
+    terraform_more: dict[str, Any],
+    planner: Any,  # noqa: F811
+) -> None:
+    """Terraform's relevant_attributes: the attributes that changed resources and outputs
+    refer to, through locals too; an unchanged resource's references are not relevant."""
+    tf = terraform_more["full"]["relevant_attributes"]
+    assert {"resource": "terraform_data.a", "attribute": ["input"]} in tf  # through local.l
+    assert all(r["resource"] != "terraform_data.a" or r["attribute"] != ["id"] for r in tf)
+    data = plan_to_json(planner(MORE, MORE_PRIOR, outputs=MORE_OUTPUTS, refresh=False).plan)
+    ours = data["relevant_attributes"]
+    assert {"resource": "compute.a", "attribute": ["description"]} in ours
+    assert {"resource": "compute.a", "attribute": ["workdir"]} not in ours
