@@ -6,7 +6,25 @@ Top level, as Terraform 1.11 writes it: ``format_version`` ("1.2"), ``terraform_
 (trainform's version: tools look for the field), ``variables``, ``planned_values``,
 ``resource_drift``, ``resource_changes``, ``output_changes``, ``prior_state`` (omitted when
 nothing is recorded yet), ``configuration``, ``relevant_attributes``, ``checks`` (when the
-configuration has check blocks), ``timestamp``, ``applyable``, ``complete``, ``errored``.
+configuration has check blocks or resource conditions), ``timestamp``, ``applyable``,
+``complete`` (false for a ``-target`` plan), ``errored``.
+
+As in Terraform, ``prior_state`` is the whole prior state as refreshed (every recorded
+resource, also those ``-target`` leaves out: kept on the plan when it is made,
+``Plan.prior_state``), and ``planned_values`` what the plan covers (its changes: with
+``-target``, the targets alone). Outputs carry Terraform's JSON ``type``
+(:func:`trainform.planner.jsonstate.json_type`) in ``planned_values`` and ``prior_state``;
+``output_changes`` has none, and no ``after`` while the value is unknown.
+
+``checks`` (:func:`checks_json`): check blocks (kind ``check``) and resources'
+preconditions and postconditions (kind ``resource``), evaluated once at plan time. Outputs
+take no preconditions in trainform, so there is no ``output_value`` kind.
+
+``relevant_attributes`` is Terraform's heuristic (``relevantResourceAttrsForPlan``), made
+when planning (:func:`trainform.planner.jsonconfig.relevant_attributes`): the resource
+attributes that the configuration of every changed resource instance and changed output
+refers to, directly or through variables, locals, module outputs and other resources'
+attributes.
 
 A resource change is ``{address, module_address (in a module only), mode, type, name,
 index (only with count/for_each), provider_name, change: {actions, before, after,
