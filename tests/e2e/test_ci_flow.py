@@ -4,10 +4,11 @@ real checkov: the commands are the `run:` lines of the shipped GitHub Actions wo
 verbatim by bash, so a change to a workflow that breaks the flow breaks this test.
 
 Two "runners" act like two CI machines: each has its own working copy of examples/ci, its own
-HOME and its own processes. Like two hosted runners of one repository, they check out at the
-same path (a plan file names its configuration's folder): whichever runner is working has its
-copy moved to that path, and back when it is done. One plans, its plan.bin is handed to the
-other (as an artifact would be), which applies it.
+HOME and its own processes. Like two jobs on GitLab shell runners (`builds/TOKEN/CONCURRENT_ID/
+GROUP/PROJECT`) or self-hosted runners with a folder per job, they check out at different paths:
+a plan file records its inputs relative to the configuration's folder, so it applies from
+another checkout. One plans, its plan.bin is handed to the other (as an artifact would be),
+which applies it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,22 +73,13 @@ def gitlab_script(job: str) -> str:
 
 @dataclass
 class Runner:
-    """One CI machine: a working copy kept at ``copy``, moved to ``checkout`` while it works."""
+    """One CI machine: its own working copy at ``checkout``, a path of its own."""
 
     name: str
-    copy: Path
     checkout: Path
     home: Path
     env: dict[str, str]
     log: list[str]
-
-    @contextmanager
-    def working(self) -> Iterator[Path]:
-        self.copy.rename(self.checkout)
-        try:
-            yield self.checkout
-        finally:
-            self.checkout.rename(self.copy)
 
     def step(self, script: str, code: int = 0, **env: str) -> Result:
         """Run ``script`` in the checkout the way `shell: bash` does (bash -e -o pipefail)."""
@@ -127,27 +117,27 @@ def ci_env(tmp_path: Path, pg_server: PgServer) -> dict[str, str]:
 
 
 def make_runners(tmp_path: Path, env: dict[str, str]) -> tuple[Runner, Runner]:
-    checkout = tmp_path / "work" / "repo" / "examples" / "ci"
-    checkout.parent.mkdir(parents=True)
     runners = []
-    for name in ("runner-1", "runner-2"):
+    for concurrent_id, name in enumerate(("runner-1", "runner-2")):
         base = tmp_path / name
-        copy = base / "copy"
-        # A fresh checkout: what git would hold (no local state, plans or caches).
-        shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns(*CHECKOUT_IGNORES))
+        # A fresh checkout at a path of this job's own, as a GitLab shell runner makes it:
+        # what git would hold (no local state, plans or caches).
+        checkout = base / "builds" / "Zx8kQ2" / str(concurrent_id) / "team" / "infra"
+        checkout = checkout / "examples" / "ci"
+        shutil.copytree(EXAMPLE, checkout, ignore=shutil.ignore_patterns(*CHECKOUT_IGNORES))
         (base / "home").mkdir()
         runner_env = {
             **env,
             "GITHUB_OUTPUT": str(base / "github_output"),
             "GITHUB_STEP_SUMMARY": str(base / "step_summary.md"),
         }
-        runners.append(Runner(name, copy, checkout, base / "home", runner_env, []))
+        runners.append(Runner(name, checkout, base / "home", runner_env, []))
     return runners[0], runners[1]
 
 
 def edit(runner: Runner, old: str, new: str) -> None:
     """Change the configuration in ``runner``'s working copy, as a pull request would."""
-    path = runner.copy / "main.train.hcl"
+    path = runner.checkout / "main.train.hcl"
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new))
@@ -169,58 +159,53 @@ def test_github_workflow_plans_on_one_runner_and_applies_on_another(
     planner, applier = make_runners(tmp_path, ci_env)
 
     # The pull request: every check of the plan job passes, and the plan is kept.
-    with planner.working():
-        for step in ("fmt", "init", "validate", "plan", "policy", "summary"):
-            planner.step(pr[step])
-        assert "exitcode=2" in Path(planner.env["GITHUB_OUTPUT"]).read_text()
-        plan_json = json.loads((planner.checkout / "plan.json").read_text())
-        assert plan_json["terraform_version"] and plan_json["planned_values"]
-        summary = Path(planner.env["GITHUB_STEP_SUMMARY"]).read_text()
-        for address in ("workspace.team", "compute.runner", "run.smoke"):
-            assert address in summary
-    (applier.copy / "plan.bin").write_bytes((planner.copy / "plan.bin").read_bytes())
+    for step in ("fmt", "init", "validate", "plan", "policy", "summary"):
+        planner.step(pr[step])
+    assert "exitcode=2" in Path(planner.env["GITHUB_OUTPUT"]).read_text()
+    plan_json = json.loads((planner.checkout / "plan.json").read_text())
+    assert plan_json["terraform_version"] and plan_json["planned_values"]
+    summary = Path(planner.env["GITHUB_STEP_SUMMARY"]).read_text()
+    for address in ("workspace.team", "compute.runner", "run.smoke"):
+        assert address in summary
+    (applier.checkout / "plan.bin").write_bytes((planner.checkout / "plan.bin").read_bytes())
 
     # The merge: another machine applies exactly that plan.
-    with applier.working():
-        applier.step(merge["init"])
-        applied = applier.step(merge["apply"])
+    applier.step(merge["init"])
+    applied = applier.step(merge["apply"])
     assert "Apply complete! Resources: 4 added" in applied.out
     assert "step 4: loss 0.0312" in applied.out  # the run trained on the applying runner
 
     # Nothing left to do for the next pull request (state and artifact store are shared).
-    with planner.working():
-        planner.step(pr["plan"])
-        assert Path(planner.env["GITHUB_OUTPUT"]).read_text().splitlines()[-1] == "exitcode=0"
+    planner.step(pr["plan"])
+    assert Path(planner.env["GITHUB_OUTPUT"]).read_text().splitlines()[-1] == "exitcode=0"
 
     # Two pull requests planned against the same state; the other one is applied first.
     edit(planner, "max_concurrent_runs = 1", "max_concurrent_runs = 2")
-    with planner.working():
-        planner.step(pr["plan"])
-    reviewed = (planner.copy / "plan.bin").read_bytes()
+    planner.step(pr["plan"])
+    reviewed = (planner.checkout / "plan.bin").read_bytes()
     edit(applier, 'role = "ci"', 'role = "ci-gpu"')
-    with applier.working():
-        applier.step(pr["plan"])
-        applier.step(merge["apply"])
+    applier.step(pr["plan"])
+    applier.step(merge["apply"])
 
     # Merged after it, the first pull request's plan is refused and changes nothing: with the
     # merged tree (both changes) because the configuration differs from the planned one; with
     # exactly the planned tree because the state moved on (the serial check).
-    (applier.copy / "plan.bin").write_bytes(reviewed)
+    (applier.checkout / "plan.bin").write_bytes(reviewed)
     edit(applier, "max_concurrent_runs = 1", "max_concurrent_runs = 2")
-    with applier.working():
-        stale = applier.step(merge["apply"], code=1)
-    assert "the saved plan is stale: " in stale.all
-    assert "main.train.hcl changed since the plan was made" in stale.all
-    (applier.copy / "main.train.hcl").write_bytes((planner.copy / "main.train.hcl").read_bytes())
-    with applier.working():
-        stale = applier.step(merge["apply"], code=1)
-        assert re.search(
-            r"the saved plan is stale: state changed since it was made \(serial \d+ -> \d+\); "
-            r"run `trainform plan` again",
-            stale.all,
-        ), stale.all
-        # The refused plan changed nothing: planning again still shows its change to make.
-        replan = applier.step(pr["plan"])
+    stale = applier.step(merge["apply"], code=1)
+    # named relative to the applying checkout's configuration folder, not the planner's path
+    assert "the saved plan is stale: main.train.hcl changed since the plan was made" in stale.all
+    (applier.checkout / "main.train.hcl").write_bytes(
+        (planner.checkout / "main.train.hcl").read_bytes()
+    )
+    stale = applier.step(merge["apply"], code=1)
+    assert re.search(
+        r"the saved plan is stale: state changed since it was made \(serial \d+ -> \d+\); "
+        r"run `trainform plan` again",
+        stale.all,
+    ), stale.all
+    # The refused plan changed nothing: planning again still shows its change to make.
+    replan = applier.step(pr["plan"])
     assert "max_concurrent_runs = 1 -> 2" in replan.out
     assert_no_password(tmp_path, (planner, applier))
 
@@ -229,21 +214,18 @@ def test_gitlab_pipeline_plans_on_one_runner_and_applies_on_another(
     tmp_path: Path, ci_env: dict[str, str]
 ) -> None:
     planner, applier = make_runners(tmp_path, ci_env)
-    with planner.working():
-        planner.step(gitlab_script("check"))
-        planner.step(gitlab_script("plan"))
-        planner.step(gitlab_script("policy"))
-        markdown = (planner.checkout / "plan.md").read_text()
+    planner.step(gitlab_script("check"))
+    planner.step(gitlab_script("plan"))
+    planner.step(gitlab_script("policy"))
+    markdown = (planner.checkout / "plan.md").read_text()
     assert "run.smoke" in markdown
-    (applier.copy / "plan.bin").write_bytes((planner.copy / "plan.bin").read_bytes())
-    with applier.working():
-        applied = applier.step(gitlab_script("apply"))
+    (applier.checkout / "plan.bin").write_bytes((planner.checkout / "plan.bin").read_bytes())
+    applied = applier.step(gitlab_script("apply"))
     assert "Apply complete! Resources: 4 added" in applied.out
 
     # A merge request whose compute has no owner: the plan succeeds, the policy job fails it.
     edit(planner, 'merge(local.tags, { role = "ci" })', '{ role = "ci" }')
-    with planner.working():
-        planner.step(gitlab_script("plan"))
-        refused = planner.step(gitlab_script("policy"), code=1)
+    planner.step(gitlab_script("plan"))
+    refused = planner.step(gitlab_script("policy"), code=1)
     assert "CKV_TRAINFORM_1" in refused.out and "compute.runner" in refused.out
     assert_no_password(tmp_path, (planner, applier))
