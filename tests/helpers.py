@@ -1,9 +1,11 @@
-"""The CLI runner, assertions and polling shared by the end-to-end and integration tests (importable as
-`helpers`: pytest puts tests/ on sys.path for tests/conftest.py)."""
+"""The CLI runner, assertions, polling and the README's code blocks, shared by the end-to-end
+and integration tests (importable as `helpers`: pytest puts tests/ on sys.path for
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,3 +122,16 @@ def recorded(cwd: Path) -> dict[str, Any]:
     from trainform.state.sqlite import SQLiteStateStore
 
     return dict(SQLiteStateStore(cwd / ".trainform" / "state.db").resources())
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def block_after(marker: str, lang: str) -> str:
+    """The first ```lang block after ``marker`` in the README (whose commands the tests run
+    verbatim)."""
+    parts = README.read_text().split(marker, 1)
+    assert len(parts) == 2, f"no {marker!r} in README.md"
+    found = re.search(rf"^```{lang}\n(.*?)^```$", parts[1], re.S | re.M)
+    assert found, f"no {lang} block after {marker!r} in README.md"
+    return found.group(1)

@@ -1,8 +1,9 @@
 """The README's own commands, run verbatim: the "Try it" line (a new venv, the install, and the
 quick-start example applied end to end) in a copy of the repository, and the "A first
 configuration" sequence (init, validate, plan, apply answered "yes" on a terminal, show,
-destroy answered "yes") on the README's configuration. The CI recipe and the state restore
-recipe are run verbatim in test_cli_forms.py and test_state_backup.py."""
+destroy answered "yes") on the README's configuration. The CI recipe, the state restore
+recipe and the state backend, workspace and version commands are run verbatim in
+test_cli_forms.py, test_state_backup.py and test_readme_state.py."""
 
 from __future__ import annotations
 
@@ -16,18 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import base_env
+from helpers import base_env, block_after
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
-
-
-def block_after(marker: str, lang: str) -> str:
-    """The first ```lang block after ``marker`` in the README."""
-    rest = README.split(marker, 1)[1]
-    found = re.search(rf"^```{lang}\n(.*?)^```$", rest, re.S | re.M)
-    assert found, f"no {lang} block after {marker!r} in README.md"
-    return found.group(1)
 
 
 def test_try_it_runs_verbatim_in_a_copy_of_the_repository(tmp_path: Path) -> None:
