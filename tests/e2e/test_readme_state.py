@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from backends import KINDS, Backend, backend_for
@@ -161,7 +162,7 @@ def test_the_state_version_commands_verbatim(backend: Backend) -> None:
     assert all(TOKEN not in r.all for r in out.values())
 
 
-def recorded(cli: CLI, workspace: str) -> dict[str, object]:
+def recorded(cli: CLI, workspace: str) -> dict[str, Any]:
     """What a user can read of a workspace's state and history."""
     env = {"TRAINFORM_WORKSPACE": workspace}
     runs = json.loads(ok(cli("runs", "list", "--json", **env)).out)
@@ -181,7 +182,7 @@ def test_the_migration_commands_verbatim(cli: CLI, pg_conn_str: str) -> None:
     ok(cli("workspace", "new", "dev"))
     ok(cli("apply", "-auto-approve"))
     before = {ws: recorded(cli, ws) for ws in ("default", "dev")}
-    assert [len(before[ws]["runs"]) for ws in before] == [1, 1]  # type: ignore[arg-type]
+    assert [len(before[ws]["runs"]) for ws in before] == [1, 1]
 
     # "change the backend block": from SQLite to PostgreSQL
     Backend("pg", cli, pg_conn_str).write(config)
