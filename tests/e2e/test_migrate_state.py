@@ -168,3 +168,19 @@ def test_init_without_a_record_notices_state_left_in_the_default_file(cli: CLI, 
     failed(cli("init"), "state was in SQLite", ".trainform/state.db")
     ok(cli("init", "-migrate-state"))
     assert ok(cli("state", "list")).out == "workspace.ml\n"
+
+
+def test_plan_without_init_refuses_a_new_backend_while_the_default_file_holds_state(
+    cli: CLI, request
+) -> None:
+    """Applied without `init` (no backend recorded), then a pg block added: `plan` must not
+    plan everything anew in the empty database, abandoning the SQLite state."""
+    cli.write("main.train.hcl", 'workspace "ml" {}\n')
+    ok(cli("apply", "-auto-approve"))
+    assert not (cli.cwd / ".trainform" / "backend.json").exists()
+    cli.env["TRAINFORM_PG_CONN_STR"] = pg_conn_str(request)
+    cli.write("main.train.hcl", pg_block() + 'workspace "ml" {}\n')
+    for command in (("plan",), ("apply", "-auto-approve"), ("state", "list")):
+        failed(cli(*command), "the backend changed: state is in SQLite", "init -migrate-state")
+    ok(cli("init", "-migrate-state"))
+    ok(cli("plan", "-detailed-exitcode"), 0)

@@ -405,12 +405,17 @@ def previous_backend(directory: Path, spec: BackendSpec) -> BackendSpec | None:
 
 def check_initialised(directory: Path, spec: BackendSpec) -> None:
     """Raise StateError if the configuration names another backend than the one ``init``
-    recorded (state would silently be read from the wrong place)."""
-    recorded = recorded_backend(directory)
-    if recorded is not None and not same_backend(recorded, spec, directory):
+    recorded, or, where none was recorded, than the default SQLite file that holds state
+    (state would silently be read from the wrong place)."""
+    previous = previous_backend(directory, spec)
+    if previous is not None:
+        was = (
+            f"`trainform init` set up {previous.describe()}"
+            if recorded_backend(directory) is not None
+            else f"state is in {previous.describe()}"
+        )
         raise StateError(
-            f"the backend changed: `trainform init` set up {recorded.describe()}, and the "
-            f"configuration now names {spec.describe()}. Run `trainform init -migrate-state` "
+            f"the backend changed: {was}, and the configuration now names {spec.describe()}. Run `trainform init -migrate-state` "
             "to copy the state and history of every workspace to the new backend, or "
             "`trainform init -reconfigure` to use the new one and leave the old one as it is"
         )
