@@ -482,17 +482,7 @@ class StateStore:
     # History tables (runs, sweeps) hold a few columns to query by and a JSON record. They
     # are not managed state: writes do not bump the serial, and rows outlive their resources.
     HISTORY_COLUMNS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "runs": (
-            "id",
-            "address",
-            "workspace",
-            "experiment",
-            "status",
-            "fingerprint",
-            "created",
-            "finished",
-        ),
-        "sweeps": ("id", "address", "status", "fingerprint", "created", "finished"),
+        table: tuple(c for c in TABLES[table][0] if c != "record") for table in ("runs", "sweeps")
     }
 
     def _put_history(self, table: str, item: dict[str, Any]) -> None:
