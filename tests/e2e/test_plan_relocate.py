@@ -290,3 +290,16 @@ def test_an_old_format_plan_applies_only_in_its_folder(
     (a.cwd / "data" / "msg.txt").write_text("from the configuration folder\n")
     applied = ok(a("apply", "old.bin"))
     assert "Apply complete! Resources: 4 added" in applied.out, applied.out
+
+
+def test_without_git_only_the_configuration_folder_is_relative(cli: CLI) -> None:
+    """Outside a git work tree the configuration folder is the repository: a module beside
+    it is recorded by its absolute path (another checkout's copy of it is not checked)."""
+    from trainform.planner.planfile import repository_root
+
+    assert repository_root(cli.cwd) == cli.cwd.resolve(), "the test folder is inside a git tree"
+    cli.write("main.train.hcl", 'module "box" {\n  source = "../modules/box"\n}\n')
+    module = cli.write("../modules/box/main.train.hcl", 'compute "box" {\n  type = "local"\n}\n')
+    ok(cli("plan", "-out=plan.bin"))
+    inputs = json.loads((cli.cwd / "plan.bin").read_text())["inputs"]
+    assert set(inputs) == {"main.train.hcl", str(module.resolve())}
