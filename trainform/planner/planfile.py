@@ -82,12 +82,6 @@ def _located(entry: str, config_dir: Path) -> Path:
     return Path(os.path.normpath(config_dir.resolve() / entry))
 
 
-def shown_path(path: Path, config_dir: Path) -> str:
-    """How a message names an input: relative to the configuration folder when it lies
-    inside the configuration's repository, else absolute (as the plan file records it)."""
-    return recorded_path(path, config_dir, repository_root(config_dir))
-
-
 def save(path: Path, saved: SavedPlan) -> None:
     data = {
         "format": FORMAT,
@@ -150,11 +144,12 @@ def check_inputs(saved: SavedPlan, current_files: list[Path], config_dir: Path) 
     (``current_files``: the configuration files read now, from ``config_dir``). Relative
     inputs are looked for in ``config_dir``, the checkout applying the plan; messages name
     them relative to it."""
+    root = repository_root(config_dir)
     planned: set[Path] = set()
     for entry, digest in sorted(saved.inputs.items()):
         p = _located(entry, config_dir)
         planned.add(p)
-        shown = shown_path(p, config_dir)
+        shown = recorded_path(p, config_dir, root)
         if not p.is_file():
             raise StalePlanError(
                 f"the saved plan is stale: {shown} was removed since the plan was made"
@@ -167,8 +162,8 @@ def check_inputs(saved: SavedPlan, current_files: list[Path], config_dir: Path) 
     added = sorted(now - planned)
     if added:
         raise StalePlanError(
-            f"the saved plan is stale: {shown_path(added[0], config_dir)} was added since the "
-            "plan was made"
+            f"the saved plan is stale: {recorded_path(added[0], config_dir, root)} was added "
+            "since the plan was made"
         )
 
 
