@@ -59,3 +59,23 @@ def test_workspace_schemas_are_distinct_identifiers() -> None:
     assert len(schemas) == len(names)
     assert workspace_schema("trainform", "dev") == "trainform_ws_dev"
     assert all(len(s) <= 63 and s.replace("_", "").isalnum() for s in schemas)
+
+
+def test_a_driver_message_reads_as_one_clause_without_the_password() -> None:
+    """libpq's two-line message ("...Connection refused\n\tIs the server running...?") ends
+    up on one line, without the password and without punctuation doubled by the sentence
+    trainform appends ("?. Check that ...")."""
+    from trainform.state.postgres import _message
+
+    conn = "postgresql://bob:S3cretPW@127.0.0.1:1/db"
+    exc = RuntimeError(
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+    )
+    assert _message(exc, conn) == (
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused; '
+        "Is the server running on that host and accepting TCP/IP connections"
+    )
+    assert _message(RuntimeError("role bob, password S3cretPW: rejected."), conn) == (
+        "role bob, password ***: rejected"
+    )

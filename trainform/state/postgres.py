@@ -293,10 +293,18 @@ def _lost(where: str, text: str) -> StateError:
     )
 
 
+def _message(exc: BaseException, conn_str: str) -> str:
+    """psycopg's message on one line, without the password, ready for a sentence after it
+    (libpq's lines joined with "; ", its closing punctuation dropped)."""
+    lines = (" ".join(line.split()) for line in str(exc).splitlines())
+    text = scrub("; ".join(line for line in lines if line), conn_str).rstrip(" .?!")
+    return text or type(exc).__name__
+
+
 def _error(exc: BaseException, conn_str: str, where: str, lost: bool) -> StateError:
     """The StateError for a psycopg error (``lost``: the connection is gone)."""
     pg = _psycopg()
-    text = scrub(" ".join(str(exc).split()), conn_str) or type(exc).__name__
+    text = _message(exc, conn_str)
     if isinstance(exc, pg.errors.InsufficientPrivilege):
         return StateError(
             f"permission denied on {where}: {text}. The role needs CREATE on the database "
@@ -321,7 +329,7 @@ def _connect(conn_str: str, where: str) -> psycopg.Connection[Any]:
     except pg.Error as exc:
         if isinstance(exc, pg.errors.InsufficientPrivilege):
             raise _error(exc, conn_str, where, False) from None
-        text = scrub(" ".join(str(exc).split()), conn_str)
+        text = _message(exc, conn_str)
         raise StateError(
             f"cannot connect to {where}: {text}. Check that the server runs and accepts "
             "connections from this host, and the connection string (conn_str in the backend "
