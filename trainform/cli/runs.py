@@ -283,6 +283,7 @@ def runs_logs(
             return
         compute = open_providers(ctx, store).get(str(r["record"].get("compute_provider")))
         handle = r["record"]["handle"]
+        read = 0
         for rank in ranks:
             log = log_of(rank)
             while True:  # to the end the log has now
@@ -292,8 +293,17 @@ def runs_logs(
                     chunk, log.offset = compute.logs(handle, log.offset)
                 if not chunk:
                     break
+                read += len(chunk)
                 log.feed(chunk, show)
             log.flush(show)
+        if not read and r["status"] not in ACTIVE and not collected.is_dir():
+            raise TrainformError(
+                f"{r['id']}'s log is not on this machine: it was collected into {collected}, "
+                "in the artifact store of the workspace block, a folder this machine does not "
+                "have (state shared in PostgreSQL reaches machines that do not share that "
+                "folder). Run `trainform runs logs` where the store is, or put the store on a "
+                "shared file system; `runs show` and `runs metrics` work from here"
+            )
 
 
 def _node_names(ctx: click.Context, run: dict[str, Any]) -> list[str]:
