@@ -184,3 +184,52 @@ def test_plan_without_init_refuses_a_new_backend_while_the_default_file_holds_st
         failed(cli(*command), "the backend changed: state is in SQLite", "init -migrate-state")
     ok(cli("init", "-migrate-state"))
     ok(cli("plan", "-detailed-exitcode"), 0)
+
+
+def test_a_destination_with_other_state_is_refused_before_anything_is_copied(
+    cli: CLI, request
+) -> None:
+    """Two workspaces to move; PostgreSQL already holds other state for one of them. The
+    migration copies nothing (not even the other workspace) and names -force-copy, which
+    replaces it; a migration run again after it finds the same state there and says so."""
+    conn = pg_conn_str(request)
+    cli.write("main.train.hcl", 'workspace "ml" {}\n')
+    ok(cli("init"))
+    ok(cli("apply", "-auto-approve"))
+    ok(cli("workspace", "new", "dev"))
+    ok(cli("apply", "-auto-approve"))
+    ok(cli("workspace", "select", "default"))
+    local = {ws: history(cli, ws)["state"] for ws in ("default", "dev")}
+
+    # Someone else's state in the database's "dev", made from another folder.
+    other = CLI(cli.cwd.parent / "other", {**cli.env, "TRAINFORM_PG_CONN_STR": conn})
+    other.cwd.mkdir()
+    other.write("main.train.hcl", pg_block() + 'workspace "theirs" {}\n')
+    ok(other("init"))
+    ok(other("workspace", "new", "dev"))
+    ok(other("apply", "-auto-approve"))
+    theirs = json.loads(ok(other("state", "pull", TRAINFORM_WORKSPACE="dev")).out)
+
+    cli.env["TRAINFORM_PG_CONN_STR"] = conn
+    cli.write("main.train.hcl", pg_block() + 'workspace "ml" {}\n')
+    failed(cli("init", "-force-copy"), "-force-copy goes with -migrate-state")
+    failed(
+        cli("init", "-migrate-state"),
+        'already holds other state for workspace(s) "dev"',
+        "nothing was copied",
+        "init -migrate-state -force-copy",
+    )
+    assert json.loads(ok(other("state", "pull", TRAINFORM_WORKSPACE="dev")).out) == theirs
+    assert "workspace.ml" not in ok(other("state", "list")).out  # default not copied either
+
+    out = ok(cli("init", "-migrate-state", "-force-copy")).out
+    assert "Copied and verified." in out
+    for ws in ("default", "dev"):
+        assert history(cli, ws)["state"] == local[ws]
+    ok(cli("plan", "-detailed-exitcode"), 0)
+
+    # Interrupted after copying (the record of the new backend lost): run again, it converges.
+    (cli.cwd / ".trainform" / "backend.json").unlink()
+    out = ok(cli("init", "-migrate-state")).out
+    assert 'workspace "default": already there (the same state)' in out
+    assert 'workspace "dev": already there (the same state)' in out

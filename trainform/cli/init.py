@@ -55,6 +55,11 @@ output "cpus" {
     is_flag=True,
     help="The backend changed: use the new one, leaving the old one as it is.",
 )
+@click.option(
+    "--force-copy",
+    is_flag=True,
+    help="With -migrate-state: replace state the new backend already holds.",
+)
 @click.option("--lock-timeout", default="0s", show_default=True, help="How long to wait for locks.")
 @click.pass_context
 def init(
@@ -63,6 +68,7 @@ def init(
     upgrade: bool,
     migrate_state: bool,
     reconfigure: bool,
+    force_copy: bool,
     lock_timeout: str,
 ) -> None:
     """Prepare a directory: create .trainform/, ignore it in git, install modules, check
@@ -70,6 +76,8 @@ def init(
     the configuration names another one, -migrate-state or -reconfigure)."""
     if migrate_state and reconfigure:
         raise click.UsageError("-migrate-state and -reconfigure exclude each other: choose one")
+    if force_copy and not migrate_state:
+        raise click.UsageError("-force-copy goes with -migrate-state")
     with error_boundary(ctx):
         from trainform.errors import ConfigError, Diagnostic
         from trainform.providers.registry import provider_class, provider_names
@@ -131,7 +139,9 @@ def init(
                 missing.append(f"{name}: {problem} (used by {used_at[name]})")
         if missing:
             raise fail_with(ctx, "Missing providers:\n  " + "\n  ".join(missing))
-        _init_backend(ctx, directory, migrate_state, reconfigure, parse_duration(lock_timeout))
+        _init_backend(
+            ctx, directory, migrate_state, reconfigure, force_copy, parse_duration(lock_timeout)
+        )
         print_lines(
             ctx,
             f"[green]trainform is initialised[/green] in {directory.resolve()} "
@@ -140,7 +150,12 @@ def init(
 
 
 def _init_backend(
-    ctx: click.Context, directory: Path, migrate: bool, reconfigure: bool, lock_timeout: float
+    ctx: click.Context,
+    directory: Path,
+    migrate: bool,
+    reconfigure: bool,
+    force_copy: bool,
+    lock_timeout: float,
 ) -> None:
     """Set up the configuration's backend and record it; if state was in another one,
     copy it (``migrate``), switch (``reconfigure``), or refuse, saying how to choose."""
@@ -172,8 +187,11 @@ def _init_backend(
         print_lines(
             ctx, f"Copying state from {escape(old.describe())} to {escape(spec.describe())}..."
         )
-        for name, counts in migrate_state(old, spec, lock_timeout):
-            what = ", ".join(f"{n} {table}" for table, n in counts.items() if n) or "empty"
+        for name, counts in migrate_state(old, spec, lock_timeout, force_copy):
+            if counts is None:
+                what = "already there (the same state)"
+            else:
+                what = ", ".join(f"{n} {table}" for table, n in counts.items() if n) or "empty"
             print_lines(ctx, f'  workspace "{escape(name)}": {escape(what)}')
         print_lines(ctx, "[green]Copied and verified.[/green] The old backend was left as it is.")
     elif old is not None:

@@ -43,6 +43,7 @@ LONG_OPTIONS = {
     "or-create",
     "migrate-state",
     "reconfigure",
+    "force-copy",
 }
 
 
@@ -72,6 +73,7 @@ BOOLEAN_FLAGS = {
     "or-create": False,
     "migrate-state": False,
     "reconfigure": False,
+    "force-copy": False,
 }
 TRUE_VALUES = ("1", "t", "true")  # strconv.ParseBool's, in any case
 FALSE_VALUES = ("0", "f", "false")

@@ -422,29 +422,60 @@ def check_initialised(directory: Path, spec: BackendSpec) -> None:
 
 
 def migrate_state(
-    old: BackendSpec, new: BackendSpec, lock_timeout: float = 0.0
-) -> list[tuple[str, dict[str, int]]]:
+    old: BackendSpec, new: BackendSpec, lock_timeout: float = 0.0, force: bool = False
+) -> list[tuple[str, dict[str, int] | None]]:
     """Copy every workspace's state and history from ``old`` to ``new`` (creating the
     workspaces there), holding both workspaces' locks while each is copied, and verifying
-    the copy (trainform.state.migrate.copy_all). Returns (workspace, counts) per workspace
-    copied; empty workspaces are only created. Raises StateError / LockError."""
+    the copy (trainform.state.migrate.copy_all). Returns (workspace, counts) per workspace;
+    counts are empty for an empty workspace (only created) and None for one that ``new``
+    already holds exactly (copied by an earlier, interrupted migration). Before anything is
+    copied, a workspace that ``new`` holds other state for is refused unless ``force``
+    (then it is replaced), so a refused migration changes nothing. Raises StateError /
+    LockError."""
     from trainform.state.migrate import copy_all
 
-    copied: list[tuple[str, dict[str, int]]] = []
-    for name in workspaces(old):
+    names = workspaces(old)
+    plan: list[tuple[str, str]] = []  # (workspace, "empty" | "same" | "copy")
+    conflicts: list[str] = []
+    for name in names:
+        src = open_state(old, name, create=False)
+        dst = open_state(new, name, create=False) if workspace_exists(new, name) else None
+        try:
+            if src.is_empty():
+                plan.append((name, "empty"))
+            elif dst is None or dst.is_empty():
+                plan.append((name, "copy"))
+            elif dst.digests() == src.digests():
+                plan.append((name, "same"))
+            else:
+                lineage, serial = dst.lineage_serial()
+                conflicts.append(f'"{name}" (lineage {lineage}, serial {serial})')
+                plan.append((name, "copy"))
+        finally:
+            src.close()
+            if dst is not None:
+                dst.close()
+    if conflicts and not force:
+        raise StateError(
+            f"{new.describe()} already holds other state for workspace(s) "
+            f"{', '.join(conflicts)}; nothing was copied. Move that state away, or run "
+            "`trainform init -migrate-state -force-copy` to replace it with the old backend's"
+        )
+    copied: list[tuple[str, dict[str, int] | None]] = []
+    for name, what in plan:
         if not workspace_exists(new, name):
             new_workspace(new, name)
+        if what != "copy":
+            copied.append((name, {} if what == "empty" else None))
+            continue
         src = open_state(old, name, create=False)
         dst = open_state(new, name, create=True)
         try:
-            if src.is_empty():
-                copied.append((name, {}))
-                continue
             src_lock = src.acquire_lock("init -migrate-state", lock_timeout)
             try:
                 dst_lock = dst.acquire_lock("init -migrate-state", lock_timeout)
                 try:
-                    copied.append((name, copy_all(src, dst)))
+                    copied.append((name, copy_all(src, dst, force=force)))
                 finally:
                     dst.release_lock(dst_lock)
             finally:
