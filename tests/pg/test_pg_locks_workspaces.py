@@ -144,6 +144,21 @@ def test_delete_workspace_refuses_while_it_is_locked(pg_conn_str: str) -> None:
         pg_delete_workspace(pg_conn_str, "trainform", "default")
 
 
+def test_delete_of_an_empty_workspace_checks_again_in_the_dropping_transaction(
+    pg_conn_str: str,
+) -> None:
+    """`workspace delete` (without -force) found "dev" empty; a command recorded a resource
+    in it before the drop: the drop checks again under the lock and refuses, keeping it."""
+    pg_create_workspace(pg_conn_str, "trainform", "dev")
+    dev = PgStateStore(pg_conn_str, workspace="dev")
+    dev.put_resource(res("workspace.a"))
+    dev.close()
+    with pytest.raises(StateError, match="not empty: a command recorded 1 resource"):
+        pg_delete_workspace(pg_conn_str, "trainform", "dev", only_if_empty=True)
+    assert "dev" in pg_list_workspaces(pg_conn_str, "trainform")
+    assert set(PgStateStore(pg_conn_str, workspace="dev").resources()) == {"workspace.a"}
+
+
 def test_cannot_connect_names_the_backend_without_its_password(pg_server: PgServer) -> None:
     conn = f"postgresql://{PASSWORD_ROLE}:{PASSWORD}@127.0.0.1:1/nowhere?sslmode=disable"
     with pytest.raises(StateError) as err:

@@ -225,6 +225,16 @@ def new_workspace(spec: BackendSpec, name: str) -> None:
         raise StateError(f"cannot create workspace folder {folder}: {exc.strerror}") from None
 
 
+def _delete_sqlite_workspace(spec: BackendSpec, name: str) -> None:
+    import shutil
+
+    folder = _workspace_folder(spec, name)
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise StateError(f"cannot delete workspace folder {folder}: {exc.strerror}") from None
+
+
 def delete_workspace(
     spec: BackendSpec, name: str, force: bool = False, lock: bool = True, lock_timeout: float = 0.0
 ) -> int:
@@ -243,31 +253,26 @@ def delete_workspace(
         held = store.acquire_lock("workspace delete", lock_timeout) if lock else None
         try:
             managed = sorted(store.resources())
+            if managed and not force:
+                shown = ", ".join(managed[:5]) + (", ..." if len(managed) > 5 else "")
+                raise StateError(
+                    f'workspace "{name}" is not empty: its state manages {len(managed)} '
+                    f"resource{'s' if len(managed) != 1 else ''} ({shown}). Destroy them "
+                    "first (`trainform destroy` in that workspace), or delete it with -force, "
+                    "after which trainform can no longer track or manage them"
+                )
+            if spec.kind == "sqlite":  # under the lock: no command starts in it meanwhile
+                _delete_sqlite_workspace(spec, name)
+                held = None  # the lock was a row of the file just deleted
         finally:
             if held is not None:
                 store.release_lock(held)
     finally:
         store.close()
-    if managed and not force:
-        shown = ", ".join(managed[:5]) + (", ..." if len(managed) > 5 else "")
-        raise StateError(
-            f'workspace "{name}" is not empty: its state manages {len(managed)} resource'
-            f"{'s' if len(managed) != 1 else ''} ({shown}). Destroy them first "
-            f"(`trainform destroy` in that workspace), or delete it with -force, after which "
-            "trainform can no longer track or manage them"
-        )
-    if spec.kind == "pg":
+    if spec.kind == "pg":  # its own transaction takes the lock again and checks again
         from trainform.state.postgres import pg_delete_workspace
 
-        pg_delete_workspace(spec.conn_str, spec.schema_name, name)
-    else:
-        import shutil
-
-        folder = _workspace_folder(spec, name)
-        try:
-            shutil.rmtree(folder)
-        except OSError as exc:
-            raise StateError(f"cannot delete workspace folder {folder}: {exc.strerror}") from None
+        pg_delete_workspace(spec.conn_str, spec.schema_name, name, only_if_empty=not force)
     return len(managed)
 
 

@@ -696,10 +696,13 @@ def pg_create_workspace(conn_str: str, schema_name: str, name: str) -> None:
     PgStateStore(conn_str, schema_name, name, create=True).close()
 
 
-def pg_delete_workspace(conn_str: str, schema_name: str, name: str) -> None:
+def pg_delete_workspace(
+    conn_str: str, schema_name: str, name: str, only_if_empty: bool = False
+) -> None:
     """Drop workspace ``name``: its schema with its state, history and versions. Refused
-    (StateError) for "default" and while a command holds its lock. Deleting one that does
-    not exist does nothing."""
+    (StateError) for "default", while a command holds its lock, and, with
+    ``only_if_empty``, if its state manages resources (checked under the lock, in the
+    transaction that drops it). Deleting one that does not exist does nothing."""
     check_schema_name(schema_name)
     if name == DEFAULT_WORKSPACE:
         raise StateError('the "default" workspace cannot be deleted')
@@ -722,6 +725,14 @@ def pg_delete_workspace(conn_str: str, schema_name: str, name: str) -> None:
                 f"workspace {name} in {where} is in use{held}; delete it when that command ends"
             )
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_key("create", schema_name, name)])
+        resources = f"{_quote(ws)}.resources"
+        if only_if_empty and _exists_in(conn, resources):
+            count = conn.execute(f"SELECT count(*) FROM {resources}").fetchone()
+            if count and count[0]:
+                raise StateError(
+                    f"workspace {name} in {where} is not empty: a command recorded "
+                    f"{count[0]} resource(s) in it meanwhile; nothing was deleted"
+                )
         conn.execute(f"DROP SCHEMA IF EXISTS {_quote(ws)} CASCADE")
         registry = f"{_quote(schema_name)}.workspaces"
         if _exists_in(conn, registry):
