@@ -187,6 +187,10 @@ def test_a_plan_made_in_another_workspace_is_refused(backend: Backend) -> None:
     backend.write(CONFIG)
     ok(cli("workspace", "new", "dev"))
     ok(cli("plan", "-out=dev.plan"))
+    # The pull-request summary says which environment the plan is for.
+    assert ok(cli("show", "-markdown", "dev.plan")).out.startswith(
+        "### trainform plan in workspace `dev`\n"
+    )
     ok(cli("workspace", "select", "default"))
     failed(
         cli("apply", "dev.plan"),

@@ -66,12 +66,15 @@ def _line(c: Change) -> str:
     return f"- **{_action(c)}** {where}{reason}"
 
 
-def plan_markdown(plan: Plan) -> str:
-    """The summary, ending with a newline."""
+def plan_markdown(plan: Plan, workspace: str = "default") -> str:
+    """The summary, ending with a newline. The title names the CLI workspace the plan was
+    made in unless it is "default"."""
     title = {
         "destroy": "trainform plan (destroy)",
         "refresh-only": "trainform plan (refresh-only)",
     }.get(plan.mode, "trainform plan")
+    if workspace != "default":
+        title += f" in workspace {_code(workspace)}"
     lines = [f"### {title}", ""]
     changes = sorted(plan.shown_changes, key=lambda c: c.address)
     drift = [d for d in plan.drift if d.kind in ("changed", "deleted")]

@@ -47,7 +47,7 @@ def show(ctx: click.Context, planfile: str | None, as_json: bool, as_markdown: b
             elif as_markdown:
                 from trainform.cli.markdown import plan_markdown
 
-                click.echo(plan_markdown(saved.plan), nl=False)
+                click.echo(plan_markdown(saved.plan, saved.workspace), nl=False)
             else:
                 show_plan(ctx, saved.plan)
             return
