@@ -132,18 +132,8 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 COPIED_META = ("lineage", "serial", "fingerprint_key")  # the rest (schema_version) is the backend's
-VERSION_KEYS = ("serial", "lineage", "created", "who", "host", "command", "plan_digest")
-RESOURCE_FIELDS = (
-    "address",
-    "kind",
-    "name",
-    "key",
-    "provider",
-    "attributes",
-    "computed",
-    "dependencies",
-    "status",
-)
+VERSION_KEYS = TABLES["state_versions"][0][:-1]  # all but the state document
+RESOURCE_FIELDS = TABLES["resources"][0][:-2]  # ResourceState's: all but the timestamps
 
 
 def digest_contents(contents: dict[str, list[tuple[Any, ...]]]) -> dict[str, str]:
@@ -306,8 +296,7 @@ class StateStore:
         if not self._exists():
             return out
         for row in self.execute(
-            "SELECT address, kind, name, key, provider, attributes, computed, dependencies, status "
-            "FROM resources ORDER BY address"
+            f"SELECT {', '.join(RESOURCE_FIELDS)} FROM resources ORDER BY address"
         ).fetchall():
             out[row[0]] = ResourceState(
                 address=row[0],
@@ -587,22 +576,10 @@ class StateStore:
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         if not self._exists():
             return []
+        keys = TABLES["apply_history"][0]
         rows = self.execute(
-            "SELECT id, started, finished, who, host, command, changes, outcome, serial "
-            "FROM apply_history ORDER BY id DESC LIMIT ?",
-            [limit],
+            f"SELECT {', '.join(keys)} FROM apply_history ORDER BY id DESC LIMIT ?", [limit]
         ).fetchall()
-        keys = (
-            "id",
-            "started",
-            "finished",
-            "who",
-            "host",
-            "command",
-            "changes",
-            "outcome",
-            "serial",
-        )
         return [dict(zip(keys, r)) for r in rows]
 
     # ------------------------------------------------------------------ state versions
