@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,23 @@ resource "terraform_data" "c" {
 RECORDED = Path(__file__).with_name("terraform_reference_plan.json")
 
 
+def terraform_in(work: Path) -> Callable[..., str]:
+    """``tf(*args)``: the terraform on PATH run in ``work`` (no CLI config, no checkpoint
+    calls), its stdout; the configuration is initialised and applied first."""
+    env = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
+
+    def tf(*args: str) -> str:
+        done = subprocess.run(
+            ["terraform", *args], cwd=work, env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tf("init", "-input=false", "-no-color")
+    tf("apply", "-auto-approve", "-input=false", "-no-color")
+    return tf
+
+
 @pytest.fixture(scope="module")
 def terraform_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real Terraform plan (as `terraform show -json PLAN` prints it) with prior state: a
@@ -68,17 +86,7 @@ def terraform_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (work / "main.tf").write_text(TF_MAIN)
     (work / "mod").mkdir()
     (work / "mod" / "main.tf").write_text(TF_MODULE)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
-
-    def tf(*args: str) -> str:
-        done = subprocess.run(
-            ["terraform", *args], cwd=work, env=env, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    tf("init", "-input=false", "-no-color")
-    tf("apply", "-auto-approve", "-input=false", "-no-color")
+    tf = terraform_in(work)
     main = TF_MAIN.replace("default = 2", "default = 1")
     (work / "main.tf").write_text(main)
     (work / "mod" / "main.tf").write_text(TF_MODULE.replace("var.x", '"${var.x}!"'))
@@ -477,17 +485,7 @@ def terraform_more(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return dict(json.loads(RECORDED_MORE.read_text()))
     work = tmp_path_factory.mktemp("tf-more")
     (work / "main.tf").write_text(TF_MORE)
-    env = {**os.environ, "TF_CLI_CONFIG_FILE": "/dev/null", "CHECKPOINT_DISABLE": "1"}
-
-    def tf(*args: str) -> str:
-        done = subprocess.run(
-            ["terraform", *args], cwd=work, env=env, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    tf("init", "-input=false", "-no-color")
-    tf("apply", "-auto-approve", "-input=false", "-no-color")
+    tf = terraform_in(work)
     (work / "main.tf").write_text(TF_MORE.replace('input = "a"', 'input = "a2"'))
     tf("plan", "-target", "terraform_data.a", "-out", "t", "-input=false", "-no-color")
     tf("plan", "-out", "f", "-input=false", "-no-color")
