@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
-from helpers import CLI, unavailable
+from helpers import CLI, ok, unavailable
 
 from trainform.state.backend import BackendSpec
 
@@ -54,3 +57,17 @@ def backend_for(request: pytest.FixtureRequest, cli: CLI) -> Backend:
     if request.param == "pg":
         return Backend("pg", cli, pg_conn_str(request))
     return Backend("sqlite", cli)
+
+
+def history(cli: CLI, workspace: str) -> dict[str, Any]:
+    """Everything a user can read about a workspace's state and history (to compare it
+    before and after moving it between backends)."""
+    env = {"TRAINFORM_WORKSPACE": workspace}
+    runs = json.loads(ok(cli("runs", "list", "--json", **env)).out)
+    return {
+        "state": json.loads(ok(cli("state", "pull", **env)).out),
+        "runs": runs,
+        "metrics": [ok(cli("runs", "metrics", r["id"], **env)).out for r in runs],
+        "versions": ok(cli("state", "list-versions", **env)).out,
+        "outputs": ok(cli("output", "-json", **env)).out,
+    }

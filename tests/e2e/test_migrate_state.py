@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from backends import pg_conn_str
+from backends import history, pg_conn_str
 from helpers import CLI, failed, ok
 
 CONFIG = """\
@@ -51,19 +51,6 @@ def pg_block(schema: str = "trainform") -> str:
 
 def sqlite_block(path: str) -> str:
     return f'trainform {{\n  backend "sqlite" {{\n    path = "{path}"\n  }}\n}}\n\n'
-
-
-def history(cli: CLI, workspace: str) -> dict:
-    """Everything a user can read about a workspace's state and history."""
-    env = {"TRAINFORM_WORKSPACE": workspace}
-    runs = json.loads(ok(cli("runs", "list", "--json", **env)).out)
-    return {
-        "state": json.loads(ok(cli("state", "pull", **env)).out),
-        "runs": runs,
-        "metrics": [ok(cli("runs", "metrics", r["id"], **env)).out for r in runs],
-        "versions": ok(cli("state", "list-versions", **env)).out,
-        "outputs": ok(cli("output", "-json", **env)).out,
-    }
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from backends import KINDS, Backend, backend_for
+from backends import KINDS, Backend, backend_for, history
 from helpers import CLI, README, Result, block_after, failed, ok
 
 BACKENDS = "### State backends"
@@ -162,18 +161,6 @@ def test_the_state_version_commands_verbatim(backend: Backend) -> None:
     assert all(TOKEN not in r.all for r in out.values())
 
 
-def recorded(cli: CLI, workspace: str) -> dict[str, Any]:
-    """What a user can read of a workspace's state and history."""
-    env = {"TRAINFORM_WORKSPACE": workspace}
-    runs = json.loads(ok(cli("runs", "list", "--json", **env)).out)
-    return {
-        "state": json.loads(ok(cli("state", "pull", **env)).out),
-        "runs": runs,
-        "metrics": [ok(cli("runs", "metrics", r["id"], **env)).out for r in runs],
-        "versions": ok(cli("state", "list-versions", **env)).out,
-    }
-
-
 def test_the_migration_commands_verbatim(cli: CLI, pg_conn_str: str) -> None:
     config = workspace_config(cli)
     cli.write("main.train.hcl", config)
@@ -181,7 +168,7 @@ def test_the_migration_commands_verbatim(cli: CLI, pg_conn_str: str) -> None:
     ok(cli("apply", "-auto-approve"))
     ok(cli("workspace", "new", "dev"))
     ok(cli("apply", "-auto-approve"))
-    before = {ws: recorded(cli, ws) for ws in ("default", "dev")}
+    before = {ws: history(cli, ws) for ws in ("default", "dev")}
     assert [len(before[ws]["runs"]) for ws in before] == [1, 1]
 
     # "change the backend block": from SQLite to PostgreSQL
@@ -199,7 +186,7 @@ def test_the_migration_commands_verbatim(cli: CLI, pg_conn_str: str) -> None:
     assert json.loads((cli.cwd / ".trainform" / "backend.json").read_text())["kind"] == "pg"
     assert ok(cli("workspace", "list")).out.splitlines() == ["  default", "* dev"]
     for ws in ("default", "dev"):
-        assert recorded(cli, ws) == before[ws], ws
+        assert history(cli, ws) == before[ws], ws
     ok(cli("plan", "-detailed-exitcode", TRAINFORM_WORKSPACE="default"), 0)
 
 
