@@ -10,11 +10,13 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_planner import local, planner  # noqa: F401  (the planner fixture)
+from test_planner import local
+from test_planner import planner as plain_planner  # noqa: F401  (a fixture)
 
 from trainform.planner.diff import PlanOptions
 from trainform.planner.jsonplan import plan_to_json
@@ -55,6 +57,23 @@ resource "terraform_data" "c" {
 
 
 RECORDED = Path(__file__).with_name("terraform_reference_plan.json")
+
+
+@pytest.fixture
+def planner(request: pytest.FixtureRequest) -> Any:
+    """test_planner's planner, making plans as `plan -json` and saved plans do (with the
+    parts only Terraform's JSON plan shows)."""
+    plain = request.getfixturevalue("plain_planner")
+
+    def plan(
+        config: str,
+        prior: list[dict[str, Any]] | None = None,
+        options: PlanOptions | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        return plain(config, prior, replace(options or PlanOptions(), describe=True), **kwargs)
+
+    return plan
 
 
 def terraform_in(work: Path) -> Callable[..., str]:
@@ -142,7 +161,7 @@ output "o" {
 
 
 @pytest.fixture
-def trainform_plan(planner: Any, tmp_path: Path) -> dict[str, Any]:  # noqa: F811
+def trainform_plan(planner: Any, tmp_path: Path) -> dict[str, Any]:
     """trainform's counterpart of terraform_plan: a replace (workdir is force-new), a
     delete by count index, an update in a module, a create and outputs."""
     directory = tmp_path / "tfm"
@@ -282,7 +301,7 @@ def test_configuration_has_expressions_and_references(
     ]
 
 
-def test_internal_attributes_never_appear(planner: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_internal_attributes_never_appear(planner: Any, tmp_path: Path) -> None:
     """A workspace records created_dir (whether apply made its folder) beside its schema's
     attributes: the JSON plan leaves it out, in prior_state and in an update's after."""
     prior = [
@@ -325,7 +344,7 @@ compute "each" {
 """
 
 
-def test_action_reason_codes(planner: Any) -> None:  # noqa: F811
+def test_action_reason_codes(planner: Any) -> None:
     prior = [
         local("kept", status="tainted"),
         local("forced"),
@@ -346,7 +365,7 @@ def test_action_reason_codes(planner: Any) -> None:  # noqa: F811
     }
 
 
-def test_moved_resource_has_previous_address(planner: Any) -> None:  # noqa: F811
+def test_moved_resource_has_previous_address(planner: Any) -> None:
     config = 'compute "new" {\n  type = "local"\n}\nmoved {\n  from = compute.old\n  to = compute.new\n}\n'
     planned = planner(config, [local("old")], refresh=False)
     (change,) = plan_to_json(planned.plan)["resource_changes"]
@@ -355,7 +374,7 @@ def test_moved_resource_has_previous_address(planner: Any) -> None:  # noqa: F81
     assert "action_reason" not in change
 
 
-def test_module_gone_is_delete_because_no_module(planner: Any) -> None:  # noqa: F811
+def test_module_gone_is_delete_because_no_module(planner: Any) -> None:
     prior = [{**local("c", "k1"), "address": 'module.m.compute.c["k1"]'}]
     planned = planner('compute "x" {\n  type = "local"\n}\n', prior, refresh=False)
     reasons = {
@@ -386,7 +405,7 @@ check "huge" {
 """
 
 
-def test_check_blocks_results_are_terraforms_checks(planner: Any) -> None:  # noqa: F811
+def test_check_blocks_results_are_terraforms_checks(planner: Any) -> None:
     data = plan_to_json(planner(CHECKS, refresh=False).plan)
     assert data["checks"] == [
         {
@@ -408,7 +427,7 @@ def test_check_blocks_results_are_terraforms_checks(planner: Any) -> None:  # no
     ]
 
 
-def test_resource_drift_has_the_shape_of_a_resource_change(planner: Any) -> None:  # noqa: F811
+def test_resource_drift_has_the_shape_of_a_resource_change(planner: Any) -> None:
     """A fact that changed outside trainform: Terraform's resource_drift entry, an update
     from the recorded object to the one the refresh read."""
     facts = gather_local_facts()
@@ -559,7 +578,7 @@ def resource_addresses(values: dict[str, Any]) -> set[str]:
 
 def test_targeted_plan_has_the_whole_prior_state(
     terraform_more: dict[str, Any],
-    planner: Any,  # noqa: F811
+    planner: Any,
 ) -> None:
     """With -target, Terraform's prior_state is every recorded resource and planned_values
     only what the plan changes; a targeted plan is not complete."""
@@ -596,7 +615,7 @@ def test_targeted_plan_has_the_whole_prior_state(
 
 def test_resource_conditions_are_checks(
     terraform_more: dict[str, Any],
-    planner: Any,  # noqa: F811
+    planner: Any,
 ) -> None:
     """Preconditions and postconditions are Terraform's checks of kind "resource", one
     instance per resource instance; a failed precondition of an unchanged instance is a
@@ -636,7 +655,7 @@ def test_resource_conditions_are_checks(
 
 def test_outputs_carry_terraforms_types(
     terraform_more: dict[str, Any],
-    planner: Any,  # noqa: F811
+    planner: Any,
 ) -> None:
     """planned_values and prior_state outputs carry Terraform's JSON type; output_changes
     has none, and no "after" for a value known only after apply."""
@@ -657,7 +676,7 @@ def test_outputs_carry_terraforms_types(
 
 def test_relevant_attributes_are_those_behind_changes(
     terraform_more: dict[str, Any],
-    planner: Any,  # noqa: F811
+    planner: Any,
 ) -> None:
     """Terraform's relevant_attributes: the attributes that changed resources and outputs
     refer to, through locals too; an unchanged resource's references are not relevant."""
@@ -668,3 +687,16 @@ def test_relevant_attributes_are_those_behind_changes(
     ours = data["relevant_attributes"]
     assert {"resource": "compute.a", "attribute": ["description"]} in ours
     assert {"resource": "compute.a", "attribute": ["workdir"]} not in ours
+
+
+def test_only_json_and_saved_plans_build_terraforms_extra_parts(
+    request: pytest.FixtureRequest,
+) -> None:
+    """The configuration, prior state, variables and relevant attributes are built only when
+    asked (`plan -json`, `plan -out`): a text plan or an apply does not pay for them."""
+    plain = request.getfixturevalue("plain_planner")
+    config = 'compute "x" {\n  type = "local"\n}\n'
+    bare = plain(config, [local("x")], refresh=False).plan
+    assert (bare.configuration, bare.prior_state, bare.relevant_attributes) == ({}, {}, ())
+    full = plain(config, [local("x")], PlanOptions(describe=True), refresh=False).plan
+    assert full.configuration and full.prior_state

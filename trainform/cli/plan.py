@@ -67,7 +67,9 @@ def plan(
     with error_boundary(ctx):
         session = open_session(ctx, use_input, parallelism)
         with state_lock(session, "plan", lock, lock_timeout):
-            the_plan = session.make_plan(PlanOptions(mode, target, replace), refresh)[0]
+            the_plan = session.make_plan(
+                PlanOptions(mode, target, replace, describe=as_json or bool(out)), refresh
+            )[0]
             if out:
                 planfile.save(Path(out), session.saved(the_plan))
         if as_json:

@@ -65,6 +65,9 @@ class PlanOptions:
     mode: str = "normal"  # normal | destroy | refresh-only
     targets: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
+    # Build what only Terraform's JSON plan shows (variables, configuration, prior state,
+    # relevant attributes): for `plan -json` and saved plans, not for every plan and apply.
+    describe: bool = False
 
 
 @dataclass
@@ -598,7 +601,7 @@ class Planner:
         outputs = self.output_changes()
         drift = self._drift()
         warnings = tuple(self.warnings)
-        return Plan(
+        plan = Plan(
             mode=self.options.mode,
             changes=tuple(sorted(changes, key=lambda c: c.address)),
             outputs=outputs,
@@ -611,6 +614,11 @@ class Planner:
             replace=self.options.replace,
             warnings=warnings,
             timestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        if not self.options.describe:
+            return plan
+        return replace(
+            plan,
             variables=self._variables_json(),
             configuration=configuration_json(self.module),
             prior_state=state_json(
@@ -621,7 +629,7 @@ class Planner:
             relevant_attributes=tuple(
                 relevant_attributes(
                     self.module,
-                    [c.address for c in changes if c.actions != NOOP],
+                    [c.address for c in plan.changes if c.actions != NOOP],
                     [o.name for o in outputs if o.actions != NOOP],
                 )
             ),
