@@ -127,11 +127,11 @@ def recorded(cwd: Path) -> dict[str, Any]:
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def block_after(marker: str, lang: str) -> str:
-    """The first ```lang block after ``marker`` in the README (whose commands the tests run
-    verbatim)."""
-    parts = README.read_text().split(marker, 1)
-    assert len(parts) == 2, f"no {marker!r} in README.md"
+def block_after(marker: str, lang: str, readme: Path = README) -> str:
+    """The first ```lang block after ``marker`` in ``readme`` (the project's README by
+    default; the tests run its commands verbatim)."""
+    parts = readme.read_text().split(marker, 1)
+    assert len(parts) == 2, f"no {marker!r} in {readme.name}"
     found = re.search(rf"^```{lang}\n(.*?)^```$", parts[1], re.S | re.M)
-    assert found, f"no {lang} block after {marker!r} in README.md"
+    assert found, f"no {lang} block after {marker!r} in {readme}"
     return found.group(1)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import Result, base_env, ok, unavailable
+from helpers import Result, base_env, block_after, ok, unavailable
 from postgres import PASSWORD, PASSWORD_ROLE, PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,4 +228,26 @@ def test_gitlab_pipeline_plans_on_one_runner_and_applies_on_another(
     planner.step(gitlab_script("plan"))
     refused = planner.step(gitlab_script("policy"), code=1)
     assert "CKV_TRAINFORM_1" in refused.out and "compute.runner" in refused.out
+    assert_no_password(tmp_path, (planner, applier))
+
+
+def test_the_example_readmes_commands_run_verbatim(tmp_path: Path, ci_env: dict[str, str]) -> None:
+    """examples/ci/README.md's own blocks: the policy check by hand (plan, show -json,
+    checkov with the shipped policies) on one runner, then the merge job's init and apply of
+    that plan.bin on the other. (Its conftest/opa block is documented, not run: neither
+    installs here; tests/e2e/test_policy_rego.py evaluates the same Rego with regorus.)"""
+    readme = EXAMPLE / "README.md"
+    by_hand = block_after("Run them by hand with", "sh", readme)
+    on_merge = block_after("newest successful plan run", "sh", readme)
+    assert "checkov -f plan.json" in by_hand and "apply" in on_merge
+    planner, applier = make_runners(tmp_path, ci_env)
+    checked = planner.step(by_hand)
+    # the example has a local compute and a run: the owner-tag and max_duration checks apply
+    assert "Passed checks: 2, Failed checks: 0" in checked.out, checked.out[-2000:]
+    assert "PASSED for resource: compute.runner" in checked.out
+    assert "PASSED for resource: run.smoke" in checked.out
+    shutil.copy(planner.checkout / "plan.bin", applier.checkout / "plan.bin")
+    applied = applier.step(on_merge)
+    assert "Apply complete!" in applied.out, applied.all[-2000:]
+    assert "No changes." in planner.step("trainform plan -input=false").out
     assert_no_password(tmp_path, (planner, applier))
