@@ -110,6 +110,8 @@ def runs_list(
     """List runs, newest first."""
     from rich.table import Table
 
+    from trainform.runs.history import shown_time
+
     with error_boundary(ctx):
         store = open_store(ctx, optional=True)
         for r in _runs_at(store, address) if store else []:
@@ -136,7 +138,7 @@ def runs_list(
                 r["address"],
                 r["experiment"] or "",
                 status_text(r["status"]),
-                r["created"] or "",
+                shown_time(r["created"]),
                 _duration(r),
             )
 

@@ -65,6 +65,8 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
     """List sweeps, newest first."""
     from rich.table import Table
 
+    from trainform.runs.history import shown_time
+
     with error_boundary(ctx):
         store = open_store(ctx, optional=True)
         rows = _sweeps(store) if store else []
@@ -87,7 +89,7 @@ def sweeps_list(ctx: click.Context, as_json: bool) -> None:
                 status_text(r["status"]),
                 str(len(r["record"].get("trials", []))),
                 "" if best is None else f"{best:.6g}",
-                r["created"] or "",
+                shown_time(r["created"]),
             )
         make_console(ctx).print(table)
 

@@ -35,6 +35,7 @@ from trainform.providers.base import (
 )
 from trainform.providers.registry import Providers
 from trainform.runs import spec as runspec
+from trainform.runs.history import stamp
 from trainform.state import secrets as secrets_
 from trainform.units import parse_duration
 
@@ -466,7 +467,7 @@ class RunProvider(WorkProvider):
             "environment_hash": spec["environment"]["hash"],
             "image": (spec["environment"].get("docker") or {}).get("image"),
             "git": snap.git,
-            "created": _now(),
+            "created": stamp(),
             "exit_code": None,
             "outputs_path": None,
         }
@@ -635,10 +636,6 @@ def _with_defaults(compute: dict[str, Any], provider: Provider) -> dict[str, Any
 def _status_fields(status: dict[str, Any]) -> dict[str, Any]:
     keys = ("status", "exit_code", "message", "started", "finished", "environment")
     return {k: status.get(k) for k in keys if k in status}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # -- submissions cut off between the intent and the handle ---------------------------------

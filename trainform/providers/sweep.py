@@ -27,7 +27,7 @@ from trainform.providers.base import (
 )
 from trainform.providers.run import WorkProvider, new_run_id
 from trainform.runs import spec as runspec
-from trainform.runs.history import workspace_of
+from trainform.runs.history import stamp, workspace_of
 from trainform.state.locking import process_alive, process_start_time
 from trainform.units import parse_duration
 
@@ -265,7 +265,7 @@ class SweepProvider(WorkProvider):
             "sweep_id": sweep_id,
             "address": address,
             "experiment": desired["experiment"],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": stamp(),
             "fingerprint": self._fingerprint(desired, snapshot_id),
             "trial": trial,
             **settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from trainform.state.store import StateStore
@@ -28,6 +29,17 @@ RECORD_KEYS = (
     "arguments",
     "upload",
 )
+
+
+def stamp() -> str:
+    """The time now (UTC) as run and sweep history rows record it: to the millisecond, so
+    that the rows of two applies within one second still sort newest first."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def shown_time(stamp_: str | None) -> str:
+    """A history time in a table: to the second."""
+    return stamp_[:19] + "Z" if stamp_ else ""
 
 
 def run_computed(run: dict[str, Any]) -> dict[str, Any]:

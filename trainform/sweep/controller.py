@@ -28,7 +28,7 @@ from trainform.errors import TrainformError
 from trainform.providers.base import TERMINAL, ProviderContext
 from trainform.providers.registry import Providers
 from trainform.providers.run import RunProvider
-from trainform.runs.history import record_run
+from trainform.runs.history import record_run, stamp
 from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
 from trainform.state.backend import open_location
@@ -234,7 +234,7 @@ class Controller:
                 "status": self.status,
                 "fingerprint": self.spec["fingerprint"],
                 "created": self.spec["created"],
-                "finished": _now() if finished else None,
+                "finished": stamp() if finished else None,
                 "record": record,
             }
         )
@@ -269,7 +269,7 @@ class Controller:
     def _decide(self, trial: Trial, action: str, reason: str) -> None:
         self.decisions.append(
             {
-                "time": _now(),
+                "time": stamp(),
                 "trial": trial.index,
                 "run_id": trial.run_id,
                 "action": action,
@@ -505,10 +505,6 @@ def _last_line(log: Path, limit: int = 16384) -> str:
         if line and not line.startswith("[trainform]"):
             return line if len(line) <= 300 else line[:299] + "…"
     return ""
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def main(argv: list[str]) -> int:
