@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 import trainform
-from trainform import tracking
 from trainform.runs import launcher
 from trainform.runs.launcher import LauncherError, materialise, read_status, resolve_python
 
@@ -795,22 +794,37 @@ def test_launcher_waits_for_the_environment_lock_and_can_be_canceled_meanwhile(
 # --- the file itself -----------------------------------------------------------------------------
 
 
-def test_launcher_and_tracking_parse_as_python_3_8() -> None:
-    for module in (launcher, tracking):
-        source = Path(module.__file__ or "").read_text()
+def test_the_files_shipped_to_targets_parse_as_python_3_8_and_import_only_what_is_shipped() -> None:
+    """The launcher, trainform.tracking and the capture sources run on targets: Python 3.8,
+    the standard library, and one another (what LIB_FILES ships), nothing else."""
+    from trainform.runs.shipping import LIB_FILES
+
+    shipped = {
+        rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for rel in LIB_FILES
+    }
+    for path in LIB_FILES.values():
+        source = path.read_text()
         ast.parse(source, feature_version=(3, 8))
         tree = ast.parse(source)
         imported = {
-            alias.name.split(".")[0]
+            alias.name
             for node in ast.walk(tree)
             if isinstance(node, ast.Import)
             for alias in node.names
         } | {
-            (node.module or "").split(".")[0]
+            f"{node.module}.{alias.name}" if node.module in shipped else node.module or ""
             for node in ast.walk(tree)
             if isinstance(node, ast.ImportFrom) and node.level == 0
+            for alias in node.names
         }
-        assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+        foreign = {
+            name
+            for name in imported
+            if name.split(".")[0] not in sys.stdlib_module_names
+            and name not in shipped
+            and name.rsplit(".", 1)[0] not in shipped
+        }
+        assert not foreign, (path, foreign)
 
 
 def test_bad_command_line() -> None:

@@ -60,7 +60,6 @@ import datetime
 import fcntl
 import hashlib
 import json
-import math
 import os
 import posixpath
 import re
@@ -75,6 +74,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from trainform.capture import Source
+from trainform.capture import sources as capture_sources
+from trainform.capture.logs import PatternError, compile_patterns
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -561,7 +564,7 @@ class _Plan(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     cwd: Path
-    metrics: dict[str, re.Pattern[str]]
+    sources: list[Source]
     max_duration: float | None
     grace: float
     watch_pid: int | None  # cancel the run if this process (a sweep controller) goes away
@@ -596,68 +599,6 @@ class _Logs:
     def close(self) -> None:
         self.output.close()
         self.launcher.close()
-
-
-class _MetricScraper:
-    """Turns output lines that match a run's ``metrics`` regexes into metric lines."""
-
-    def __init__(self, patterns: dict[str, re.Pattern[str]], path: Path) -> None:
-        self.patterns = patterns
-        self.path = path
-        self.counts = {name: 0 for name in patterns}
-        self.pending = b""
-
-    def feed(self, data: bytes) -> None:
-        if not self.patterns:
-            return
-        pieces = re.split(rb"[\r\n]", self.pending + data)
-        self.pending = pieces.pop()
-        if len(self.pending) > 1 << 16:  # a very long line: match what we have
-            pieces.append(self.pending)
-            self.pending = b""
-        self._scrape(pieces)
-
-    def flush(self) -> None:
-        pieces, self.pending = [self.pending], b""
-        self._scrape(pieces)
-
-    def _scrape(self, pieces: list[bytes]) -> None:
-        out = []
-        for piece in pieces:
-            if not piece:
-                continue
-            line = piece.decode("utf-8", "replace")
-            for name, pattern in self.patterns.items():
-                match = pattern.search(line)
-                if not match:
-                    continue
-                try:
-                    value = float(match.group(1))
-                except (TypeError, ValueError):
-                    continue
-                out.append(_metric_line(name, value, self.counts[name]))
-                self.counts[name] += 1
-        if out:
-            _append(self.path, "".join(out).encode("utf-8"))
-
-
-def _metric_line(name: str, value: float, step: int) -> str:
-    record: dict[str, Any] = {"kind": "metric", "name": name, "value": value, "step": step}
-    if not math.isfinite(value):
-        record["value"] = None
-        record["nonfinite"] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    record["time"] = time.time()
-    record["source"] = "log"
-    return json.dumps(record) + "\n"
-
-
-def _append(path: Path, data: bytes) -> None:
-    """One write on an O_APPEND descriptor: lines from several writers never interleave."""
-    fd = os.open(str(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -1468,18 +1409,13 @@ class _Launch:
         arguments = spec.get("arguments") or []
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
             raise LauncherError("spec.json: 'arguments' must be a list of strings")
-        patterns: dict[str, re.Pattern[str]] = {}
-        for name, pattern in _str_dict(spec.get("metrics"), "spec.json: 'metrics'").items():
-            try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
-                raise LauncherError(f"metric {name}: invalid regular expression: {exc}") from None
-            if compiled.groups != 1:
-                raise LauncherError(
-                    f"metric {name}: the regular expression needs exactly one group, "
-                    f"has {compiled.groups}"
-                )
-            patterns[name] = compiled
+        patterns = spec.get("metrics") or {}
+        if not isinstance(patterns, dict):
+            raise LauncherError("spec.json: 'metrics' must be an object")
+        try:
+            compile_patterns(patterns)
+        except PatternError as exc:
+            raise LauncherError(str(exc)) from None
         max_duration = _number(spec, "max_duration", None)
         grace = _number(spec, "grace_seconds", 10.0)
         assert grace is not None
@@ -1562,12 +1498,23 @@ class _Launch:
             env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
             env.pop("PYTHONHOME", None)
         env.update(extra_env)
+        sources = capture_sources(
+            run_dir=self.run_dir,
+            python=python,
+            env=env,
+            cwd=src,
+            outputs=outputs,
+            experiment=env["TRAINFORM_EXPERIMENT"],
+            patterns=patterns,
+            stream_path=self.run_dir / METRICS_FILE,
+            note=logs.note,
+        )
         watch = spec.get("watch_pid")
         return _Plan(
             argv,
             env,
             src,
-            patterns,
+            sources,
             max_duration,
             grace,
             int(watch) if isinstance(watch, int) else None,
@@ -1586,7 +1533,6 @@ class _Launch:
         left running is killed. Returns the final status and its message."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
-        scraper = _MetricScraper(plan.metrics, self.run_dir / METRICS_FILE)
         started = time.monotonic()
         deadline = None if plan.max_duration is None else started + plan.max_duration
         reason: str | None = None
@@ -1599,6 +1545,8 @@ class _Launch:
         while True:
             now = time.monotonic()
             if exited_at is None:
+                for source in plan.sources:
+                    source.poll(now)
                 if reason is None and self.signals:
                     reason, signals_seen = "canceled", self.signals
                     message = f"canceled ({self.signal_name})"
@@ -1651,10 +1599,12 @@ class _Launch:
                 data = os.read(fd, 1 << 16)
                 if data:
                     logs.child_output(data)
-                    scraper.feed(data)
+                    for source in plan.sources:
+                        source.feed(data)
                 else:
                     eof = True
-        scraper.flush()
+        for source in plan.sources:
+            source.finish()
         code = proc.returncode
         if reason is not None:
             return reason, message

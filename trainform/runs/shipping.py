@@ -25,11 +25,16 @@ SECRET_FILE = "env.json"
 
 PACKAGE = Path(trainform.__file__).parent
 # Copied to targets: stdlib-only files. `trainform/__init__.py` comes along so that scripts
-# can `from trainform.tracking import log_metric` without trainform installed.
+# can `from trainform.tracking import log_metric` without trainform installed, and the
+# launcher can import its capture sources (trainform.capture).
 LIB_FILES = {
     "launcher.py": PACKAGE / "runs" / "launcher.py",
     "trainform/__init__.py": PACKAGE / "__init__.py",
     "trainform/tracking.py": PACKAGE / "tracking.py",
+    **{
+        f"trainform/capture/{name}": PACKAGE / "capture" / name
+        for name in ("__init__.py", "logs.py", "mlflow.py")
+    },
 }
 
 
