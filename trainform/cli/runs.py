@@ -433,6 +433,7 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
     """A run's metrics: a table of each metric, or a terminal chart of one."""
     from rich.table import Table
 
+    from trainform.cli.chart import line_chart, metric_series
     from trainform.runs.results import summarise
 
     with error_boundary(ctx):
@@ -456,14 +457,11 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
             print_lines(ctx, f"{r['id']} reported no metrics.")
             return
         if chart:
-            series = [
-                (p["step"] if p["step"] is not None else i, p["value"])
-                for i, p in enumerate(x for x in points if x["name"] == chart)
-                if isinstance(p["value"], (int, float))
-            ]
-            if not series:
+            series = metric_series(chart, points, chart)
+            if series is None:
                 raise TrainformError(f"{r['id']} has no metric {chart!r}")
-            click.echo(ascii_chart(chart, series))
+            con = make_console(ctx)
+            con.print(line_chart(chart, [series], columns=con.width))
             return
         table = Table(box=None, header_style="bold")
         for col in ("METRIC", "LAST", "MIN", "MAX", "POINTS", "LAST STEP"):
@@ -478,28 +476,6 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
                 str(m.get("last_step")),
             )
         make_console(ctx).print(table)
-
-
-def ascii_chart(
-    name: str, series: list[tuple[Any, float]], width: int = 60, height: int = 12
-) -> str:
-    """A plain-text line chart of (step, value) points."""
-    values = [v for _, v in series]
-    lo, hi = min(values), max(values)
-    span = (hi - lo) or 1.0
-    cols = min(width, len(series))
-    grid = [[" "] * cols for _ in range(height)]
-    for c in range(cols):
-        idx = round(c * (len(series) - 1) / max(cols - 1, 1))
-        level = round((series[idx][1] - lo) / span * (height - 1))
-        grid[height - 1 - level][c] = "*"
-    label_w = max(len(f"{hi:.4g}"), len(f"{lo:.4g}"))
-    lines = [f"{name} over {len(series)} points (step {series[0][0]} .. {series[-1][0]})"]
-    for i, row in enumerate(grid):
-        label = f"{hi:.4g}" if i == 0 else f"{lo:.4g}" if i == height - 1 else ""
-        lines.append(f"{label.rjust(label_w)} |{''.join(row)}")
-    lines.append(" " * label_w + " +" + "-" * cols)
-    return "\n".join(lines)
 
 
 @runs.command("outputs")
