@@ -17,6 +17,7 @@ import click
 from trainform import __version__
 from trainform.cli import (
     apply,
+    compare,
     compute,
     console,
     fmt,
@@ -109,6 +110,7 @@ for command in (
     sweeps.sweeps,
 ):
     cli.add_command(command)
+runs.runs.add_command(compare.compare)
 
 
 def main(argv: list[str] | None = None) -> None:
