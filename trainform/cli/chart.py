@@ -106,7 +106,8 @@ def line_chart(
     drawn = [s for s in series if s.points]
     legend = len(series) > 1 or any(s.label != title for s in series)
     if not drawn:
-        return Text(f"{title}: no finite values to draw")
+        out = Text(f"{title}: no finite values to draw")
+        return _legend(out, series, shared=False) if legend else out
     values = [y for s in drawn for _, y in s.points]
     steps = [x for s in drawn for x, _ in s.points]
     lo, hi = min(values), max(values)
@@ -159,19 +160,24 @@ def line_chart(
     first, last = _number(x0), _number(x1)
     gap = cols - len(first) - len(last)
     out.append(" " * (label_w + 2) + (first + " " * gap + last if gap >= 1 else first))
-    if legend:
-        for index, s in enumerate(series):
-            out.append("\n  ")
-            out.append(marker(index), style=colour(index))
-            out.append(f" {s.label}")
-            if not s.points:
-                out.append(" (no finite values)")
-            else:
-                count = f"{len(s.points)} point" + ("s" if len(s.points) != 1 else "")
-                skipped = f", {s.skipped} not finite, left out" if s.skipped else ""
-                out.append(f" ({count}{skipped})")
-        if len(drawn) > 1:
-            out.append(f"\n  {SHARED} several series")
+    return _legend(out, series, shared=len(drawn) > 1) if legend else out
+
+
+def _legend(out: Text, series: Sequence[Series], shared: bool) -> Text:
+    """``out`` with a line per series (its marker, label and count of points) and, with
+    ``shared``, one for the marker of cells that several series reach."""
+    for index, s in enumerate(series):
+        out.append("\n  ")
+        out.append(marker(index), style=colour(index))
+        out.append(f" {s.label}")
+        if not s.points:
+            out.append(" (no finite values)")
+        else:
+            count = f"{len(s.points)} point" + ("s" if len(s.points) != 1 else "")
+            skipped = f", {s.skipped} not finite, left out" if s.skipped else ""
+            out.append(f" ({count}{skipped})")
+    if shared:
+        out.append(f"\n  {SHARED} several series")
     return out
 
 
