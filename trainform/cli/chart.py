@@ -160,12 +160,13 @@ def line_chart(
     first, last = _number(x0), _number(x1)
     gap = cols - len(first) - len(last)
     out.append(" " * (label_w + 2) + (first + " " * gap + last if gap >= 1 else first))
-    return _legend(out, series, shared=len(drawn) > 1) if legend else out
+    shared = any(cell == -1 for cells in grid for cell in cells)
+    return _legend(out, series, shared) if legend else out
 
 
 def _legend(out: Text, series: Sequence[Series], shared: bool) -> Text:
     """``out`` with a line per series (its marker, label and count of points) and, with
-    ``shared``, one for the marker of cells that several series reach."""
+    ``shared`` (the chart has such a cell), one for the marker of cells several series reach."""
     for index, s in enumerate(series):
         out.append("\n  ")
         out.append(marker(index), style=colour(index))
