@@ -272,7 +272,10 @@ RUN = BlockSchema(
         "max_duration": Attribute(description='Time limit such as "90s" or "2h".'),
         "node_count": Attribute("number", default=1, description="Nodes for a multi-node run."),
         "metrics": Attribute(
-            "map(string)", default={}, description="Metric name -> regex with one group."
+            "map",
+            default={},
+            description="Metric name -> regex with one group, scraped from log lines, or "
+            '{ pattern = "...", lines = N } to match the newest N lines (N <= 10) joined by \\n.',
         ),
         "outputs_dir": Attribute(default="outputs", description="Folder collected as outputs."),
         "tags": Attribute("map(string)", default={}, description="Labels."),

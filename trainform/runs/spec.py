@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainform.capture.logs import PatternError, compile_pattern
 from trainform.errors import ProviderError
 from trainform.providers.base import SENSITIVE_PATHS
 from trainform.runs.images import image_settings
@@ -224,19 +225,16 @@ def check_env_passthrough(value: Any) -> list[str]:
     ]
 
 
-def check_metric_patterns(metrics: dict[str, str]) -> list[str]:
-    """Problems with the ``metrics`` regular expressions (each needs exactly one group)."""
+def check_metric_patterns(metrics: dict[str, Any]) -> list[str]:
+    """Problems with the ``metrics`` entries: each is a regular expression with exactly one
+    group, or ``{ pattern = "...", lines = N }`` (see
+    :func:`trainform.capture.logs.compile_pattern`, which the launcher applies too)."""
     problems = []
-    for name, pattern in (metrics or {}).items():
+    for name, entry in (metrics or {}).items():
         try:
-            groups = re.compile(pattern).groups
-        except re.error as exc:
-            problems.append(f"metrics.{name}: invalid regular expression: {exc}")
-            continue
-        if groups != 1:
-            problems.append(
-                f"metrics.{name}: the regular expression needs exactly one group, has {groups}"
-            )
+            compile_pattern(str(name), entry)
+        except PatternError as exc:
+            problems.append(str(exc))
     return problems
 
 
