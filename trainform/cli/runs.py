@@ -211,8 +211,29 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
                     f"    {escape(name)}: {m['last']:.6g} / {m['min']:.6g} / {m['max']:.6g}"
                     f" ({m['count']})"
                 )
+        if rec.get("logged_tags"):
+            lines.append("  tags         (logged by the script)")
+            lines.extend(
+                f"    {_inert(k)} = {escape(json.dumps(v))}"
+                for k, v in sorted(rec["logged_tags"].items())
+            )
+        if rec.get("models"):
+            lines.append("  models       (flavors): folder in the outputs")
+            lines.extend(
+                f"    {_inert(m['name'])} ({_inert(', '.join(m['flavors']))}): {_inert(m['path'])}"
+                for m in rec["models"]
+            )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
         print_lines(ctx, lines)
+
+
+def _inert(text: str) -> str:
+    """Text a run logged (names, paths: hostile), as one line of inert Rich text."""
+    from rich.markup import escape
+
+    from trainform.runs.watch import neutralise
+
+    return escape(neutralise(str(text)).replace("\n", " ").replace("\t", " "))
 
 
 @runs.command("logs")

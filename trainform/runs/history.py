@@ -28,7 +28,12 @@ RECORD_KEYS = (
     "tags",
     "arguments",
     "upload",
+    "logged_tags",
+    "models",
 )
+
+# What collecting a run adds to its record (runs.results.read_results).
+RESULT_KEYS = ("outputs_path", "params", "metrics", "logged_tags", "models")
 
 
 def stamp() -> str:
@@ -69,9 +74,7 @@ def record_run(
     record = dict(existing["record"]) if existing else {}
     record.update({k: computed[k] for k in RECORD_KEYS if k in computed})
     if results:
-        record.update(
-            {k: results[k] for k in ("outputs_path", "params", "metrics") if k in results}
-        )
+        record.update({k: results[k] for k in RESULT_KEYS if k in results})
     store.put_run(
         {
             "id": computed["run_id"],

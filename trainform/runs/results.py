@@ -1,22 +1,30 @@
-"""Reading what a finished run left in its folder: metrics, params and the outputs path."""
+"""Reading what a finished run left in its folder: metrics, params, logged tags and models,
+and the outputs path."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+# Most tags and logged models kept of one run (a script may log any number).
+MAX_TAGS = 1000
+MAX_MODELS = 1000
 
-def read_points(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Metric points and params from a metrics.jsonl file (bad lines are skipped: a script
-    killed mid-write must not make its other metrics unreadable)."""
+
+def parse_stream(lines: Iterable[str]) -> dict[str, Any]:
+    """What lines of a metrics stream (``metrics.jsonl``, see :mod:`trainform.capture`) hold:
+    ``points`` (metric points), ``params`` and ``logged_tags`` (name: value, the last one
+    logged), ``models`` (``{"name", "path", "flavors", "source"}``, path relative to the
+    outputs folder). Bad lines are skipped (a script killed mid-write must not make its other
+    metrics unreadable), and so are tags and models past :data:`MAX_TAGS` and
+    :data:`MAX_MODELS`."""
     points: list[dict[str, Any]] = []
     params: dict[str, Any] = {}
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return points, params
+    tags: dict[str, str] = {}
+    models: list[dict[str, Any]] = []
     for line in lines:
         try:
             rec = json.loads(line)
@@ -24,9 +32,24 @@ def read_points(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
             continue
-        if rec.get("kind") == "param":
+        kind = rec.get("kind", "metric")
+        if kind == "param":
             params[rec["name"]] = rec.get("value")
-        elif rec.get("kind", "metric") == "metric":
+        elif kind == "tag":
+            if rec["name"] in tags or len(tags) < MAX_TAGS:
+                tags[rec["name"]] = str(rec.get("value"))
+        elif kind == "model":
+            flavors = rec.get("flavors")
+            if isinstance(rec.get("path"), str) and len(models) < MAX_MODELS:
+                models.append(
+                    {
+                        "name": rec["name"],
+                        "path": rec["path"],
+                        "flavors": [str(f) for f in flavors] if isinstance(flavors, list) else [],
+                        "source": str(rec.get("source", "")),
+                    }
+                )
+        elif kind == "metric":
             points.append(
                 {
                     "name": rec["name"],
@@ -36,7 +59,28 @@ def read_points(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                     "source": rec.get("source", "client"),
                 }
             )
-    return points, params
+    return {"points": points, "params": params, "logged_tags": tags, "models": models}
+
+
+def parse_points(lines: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Metric points and params of lines of a metrics stream (see :func:`parse_stream`)."""
+    found = parse_stream(lines)
+    return found["points"], found["params"]
+
+
+def read_stream(path: Path) -> dict[str, Any]:
+    """:func:`parse_stream` of a metrics.jsonl file (nothing for a missing one)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    return parse_stream(lines)
+
+
+def read_points(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Metric points and params from a metrics.jsonl file (see :func:`parse_stream`)."""
+    found = read_stream(path)
+    return found["points"], found["params"]
 
 
 def summarise(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -60,13 +104,16 @@ def summarise(points: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
-    """Summary of a collected run folder: outputs path, params, metric summary and points."""
-    points, params = read_points(run_dir / "metrics.jsonl")
+    """Summary of a collected run folder: outputs path, params, metric summary and points,
+    logged tags and models (see :func:`read_stream`)."""
+    found = read_stream(run_dir / "metrics.jsonl")
     return {
         "outputs_path": str(run_dir / "outputs"),
-        "params": params,
-        "metrics": summarise(points),
-        "points": points,
+        "params": found["params"],
+        "metrics": summarise(found["points"]),
+        "points": found["points"],
+        "logged_tags": found["logged_tags"],
+        "models": found["models"],
     }
 
 
