@@ -449,24 +449,43 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--chart", metavar="NAME", help="Draw this metric over its steps.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Print each point and param as it arrives (JSON lines with --json) until the run ends.",
+)
 @click.pass_context
-def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None) -> None:
-    """A run's metrics: a table of each metric, or a terminal chart of one."""
+def runs_metrics(
+    ctx: click.Context, run: str, as_json: bool, chart: str | None, follow: bool
+) -> None:
+    """A run's metrics: a table of each metric, or a terminal chart of one. A running run's
+    are read from its target, as logged so far."""
     from rich.table import Table
 
     from trainform.cli.chart import line_chart, metric_series
+    from trainform.runs.history import run_computed
+    from trainform.runs.metrics_stream import MetricsStream
     from trainform.runs.results import summarise
 
     with error_boundary(ctx):
+        if follow and chart:
+            raise TrainformError("--follow prints points as they arrive: give it without --chart")
         store = open_store(ctx)
         r = _refresh(ctx, store, _find_run(store, run))
-        points = store.metrics(r["id"])
+        if follow:
+            _follow_metrics(ctx, store, r, as_json)
+            return
+        points, params = store.metrics(r["id"]), r["record"].get("params", {})
+        if r["status"] in ACTIVE and r["record"].get("handle"):
+            provider = open_providers(ctx, store).get("run")
+            points, params = MetricsStream(provider, run_computed(r)).read()
         if as_json:
             click.echo(
                 json.dumps(
                     {
                         "run": r["id"],
-                        "params": r["record"].get("params", {}),
+                        "params": params,
                         "summary": summarise(points),
                         "points": points,
                     },
@@ -497,6 +516,49 @@ def runs_metrics(ctx: click.Context, run: str, as_json: bool, chart: str | None)
                 str(m.get("last_step")),
             )
         make_console(ctx).print(table)
+
+
+def _follow_metrics(ctx: click.Context, store: Any, run: dict[str, Any], as_json: bool) -> None:
+    """Print a run's params and metric points, one a line (JSON lines with ``as_json``), as
+    they arrive on its target, until it ends; then record how it ended. A run that already
+    ended has its collected ones printed."""
+    import time
+
+    from trainform.providers.base import TERMINAL
+    from trainform.runs.history import record_run, run_computed
+    from trainform.runs.metrics_stream import MetricsStream
+    from trainform.runs.watch import POLL_SECONDS, neutralise
+
+    # Names and values come from the target: shown as inert text, never as markup.
+    def show(points: list[dict[str, Any]], params: dict[str, Any]) -> None:
+        for name, value in params.items():
+            if as_json:
+                click.echo(json.dumps({"kind": "param", "name": name, "value": value}))
+            else:
+                click.echo(neutralise(f"param {name} = {value}"))
+        for p in points:
+            if as_json:
+                click.echo(json.dumps({"kind": "metric", **p}))
+            else:
+                value = p["value"]
+                shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+                step = "" if p.get("step") is None else f" (step {p['step']})"
+                click.echo(neutralise(f"{p['name']} = {shown}{step}"))
+
+    if run["status"] not in ACTIVE or not run["record"].get("handle"):
+        show(store.metrics(run["id"]), run["record"].get("params", {}))
+        return
+    provider = open_providers(ctx, store).get("run")
+    computed = run_computed(run)
+    stream = MetricsStream(provider, computed)
+    while True:
+        computed.update(provider.status_of(computed))
+        # Read after the status: once it is final, the stream has every line.
+        show(*stream.read())
+        if computed.get("status") in TERMINAL:
+            break
+        time.sleep(POLL_SECONDS)
+    record_run(store, run["address"], run["workspace"], computed, provider.collect(computed))
 
 
 @runs.command("outputs")
