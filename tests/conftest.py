@@ -69,3 +69,11 @@ def pg_server() -> Iterator[PgServer]:
 def pg_conn_str(pg_server: PgServer) -> str:
     """The connection string of a new, empty database of this test's own."""
     return pg_server.conn_str(pg_server.create_database())
+
+
+# mlflow-skinny on remote targets (an SSH login user's virtualenv, a derived image).
+from mlflow_targets import (  # noqa: E402, F401 (fixtures)
+    mlflow_any_user_python,
+    mlflow_image,
+    mlflow_wheelhouse,
+)

@@ -440,6 +440,10 @@ class RunProvider(WorkProvider):
         run_id = new_run_id(address)
         spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
         spec.update(extra_spec or {})
+        if compute["type"] != "local":
+            # A pid names a process of this machine only: a launcher elsewhere (an SSH host, a
+            # cluster node's container) cannot watch the sweep controller by it.
+            spec.pop("watch_pid", None)
         request = RunRequest(
             run_id=run_id,
             address=address,
