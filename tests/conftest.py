@@ -13,6 +13,7 @@ import pytest
 from helpers import CLI, base_env
 
 if TYPE_CHECKING:
+    from mlflow_server import TrackingServer
     from postgres import PgServer
 
 PLUGINS = Path(__file__).parent / "plugins"
@@ -69,6 +70,20 @@ def pg_server() -> Iterator[PgServer]:
 def pg_conn_str(pg_server: PgServer) -> str:
     """The connection string of a new, empty database of this test's own."""
     return pg_server.conn_str(pg_server.create_database())
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
+    """A real `mlflow server` (SQLite backend, artifact proxy) on a free loopback port, for
+    the whole session (see tests/mlflow_server.py); skipped without the .venv-mlflow3
+    environment, except under CI=true."""
+    from mlflow_server import start_server
+
+    server = start_server(tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 # mlflow-skinny on remote targets (an SSH login user's virtualenv, a derived image).

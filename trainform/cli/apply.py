@@ -107,6 +107,10 @@ def _run_apply(
                 click.echo(text, color=True)
             elif e.kind == "progress":
                 print_lines(ctx, f"[dim]{escape(c.address)}: {escape(e.message)}[/dim]")
+            elif e.kind == "warning":
+                print_lines(
+                    ctx, f"[yellow]{escape(c.address)}: warning: {escape(e.message)}[/yellow]"
+                )
 
     def on_sigint(signum: int, frame: Any) -> None:
         if cancel.is_set():

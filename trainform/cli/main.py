@@ -34,6 +34,7 @@ from trainform.cli import (
     version,
     workspace,
 )
+from trainform.cli import export as _export  # noqa: F401  # adds `runs export`
 from trainform.cli.options import normalize_args
 
 

@@ -199,6 +199,11 @@ WORKSPACE = BlockSchema(
             default=False,
             description="Allow destroying a workspace that holds run history.",
         ),
+        "mlflow_tracking_uri": Attribute(
+            description="An MLflow tracking server (http(s)://HOST[:PORT]) that every run of "
+            "this workspace is exported to as it finishes (credentials from "
+            "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN, never in the URI).",
+        ),
         "path": Attribute(computed=True, description="Absolute path of the artifact store."),
         "id": Attribute(computed=True, description="Workspace id."),
     },

@@ -37,7 +37,8 @@ from trainform.state.store import StateStore
 @dataclass(frozen=True)
 class Event:
     """Progress of one change, for the CLI to show: start, done, failed, skipped, submitted,
-    status, log, progress (what a provider reports during a long create)."""
+    status, log, progress (what a provider reports during a long create), warning (what
+    went wrong beside the change, such as exporting a finished run to MLflow)."""
 
     kind: str
     change: Change
@@ -390,7 +391,9 @@ class Engine:
         assert inst is not None
         self.store.put_resource(resource_state(inst, computed, "ready"))
         if change.kind == "run":
-            record_run(self.store, change.address, workspace_of(inst.attributes), computed, results)
+            workspace = workspace_of(inst.attributes)
+            for warning in record_run(self.store, change.address, workspace, computed, results):
+                self.on_event(Event("warning", change, message=warning))  # an MLflow export
         if results is None:
             result.detached.append(change.address)
             return ""

@@ -35,6 +35,15 @@ class WorkspaceProvider(Provider):
             return self.context.data_dir / "workspaces.d" / self.context.workspace / name
         return self.context.data_dir / "workspaces" / name
 
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        """A continuous-export URI must be an MLflow server's, without credentials in it."""
+        uri = desired.get("mlflow_tracking_uri")
+        if not isinstance(uri, str) or not uri:
+            return []
+        from trainform.runs.mlflow_export import uri_problems
+
+        return [f"mlflow_tracking_uri: {p}" for p in uri_problems(uri, credentials=False)]
+
     def read(self, resource: ResourceState) -> Observed | None:
         path = Path(resource.computed.get("path", ""))
         if not resource.computed.get("path") or not (path / MARKER).is_file():

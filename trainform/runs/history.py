@@ -67,9 +67,14 @@ def record_run(
     workspace: str,
     computed: dict[str, Any],
     results: dict[str, Any] | None = None,
-) -> None:
+) -> list[str]:
     """Insert or update the history row of the run described by ``computed`` (the run
-    resource's computed attributes); with ``results``, also its metric points."""
+    resource's computed attributes); with ``results``, also its metric points.
+
+    A run recorded with its results has ended: if ``workspace`` sets
+    ``mlflow_tracking_uri`` it is exported there now (blocking). Returns warnings for the
+    caller to show: an export that failed, or what it left out; a failed export never
+    raises."""
     existing = next((r for r in store.runs(address) if r["id"] == computed["run_id"]), None)
     record = dict(existing["record"]) if existing else {}
     record.update({k: computed[k] for k in RECORD_KEYS if k in computed})
@@ -90,6 +95,11 @@ def record_run(
     )
     if results and results.get("points") is not None:
         store.put_metrics(computed["run_id"], results["points"])
+    if not results:
+        return []
+    from trainform.runs.mlflow_export import mirror_run
+
+    return mirror_run(store, workspace, address, computed["run_id"])
 
 
 def workspace_of(attributes: dict[str, Any]) -> str:

@@ -339,13 +339,14 @@ class Controller:
     def _finish_trial(self, trial: Trial) -> None:
         results = self.runs.collect(trial.computed)
         trial.computed["outputs_path"] = results["outputs_path"]
-        record_run(
+        for warning in record_run(
             self.store,
             f"{self.spec['address']}[{trial.index}]",
             self.spec["workspace_address"],
             trial.computed,
             results,
-        )
+        ):
+            self.on_event("warning", f"trial {trial.index}: {warning}")  # an MLflow export
         run_dir = Path(results["outputs_path"]).parent
         trial.metric_names.update(str(p["name"])[:100] for p in results.get("points") or [])
         if trial.status in FAILED:
