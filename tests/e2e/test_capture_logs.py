@@ -1,11 +1,11 @@
 """What a run's script prints, captured through the real CLI: regex metrics whose value is on
-the line after its label (``metrics = { acc = { pattern = "...", lines = 2 } }``) and bad
-``metrics`` entries refused at plan time; and Azure ML v1 scripts run unchanged in a real
-azureml-core environment (tests/mlflow_envs.py): Azure ML's own train-on-local sample as the
-README shows it, a sample-style script using log_list, log_row, log_table, tags and uploads,
-and a HyperDrive-style sweep over Azure ML's sklearn sample that picks its best trial by the
-``Accuracy`` it logs. The samples are in tests/azureml_samples, byte for byte as Azure ML ships
-them."""
+the line after its label (``metrics = { acc = { pattern = "...", lines = 2 } }``), bad
+``metrics`` entries refused at plan time, and such a pattern in a sweep's trial template; and
+Azure ML v1 scripts run unchanged in a real azureml-core environment (tests/mlflow_envs.py):
+Azure ML's own train-on-local sample as the README shows it, a sample-style script using
+log_list, log_row, log_table, tags and uploads, and a HyperDrive-style sweep over Azure ML's
+sklearn sample that picks its best trial by the ``Accuracy`` it logs. The samples are in
+tests/azureml_samples, byte for byte as Azure ML ships them."""
 
 from __future__ import annotations
 
@@ -284,3 +284,32 @@ def test_a_sweep_over_azure_mls_sklearn_sample_finds_the_best_accuracy(cli: CLI)
     best = record["best"]
     assert best["best"] == pytest.approx(37 / 38), best
     assert "Accuracy = 0.973684 with --kernel=linear, --penalty=0.1" in result.out, result.out
+
+
+def test_a_sweep_trial_template_takes_a_several_line_pattern(cli: CLI) -> None:
+    cli.write(
+        "src/p.py",
+        "import sys\n"
+        'lr = float(sys.argv[sys.argv.index("--lr") + 1])\n'
+        "for epoch in range(3):\n"
+        '    print("Accuracy:")\n'
+        "    print(round(1 - abs(lr - 0.1) - 0.1 / (epoch + 1), 4), flush=True)\n",
+    )
+    trial = (
+        '  trial {\n    compute    = compute.local\n    source_dir = "src"\n'
+        '    script     = "p.py"\n'
+        '    metrics    = { acc = { pattern = "^Accuracy:\\n([0-9.]+)$", lines = 2 } }\n  }\n'
+    )
+    cli.write(
+        "main.train.hcl",
+        LOCAL + 'sweep "lr" {\n  experiment = "lr"\n  sampling {\n    algorithm = "grid"\n  }\n'
+        '  parameter "--lr" {\n    distribution = "choice"\n    values       = [0.01, 0.1, 0.5]\n'
+        '  }\n  objective {\n    metric = "acc"\n    goal   = "maximize"\n  }\n'
+        "  limits {\n    max_total_runs      = 3\n    max_concurrent_runs = 2\n  }\n"
+        f"{trial}}}\n",
+    )
+    result = ok(cli("apply", "-auto-approve", timeout=180))
+    assert "acc = 0.9667 with --lr=0.1" in result.out, result.out
+    record = json.loads(ok(cli("sweeps", "show", "lr", "--json")).out)["record"]
+    bests = {t["params"]["--lr"]: t["best"] for t in record["trials"]}
+    assert bests == {0.01: 0.8767, 0.1: 0.9667, 0.5: 0.5667}, bests
