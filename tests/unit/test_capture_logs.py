@@ -405,6 +405,18 @@ def test_uploads_stay_inside_the_outputs_and_the_run_folder(tmp_path: Path) -> N
     assert "folder is not a file" in notes
 
 
+def test_an_outputs_folder_replaced_by_a_link_gets_nothing(tmp_path: Path) -> None:
+    azure = Azure(tmp_path)
+    (azure.cwd / "ok.txt").write_text("ok")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    azure.outputs.rmdir()
+    azure.outputs.symlink_to(elsewhere)
+    azure.feed(b"Attempted to track file a.txt at ok.txt\nAttempted to track file b at ok.txt\n")
+    assert list(elsewhere.iterdir()) == []
+    assert azure.notes == ["Azure ML upload: the outputs folder is a link; nothing copied"]
+
+
 def test_a_copy_that_fails_is_a_note(tmp_path: Path) -> None:
     azure = Azure(tmp_path)
     (azure.cwd / "ok.txt").write_text("ok")

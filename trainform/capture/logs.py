@@ -469,6 +469,13 @@ class AzureMLOffline(Source):
                 "outputs; not copied",
             )
             return None
+        root = os.path.realpath(self.cwd)
+        if os.path.realpath(self.outputs) != os.path.join(
+            root, os.path.relpath(self.outputs, self.cwd)
+        ):
+            self._once("outputs", "Azure ML upload: the outputs folder is a link; nothing copied")
+            return None
+        self.outputs.mkdir(exist_ok=True)  # the script may have removed it
         folder = self.outputs
         for part in parts[:-1]:
             folder = folder / part
