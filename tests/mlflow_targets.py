@@ -54,10 +54,9 @@ def _run(argv: list[str], what: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
-@pytest.fixture(scope="session")
-def mlflow_wheelhouse() -> Path:
+def make_wheelhouse() -> Path:
     """A folder of wheels of exactly what ``.venv-mlflow3-skinny`` has, with their list in
-    ``requirements.txt`` (made once per package set)."""
+    ``requirements.txt`` (made once per package set; needs the package index then)."""
     python = interpreter("mlflow3-skinny")
     frozen = _run(
         [str(python), "-m", "pip", "freeze", *PIP, "--exclude-editable"],
@@ -73,16 +72,8 @@ def mlflow_wheelhouse() -> Path:
     listed.write_text(frozen)
     _run(
         [
-            str(python),
-            "-m",
-            "pip",
-            "download",
-            *PIP,
-            "--no-deps",
-            "-r",
-            str(listed),
-            "-d",
-            str(house),
+            *(str(python), "-m", "pip", "download", *PIP, "--no-deps"),
+            *("-r", str(listed), "-d", str(house)),
         ],
         "downloading mlflow-skinny's wheels (pip download; needs the package index)",
     )
@@ -91,27 +82,38 @@ def mlflow_wheelhouse() -> Path:
     return house
 
 
-@pytest.fixture(scope="session")
-def mlflow_any_user_python(mlflow_wheelhouse: Path) -> Iterator[str]:
-    """The python of a virtualenv of the system python3 with mlflow-skinny 3, installed
-    offline, in a folder any user can read (removed after the session)."""
+def make_any_user_venv(folder: Path, wheelhouse: Path) -> str:
+    """Make ``folder`` (readable by every user) a virtualenv of the system python3 with the
+    wheelhouse's packages, installed offline; returns its python."""
     if not Path(SYSTEM_PYTHON).is_file():
         unavailable(f"{SYSTEM_PYTHON} is missing: run scripts/install-test-deps")
+    _run([SYSTEM_PYTHON, "-m", "venv", str(folder)], "python3 -m venv")
+    folder.chmod(0o755)
+    _run(
+        [
+            *(str(folder / "bin" / "pip"), "install", *PIP, "--no-index"),
+            *("--find-links", str(wheelhouse), "-r", str(wheelhouse / "requirements.txt")),
+        ],
+        "installing mlflow-skinny from the wheelhouse (the system python3 must be the "
+        "minor version of .venv-mlflow3-skinny's)",
+    )
+    return str(folder / "bin" / "python")
+
+
+@pytest.fixture(scope="session")
+def mlflow_wheelhouse() -> Path:
+    """:func:`make_wheelhouse`, once per session."""
+    return make_wheelhouse()
+
+
+@pytest.fixture(scope="session")
+def mlflow_any_user_python(mlflow_wheelhouse: Path) -> Iterator[str]:
+    """The python of a virtualenv of the system python3 with mlflow-skinny 3 in a folder any
+    user can read (:func:`make_any_user_venv`; removed after the session)."""
     folder = Path(tempfile.mkdtemp(prefix="trainform-mlflow-"))
     folder.chmod(0o755)
-    venv = folder / "venv"
     try:
-        _run([SYSTEM_PYTHON, "-m", "venv", str(venv)], "python3 -m venv")
-        _run(
-            [
-                *(str(venv / "bin" / "pip"), "install", *PIP, "--no-index"),
-                *("--find-links", str(mlflow_wheelhouse)),
-                *("-r", str(mlflow_wheelhouse / "requirements.txt")),
-            ],
-            "installing mlflow-skinny from the wheelhouse (the system python3 must be the "
-            "minor version of .venv-mlflow3-skinny's)",
-        )
-        yield str(venv / "bin" / "python")
+        yield make_any_user_venv(folder / "venv", mlflow_wheelhouse)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
