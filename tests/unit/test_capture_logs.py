@@ -4,7 +4,7 @@ or three lines, counted once however many windows hold it; \\r\\n; very long lin
 anywhere), the checks on ``metrics`` entries, and what azureml-core's offline run prints
 (metrics, tags, uploads copied into the outputs with names and links kept inside), read with
 ``ast.literal_eval`` and limits. The Azure ML lines are the ones azureml-core 1.61 prints; the
-end-to-end tests (tests/e2e/test_capture_logs.py) run the real library."""
+end-to-end tests (tests/e2e/test_printed_metrics.py) run the real library."""
 
 from __future__ import annotations
 
