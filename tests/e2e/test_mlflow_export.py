@@ -1,7 +1,7 @@
 """`trainform runs export --mlflow URI` through the real CLI, into a real `mlflow server`
 (tests/mlflow_server.py), read back with MLflow's own Python client: a run's params, metric
 points with their steps, tags and outputs; a second export that adds nothing; a sweep's trials
-with their hyperparameters; a server that is down (a clear error naming the URI, without its
+with their hyperparameters; what an unchanged MLflow script logged; a server that is down (a clear error naming the URI, without its
 password) and a retry after it, and an export cut off midway, neither leaving duplicates;
 credentials through a reverse proxy that demands them; a server that keeps artifacts itself;
 continuous export through the workspace block, also to a server that is down; and the
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CLI, README, base_env, block_after, failed, ok
+from mlflow_envs import interpreter
 from mlflow_server import AuthProxy, TrackingServer, free_port
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
@@ -136,9 +137,10 @@ def test_a_run_is_exported_whole_and_a_second_export_adds_nothing(
     assert same["id"] == got["id"] and len(same["metrics"]["loss"]) == 2500
 
 
-def test_a_sweeps_trials_are_exported_with_their_hyperparameters(
+def test_a_sweeps_trials_are_exported_with_their_hyperparameters_as_each_ends(
     cli: CLI, mlflow_server: TrackingServer
 ) -> None:
+    """Continuous export from the sweep controller, then `runs export --sweep`."""
     experiment = experiment_name()
     cli.write(
         "src/train.py",
@@ -149,9 +151,11 @@ def test_a_sweeps_trials_are_exported_with_their_hyperparameters(
     )
     cli.write(
         "main.train.hcl",
+        f'workspace "main" {{\n  mlflow_tracking_uri = "{mlflow_server.uri}"\n}}\n\n'
         'compute "local" {\n  type = "local"\n  max_concurrent_runs = 2\n}\n\n'
         'sweep "tune" {\n'
         f'  experiment = "{experiment}"\n'
+        "  workspace  = workspace.main\n"
         "  trial {\n"
         "    compute    = compute.local\n"
         '    source_dir = "src"\n'
@@ -169,12 +173,8 @@ def test_a_sweeps_trials_are_exported_with_their_hyperparameters(
     trials = {t["run_id"]: t["params"]["lr"] for t in sweep["record"]["trials"]}
     assert len(trials) == 2, trials
 
-    done = exported(cli, "--mlflow", mlflow_server.uri, "--sweep", "tune")
-    assert sorted(d["run_id"] for d in done) == sorted(trials)
-    assert {d["action"] for d in done} == {"exported"}, done
-
-    got = mlflow_server.active(experiment)
-    assert len(got) == 2, got
+    got = mlflow_server.active(experiment)  # exported by the controller as each trial ended
+    assert sorted(r["tags"]["trainform.run_id"] for r in got) == sorted(trials)
     for run in got:
         run_id = run["tags"]["trainform.run_id"]
         assert run["tags"]["trainform.sweep"] == sweep["id"]
@@ -184,6 +184,48 @@ def test_a_sweeps_trials_are_exported_with_their_hyperparameters(
             [1, pytest.approx(trials[run_id])],
             [2, pytest.approx(2 * trials[run_id])],
         ]
+
+    done = exported(cli, "--mlflow", mlflow_server.uri, "--sweep", "tune")
+    assert sorted(d["run_id"] for d in done) == sorted(trials)
+    assert {d["action"] for d in done} == {"unchanged"}, done
+    assert len(mlflow_server.active(experiment)) == 2
+
+
+def test_what_an_mlflow_script_logged_is_exported_with_the_run(
+    cli: CLI, mlflow_server: TrackingServer
+) -> None:
+    """An unchanged MLflow script, captured by trainform (its params, tags and metrics),
+    then exported: the tags it set travel with the run."""
+    experiment = experiment_name()
+    cli.write(
+        "src/train.py",
+        "import mlflow\n"
+        "mlflow.log_param('alpha', 0.5)\n"
+        "mlflow.set_tag('stage', 'dev')\n"
+        "for step in range(3):\n"
+        "    mlflow.log_metric('rmse', 1.0 / (step + 1), step=step)\n",
+    )
+    cli.write(
+        "main.train.hcl",
+        f'environment "ml" {{\n  python       = "{interpreter("mlflow3")}"\n'
+        "  user_managed = true\n}\n\n"
+        + config(experiment).replace(
+            "  compute    = compute.local\n",
+            "  compute    = compute.local\n  environment = environment.ml\n",
+        ),
+    )
+    ok(cli("apply", "-auto-approve", timeout=180))
+    done = exported(cli, "--mlflow", mlflow_server.uri, "run.train")
+    assert [d["action"] for d in done] == ["exported"], done
+    [got] = mlflow_server.active(experiment)
+    assert got["params"]["alpha"] == "0.5"
+    assert got["tags"]["stage"] == "dev"
+    assert [[s, v] for s, v, _ in got["metrics"]["rmse"]] == [
+        [0, 1.0],
+        [1, pytest.approx(0.5)],
+        [2, pytest.approx(1 / 3)],
+    ]
+    assert got["tags"]["mlflow.runName"] == done[0]["run_id"]
 
 
 def test_a_server_that_is_down_is_named_and_a_retry_leaves_no_duplicates(

@@ -69,7 +69,8 @@ def runs_export(
     exported before is found by its trainform.run_id tag and not sent again."""
     from rich.markup import escape
 
-    from trainform.runs.mlflow_export import MlflowServer, export_runs
+    from trainform.runs.mlflow_export import export_runs
+    from trainform.runs.mlflow_rest import MlflowServer
 
     with error_boundary(ctx):
         if sum(map(bool, (run_refs, experiment, sweep))) > 1:

@@ -40,7 +40,7 @@ class WorkspaceProvider(Provider):
         uri = desired.get("mlflow_tracking_uri")
         if not isinstance(uri, str) or not uri:
             return []
-        from trainform.runs.mlflow_export import uri_problems
+        from trainform.runs.mlflow_rest import uri_problems
 
         return [f"mlflow_tracking_uri: {p}" for p in uri_problems(uri, credentials=False)]
 
