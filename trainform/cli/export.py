@@ -17,8 +17,8 @@ from trainform.errors import TrainformError
 def _selected(
     store: Any, refs: tuple[str, ...], experiment: str | None, sweep: str | None
 ) -> list[dict[str, Any]]:
-    """The runs RUN..., --experiment or --sweep name (every run of the history if none),
-    oldest first, each once."""
+    """The runs RUN..., --experiment or --sweep name, each once: RUNs in the order given, a
+    sweep's trials in its order, else (every run of the history if none) oldest first."""
     from trainform.cli.sweeps import _find_sweep
 
     if refs:
