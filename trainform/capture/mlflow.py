@@ -43,7 +43,7 @@ from trainform.capture import Source, Stream
 
 STORE_DIR = "mlruns"  # in the run's folder
 OUTPUT_DIR = "mlflow"  # in the run's outputs
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.2  # the launcher calls poll at least this often
 FILE_BUDGET = 1 << 20  # bytes read of one metric file per poll (finish reads the rest)
 POLL_BUDGET = 8 << 20  # bytes read of metric files per poll
 FULL_POINTS = 100_000  # points of one metric kept in full; past that, 1 in SAMPLE_EVERY
@@ -360,6 +360,8 @@ class MlflowStore(Source):
 
     # -- when the run has ended: artifacts and models
     def _collect(self) -> None:
+        if not _is_dir(self.root):
+            return
         base = self._output_folder()
         if base is None:
             return
