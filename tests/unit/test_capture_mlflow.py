@@ -141,6 +141,7 @@ def test_a_user_set_tracking_uri_is_left_alone_and_noted_without_credentials(
         ("databricks://profile:secret@workspace", "databricks://workspace"),
         ("file:///data/mlruns", "file:"),
         ("/data/mlruns", "a local path"),
+        ("databricks", "databricks"),
         ("http://[::1", "a URI trainform cannot read"),
     ],
 )

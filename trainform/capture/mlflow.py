@@ -104,6 +104,8 @@ def where(uri: str) -> str:
         host, port = parts.hostname, parts.port
     except ValueError:
         return "a URI trainform cannot read"
+    if uri in ("databricks", "databricks-uc"):  # MLflow's names for a Databricks profile
+        return uri
     if not parts.scheme:
         return "a local path"
     if not host:
