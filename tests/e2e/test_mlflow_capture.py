@@ -140,13 +140,16 @@ def test_an_unchanged_mlflow_script_is_captured(cli: CLI, tmp_path: Path, env: s
 
 # -- autolog
 
+# numpy arrays, as real scripts pass: MLflow 3 then logs the training data as a dataset and
+# writes its training metrics' lines with the dataset's name and digest after the step.
 AUTOLOG = """\
 import mlflow
+import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 mlflow.autolog()
-X = [[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]]
-y = [0, 0, 0, 1, 1, 1]
+X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+y = np.array([0, 0, 0, 1, 1, 1])
 LogisticRegression(C=0.5, max_iter=50).fit(X, y)
 """
 

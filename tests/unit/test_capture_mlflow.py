@@ -188,7 +188,7 @@ def test_garbage_lines_are_skipped_and_counted(store: Store) -> None:
         run / "metrics" / "acc",
         "1700000000000 0.5 0\n"
         "not a metric line\n"
-        "1700000000000 0.6 1 extra\n"
+        "1700000000000 0.6 1 a b c d\n"
         "1700000000000 abc 2\n"
         "\n"
         "1700000000000 0.7 3.5\n" + "9" * 5000 + " 1 1\n"
@@ -199,6 +199,19 @@ def test_garbage_lines_are_skipped_and_counted(store: Store) -> None:
     store.source.finish()
     assert store.metrics() == [("acc", 0, 0.5), ("acc", 4, 0.9), ("acc", 0, 0.95)]
     assert any("skipped 6 unreadable line(s)" in n for n in store.notes), store.notes
+
+
+def test_mlflow_3_lines_with_a_model_id_and_a_dataset_are_read(store: Store) -> None:
+    """MLflow 3's autolog writes its training metrics as "<ms> <value> <step> <dataset name>
+    <digest>" (and a model id before them in a model's files)."""
+    run = store.run("r1", "main", 1000)
+    append(
+        run / "metrics" / "training_score",
+        "1700000000000 0.98 0 dataset 5cba2f89\n1700000000001 0.99 1 m-1 dataset 5cba2f89\n",
+    )
+    store.source.finish()
+    assert store.metrics() == [("training_score", 0, 0.98), ("training_score", 1, 0.99)]
+    assert not any("unreadable" in n for n in store.notes), store.notes
 
 
 def test_non_finite_values_and_names_with_slashes_and_spaces(store: Store) -> None:

@@ -588,16 +588,18 @@ def _flavors(path: Path) -> list[str]:
 
 
 def _point(line: bytes) -> tuple[float, int | None, float] | None:
-    """(time in seconds, step, value) of a metric line "<ms> <value> [<step>]", or None."""
+    """(time in seconds, step, value) of a metric line "<ms> <value> [<step>]", or None.
+    MLflow 3 may add the model id and the dataset's name and digest after the step
+    (autolog's training metrics: "<ms> <value> <step> dataset 5cba2f89"): they are ignored."""
     if len(line) > MAX_LINE:
         return None
     parts = line.split()
-    if len(parts) not in (2, 3):
+    if not 2 <= len(parts) <= 6:
         return None
     try:
         when = int(parts[0]) / 1000
         value = float(parts[1])
-        step = int(parts[2]) if len(parts) == 3 else 0
+        step = int(parts[2]) if len(parts) >= 3 else 0
     except (ValueError, OverflowError):
         return None
     return when, step, value
