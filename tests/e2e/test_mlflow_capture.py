@@ -366,9 +366,10 @@ def test_nan_odd_names_many_points_and_a_big_artifact(cli: CLI, tmp_path: Path) 
         assert run["params"] == {"optimizer/name": "adam w"}
         by_name: dict[str, list] = {}
         for p in points(cli, "run.bad"):
-            by_name.setdefault(p["name"], []).append((p["step"], p["value"]))
-        assert by_name["nan metric"] == [(0, None)]
-        assert by_name["inf metric"] == [(1, None), (2, None)]
+            by_name.setdefault(p["name"], []).append((p["step"], p["value"], p.get("nonfinite")))
+        # Kept in the state as what they were (the export sends them as such).
+        assert by_name["nan metric"] == [(0, None, "nan")]
+        assert by_name["inf metric"] == [(1, None, "inf"), (2, None, "-inf")]
         assert len(by_name["many points"]) == 100_000
 
         # The artifact was moved inside the run's folder, not copied there.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -41,6 +42,8 @@ for step in range(2500):  # more points than one MLflow call takes (1000)
     log_metric("loss", 1.0 / (step + 1), step=step)
 log_metric("acc/top 1", 0.5, step=7)
 log_metric("bad?name", 1.0)
+log_metric("diverged", float("nan"), step=0)
+log_metric("diverged", float("-inf"), step=1)
 out = Path(os.environ["TRAINFORM_OUTPUT_DIR"])
 (out / "model.txt").write_text("weights")
 (out / "sub dir").mkdir()
@@ -100,7 +103,7 @@ def test_a_run_is_exported_whole_and_a_second_export_adds_nothing(
     run = applied(cli, experiment)
     result = ok(cli("runs", "export", "--mlflow", mlflow_server.uri, "run.train"))
     assert f"{run['id']}: exported (" in result.out, result.out
-    assert "122 params, 2501 metric points, 2 output file(s)" in result.out, result.out
+    assert "122 params, 2503 metric points, 2 output file(s)" in result.out, result.out
     assert "metric 'bad?name' not exported: MLflow takes only letters" in result.out
     assert "output 'link' not exported: not a regular file" in result.out
     assert "output 'hash#.txt' not exported: MLflow takes no '#' in paths" in result.out
@@ -116,6 +119,10 @@ def test_a_run_is_exported_whole_and_a_second_export_adds_nothing(
     assert [value for _, value, _ in loss] == pytest.approx([1 / (s + 1) for s in range(2500)])
     assert [[s, v] for s, v, _ in got["metrics"]["acc/top 1"]] == [[7, 0.5]]
     assert "bad?name" not in got["metrics"]
+    # Non-finite points arrive as what they were (the state keeps what they were).
+    diverged = got["metrics"]["diverged"]
+    assert [s for s, _, _ in diverged] == [0, 1] and math.isnan(diverged[0][1])
+    assert diverged[1][1] == -sys.float_info.max  # how MLflow's SQL store keeps -inf
     assert got["start"] <= loss[0][2] <= loss[-1][2] <= got["end"]
 
     tags = got["tags"]

@@ -79,6 +79,7 @@ def fill(s: StateStore) -> None:
             {"name": "loss", "step": 1, "value": 0.5, "time": 1.5},
             {"name": "loss", "step": 2, "value": 0.25, "time": 2.5},
             {"name": "acc", "step": None, "value": 1, "time": 3.0, "source": "regex"},
+            {"name": "loss", "step": 3, "value": None, "time": 3.5, "nonfinite": "nan"},
         ],
     )
     s.put_sweep(
@@ -124,7 +125,9 @@ def test_run_history_metrics_and_sweeps(store: StateStore) -> None:
         ("acc", None, 1.0),
         ("loss", 1, 0.5),
         ("loss", 2, 0.25),
+        ("loss", 3, None),
     ]
+    assert [m.get("nonfinite") for m in store.metrics("r1")] == [None, None, None, "nan"]
     assert store.sweeps()[0]["record"] == {"trials": [1, 2]}
     (h,) = store.history()
     assert h["outcome"] == "ok" and h["serial"] == store.lineage_serial()[1]
@@ -214,7 +217,7 @@ def test_copy_all_moves_everything_and_verifies_it(
         "resources": 3,
         "outputs": 1,
         "runs": 1,
-        "run_metrics": 3,
+        "run_metrics": 4,
         "sweeps": 1,
         "apply_history": 1,
         "state_versions": 2,

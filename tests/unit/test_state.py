@@ -93,6 +93,26 @@ def test_migrations_create_the_current_schema_from_nothing(db: Path) -> None:
     assert {*V1_TABLES, "runs"} <= tables(db)
 
 
+def test_a_schema_5_state_gains_the_nonfinite_column_and_keeps_its_points(db: Path) -> None:
+    s = SQLiteStateStore(db)
+    s.put_metrics("r1", [{"name": "loss", "step": 0, "value": 0.5, "time": 1.0}])
+    s.close()
+    with sqlite3.connect(db) as conn:  # as trainform 0.1 with schema 5 left it
+        conn.execute("ALTER TABLE run_metrics DROP COLUMN nonfinite")
+        conn.execute("UPDATE meta SET value='5' WHERE key='schema_version'")
+    conn.close()
+    s = SQLiteStateStore(db)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.metrics("r1") == [
+            {"name": "loss", "step": 0, "value": 0.5, "time": 1.0, "source": "client"}
+        ]
+        s.put_metrics("r1", [{"name": "loss", "step": 1, "value": None, "nonfinite": "inf"}])
+        assert s.metrics("r1")[0]["nonfinite"] == "inf"
+    finally:
+        s.close()
+
+
 def test_reopening_keeps_data_and_version(db: Path) -> None:
     s = SQLiteStateStore(db)
     s.put_resource(resource())

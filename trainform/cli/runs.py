@@ -541,7 +541,7 @@ def _follow_metrics(ctx: click.Context, store: Any, run: dict[str, Any], as_json
                 click.echo(json.dumps({"kind": "metric", **p}))
             else:
                 value = p["value"]
-                shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+                shown = f"{value:.6g}" if value is not None else p.get("nonfinite", "(none)")
                 step = "" if p.get("step") is None else f" (step {p['step']})"
                 click.echo(neutralise(f"{p['name']} = {shown}{step}"))
 

@@ -50,16 +50,41 @@ def parse_stream(lines: Iterable[str]) -> dict[str, Any]:
                     }
                 )
         elif kind == "metric":
-            points.append(
-                {
-                    "name": rec["name"],
-                    "step": rec.get("step"),
-                    "value": rec.get("value"),
-                    "time": rec.get("time"),
-                    "source": rec.get("source", "client"),
-                }
-            )
+            points.append(_point(rec))
     return {"points": points, "params": params, "logged_tags": tags, "models": models}
+
+
+_NONFINITE = ("nan", "inf", "-inf")
+
+
+def _point(rec: dict[str, Any]) -> dict[str, Any]:
+    """A metric line as a point whose fields have the types the state's columns hold
+    (whatever a script wrote: a value that is not a finite number is None, with
+    ``nonfinite`` when the line says which non-finite number it was)."""
+    step = rec.get("step")
+    point: dict[str, Any] = {
+        "name": rec["name"],
+        "step": step
+        if isinstance(step, int) and not isinstance(step, bool) and -(2**63) <= step < 2**63
+        else None,
+        "value": _finite(rec.get("value")),
+        "time": _finite(rec.get("time")),
+        "source": str(rec.get("source", "client")),
+    }
+    if point["value"] is None and rec.get("nonfinite") in _NONFINITE:
+        point["nonfinite"] = rec["nonfinite"]
+    return point
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (not a number, not finite, too big)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_points(lines: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

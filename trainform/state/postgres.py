@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMA = "trainform"
 DEFAULT_WORKSPACE = "default"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 2
 
 # ---------------------------------------------------------------------- connection strings
 
@@ -266,7 +266,10 @@ _WORKSPACE_TABLES = [
         command text, plan_digest text, state text)""",
 ]
 # PG_MIGRATIONS[v] takes a workspace schema from version v to v + 1.
-PG_MIGRATIONS: list[list[str]] = [_WORKSPACE_TABLES]
+PG_MIGRATIONS: list[list[str]] = [
+    _WORKSPACE_TABLES,
+    ["ALTER TABLE {s}.run_metrics ADD COLUMN IF NOT EXISTS nonfinite text"],
+]
 
 
 def _psycopg() -> Any:

@@ -130,12 +130,17 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    db.execute("ALTER TABLE run_metrics ADD COLUMN nonfinite TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 ]
 
 

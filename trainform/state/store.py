@@ -38,7 +38,7 @@ from trainform.state.locking import current_user, hostname
 if TYPE_CHECKING:
     pass
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STATE_FORMAT_VERSION = "1"  # export_state's document
 T = TypeVar("T")
 
@@ -117,7 +117,11 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         ),
         "id",
     ),
-    "run_metrics": (("run_id", "name", "step", "value", "time", "source"), "run_id, name, rowid"),
+    # nonfinite ("nan", "inf", "-inf") says what a point whose value is null was.
+    "run_metrics": (
+        ("run_id", "name", "step", "value", "time", "source", "nonfinite"),
+        "run_id, name, rowid",
+    ),
     "sweeps": (
         ("id", "address", "status", "fingerprint", "created", "finished", "record"),
         "id",
@@ -518,8 +522,8 @@ class StateStore:
         with self._record():
             self.execute("DELETE FROM run_metrics WHERE run_id=?", [run_id])
             self._executemany(
-                "INSERT INTO run_metrics (run_id, name, step, value, time, source) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO run_metrics (run_id, name, step, value, time, source, nonfinite) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         run_id,
@@ -528,6 +532,7 @@ class StateStore:
                         p.get("value"),
                         p.get("time"),
                         p.get("source", "client"),
+                        p.get("nonfinite"),
                     )
                     for p in points
                 ],
@@ -537,12 +542,17 @@ class StateStore:
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         if not self._exists():
             return []
+        """A run's metric points, by name, in the order they were written; a non-finite one
+        has value None and ``nonfinite`` ("nan", "inf" or "-inf")."""
         rows = self.execute(
-            "SELECT name, step, value, time, source FROM run_metrics WHERE run_id=? "
+            "SELECT name, step, value, time, source, nonfinite FROM run_metrics WHERE run_id=? "
             "ORDER BY name, rowid",
             [run_id],
         ).fetchall()
-        return [dict(zip(("name", "step", "value", "time", "source"), r)) for r in rows]
+        keys = ("name", "step", "value", "time", "source")
+        return [
+            {**dict(zip(keys, r[:-1])), **({"nonfinite": r[-1]} if r[-1] else {})} for r in rows
+        ]
 
     @_translate
     def begin_apply(self, command: str) -> int:
@@ -772,7 +782,9 @@ class StateStore:
                     self._executemany(
                         f"INSERT INTO {table} ({', '.join(cols)}) "
                         f"VALUES ({', '.join('?' for _ in cols)})",
-                        [tuple(r) for r in rows],
+                        # rows copied by an older trainform lack the newer columns, which
+                        # are added at the end of a table's list
+                        [tuple(r) + (None,) * (len(cols) - len(r)) for r in rows],
                     )
             self._after_copy()
             wanted, got = digest_contents(contents), digest_contents(self._read_contents())
