@@ -819,3 +819,34 @@ def test_hyperdrive_names_without_dashes_reach_the_script_as_flags(
         # Bare names as --NAME, names with dashes as written, in the file's order.
         assert argv == ["--learning_rate", lr, "--momentum", "0.9", "-b", "4"], argv
     assert s["record"]["best"]["params"]["learning_rate"] == 0.001, s["record"]["best"]
+
+
+HOSTILE_REPORTS = """\
+import os
+with open(os.environ["TRAINFORM_METRICS_FILE"], "a") as f:
+    f.write('[1]\\n7\\n"text"\\n{"kind": "metric", "name": "accuracy", "value": "0.99"}\\n')
+    f.write('{"kind": "metric", "name": "accuracy", "value": true, "step": 1}\\n')
+    f.write('{"kind": "metric", "name": "accuracy", "value": [0.99]}\\n')
+"""
+
+
+def test_a_trial_writing_what_is_not_a_report_into_its_metrics_file_is_judged_by_its_reports(
+    sweeps: Sweeps,
+) -> None:
+    """Lines that are JSON but not a metric record (a list, a number, a value that is text or
+    a bool) are not reports; the controller neither crashes on them nor counts them."""
+    sweeps.config(
+        "grid",
+        '  sampling {\n    algorithm = "grid"\n  }\n'
+        '  parameter "lr" {\n    distribution = "choice"\n'
+        "    values       = [0.1, 0.01]\n  }\n"
+        f"{OBJECTIVE}"
+        "  limits {\n    max_total_runs      = 10\n    max_concurrent_runs = 2\n  }\n",
+        epochs=3,
+    )
+    sweeps.cli.write("src/train.py", HOSTILE_REPORTS + TRAIN)
+    ok(sweeps.cli("apply", "-auto-approve", timeout=120))
+    s = sweeps.show("grid")
+    assert s["status"] == "completed", s
+    assert s["record"]["best"]["params"] == {"lr": 0.01}, s["record"]["best"]
+    assert s["record"]["best"]["best"] < 0.9, s["record"]["best"]

@@ -10,7 +10,6 @@ the controller's pid: if the controller dies, even by SIGKILL, its trials cancel
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import signal
@@ -29,12 +28,16 @@ from trainform.providers.base import TERMINAL, ProviderContext
 from trainform.providers.registry import Providers
 from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run, stamp
-from trainform.runs.results import read_points
+from trainform.runs.results import parse_points, read_points
 from trainform.runs.spec import argument_string
 from trainform.state.backend import open_location
 from trainform.state.store import StateStore
 
 TICK_SECONDS = 0.2
+# A trial's metrics stream is the script's to write: a longer unfinished line is dropped, and
+# the names remembered (to say which metrics a trial did report) are bounded.
+MAX_REPORT_LINE = 1 << 20
+MAX_METRIC_NAMES = 1000
 # Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
 FAILED = ("failed", "timed_out", "lost")
 _MARKER = re.compile(re.escape(PARAM_MARK) + "(.*?)\x00", re.DOTALL)
@@ -307,24 +310,19 @@ class Controller:
         if not data:
             return False
         *lines, trial.partial = (trial.partial + data).split(b"\n")
+        if len(trial.partial) > MAX_REPORT_LINE:  # no line is that long: not a report
+            trial.partial = b""
+        points, _ = parse_points(line.decode("utf-8", "replace") for line in lines)
         new = False
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+        for point in points:
+            if len(trial.metric_names) < MAX_METRIC_NAMES:
+                trial.metric_names.add(point["name"][:100])
+            if point["name"] != self.metric or point["value"] is None:
                 continue
-            if rec.get("kind", "metric") != "metric":
-                continue
-            if isinstance(rec.get("name"), str):
-                trial.metric_names.add(rec["name"][:100])
-            if rec.get("name") != self.metric:
-                continue
-            value = rec.get("value")
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                continue
-            step = rec.get("step")
-            interval = int(step) if isinstance(step, int) else len(trial.reports) + 1
-            trial.reports.append((interval, float(value)))
+            step = point["step"]
+            trial.reports.append(
+                (step if step is not None else len(trial.reports) + 1, point["value"])
+            )
             new = True
         return new
 
