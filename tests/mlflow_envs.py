@@ -6,7 +6,8 @@
   client reading back, scikit-learn for autolog);
 - ``.venv-mlflow3-skinny``: mlflow-skinny 3.x alone (its default store needs sqlalchemy, which
   it lacks: the case trainform must handle without the user setting anything);
-- ``.venv-azureml``: azureml-core 1.x (``Run.get_context()`` offline).
+- ``.venv-azureml``: azureml-core 1.x (``Run.get_context()`` offline), with numpy < 1.24 and
+  scikit-learn for Azure ML's own samples (tests/azureml_samples).
 
 Runs use them as user-managed interpreters (``environment { python = ... user_managed = true }``).
 A missing one skips the test locally and fails it under CI=true.
