@@ -455,3 +455,19 @@ def test_the_readme_export_commands_verbatim(tmp_path: Path, mlflow_server: Trac
     ]
     assert len(mine) == 1, mine
     assert mine[0]["params"] and mine[0]["metrics"]["loss"], mine[0]
+
+
+def test_a_run_recorded_by_runs_wait_warns_when_its_continuous_export_fails(cli: CLI) -> None:
+    """The runs commands that record a run's end (wait, cancel, logs --follow, metrics
+    --follow) say so too when its continuous export failed, as apply does."""
+    down = f"http://127.0.0.1:{free_port()}"
+    cli.write("src/train.py", SMALL)
+    hcl = config(experiment_name(), workspace=f'  mlflow_tracking_uri = "{down}"\n')
+    cli.write(
+        "main.train.hcl",
+        hcl.replace('  source_dir = "src"\n', '  source_dir = "src"\n  wait       = false\n'),
+    )
+    ok(cli("apply", "-auto-approve"))
+    waited = ok(cli("runs", "wait", "run.train"))
+    assert "run.train: warning: run train-" in waited.err, waited.all
+    assert f"was not exported to MLflow (MLflow server {down}: cannot be reached" in waited.err

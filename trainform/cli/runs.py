@@ -55,10 +55,27 @@ def _runs_at(store: Any, address: str | None) -> list[dict[str, Any]]:
     return [r for r in store.runs() if selects(address, r["address"])]
 
 
+def _record(
+    ctx: click.Context,
+    store: Any,
+    run: dict[str, Any],
+    computed: dict[str, Any],
+    results: dict[str, Any] | None,
+) -> None:
+    """Record how a run stands (with its results once it ended), showing on stderr what
+    went wrong on the way that did not stop it (a continuous export that failed)."""
+    from rich.markup import escape
+
+    from trainform.runs.history import record_run
+
+    for warning in record_run(store, run["address"], run["workspace"], computed, results):
+        print_lines(ctx, f"[yellow]{run['address']}: warning: {escape(warning)}[/yellow]", True)
+
+
 def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, Any]:
     """Bring a run's history row up to date from its target (collecting it if it ended)."""
     from trainform.providers.base import TERMINAL
-    from trainform.runs.history import record_run, run_computed
+    from trainform.runs.history import run_computed
 
     if run["status"] in TERMINAL and run["record"].get("outputs_path"):
         return run
@@ -66,7 +83,7 @@ def _refresh(ctx: click.Context, store: Any, run: dict[str, Any]) -> dict[str, A
     computed = run_computed(run)
     computed.update(provider.status_of(computed))
     results = provider.collect(computed) if computed.get("status") in TERMINAL else None
-    record_run(store, run["address"], run["workspace"], computed, results)
+    _record(ctx, store, run, computed, results)
     return _find_run(store, run["id"])
 
 
@@ -91,7 +108,7 @@ def _duration(run: dict[str, Any]) -> str:
 
 @click.group()
 def runs() -> None:
-    """Run history: list, show, logs, metrics, cancel, wait, outputs."""
+    """Run history: list, show, logs, metrics, compare, export, cancel, wait, outputs."""
 
 
 @runs.command("list")
@@ -373,7 +390,7 @@ def _follow(
     """Follow a run to its end, showing with ``show`` (None: not at all) the log lines of
     its nodes of rank ``ranks`` (default: every node), or passing their bytes to ``raw``,
     then record how it ended."""
-    from trainform.runs.history import record_run, run_computed
+    from trainform.runs.history import run_computed
     from trainform.runs.watch import follow
 
     provider = open_providers(ctx, store).get("run")
@@ -392,7 +409,7 @@ def _follow(
         from_start=True,
         raw=raw,
     )
-    record_run(store, run["address"], run["workspace"], computed, results)
+    _record(ctx, store, run, computed, results)
     return _find_run(store, run["id"])
 
 
@@ -429,7 +446,7 @@ def runs_wait(ctx: click.Context, run: str, quiet: bool) -> None:
 def runs_cancel(ctx: click.Context, run: str) -> None:
     """Stop a run and everything it started."""
     from trainform.providers.base import TERMINAL
-    from trainform.runs.history import record_run, run_computed
+    from trainform.runs.history import run_computed
 
     with error_boundary(ctx):
         store = open_store(ctx)
@@ -441,7 +458,7 @@ def runs_cancel(ctx: click.Context, run: str) -> None:
         computed = run_computed(r)
         computed.update(provider.stop(computed, 30))
         results = provider.collect(computed) if computed.get("status") in TERMINAL else None
-        record_run(store, r["address"], r["workspace"], computed, results)
+        _record(ctx, store, r, computed, results)
         print_lines(ctx, f"{r['id']}: {status_text(str(computed.get('status')))}")
 
 
@@ -525,7 +542,7 @@ def _follow_metrics(ctx: click.Context, store: Any, run: dict[str, Any], as_json
     import time
 
     from trainform.providers.base import TERMINAL
-    from trainform.runs.history import record_run, run_computed
+    from trainform.runs.history import run_computed
     from trainform.runs.metrics_stream import MetricsStream
     from trainform.runs.watch import POLL_SECONDS, neutralise
 
@@ -558,7 +575,7 @@ def _follow_metrics(ctx: click.Context, store: Any, run: dict[str, Any], as_json
         if computed.get("status") in TERMINAL:
             break
         time.sleep(POLL_SECONDS)
-    record_run(store, run["address"], run["workspace"], computed, provider.collect(computed))
+    _record(ctx, store, run, computed, provider.collect(computed))
 
 
 @runs.command("outputs")
