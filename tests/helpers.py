@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,21 @@ def base_env() -> dict[str, str]:
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "200"
     return env
+
+
+def applied_quickstart(tmp_path: Path) -> CLI:
+    """The quick-start example copied to ``tmp_path/examples/quickstart`` (where the README's
+    commands run it from ``tmp_path``), initialised and applied; the CLI there, with this
+    Python's `trainform` first on PATH for the README's shell blocks."""
+    example = tmp_path / "examples" / "quickstart"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples" / "quickstart", example)
+    shutil.rmtree(example / ".trainform", ignore_errors=True)
+    env = base_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    cli = CLI(example, env)
+    ok(cli("init"))
+    ok(cli("apply", "-auto-approve"))
+    return cli
 
 
 def ok(result: R, code: int = 0) -> R:

@@ -7,17 +7,12 @@ quick-start example, verbatim."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import CLI, base_env, block_after, failed, ok
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+from helpers import CLI, applied_quickstart, base_env, block_after, failed, ok
 
 CONFIG = """\
 variable "lr" {
@@ -192,14 +187,8 @@ def test_compare_the_trials_of_a_sweep(cli: CLI) -> None:
 
 def test_readme_compare_commands_run_verbatim(tmp_path: Path) -> None:
     """The README's `runs compare` sequence, after the quick start (init and apply)."""
-    example = tmp_path / "examples" / "quickstart"
-    shutil.copytree(QUICKSTART, example)
-    shutil.rmtree(example / ".trainform", ignore_errors=True)
-    env = base_env()
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    cli = CLI(example, env)
-    ok(cli("init"))
-    ok(cli("apply", "-auto-approve"))
+    cli = applied_quickstart(tmp_path)
+    env = cli.env
     script = block_after("**Comparing runs.**", "sh")
     proc = subprocess.run(
         ["sh", "-c", "set -e\n" + script],

@@ -15,19 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from helpers import CLI, README, base_env, block_after, failed, ok
+from helpers import CLI, README, applied_quickstart, block_after, failed, ok
 from mlflow_envs import interpreter
 from mlflow_server import AuthProxy, TrackingServer, free_port
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
 TRAIN = """\
 import os
@@ -427,14 +423,8 @@ def test_the_readme_workspace_block_is_valid(cli: CLI) -> None:
 def test_the_readme_export_commands_verbatim(tmp_path: Path, mlflow_server: TrackingServer) -> None:
     """The README's `runs export` commands, after the quick start (init and apply), with
     MLFLOW_TRACKING_URI naming the test's server."""
-    example = tmp_path / "examples" / "quickstart"
-    shutil.copytree(QUICKSTART, example)
-    shutil.rmtree(example / ".trainform", ignore_errors=True)
-    env = base_env()
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    cli = CLI(example, env)
-    ok(cli("init"))
-    ok(cli("apply", "-auto-approve"))
+    cli = applied_quickstart(tmp_path)
+    env = cli.env
     run_id = json.loads(ok(cli("runs", "show", "run.train", "--json")).out)["id"]
     script = block_after("### Exporting runs to MLflow", "sh")
     proc = subprocess.run(
