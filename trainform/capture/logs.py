@@ -398,27 +398,30 @@ class AzureMLOffline(Source):
 
     # -- files
 
-    def _upload(self, name: str, path: str) -> None:
+    def _existing(
+        self, name: str, path: str, is_kind: Callable[[str], bool], kind: str
+    ) -> str | None:
+        """The source of upload ``name`` (:meth:`_source`) if it is ``kind``; else None,
+        with one note."""
         source = self._source(path, name)
-        if source is None:
-            return
-        if not os.path.isfile(source):
+        if source is not None and not is_kind(source):
             self._once(
-                f"file:{name}", f"Azure ML upload {_clip(name)}: {_clip(path)} is not a file"
+                f"file:{name}", f"Azure ML upload {_clip(name)}: {_clip(path)} is not {kind}"
             )
+            return None
+        return source
+
+    def _upload(self, name: str, path: str) -> None:
+        source = self._existing(name, path, os.path.isfile, "a file")
+        if source is None:
             return
         target = self._target(name)
         if target is not None:
             self._copy(source, target, name)
 
     def _upload_folder(self, name: str, path: str) -> None:
-        source = self._source(path, name)
+        source = self._existing(name, path, os.path.isdir, "a folder")
         if source is None:
-            return
-        if not os.path.isdir(source):
-            self._once(
-                f"file:{name}", f"Azure ML upload {_clip(name)}: {_clip(path)} is not a folder"
-            )
             return
         copied = 0
         for folder, dirs, files in os.walk(source):  # never follows links to folders
