@@ -33,6 +33,7 @@ Standard library only, Python >= 3.8: this runs on targets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -151,9 +152,21 @@ print(json.dumps(found))
 """
 
 
-def detect(python: str, env: dict[str, str], cwd: Path) -> dict[str, str | None]:
+def detect(
+    python: str, env: dict[str, str], cwd: Path, cache: Path | None = None
+) -> dict[str, str | None]:
     """Versions of mlflow, mlflow-skinny and azureml-core in the run's environment, asked of
-    its own interpreter (``python`` with the run's ``env``); nothing found when it cannot say."""
+    its own interpreter (``python`` with the run's ``env``); nothing found when it cannot say.
+    With ``cache`` (a file in a virtualenv trainform built, whose packages never change), the
+    answer is kept there and reused while PYTHONPATH is the same: no interpreter to start."""
+    key = env.get("PYTHONPATH", "")
+    if cache is not None:
+        try:
+            kept = json.loads(cache.read_text(encoding="utf-8"))
+            if kept.get("pythonpath") == key and isinstance(kept.get("found"), dict):
+                return _versions(kept["found"])
+        except (OSError, ValueError, AttributeError):
+            pass
     try:
         out = subprocess.run(
             [python, "-c", _DETECT],
@@ -170,6 +183,19 @@ def detect(python: str, env: dict[str, str], cwd: Path) -> dict[str, str | None]
         return {}
     if not isinstance(found, dict):
         return {}
+    versions = _versions(found)
+    if cache is not None:
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}")
+        try:
+            partial.write_text(json.dumps({"pythonpath": key, "found": versions}))
+            os.replace(partial, cache)
+        except OSError:  # a read-only environment: ask again next time
+            with contextlib.suppress(OSError):
+                partial.unlink()
+    return versions
+
+
+def _versions(found: dict[Any, Any]) -> dict[str, str | None]:
     return {str(k): v if isinstance(v, str) else None for k, v in found.items()}
 
 
@@ -178,6 +204,7 @@ def sources(
     run_dir: Path,
     python: str,
     env: dict[str, str],
+    detect_cache: Path | None,
     cwd: Path,
     outputs: Path,
     experiment: str,
@@ -187,14 +214,15 @@ def sources(
 ) -> list[Source]:
     """The capture sources of a run, its environment variables set for them (``env`` is
     changed in place: MLflow pointed at a store in ``run_dir``). ``patterns`` are the spec's
-    ``metrics`` (already checked by :func:`trainform.capture.logs.compile_patterns`).
+    ``metrics`` (already checked by :func:`trainform.capture.logs.compile_patterns`);
+    ``detect_cache`` is where :func:`detect` may keep its answer.
     ``note`` writes one line into the run's log."""
     from trainform.capture import logs, mlflow
 
     found: list[Source] = []
     if patterns:
         found.append(logs.LogPatterns(Stream(stream_path), patterns))
-    versions = detect(python, env, cwd)
+    versions = detect(python, env, cwd, detect_cache)
     mlflow_version = versions.get("mlflow") or versions.get("mlflow-skinny")
     if mlflow_version:
         store = mlflow.setup(

@@ -84,6 +84,7 @@ STATUS_FILE = "status.json"
 OUTPUT_LOG = "output.log"
 LAUNCHER_LOG = "launcher.log"
 METRICS_FILE = "metrics.jsonl"
+CAPTURE_CACHE = "trainform-capture.json"  # in a built virtualenv: the logging libraries it has
 SRC_DIR = "src"
 SECRET_DIR = "secret"  # RUN_DIR/secret/env.json, see take_secrets
 SECRET_FILE = "env.json"
@@ -1502,6 +1503,10 @@ class _Launch:
             run_dir=self.run_dir,
             python=python,
             env=env,
+            # a virtualenv built here never changes: what it holds is asked once
+            detect_cache=Path(python).parent.parent / CAPTURE_CACHE
+            if how in ("built", "reused")
+            else None,
             cwd=src,
             outputs=outputs,
             experiment=env["TRAINFORM_EXPERIMENT"],
