@@ -28,15 +28,15 @@ from trainform.providers.base import TERMINAL, ProviderContext
 from trainform.providers.registry import Providers
 from trainform.providers.run import RunProvider
 from trainform.runs.history import record_run, stamp
-from trainform.runs.results import parse_points, read_points
+from trainform.runs.metrics_stream import MetricsStream
+from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
 from trainform.state.backend import open_location
 from trainform.state.store import StateStore
 
 TICK_SECONDS = 0.2
-# A trial's metrics stream is the script's to write: a longer unfinished line is dropped, and
-# the names remembered (to say which metrics a trial did report) are bounded.
-MAX_REPORT_LINE = 1 << 20
+# The names a trial reported, remembered to say which metrics it did report: bounded, as the
+# stream is the script's to write.
 MAX_METRIC_NAMES = 1000
 # Trial statuses that count as failures; "canceled" and "stopped" are the sweep's own doing.
 FAILED = ("failed", "timed_out", "lost")
@@ -48,9 +48,8 @@ class Trial:
     index: int
     params: dict[str, Any]
     computed: dict[str, Any]
+    stream: MetricsStream
     reports: list[tuple[int, float]] = field(default_factory=list)
-    metrics_offset: int = 0
-    partial: bytes = b""
     status: str = "queued"
     stopped: str = ""  # why the policy stopped it
     failure: str = ""  # why it failed: its status, message and last log line
@@ -299,20 +298,14 @@ class Controller:
         address = f"{self.spec['address']}[{index}]"
         computed = self.runs.submit_run(address, desired, {"watch_pid": os.getpid()})
         computed["sweep_id"] = self.spec["sweep_id"]
-        trial = Trial(index, params, computed, status="queued")
+        trial = Trial(index, params, computed, MetricsStream(self.runs, computed), status="queued")
         record_run(self.store, address, self.spec["workspace_address"], computed)
         self.on_event("trial", f"trial {index} started as {trial.run_id} with {_fmt(params)}")
         return trial
 
     def _read_reports(self, trial: Trial) -> bool:
         """New primary-metric reports of a trial; True if there were any."""
-        data, trial.metrics_offset = self.runs.read_metrics(trial.computed, trial.metrics_offset)
-        if not data:
-            return False
-        *lines, trial.partial = (trial.partial + data).split(b"\n")
-        if len(trial.partial) > MAX_REPORT_LINE:  # no line is that long: not a report
-            trial.partial = b""
-        points, _ = parse_points(line.decode("utf-8", "replace") for line in lines)
+        points, _ = trial.stream.read()
         new = False
         for point in points:
             if len(trial.metric_names) < MAX_METRIC_NAMES:
