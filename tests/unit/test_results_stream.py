@@ -5,8 +5,9 @@ refuses a string in a double precision column), and a non-finite point says what
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from trainform.runs.results import parse_stream
+from trainform.runs.results import MAX_LINE, parse_stream, read_stream
 
 
 def test_points_get_the_column_types_whatever_the_script_wrote() -> None:
@@ -29,3 +30,20 @@ def test_points_get_the_column_types_whatever_the_script_wrote() -> None:
     assert got["huge"]["step"] is None and got["flag"]["step"] is None
     assert got["list"]["source"] == "['x']"
     assert got["nan"]["nonfinite"] == "nan" and got["nan"]["value"] is None
+
+
+def test_a_collected_stream_is_read_a_line_at_a_time_and_an_overlong_line_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """A metrics.jsonl from the target with a line past MAX_LINE (valid JSON, a 3 MiB name):
+    that line is dropped whole, the lines around it are read."""
+    path = tmp_path / "metrics.jsonl"
+    line = {"kind": "metric", "name": "loss", "value": 0.5, "step": 0}
+    with path.open("w") as fh:
+        fh.write(json.dumps(line) + "\n")
+        fh.write(json.dumps({**line, "name": "x" * (3 * MAX_LINE)}) + "\n")
+        fh.write(json.dumps({**line, "step": 1}) + "\n")
+        fh.write(json.dumps({**line, "step": 2}))  # no end: a script killed mid-write
+    points = read_stream(path)["points"]
+    assert [(p["name"], p["step"]) for p in points] == [("loss", 0), ("loss", 1), ("loss", 2)]
+    assert read_stream(tmp_path / "missing.jsonl")["points"] == []

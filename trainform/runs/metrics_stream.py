@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainform.runs.results import parse_points
+from trainform.runs.results import MAX_LINE, parse_points
 
-# The stream comes from the target and is not trusted: a line that has not ended after
-# MAX_LINE bytes is dropped whole (a metric line is far shorter), and one call reads at most
-# READ_BUDGET bytes (the next call goes on from there).
-MAX_LINE = 1 << 20
+# A line longer than MAX_LINE is dropped whole; one call reads at most READ_BUDGET bytes (the
+# next call goes on from there).
 READ_BUDGET = 64 << 20
 
 

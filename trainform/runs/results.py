@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+# A metrics stream comes from the target and is not trusted: a line that has not ended after
+# MAX_LINE bytes is dropped whole (a metric line is far shorter).
+MAX_LINE = 1 << 20
 
 # Most tags and logged models kept of one run (a script may log any number).
 MAX_TAGS = 1000
@@ -94,12 +98,23 @@ def parse_points(lines: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, 
 
 
 def read_stream(path: Path) -> dict[str, Any]:
-    """:func:`parse_stream` of a metrics.jsonl file (nothing for a missing one)."""
+    """:func:`parse_stream` of a metrics.jsonl file (nothing for a missing one), read a line
+    at a time: the file came from the target, so a line longer than MAX_LINE is skipped
+    whole, never held."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with path.open("rb") as fh:
+            return parse_stream(_bounded_lines(fh))
     except OSError:
-        lines = []
-    return parse_stream(lines)
+        return parse_stream([])
+
+
+def _bounded_lines(fh: BinaryIO) -> Iterator[str]:
+    while line := fh.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            while line and not line.endswith(b"\n"):  # the rest of the long line
+                line = fh.readline(MAX_LINE + 1)
+            continue
+        yield line.decode("utf-8", "replace")
 
 
 def read_points(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
