@@ -61,9 +61,8 @@ def _lines(text: str, command: str) -> list[str]:
 
 
 def _fields(line: str, count: int, command: str, number: int) -> list[str]:
-    """``line`` split on ``|`` into exactly ``count`` fields. The last field takes any extra
-    ``|`` (a reason text is the only field that could hold one, so formats put it last where
-    they can; elsewhere an extra delimiter is an error)."""
+    """``line`` split on ``|`` into exactly ``count`` fields; any other count is an error
+    naming the line (see :func:`_reason_field` for a free-text last field)."""
     parts = line.split("|")
     if len(parts) != count:
         raise SlurmOutputError(
