@@ -1,0 +1,80 @@
+"""`compute { type = "slurm" }` through the real CLI on the real two-node Slurm test cluster
+(tests/slurm.py; no accounting storage, so finished jobs fall back to the launcher's
+status.json): a run completes with its log and metrics, and a partition that does not exist
+or is down is refused at plan time, naming it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import CLI, base_env, failed, ok
+from slurm import SlurmCluster
+
+SCRIPT = """\
+import os
+from trainform.tracking import log_metric
+
+print("hello from", os.environ["SLURM_JOB_ID"], flush=True)
+log_metric("loss", 0.25, step=1)
+"""
+
+
+def slurm_cli(tmp_path: Path, cluster: SlurmCluster, partition: str) -> CLI:
+    """A configuration with a slurm compute on `partition` and one run, its workdir in
+    `tmp_path` (pytest's folders are root's, as the test cluster's jobs are)."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    cli = CLI(folder, {**base_env(), "SLURM_CONF": str(cluster.conf)})
+    cli.write("src/train.py", SCRIPT)
+    cli.write(
+        "main.train.hcl",
+        'compute "hpc" {\n'
+        '  type      = "slurm"\n'
+        f'  partition = "{partition}"\n'
+        f'  workdir   = "{tmp_path / "shared"}"\n'
+        "}\n"
+        'run "train" {\n'
+        '  experiment = "hpc"\n'
+        "  compute    = compute.hpc\n"
+        '  source_dir = "src"\n'
+        '  script     = "train.py"\n'
+        "}\n",
+    )
+    return cli
+
+
+def test_a_run_on_slurm_completes_with_its_log_and_metrics(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
+    ok(cli("apply", "-auto-approve"))
+    shown = json.loads(ok(cli("runs", "show", "run.train", "--json")).out)
+    assert shown["status"] == "completed", shown
+    logs = ok(cli("runs", "logs", "run.train")).out
+    assert "hello from" in logs, logs
+    metrics = json.loads(ok(cli("runs", "metrics", "run.train", "--json")).out)
+    assert [(p["name"], p["value"], p["step"]) for p in metrics["points"]] == [("loss", 0.25, 1)], (
+        metrics
+    )
+    facts = json.loads(ok(cli("show", "-json")).out)
+    assert "debug" in json.dumps(facts), facts
+
+
+def test_a_partition_that_does_not_exist_is_refused_at_plan_time(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "nope")
+    failed(cli("plan"), "compute.hpc", "partition 'nope' does not exist", "debug")
+
+
+def test_a_partition_that_is_down_is_refused_at_plan_time(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "gpu")
+    slurm_cluster.run("scontrol", "update", "PartitionName=gpu", "State=DOWN")
+    try:
+        failed(cli("plan"), "compute.hpc", "partition 'gpu' is down")
+    finally:
+        slurm_cluster.run("scontrol", "update", "PartitionName=gpu", "State=UP")
+    ok(cli("plan"))
