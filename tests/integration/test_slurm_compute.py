@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import CLI, base_env, failed, ok
+import pytest
+from helpers import CLI, base_env, failed, ok, wait_until
 from slurm import SlurmCluster
 
 SCRIPT = """\
@@ -78,3 +79,51 @@ def test_a_partition_that_is_down_is_refused_at_plan_time(
     finally:
         slurm_cluster.run("scontrol", "update", "PartitionName=gpu", "State=UP")
     ok(cli("plan"))
+
+
+def test_a_run_waiting_for_nodes_shows_slurms_reason_and_cancels(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
+    # Both nodes taken: the run's job waits behind this one.
+    blocker = slurm_cluster.submit("-N2", "--exclusive", "--wrap", "sleep 300")
+    try:
+        ok(cli("apply", "-auto-approve", "--detach"))
+        shown = wait_until(
+            "the run's job pending with a reason",
+            lambda: (
+                (s := json.loads(ok(cli("runs", "show", "run.train", "--json")).out))["status"]
+                == "queued"
+                and "PENDING (" in str(s.get("message"))
+                and s
+            ),
+        )
+        message = shown["message"]
+        assert any(r in message for r in ("Priority", "Resources")), shown
+        ok(cli("runs", "cancel", "run.train"))
+        ok(cli("runs", "wait", "run.train"), code=1)
+        shown = json.loads(ok(cli("runs", "show", "run.train", "--json")).out)
+        assert shown["status"] == "canceled", shown
+        assert "CANCELLED" in shown["message"], shown
+    finally:
+        slurm_cluster.run("scancel", blocker, check=False)
+
+
+def test_a_job_slurm_has_forgotten_falls_back_to_status_json_and_says_so(
+    tmp_path: Path, slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainform.providers.base import ProviderContext
+    from trainform.providers.slurm import SlurmComputeProvider
+    from trainform.runs.launcher import write_status
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    provider = SlurmComputeProvider(ProviderContext(tmp_path, tmp_path / ".trainform"))
+    write_status(tmp_path, status="running")
+    # A job id slurmctld never had (as one it forgot after MinJobAge).
+    status = provider.status({"run_dir": str(tmp_path), "job_id": "999999"})
+    assert status["status"] == "lost", status
+    assert "accounting storage is disabled" in status["message"], status
+    write_status(tmp_path, status="completed", exit_code=0)
+    assert provider.status({"run_dir": str(tmp_path), "job_id": "999999"})["status"] == (
+        "completed"
+    )

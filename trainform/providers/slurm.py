@@ -346,12 +346,9 @@ class SlurmComputeProvider(Provider):
         status, message = cli.run_status(record)
         if status == "running" and recorded.get("status") == "running":
             return recorded
-        return {
-            **recorded,
-            "status": status,
-            "message": f"Slurm job {record.job_id}: "
-            + (f"{record.state} ({message})" if message else record.state),
-        }
+        if not message.startswith(record.state):  # run_status names some states itself
+            message = f"{record.state} ({message})" if message else record.state
+        return {**recorded, "status": status, "message": f"Slurm job {record.job_id}: {message}"}
 
     def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
         from trainform.providers.local import read_from
