@@ -127,3 +127,39 @@ def test_a_job_slurm_has_forgotten_falls_back_to_status_json_and_says_so(
     assert provider.status({"run_dir": str(tmp_path), "job_id": "999999"})["status"] == (
         "completed"
     )
+
+
+def test_max_duration_becomes_the_jobs_time_limit_and_the_launcher_times_the_run_out(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
+    cli.write("src/train.py", "import time\ntime.sleep(120)\n")
+    hcl = (cli.cwd / "main.train.hcl").read_text()
+    cli.write(
+        "main.train.hcl",
+        hcl.replace(
+            '  script     = "train.py"\n',
+            '  script     = "train.py"\n  max_duration = "2s"\n  grace_period = "1s"\n',
+        ),
+    )
+    ok(cli("apply", "-auto-approve"), code=1)
+    shown = json.loads(ok(cli("runs", "show", "run.train", "--json")).out)
+    assert shown["status"] == "timed_out", shown
+    (script,) = (tmp_path / "shared" / "runs").glob("*/job.sbatch")
+    # 2 s + 1 s grace + the 60 s margin: Slurm's limit is only the backstop.
+    assert "#SBATCH --time=0-00:01:03\n" in script.read_text(), script.read_text()
+
+
+def test_extra_sbatch_args_may_not_set_what_trainform_sets(
+    tmp_path: Path, slurm_cluster: SlurmCluster
+) -> None:
+    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
+    hcl = (cli.cwd / "main.train.hcl").read_text()
+    cli.write(
+        "main.train.hcl",
+        hcl.replace(
+            '  type      = "slurm"\n',
+            '  type      = "slurm"\n  extra_sbatch_args = ["--comment=ok", "--ti=5"]\n',
+        ),
+    )
+    failed(cli("plan"), "compute.hpc", "'--ti=5' sets --time")

@@ -122,6 +122,23 @@ def partition_problem(partitions: list[cli.Partition], wanted: str) -> str:
     return ""
 
 
+TIME_LIMIT_MARGIN = 60
+"""Seconds Slurm's ``--time`` allows beyond the run's ``max_duration`` and grace period: the
+launcher ends the run at its limit and records ``timed_out`` itself; Slurm's limit is the
+backstop should the launcher not stop it."""
+
+
+def slurm_time_limit(spec: dict[str, Any]) -> float | None:
+    """The ``--time`` of a run's job, in seconds, from its launcher spec (``None`` without
+    ``max_duration``: the partition's limit applies)."""
+    limit = spec.get("max_duration")
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+        return None
+    grace = spec.get("grace_seconds")
+    grace = grace if isinstance(grace, (int, float)) and not isinstance(grace, bool) else 0
+    return float(limit) + float(grace) + TIME_LIMIT_MARGIN
+
+
 def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
     """Copy the manifest's blobs that ``dest`` lacks from ``source`` (both laid out
     ``ab/cdef...``); each arrives whole (copied aside, then renamed). Returns how many were
@@ -262,6 +279,7 @@ class SlurmComputeProvider(Provider):
             account=str(compute.get("account") or ""),
             qos=str(compute.get("qos") or ""),
             constraint=str(compute.get("constraint") or ""),
+            max_duration=slurm_time_limit(request.spec),
         )
         try:
             run_dir.mkdir(parents=True)
