@@ -86,7 +86,9 @@ def test_a_run_waiting_for_nodes_shows_slurms_reason_and_cancels(
 ) -> None:
     cli = slurm_cli(tmp_path, slurm_cluster, "debug")
     # Both nodes taken: the run's job waits behind this one.
-    blocker = slurm_cluster.submit("-N2", "--exclusive", "--wrap", "sleep 300")
+    blocker = slurm_cluster.submit(
+        "-N2", "--exclusive", "--output=/dev/null", "--wrap", "sleep 300"
+    )
     try:
         ok(cli("apply", "-auto-approve", "--detach"))
         shown = wait_until(
