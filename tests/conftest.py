@@ -15,6 +15,7 @@ from helpers import CLI, base_env
 if TYPE_CHECKING:
     from mlflow_server import TrackingServer
     from postgres import PgServer
+    from slurm import SlurmCluster
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -84,6 +85,30 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real two-node Slurm cluster (munged, slurmctld, two slurmd) on free loopback ports in
+    a temporary folder, for the whole session (see tests/slurm.py); skipped without Slurm or
+    root, except under CI=true."""
+    from helpers import unavailable
+    from slurm import missing_programs, start_cluster
+
+    missing = missing_programs()
+    if missing:
+        unavailable(
+            f"Slurm is not installed ({', '.join(missing)} missing): run scripts/install-test-deps"
+        )
+    if os.geteuid() != 0:
+        unavailable("the Slurm test cluster runs its daemons as root: run the tests as root")
+    # In the system's temporary folder, not pytest's (mode 700): other local users' clients
+    # must reach slurm.conf and the munge socket.
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # mlflow-skinny on remote targets (an SSH login user's virtualenv, a derived image).

@@ -32,6 +32,7 @@ BUILTIN = {
     "sweep": "trainform.providers.sweep:SweepProvider",
     "ssh": "trainform.providers.ssh:SSHComputeProvider",
     "docker-cluster": "trainform.providers.docker_cluster:DockerClusterProvider",
+    "slurm": "trainform.providers.slurm:SlurmComputeProvider",
 }
 
 

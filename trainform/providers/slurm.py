@@ -1,0 +1,397 @@
+"""A Slurm cluster as a compute target (``compute "x" { type = "slurm" }``), through this
+machine's Slurm client (``sinfo``, ``sbatch``, ``squeue``, ``sacct``, ``scancel``; the cluster
+is the one ``SLURM_CONF`` or the default configuration names).
+
+A run is one batch job that runs the stdlib launcher every target runs. Its folder is on the
+shared file system (``workdir``), so the snapshot's blobs and the lib are copied there, and
+logs, metrics, status and outputs are read from there as for a local run. Slurm's own view of
+the job (``squeue`` while it is known to ``slurmctld``, then ``sacct``) decides the status
+until the launcher records an outcome in ``status.json``.
+
+Not yet: a ``login`` node over SSH, multi-node runs (``srun``), requeue attempts, account
+and QoS checks through ``sacctmgr``, the run's resource options as ``#SBATCH`` directives.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, ClassVar
+
+from trainform.config.schema import Attribute, BlockSchema
+from trainform.errors import ProviderError
+from trainform.providers import slurm_cli as cli
+from trainform.providers.base import (
+    RUNS,
+    TERMINAL,
+    Handle,
+    Observed,
+    PlanValues,
+    Provider,
+    ResourceState,
+    RunRequest,
+)
+
+COMMAND_TIMEOUT = 60  # seconds a Slurm client command may take (slurmctld may be busy)
+SCRIPT_NAME = "job.sbatch"
+SLURM_LOG = "slurm.out"  # the batch shell's own output (the launcher writes output.log)
+
+
+def run_command(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a Slurm client command (an argv, never a shell) and return its exit code, stdout
+    and stderr. Raises ProviderError naming the command when it cannot be started or does not
+    answer in time."""
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=COMMAND_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    except FileNotFoundError:
+        raise ProviderError(
+            f"{argv[0]} is not installed on this machine: install the Slurm client "
+            "(Debian: slurm-client) or set login",
+            command=argv[0],
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise ProviderError(
+            f"{shlex.join(argv)[:200]} did not answer within {COMMAND_TIMEOUT} s "
+            "(is slurmctld up?)",
+            command=argv[0],
+        ) from None
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def checked(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """A command's stdout; ProviderError with its stderr tail if it fails."""
+    code, out, err = run_command(argv, env)
+    if code != 0:
+        raise ProviderError(
+            f"{shlex.join(argv)[:200]} exited with {code}: {err.strip()[-500:]}",
+            command=argv[0],
+            exit_code=code,
+        )
+    return out
+
+
+def partition_facts(partition: cli.Partition) -> dict[str, Any]:
+    """What attach records about a partition (JSON-serialisable)."""
+    return {
+        "default": partition.default,
+        "state": partition.avail,
+        "nodes": partition.node_count,
+        "node_states": partition.states,
+        "cpus": partition.max_cpus,
+        "memory_mb": partition.max_memory_mb,
+        "gpus": partition.max_gpus,
+        "gres": sorted({g for group in partition.groups for g in group.gres}),
+        "time_limit": partition.time_limit,
+    }
+
+
+def partition_problem(partitions: list[cli.Partition], wanted: str) -> str:
+    """Why ``wanted`` (``""``: the default partition) cannot take jobs, or ``""``."""
+    names = [p.name for p in partitions]
+    if not wanted:
+        return (
+            ""
+            if any(p.default for p in partitions)
+            else (
+                "the cluster has no default partition: set partition "
+                f"(partitions: {', '.join(names) or 'none'})"
+            )
+        )
+    found = next((p for p in partitions if p.name == wanted), None)
+    if found is None:
+        return (
+            f"partition {wanted!r} does not exist on this Slurm cluster "
+            f"(partitions: {', '.join(names) or 'none'})"
+        )
+    if not found.up:
+        return f"partition {wanted!r} is {found.avail}, not up: it takes no jobs"
+    if not any(g.usable for g in found.groups):
+        return f"partition {wanted!r} has no usable node (node states: {found.states})"
+    return ""
+
+
+TIME_LIMIT_MARGIN = 60
+"""Seconds Slurm's ``--time`` allows beyond the run's ``max_duration`` and grace period: the
+launcher ends the run at its limit and records ``timed_out`` itself; Slurm's limit is the
+backstop should the launcher not stop it."""
+
+
+def slurm_time_limit(spec: dict[str, Any]) -> float | None:
+    """The ``--time`` of a run's job, in seconds, from its launcher spec (``None`` without
+    ``max_duration``: the partition's limit applies)."""
+    limit = spec.get("max_duration")
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+        return None
+    grace = spec.get("grace_seconds")
+    grace = grace if isinstance(grace, (int, float)) and not isinstance(grace, bool) else 0
+    return float(limit) + float(grace) + TIME_LIMIT_MARGIN
+
+
+def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
+    """Copy the manifest's blobs that ``dest`` lacks from ``source`` (both laid out
+    ``ab/cdef...``); each arrives whole (copied aside, then renamed). Returns how many were
+    copied."""
+    copied = 0
+    for digest in sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"}):
+        target = dest / digest[:2] / digest[2:]
+        if target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.copyfile(source / digest[:2] / digest[2:], tmp)
+        os.replace(tmp, target)
+        copied += 1
+    return copied
+
+
+class SlurmComputeProvider(Provider):
+    """Runs work as Slurm batch jobs submitted with this machine's Slurm client. Attaching
+    reads the cluster's version and partitions; nothing is created, so detaching removes
+    nothing."""
+
+    name = "slurm"
+    kind = "compute"
+    capabilities = frozenset({RUNS})
+    verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
+    schema = BlockSchema(
+        attributes={
+            "description": Attribute(description="Free text."),
+            "tags": Attribute("map(string)", default={}, description="Labels."),
+            "partition": Attribute(
+                description="The partition jobs go to (default: the cluster's default one)."
+            ),
+            "account": Attribute(description="The account jobs are charged to (--account)."),
+            "qos": Attribute(description="The quality of service of jobs (--qos)."),
+            "constraint": Attribute(description="Node features jobs require (--constraint)."),
+            "workdir": Attribute(
+                required=True,
+                force_new=True,
+                description="A folder on a file system this machine and the compute nodes "
+                "share: run folders, the snapshot's files and the launcher go there.",
+            ),
+            "max_concurrent_runs": Attribute(
+                "number", description="Runs of this project allowed at once (default: no limit)."
+            ),
+            "extra_sbatch_args": Attribute(
+                "list(string)",
+                default=[],
+                description="More sbatch options (not ones trainform sets itself).",
+            ),
+            "facts": Attribute(
+                "map", computed=True, description="Slurm's version and the partitions."
+            ),
+            "workdir_path": Attribute(computed=True, description="Absolute path of the workdir."),
+        },
+        description="A Slurm cluster reached through this machine's Slurm client.",
+    )
+
+    # -- validation and lifecycle
+    def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
+        problems = []
+        n = desired.get("max_concurrent_runs")
+        if isinstance(n, (int, float)) and n < 1:
+            problems.append("max_concurrent_runs must be at least 1")
+        workdir = desired.get("workdir")
+        if isinstance(workdir, str) and not os.path.isabs(workdir):
+            problems.append(
+                f"workdir {workdir!r} must be an absolute path on the shared file system"
+            )
+        extra = desired.get("extra_sbatch_args")
+        if isinstance(extra, list):
+            try:
+                cli.check_extra_sbatch_args(extra)
+            except ProviderError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def _partitions(self) -> list[cli.Partition]:
+        return cli.parse_sinfo(checked(cli.sinfo_argv()))
+
+    def plan_values(
+        self, address: str, desired: dict[str, Any], prior: ResourceState | None
+    ) -> PlanValues:
+        """Refuses, at plan time, a partition that does not exist or takes no jobs."""
+        problem = partition_problem(self._partitions(), str(desired.get("partition") or ""))
+        if problem:
+            raise ProviderError(problem, address=address)
+        return PlanValues()
+
+    def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+        if node_count > 1:
+            return ["slurm compute runs single-node runs only for now (node_count = 1)"]
+        return []
+
+    def _attach(self, attrs: dict[str, Any]) -> Observed:
+        version = cli.parse_version(checked(cli.version_argv()))
+        partitions = self._partitions()
+        workdir = os.path.abspath(str(attrs["workdir"]))
+        try:
+            os.makedirs(workdir, exist_ok=True)
+        except OSError as exc:
+            raise ProviderError(f"cannot create workdir {workdir}: {exc}") from None
+        return {
+            "facts": {
+                "slurm_version": str(version),
+                "partitions": {p.name: partition_facts(p) for p in partitions},
+            },
+            "workdir_path": workdir,
+        }
+
+    def create(self, address: str, desired: dict[str, Any]) -> Observed:
+        return self._attach(desired)
+
+    def read(self, resource: ResourceState) -> Observed | None:
+        return {**resource.computed, **self._attach(resource.attributes)}
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        return {**prior.computed, **self._attach(desired)}
+
+    def delete(self, prior: ResourceState) -> None:
+        return None  # detaching removes nothing from the cluster or the shared folder
+
+    # -- running work
+    def submit(self, request: RunRequest) -> Handle:
+        """Copy the snapshot's blobs and the lib into the workdir, write the run's spec and a
+        batch script that runs the launcher, and ``sbatch`` it; returns at once."""
+        from trainform.providers.local import launcher_environ, start_failed
+        from trainform.runs.launcher import write_status
+        from trainform.runs.shipping import discard_secrets, install_lib, write_spec
+
+        compute = request.compute
+        workdir = Path(str(compute.get("workdir_path") or compute["workdir"]))
+        run_dir = workdir / "runs" / request.run_id
+        options = cli.SbatchOptions(
+            partition=str(compute.get("partition") or ""),
+            account=str(compute.get("account") or ""),
+            qos=str(compute.get("qos") or ""),
+            constraint=str(compute.get("constraint") or ""),
+            max_duration=slurm_time_limit(request.spec),
+        )
+        try:
+            run_dir.mkdir(parents=True)
+            lib = install_lib(workdir / "lib")
+            copy_blobs(request.manifest, request.blob_dir, workdir / "blobs")
+            write_spec(
+                run_dir,
+                request,
+                blob_dir=workdir / "blobs",
+                lib_dir=lib,
+                cache_dir=workdir / "envs",
+            )
+            directives = cli.sbatch_directives(
+                options,
+                job_name=f"trainform-{request.run_id}",
+                output=str(run_dir / SLURM_LOG),
+                chdir=str(run_dir),
+            )
+            launch = shlex.join(["python3", str(lib / "launcher.py"), str(run_dir)])
+            (run_dir / SCRIPT_NAME).write_text(
+                "#!/bin/sh\n" + "\n".join(directives) + f"\nexec {launch}\n"
+            )
+            write_status(run_dir, status="queued", host=socket.gethostname())
+        except OSError as exc:
+            discard_secrets(run_dir)
+            raise start_failed(request, run_dir, exc) from None
+        argv = cli.sbatch_argv(
+            str(run_dir / SCRIPT_NAME), list(compute.get("extra_sbatch_args") or [])
+        )
+        code, out, err = run_command(argv, launcher_environ())
+        if code != 0:
+            discard_secrets(run_dir)
+            raise ProviderError(
+                f"{request.address}: sbatch refused the job: {err.strip()[-500:]}",
+                address=request.address,
+                command="sbatch",
+                exit_code=code,
+            )
+        return {"run_dir": str(run_dir), "job_id": cli.parse_sbatch(out)}
+
+    def _job(self, job_id: str) -> tuple[cli.JobRecord | None, str]:
+        """The job as Slurm reports it (squeue, then sacct), or None with why not."""
+        code, out, err = run_command(cli.squeue_argv([job_id]))
+        if code == 0 and out.strip():
+            records = [r for r in cli.parse_squeue(out) if r.job_id == job_id]
+            if records:
+                return records[0], ""
+        elif code != 0 and not cli.invalid_job_id(err):
+            raise ProviderError(
+                f"squeue exited with {code}: {err.strip()[-500:]}", command="squeue", exit_code=code
+            )
+        code, out, err = run_command(cli.sacct_argv([job_id]))
+        if code != 0 and cli.accounting_disabled(out + err):
+            return None, (
+                f"Slurm no longer lists job {job_id} and its accounting storage is disabled "
+                "(no slurmdbd): the status is the launcher's status.json"
+            )
+        if code != 0:
+            raise ProviderError(
+                f"sacct exited with {code}: {err.strip()[-500:]}", command="sacct", exit_code=code
+            )
+        record = cli.sacct_job(cli.parse_sacct(out), job_id)
+        return record, "" if record else f"Slurm knows no job {job_id} any more"
+
+    def status(self, handle: Handle) -> dict[str, Any]:
+        """The launcher's status once it records an outcome; before that, Slurm's view: a
+        pending job is ``queued`` with Slurm's reason, a job that ended without the launcher
+        recording an outcome (cancelled while pending, killed at its time limit) takes the
+        status of its Slurm state."""
+        from trainform.runs.launcher import read_status
+
+        run_dir = Path(handle["run_dir"])
+        recorded = read_status(run_dir)
+        if recorded.get("status") in TERMINAL:
+            return recorded
+        record, why = self._job(str(handle["job_id"]))
+        recorded = read_status(run_dir)  # the launcher may have finished since
+        if recorded.get("status") in TERMINAL:
+            return recorded
+        if record is None:
+            return {**recorded, "status": "lost", "message": f"{why}, which records no outcome"}
+        status, message = cli.run_status(record)
+        if status == "running" and recorded.get("status") == "running":
+            return recorded
+        if not message.startswith(record.state):  # run_status names some states itself
+            message = f"{record.state} ({message})" if message else record.state
+        return {**recorded, "status": status, "message": f"Slurm job {record.job_id}: {message}"}
+
+    def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
+        from trainform.providers.local import read_from
+
+        if node != 0:
+            raise ProviderError(f"a slurm run has one node for now: no rank {node}")
+        return read_from(Path(handle["run_dir"]) / "output.log", offset)
+
+    def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
+        from trainform.providers.local import read_from
+
+        return read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
+
+    def cancel(self, handle: Handle) -> None:
+        """``scancel``: Slurm sends SIGTERM to the batch shell (the launcher, which stops its
+        run), then SIGKILL after KillWait. Idempotent: a job Slurm has forgotten is done."""
+        code, _, err = run_command(cli.scancel_argv([str(handle["job_id"])]))
+        if code != 0 and not cli.invalid_job_id(err):
+            raise ProviderError(
+                f"scancel {handle['job_id']} exited with {code}: {err.strip()[-500:]}",
+                command="scancel",
+                exit_code=code,
+            )
+
+    def fetch_outputs(self, handle: Handle, dest: Path) -> None:
+        from trainform.runs.shipping import collect_run_folder
+
+        collect_run_folder(Path(handle["run_dir"]), dest)
