@@ -8,17 +8,16 @@ logs, metrics, status and outputs are read from there as for a local run. Slurm'
 the job (``squeue`` while it is known to ``slurmctld``, then ``sacct``) decides the status
 until the launcher records an outcome in ``status.json``.
 
-Not yet: a ``login`` node over SSH, multi-node runs (``srun``), requeue attempts, account
+Not yet: multi-node runs (``srun``), requeue attempts, account
 and QoS checks through ``sacctmgr``, the run's resource options as ``#SBATCH`` directives.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-import shutil
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,51 +34,10 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
+from trainform.providers.slurm_host import LocalSlurmHost, SlurmHost
 
-COMMAND_TIMEOUT = 60  # seconds a Slurm client command may take (slurmctld may be busy)
 SCRIPT_NAME = "job.sbatch"
 SLURM_LOG = "slurm.out"  # the batch shell's own output (the launcher writes output.log)
-
-
-def run_command(argv: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run a Slurm client command (an argv, never a shell) and return its exit code, stdout
-    and stderr. Raises ProviderError naming the command when it cannot be started or does not
-    answer in time."""
-    try:
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=COMMAND_TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    except FileNotFoundError:
-        raise ProviderError(
-            f"{argv[0]} is not installed on this machine: install the Slurm client "
-            "(Debian: slurm-client) or set login",
-            command=argv[0],
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise ProviderError(
-            f"{shlex.join(argv)[:200]} did not answer within {COMMAND_TIMEOUT} s "
-            "(is slurmctld up?)",
-            command=argv[0],
-        ) from None
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def checked(argv: list[str], env: dict[str, str] | None = None) -> str:
-    """A command's stdout; ProviderError with its stderr tail if it fails."""
-    code, out, err = run_command(argv, env)
-    if code != 0:
-        raise ProviderError(
-            f"{shlex.join(argv)[:200]} exited with {code}: {err.strip()[-500:]}",
-            command=argv[0],
-            exit_code=code,
-        )
-    return out
 
 
 def partition_facts(partition: cli.Partition) -> dict[str, Any]:
@@ -137,23 +95,6 @@ def slurm_time_limit(spec: dict[str, Any]) -> float | None:
     grace = spec.get("grace_seconds")
     grace = grace if isinstance(grace, (int, float)) and not isinstance(grace, bool) else 0
     return float(limit) + float(grace) + TIME_LIMIT_MARGIN
-
-
-def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
-    """Copy the manifest's blobs that ``dest`` lacks from ``source`` (both laid out
-    ``ab/cdef...``); each arrives whole (copied aside, then renamed). Returns how many were
-    copied."""
-    copied = 0
-    for digest in sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"}):
-        target = dest / digest[:2] / digest[2:]
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.copyfile(source / digest[:2] / digest[2:], tmp)
-        os.replace(tmp, target)
-        copied += 1
-    return copied
 
 
 class SlurmComputeProvider(Provider):
@@ -216,14 +157,20 @@ class SlurmComputeProvider(Provider):
                 problems.append(str(exc))
         return problems
 
-    def _partitions(self) -> list[cli.Partition]:
-        return cli.parse_sinfo(checked(cli.sinfo_argv()))
+    def host(self, attrs: dict[str, Any]) -> SlurmHost:
+        """Where this compute's Slurm commands run and its workdir is reached."""
+        return LocalSlurmHost()
+
+    def _partitions(self, host: SlurmHost) -> list[cli.Partition]:
+        return cli.parse_sinfo(host.checked(cli.sinfo_argv()))
 
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
         """Refuses, at plan time, a partition that does not exist or takes no jobs."""
-        problem = partition_problem(self._partitions(), str(desired.get("partition") or ""))
+        problem = partition_problem(
+            self._partitions(self.host(desired)), str(desired.get("partition") or "")
+        )
         if problem:
             raise ProviderError(problem, address=address)
         return PlanValues()
@@ -234,13 +181,10 @@ class SlurmComputeProvider(Provider):
         return []
 
     def _attach(self, attrs: dict[str, Any]) -> Observed:
-        version = cli.parse_version(checked(cli.version_argv()))
-        partitions = self._partitions()
-        workdir = os.path.abspath(str(attrs["workdir"]))
-        try:
-            os.makedirs(workdir, exist_ok=True)
-        except OSError as exc:
-            raise ProviderError(f"cannot create workdir {workdir}: {exc}") from None
+        host = self.host(attrs)
+        version = cli.parse_version(host.checked(cli.version_argv()))
+        partitions = self._partitions(host)
+        workdir = host.prepare_workdir(str(attrs["workdir"]))
         return {
             "facts": {
                 "slurm_version": str(version),
@@ -265,15 +209,12 @@ class SlurmComputeProvider(Provider):
 
     # -- running work
     def submit(self, request: RunRequest) -> Handle:
-        """Copy the snapshot's blobs and the lib into the workdir, write the run's spec and a
-        batch script that runs the launcher, and ``sbatch`` it; returns at once."""
-        from trainform.providers.local import launcher_environ, start_failed
-        from trainform.runs.launcher import write_status
-        from trainform.runs.shipping import discard_secrets, install_lib, write_spec
-
+        """Stage the run's folder in the workdir (lib, the snapshot's missing blobs, spec),
+        write a batch script that runs the launcher, and ``sbatch`` it; returns at once."""
         compute = request.compute
-        workdir = Path(str(compute.get("workdir_path") or compute["workdir"]))
-        run_dir = workdir / "runs" / request.run_id
+        host = self.host(compute)
+        workdir = str(compute.get("workdir_path") or compute["workdir"])
+        run_dir = f"{workdir}/runs/{request.run_id}"
         options = cli.SbatchOptions(
             partition=str(compute.get("partition") or ""),
             account=str(compute.get("account") or ""),
@@ -281,48 +222,41 @@ class SlurmComputeProvider(Provider):
             constraint=str(compute.get("constraint") or ""),
             max_duration=slurm_time_limit(request.spec),
         )
+        lib = host.stage(request, workdir, run_dir)
         try:
-            run_dir.mkdir(parents=True)
-            lib = install_lib(workdir / "lib")
-            copy_blobs(request.manifest, request.blob_dir, workdir / "blobs")
-            write_spec(
-                run_dir,
-                request,
-                blob_dir=workdir / "blobs",
-                lib_dir=lib,
-                cache_dir=workdir / "envs",
-            )
             directives = cli.sbatch_directives(
                 options,
                 job_name=f"trainform-{request.run_id}",
-                output=str(run_dir / SLURM_LOG),
-                chdir=str(run_dir),
+                output=f"{run_dir}/{SLURM_LOG}",
+                chdir=run_dir,
             )
-            launch = shlex.join(["python3", str(lib / "launcher.py"), str(run_dir)])
-            (run_dir / SCRIPT_NAME).write_text(
-                "#!/bin/sh\n" + "\n".join(directives) + f"\nexec {launch}\n"
+            launch = shlex.join(["python3", f"{lib}/launcher.py", run_dir])
+            script = "#!/bin/sh\n" + "\n".join(directives) + f"\nexec {launch}\n"
+            host.write_file(f"{run_dir}/{SCRIPT_NAME}", script.encode())
+            host.write_file(
+                f"{run_dir}/status.json",
+                json.dumps({"status": "queued", "host": socket.gethostname()}).encode(),
             )
-            write_status(run_dir, status="queued", host=socket.gethostname())
-        except OSError as exc:
-            discard_secrets(run_dir)
-            raise start_failed(request, run_dir, exc) from None
-        argv = cli.sbatch_argv(
-            str(run_dir / SCRIPT_NAME), list(compute.get("extra_sbatch_args") or [])
-        )
-        code, out, err = run_command(argv, launcher_environ())
+            argv = cli.sbatch_argv(
+                f"{run_dir}/{SCRIPT_NAME}", list(compute.get("extra_sbatch_args") or [])
+            )
+            code, out, err = host.run(argv)
+        except BaseException:
+            host.discard_secrets(run_dir)
+            raise
         if code != 0:
-            discard_secrets(run_dir)
+            host.discard_secrets(run_dir)
             raise ProviderError(
-                f"{request.address}: sbatch refused the job: {err.strip()[-500:]}",
+                f"{request.address}: sbatch refused the job on {host.where}: {err.strip()[-500:]}",
                 address=request.address,
                 command="sbatch",
                 exit_code=code,
             )
-        return {"run_dir": str(run_dir), "job_id": cli.parse_sbatch(out)}
+        return {"run_dir": run_dir, "job_id": cli.parse_sbatch(out)}
 
-    def _job(self, job_id: str) -> tuple[cli.JobRecord | None, str]:
+    def _job(self, host: SlurmHost, job_id: str) -> tuple[cli.JobRecord | None, str]:
         """The job as Slurm reports it (squeue, then sacct), or None with why not."""
-        code, out, err = run_command(cli.squeue_argv([job_id]))
+        code, out, err = host.run(cli.squeue_argv([job_id]))
         if code == 0 and out.strip():
             records = [r for r in cli.parse_squeue(out) if r.job_id == job_id]
             if records:
@@ -331,7 +265,7 @@ class SlurmComputeProvider(Provider):
             raise ProviderError(
                 f"squeue exited with {code}: {err.strip()[-500:]}", command="squeue", exit_code=code
             )
-        code, out, err = run_command(cli.sacct_argv([job_id]))
+        code, out, err = host.run(cli.sacct_argv([job_id]))
         if code != 0 and cli.accounting_disabled(out + err):
             return None, (
                 f"Slurm no longer lists job {job_id} and its accounting storage is disabled "
@@ -349,14 +283,13 @@ class SlurmComputeProvider(Provider):
         pending job is ``queued`` with Slurm's reason, a job that ended without the launcher
         recording an outcome (cancelled while pending, killed at its time limit) takes the
         status of its Slurm state."""
-        from trainform.runs.launcher import read_status
-
-        run_dir = Path(handle["run_dir"])
-        recorded = read_status(run_dir)
+        host = self.host(handle.get("target") or {})
+        run_dir = str(handle["run_dir"])
+        recorded = host.read_status(run_dir)
         if recorded.get("status") in TERMINAL:
             return recorded
-        record, why = self._job(str(handle["job_id"]))
-        recorded = read_status(run_dir)  # the launcher may have finished since
+        record, why = self._job(host, str(handle["job_id"]))
+        recorded = host.read_status(run_dir)  # the launcher may have finished since
         if recorded.get("status") in TERMINAL:
             return recorded
         if record is None:
@@ -369,21 +302,21 @@ class SlurmComputeProvider(Provider):
         return {**recorded, "status": status, "message": f"Slurm job {record.job_id}: {message}"}
 
     def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
-        from trainform.providers.local import read_from
-
         if node != 0:
             raise ProviderError(f"a slurm run has one node for now: no rank {node}")
-        return read_from(Path(handle["run_dir"]) / "output.log", offset)
+        host = self.host(handle.get("target") or {})
+        return host.read_from(f"{handle['run_dir']}/output.log", offset)
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
-        from trainform.providers.local import read_from
-
-        return read_from(Path(handle["run_dir"]) / "metrics.jsonl", offset)
+        host = self.host(handle.get("target") or {})
+        return host.read_from(f"{handle['run_dir']}/metrics.jsonl", offset)
 
     def cancel(self, handle: Handle) -> None:
         """``scancel``: Slurm sends SIGTERM to the batch shell (the launcher, which stops its
         run), then SIGKILL after KillWait. Idempotent: a job Slurm has forgotten is done."""
-        code, _, err = run_command(cli.scancel_argv([str(handle["job_id"])]))
+        code, _, err = self.host(handle.get("target") or {}).run(
+            cli.scancel_argv([str(handle["job_id"])])
+        )
         if code != 0 and not cli.invalid_job_id(err):
             raise ProviderError(
                 f"scancel {handle['job_id']} exited with {code}: {err.strip()[-500:]}",
@@ -392,6 +325,4 @@ class SlurmComputeProvider(Provider):
             )
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
-        from trainform.runs.shipping import collect_run_folder
-
-        collect_run_folder(Path(handle["run_dir"]), dest)
+        self.host(handle.get("target") or {}).fetch_run(str(handle["run_dir"]), dest)
