@@ -87,15 +87,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[SlurmCluster]:
-    """A real two-node Slurm cluster (munged, slurmctld, two slurmd) on free loopback ports in
-    a temporary folder, for the whole session (see tests/slurm.py); skipped without Slurm or
-    root, except under CI=true."""
+def _slurm(accounting: bool) -> Iterator[SlurmCluster]:
     from helpers import unavailable
     from slurm import missing_programs, start_cluster
 
-    missing = missing_programs()
+    missing = missing_programs(accounting)
     if missing:
         unavailable(
             f"Slurm is not installed ({', '.join(missing)} missing): run scripts/install-test-deps"
@@ -104,11 +100,26 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         unavailable("the Slurm test cluster runs its daemons as root: run the tests as root")
     # In the system's temporary folder, not pytest's (mode 700): other local users' clients
     # must reach slurm.conf and the munge socket.
-    cluster = start_cluster()
+    cluster = start_cluster(accounting=accounting)
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A real two-node Slurm cluster (munged, slurmctld, two slurmd) on free loopback ports in
+    a temporary folder, for the whole session (see tests/slurm.py); no accounting storage.
+    Skipped without Slurm or root, except under CI=true."""
+    yield from _slurm(accounting=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_accounting_cluster() -> Iterator[SlurmCluster]:
+    """Another such cluster, with accounting: slurmdbd on a MariaDB server of its own, the
+    accounts proj42 and other, the QoS normal and high (see tests/slurm.py)."""
+    yield from _slurm(accounting=True)
 
 
 # mlflow-skinny on remote targets (an SSH login user's virtualenv, a derived image).

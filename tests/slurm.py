@@ -9,9 +9,19 @@ fixture in conftest.py). No system service is used or touched.
   `NodeAddr=127.0.0.1` and a port of its own, so multi-node jobs need no containers.
 - Clients (sinfo, sbatch, squeue, ...) find the cluster through `SLURM_CONF` in `SlurmCluster.env`.
 - Partitions: `debug` (the default, both nodes) and `gpu` (n2 only, MaxTime 1 hour).
-- No accounting: `AccountingStorageType=accounting_storage/none`, so `sacct` answers "accounting
-  storage is disabled" and a finished job is known only to `scontrol show job` until MinJobAge.
-  A cluster with slurmdbd (MariaDB) is a later step.
+- No accounting by default: `AccountingStorageType=accounting_storage/none`, so `sacct` answers
+  "accounting storage is disabled" and a finished job is known only to `scontrol show job` until
+  MinJobAge.
+- With `start_cluster(accounting=True)` (the `slurm_accounting_cluster` fixture), slurmdbd keeps
+  accounting in a MariaDB server of its own (Debian's `mariadb-server` and `slurmdbd`):
+  `mariadb-install-db` makes a data folder in the cluster's folder and `mariadbd` runs as the
+  `mysql` user on a free loopback port (and a socket of its own); slurmdbd runs as root and
+  reaches it over TCP as a database user with a generated password (`slurmdbd.conf`, mode 600).
+  sacctmgr then adds the cluster, accounts `proj42` and `other`, QoS `normal` and `high`, and
+  root (and `tfuser`, if that user exists) in `proj42` with both QoS. Associations and QoS are
+  enforced (`AccountingStorageEnforce=associations,limits,qos`), as on a real centre.
+  `MinJobAge=10` there: slurmctld forgets an ended job within about a minute (its purge runs
+  every 60 s) and only sacct knows it after that.
 
 `proctrack/linuxproc` and `task/none` need no cgroup setup; jobs run as the submitting user
 (root, or another local user that can read the folder, see `SlurmCluster.env`).
@@ -23,6 +33,7 @@ import contextlib
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -35,13 +46,19 @@ from pathlib import Path
 
 NODES = ("n1", "n2")
 PROGRAMS = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol")
+ACCOUNTING_PROGRAMS = ("slurmdbd", "sacctmgr", "sacct", "mariadbd", "mariadb-install-db", "mariadb")
+ACCOUNTS = ("proj42", "other")
+QOS = ("normal", "high")
+ACCOUNT_USERS = ("root", "tfuser")  # associated to proj42 with every QoS (tfuser if it exists)
 START_TIMEOUT = 60.0  # seconds for munged, then for both nodes to be idle in sinfo
 
 
-def missing_programs() -> list[str]:
-    """The programs the cluster needs that are not installed (searched in PATH and /usr/sbin)."""
+def missing_programs(accounting: bool = False) -> list[str]:
+    """The programs the cluster (with `accounting`: and its slurmdbd and MariaDB) needs that
+    are not installed (searched in PATH and /usr/sbin)."""
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return [p for p in PROGRAMS if shutil.which(p, path=path) is None]
+    wanted = PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else ())
+    return [p for p in wanted if shutil.which(p, path=path) is None]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -107,7 +124,15 @@ class SlurmCluster:
     node_ports: dict[str, int]
     cpus: int
     memory_mb: int
+    accounting: bool = False
+    dbd_port: int = 0
+    mysql_port: int = 0
     daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The ClusterName (also the cluster's name in the accounting database)."""
+        return "tfacct" if self.accounting else "tftest"
 
     @property
     def conf(self) -> Path:
@@ -167,7 +192,7 @@ class SlurmCluster:
     def write_conf(self) -> None:
         r = self.root
         lines = [
-            "ClusterName=tftest",
+            f"ClusterName={self.name}",
             "SlurmctldHost=localhost(127.0.0.1)",
             f"SlurmctldPort={self.ctld_port}",
             f"SlurmdPort={self.slurmd_port}",
@@ -190,11 +215,25 @@ class SlurmCluster:
             "ReturnToService=2",
             "MpiDefault=none",
             "JobCompType=jobcomp/none",
-            "AccountingStorageType=accounting_storage/none",
+            *(
+                [
+                    "AccountingStorageType=accounting_storage/slurmdbd",
+                    "AccountingStorageHost=127.0.0.1",
+                    f"AccountingStoragePort={self.dbd_port}",
+                    # With auth/munge this is the munged socket for slurmdbd connections
+                    # (AuthInfo's is not used for them).
+                    f"AccountingStoragePass={self.munge_socket}",
+                    "AccountingStorageEnforce=associations,limits,qos",
+                    "JobAcctGatherType=jobacct_gather/none",
+                ]
+                if self.accounting
+                else ["AccountingStorageType=accounting_storage/none"]
+            ),
             "SlurmctldTimeout=30",
             "SlurmdTimeout=30",
             "InactiveLimit=0",
-            "MinJobAge=300",
+            # With accounting, ended jobs leave slurmctld soon, so that tests reach sacct.
+            f"MinJobAge={10 if self.accounting else 300}",
             "KillWait=5",
         ]
         for name, port in self.node_ports.items():
@@ -257,6 +296,127 @@ class SlurmCluster:
             ["munge", "-S", str(self.munge_socket), "-n"], capture_output=True, timeout=10
         )
         return cred.returncode == 0
+
+    @property
+    def mysql_socket(self) -> Path:
+        return self.root / "mysql" / "sock"
+
+    def sql(self, statement: str) -> None:
+        """Run SQL as MariaDB's root over its socket (root's password-less local login)."""
+        argv = ["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-u", "root"]
+        proc = subprocess.run([*argv, "-e", statement], capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mariadb: {statement[:80]!r} failed: {proc.stderr[-500:]}")
+
+    def start_mariadb(self) -> str:
+        """A fresh MariaDB server in `mysql/` (data and socket), run by the `mysql` user on
+        127.0.0.1:mysql_port; returns the password of the `slurm` database user it creates."""
+        d = self.mysql_socket.parent
+        d.mkdir(mode=0o750)
+        mysql = pwd.getpwnam("mysql")
+        os.chown(d, mysql.pw_uid, mysql.pw_gid)
+        install = subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={d / 'data'}",
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if install.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed:\n{install.stdout}{install.stderr}")
+        self._spawn(
+            "mariadbd",
+            [
+                _sbin("mariadbd"),
+                "--no-defaults",
+                f"--datadir={d / 'data'}",
+                f"--socket={self.mysql_socket}",
+                f"--pid-file={d / 'pid'}",
+                f"--port={self.mysql_port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                # slurmdbd's own advice (it warns below these): its tables are large rows
+                "--innodb-log-file-size=64M",
+                "--innodb-lock-wait-timeout=900",
+            ],
+            user="mysql",
+        )
+        self._wait(
+            lambda: self.mysql_socket.exists(),
+            "mariadbd did not start",
+            [self.logs / "mariadbd.out"],
+        )
+        password = secrets.token_hex(16)
+        self.sql(
+            f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+        )
+        return password
+
+    def start_slurmdbd(self, password: str) -> None:
+        """slurmdbd as root on 127.0.0.1:dbd_port, storing into the MariaDB server; blocks
+        until sacctmgr reaches it."""
+        conf = self.root / "slurmdbd.conf"  # slurmdbd reads it beside SLURM_CONF
+        conf.touch(mode=0o600)  # slurmdbd refuses a configuration others can read
+        conf.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={self.munge_socket}",
+                    "DbdHost=localhost",
+                    "DbdAddr=127.0.0.1",
+                    f"DbdPort={self.dbd_port}",
+                    "SlurmUser=root",
+                    f"LogFile={self.logs}/slurmdbd.log",
+                    f"PidFile={self.root}/slurmdbd.pid",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=127.0.0.1",
+                    f"StoragePort={self.mysql_port}",
+                    "StorageUser=slurm",
+                    f"StoragePass={password}",
+                    "StorageLoc=slurm_acct_db",
+                ]
+            )
+            + "\n"
+        )
+        self._spawn("slurmdbd", [_sbin("slurmdbd"), "-D"])
+        self._wait(
+            lambda: self.run("sacctmgr", "-nP", "show", "cluster", check=False).returncode == 0,
+            "slurmdbd did not answer sacctmgr",
+            [self.logs / "slurmdbd.log", self.logs / "slurmdbd.out"],
+        )
+
+    def add_associations(self) -> None:
+        """The cluster, accounts, QoS and users the module docstring lists (sacctmgr -i)."""
+        users = []
+        for user in ACCOUNT_USERS:
+            with contextlib.suppress(KeyError):
+                users.append(pwd.getpwnam(user).pw_name)
+        self.run("sacctmgr", "-i", "add", "cluster", self.name)
+        for qos in QOS:
+            if qos != "normal":  # slurmdbd creates `normal` itself
+                self.run("sacctmgr", "-i", "add", "qos", qos)
+        for account in ACCOUNTS:
+            self.run("sacctmgr", "-i", "add", "account", account, f"cluster={self.name}")
+        self.run(
+            "sacctmgr",
+            "-i",
+            "add",
+            "user",
+            ",".join(users),
+            "account=proj42",
+            f"cluster={self.name}",
+            f"qos={','.join(QOS)}",
+            "defaultqos=normal",
+        )
 
     def start_controller(self, fresh: bool) -> None:
         """Start slurmctld; `fresh` discards saved state (`-c`), otherwise it recovers its jobs
@@ -344,7 +504,7 @@ class SlurmCluster:
             self.run("scontrol", "shutdown", check=False)
         deadline = time.monotonic() + 30
         for name, proc in list(self.daemons.items()):
-            if name == "munged":
+            if not name.startswith(("slurmctld", "slurmd-")):  # the ones shutdown ends
                 continue
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(max(0.1, deadline - time.monotonic()))
@@ -352,7 +512,9 @@ class SlurmCluster:
         for pid in set(self._job_processes()) - ours:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for proc in self.daemons.values():  # munged last: the others needed it to shut down
+        # In the reverse of the start order: slurmdbd before MariaDB, munged last (the others
+        # needed it to shut down).
+        for proc in reversed(list(self.daemons.values())):
             if proc.poll() is None:
                 proc.terminate()
                 try:
@@ -364,22 +526,29 @@ class SlurmCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(folder: Path | None = None) -> SlurmCluster:
+def start_cluster(folder: Path | None = None, accounting: bool = False) -> SlurmCluster:
     """Start munged, slurmctld and two slurmd in a new folder (under `folder`, default the
-    system's temporary folder) and block until both nodes are idle. Raises RuntimeError with the
-    daemons' log tails if they do not come up (everything started is stopped again). Needs
-    root (the daemons run as root, munged as `munge`) and the programs in PROGRAMS."""
+    system's temporary folder) and block until both nodes are idle; with `accounting`, first
+    MariaDB and slurmdbd, and the accounts, QoS and users the module docstring lists. Raises
+    RuntimeError with the daemons' log tails if they do not come up (everything started is
+    stopped again). Needs root (the daemons run as root, munged as `munge`, mariadbd as
+    `mysql`) and the programs in PROGRAMS (and ACCOUNTING_PROGRAMS)."""
     root = Path(tempfile.mkdtemp(prefix="trainform-slurm-", dir=folder))
     # Readable by all: other local users' clients read slurm.conf and reach the munge socket.
     root.chmod(0o755)
-    ctld, slurmd, *node_ports = _free_ports(2 + len(NODES))
+    ctld, slurmd, dbd, mysql, *node_ports = _free_ports(4 + len(NODES))
     cpus, memory = _this_machine()
     cluster = SlurmCluster(root, ctld, slurmd, dict(zip(NODES, node_ports)), cpus, memory)
+    if accounting:
+        cluster.accounting, cluster.dbd_port, cluster.mysql_port = True, dbd, mysql
     try:
         for sub in ("log", "state", "spool"):
             (root / sub).mkdir()
         cluster.write_conf()
         cluster.start_munged()
+        if accounting:
+            cluster.start_slurmdbd(cluster.start_mariadb())
+            cluster.add_associations()
         cluster.start_controller(fresh=True)
         cluster.start_nodes()
         cluster.wait_idle()
