@@ -305,7 +305,26 @@ RUN = BlockSchema(
             BlockSchema(open_attributes=True),
             description="Compute created for this run alone and destroyed when it ends "
             '(compute { type = "docker-cluster" ... }), instead of compute = compute.NAME.',
-        )
+        ),
+        "slurm": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "tasks_per_node": Attribute("number", description="--ntasks-per-node."),
+                    "gpus_per_node": Attribute("number", description="--gpus-per-node."),
+                    "cpus_per_task": Attribute("number", description="--cpus-per-task."),
+                    "memory": Attribute(description='Memory per node (--mem), such as "8g".'),
+                    "exclusive": Attribute(
+                        "bool", default=False, description="Whole nodes (--exclusive)."
+                    ),
+                    "partition": Attribute(description="Instead of the compute's partition."),
+                    "account": Attribute(description="Instead of the compute's account."),
+                    "qos": Attribute(description="Instead of the compute's qos."),
+                    "constraint": Attribute(description="Instead of the compute's constraint."),
+                }
+            ),
+            description="What the run's Slurm job asks for (slurm compute only). Resource "
+            "requests: a change does not resubmit a finished run.",
+        ),
     },
     description="A training run: snapshotted, launched, watched; its logs, metrics and outputs "
     "collected.",

@@ -384,8 +384,11 @@ class Planner:
         # Attributes that change how a run is recorded or watched, never what it computes.
         others = [
             n
-            for n in ("tags", "wait", "max_duration", "grace_period", "metrics", "outputs_dir")
-            if n in res.schema.user_attributes()
+            for n in (
+                *("tags", "wait", "max_duration", "grace_period", "metrics", "outputs_dir"),
+                "slurm",  # resource requests (a nested block)
+            )
+            if (n in res.schema.user_attributes() or n in res.schema.blocks)
             and attribute_changed(prior.attributes.get(n), desired.get(n))
         ]
         common = dict(

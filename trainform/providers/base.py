@@ -96,7 +96,9 @@ class RunRequest:
     ``spec`` is the launcher's spec (see :mod:`trainform.runs.launcher`) without the paths
     that only the target knows (``blob_dir``, ``lib_dir``, ``environment.cache_dir``);
     ``manifest`` is the snapshot to materialise, whose blobs are in ``blob_dir`` on this
-    machine; ``compute`` holds the compute target's attributes as recorded in state.
+    machine; ``compute`` holds the compute target's attributes as recorded in state;
+    ``options`` is the run's block for its compute type (a run's ``slurm { }``), ``{}``
+    without one.
     """
 
     run_id: str
@@ -106,6 +108,7 @@ class RunRequest:
     manifest: dict[str, Any]
     blob_dir: Path
     node_count: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 Handle = dict[str, Any]
@@ -205,10 +208,13 @@ class Provider:
         default finds none."""
         return []
 
-    def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+    def run_problems(
+        self, compute: dict[str, Any], node_count: int, options: dict[str, Any] | None = None
+    ) -> list[str]:
         """Why a run of ``node_count`` nodes could never run on this compute target (its
-        recorded or planned attributes in ``compute``), as messages; checked at plan time.
-        The default finds none."""
+        recorded or planned attributes in ``compute``; ``options``: the run's block for this
+        compute type, see RunRequest), as messages; checked at plan time. The default finds
+        none."""
         return []
 
     def container_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:

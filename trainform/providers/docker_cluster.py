@@ -146,7 +146,9 @@ class DockerClusterProvider(Provider):
             problems.append(missing_extra)
         return problems
 
-    def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
+    def run_problems(
+        self, compute: dict[str, Any], node_count: int, options: dict[str, Any] | None = None
+    ) -> list[str]:
         high: Any = compute.get("max_nodes")
         if _whole(high) and node_count > high:
             return [

@@ -151,7 +151,12 @@ class RunProvider(WorkProvider):
                 "pool (hosts = [...]) or a cluster for multi-node runs"
             )
         else:
-            problems.extend(provider.run_problems(compute, nodes))
+            problems.extend(provider.run_problems(compute, nodes, desired.get("slurm") or None))
+        if desired.get("slurm") is not None and ctype != "slurm":
+            problems.append(
+                f"a slurm {{ }} block sets Slurm's options of a run on slurm compute, but "
+                f"{compute.get('address') or 'the compute'} is of type {ctype!r}: remove it"
+            )
         source = self._source(desired)
         if not source.is_dir():
             problems.append(f"source_dir {desired.get('source_dir')!r} is not a folder ({source})")
@@ -452,6 +457,7 @@ class RunProvider(WorkProvider):
             manifest=manifest.to_dict(),
             blob_dir=blobs,
             node_count=int(desired.get("node_count") or 1),
+            options=dict(desired.get("slurm") or {}),
         )
         computed: Observed = {
             "run_id": run_id,

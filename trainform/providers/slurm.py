@@ -8,23 +8,27 @@ logs, metrics, status and outputs are read from there as for a local run. Slurm'
 the job (``squeue`` while it is known to ``slurmctld``, then ``sacct``) decides the status
 until the launcher records an outcome in ``status.json``.
 
-Not yet: multi-node runs (``srun``), requeue attempts, account
-and QoS checks through ``sacctmgr``, the run's resource options as ``#SBATCH`` directives.
+A run's ``slurm { }`` block and node count become ``#SBATCH`` options; a multi-node run
+is one job whose ``srun`` starts a launcher per node (see :mod:`slurm_resources`).
+
+Not yet: requeue attempts, account and QoS checks through ``sacctmgr``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from trainform.config.schema import Attribute, BlockSchema
 from trainform.errors import ProviderError
 from trainform.providers import slurm_cli as cli
+from trainform.providers import slurm_resources as resources
 from trainform.providers.base import (
+    MULTI_NODE,
     RUNS,
     TERMINAL,
     Handle,
@@ -35,6 +39,7 @@ from trainform.providers.base import (
     RunRequest,
 )
 from trainform.providers.slurm_host import LocalSlurmHost, SlurmHost
+from trainform.runs import nodes as multinode
 
 SCRIPT_NAME = "job.sbatch"
 SLURM_LOG = "slurm.out"  # the batch shell's own output (the launcher writes output.log)
@@ -104,7 +109,7 @@ class SlurmComputeProvider(Provider):
 
     name = "slurm"
     kind = "compute"
-    capabilities = frozenset({RUNS})
+    capabilities = frozenset({RUNS, MULTI_NODE})
     verbs: ClassVar[dict[str, str]] = {"create": "attach", "delete": "detach"}
     schema = BlockSchema(
         attributes={
@@ -175,10 +180,15 @@ class SlurmComputeProvider(Provider):
             raise ProviderError(problem, address=address)
         return PlanValues()
 
-    def run_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
-        if node_count > 1:
-            return ["slurm compute runs single-node runs only for now (node_count = 1)"]
-        return []
+    def run_problems(
+        self, compute: dict[str, Any], node_count: int, options: dict[str, Any] | None = None
+    ) -> list[str]:
+        """The run's ``slurm { }`` values, and a request larger than any node of its
+        partition (from the recorded facts; see :func:`resources.size_problems`)."""
+        options = options or {}
+        return resources.option_problems(options) or resources.size_problems(
+            compute, node_count, options
+        )
 
     def _attach(self, attrs: dict[str, Any]) -> Observed:
         host = self.host(attrs)
@@ -215,44 +225,56 @@ class SlurmComputeProvider(Provider):
         host = self.host(compute)
         workdir = str(compute.get("workdir_path") or compute["workdir"])
         run_dir = f"{workdir}/runs/{request.run_id}"
-        options = cli.SbatchOptions(
-            partition=str(compute.get("partition") or ""),
-            account=str(compute.get("account") or ""),
-            qos=str(compute.get("qos") or ""),
-            constraint=str(compute.get("constraint") or ""),
+        options = resources.sbatch_options(
+            compute,
+            request.node_count,
+            request.options,
             max_duration=slurm_time_limit(request.spec),
         )
-        lib = host.stage(request, workdir, run_dir)
+        # One folder per node (resources.node_dirs).
+        folders = resources.node_dirs(run_dir, request.node_count)
+        specs = resources.node_specs(request.spec, request.run_id, request.node_count)
+        lib, staged = "", []
         try:
+            for folder, spec in zip(folders, specs):
+                lib = host.stage(replace(request, spec=spec), workdir, folder)
+                staged.append(folder)
             directives = cli.sbatch_directives(
                 options,
                 job_name=f"trainform-{request.run_id}",
                 output=f"{run_dir}/{SLURM_LOG}",
                 chdir=run_dir,
             )
-            launch = shlex.join(["python3", f"{lib}/launcher.py", run_dir])
-            script = "#!/bin/sh\n" + "\n".join(directives) + f"\nexec {launch}\n"
+            launch = resources.launch_line(lib, run_dir, request.node_count, request.options)
+            script = "#!/bin/sh\n" + "\n".join(directives) + f"\n{launch}\n"
             host.write_file(f"{run_dir}/{SCRIPT_NAME}", script.encode())
-            host.write_file(
-                f"{run_dir}/status.json",
-                json.dumps({"status": "queued", "host": socket.gethostname()}).encode(),
-            )
+            for folder in folders:
+                host.write_file(
+                    f"{folder}/status.json",
+                    json.dumps({"status": "queued", "host": socket.gethostname()}).encode(),
+                )
             argv = cli.sbatch_argv(
                 f"{run_dir}/{SCRIPT_NAME}", list(compute.get("extra_sbatch_args") or [])
             )
             code, out, err = host.run(argv)
         except BaseException:
-            host.discard_secrets(run_dir)
+            for folder in staged:
+                host.discard_secrets(folder)
             raise
         if code != 0:
-            host.discard_secrets(run_dir)
+            for folder in folders:
+                host.discard_secrets(folder)
             raise ProviderError(
                 f"{request.address}: sbatch refused the job on {host.where}: {err.strip()[-500:]}",
                 address=request.address,
                 command="sbatch",
                 exit_code=code,
             )
-        return {"run_dir": run_dir, "job_id": cli.parse_sbatch(out)}
+        return {
+            "run_dir": run_dir,
+            "job_id": cli.parse_sbatch(out),
+            **({"node_count": request.node_count} if request.node_count > 1 else {}),
+        }
 
     def _job(self, host: SlurmHost, job_id: str) -> tuple[cli.JobRecord | None, str]:
         """The job as Slurm reports it (squeue, then sacct), or None with why not."""
@@ -284,12 +306,21 @@ class SlurmComputeProvider(Provider):
         recording an outcome (cancelled while pending, killed at its time limit) takes the
         status of its Slurm state."""
         host = self.host(handle.get("target") or {})
-        run_dir = str(handle["run_dir"])
-        recorded = host.read_status(run_dir)
-        if recorded.get("status") in TERMINAL:
-            return recorded
+        folders = self._folders(handle)
+        recorded = [host.read_status(folder) for folder in folders]
+        if all(r.get("status") in TERMINAL for r in recorded):
+            return self._combined(handle, recorded)
         record, why = self._job(host, str(handle["job_id"]))
-        recorded = host.read_status(run_dir)  # the launcher may have finished since
+        # read again after Slurm answered: a launcher may have finished since
+        return self._combined(
+            handle, [self._node_status(host.read_status(f), record, why) for f in folders]
+        )
+
+    @staticmethod
+    def _node_status(
+        recorded: dict[str, Any], record: cli.JobRecord | None, why: str
+    ) -> dict[str, Any]:
+        """One node's status: its launcher's once it records an outcome, else the job's."""
         if recorded.get("status") in TERMINAL:
             return recorded
         if record is None:
@@ -301,11 +332,32 @@ class SlurmComputeProvider(Provider):
             message = f"{record.state} ({message})" if message else record.state
         return {**recorded, "status": status, "message": f"Slurm job {record.job_id}: {message}"}
 
+    def _combined(self, handle: Handle, statuses: list[dict[str, Any]]) -> dict[str, Any]:
+        """The run's status from its nodes' (see ``multinode.combine``). The job's srun
+        already ends the other ranks when one fails (``--kill-on-bad-exit``); a rank failing
+        otherwise still stops the job here."""
+        if len(statuses) == 1:
+            return statuses[0]
+        combined, stop_others = multinode.combine([str(r) for r in range(len(statuses))], statuses)
+        if stop_others:
+            self.cancel(handle)
+        return combined
+
+    @staticmethod
+    def _folders(handle: Handle) -> list[str]:
+        """The run folder of each node, in rank order."""
+        return resources.node_dirs(str(handle["run_dir"]), int(handle.get("node_count") or 1))
+
+    def nodes(self, handle: Handle) -> list[str]:
+        """One "" per node: which Slurm node has which rank is known once the job runs."""
+        return [""] * len(self._folders(handle))
+
     def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
-        if node != 0:
-            raise ProviderError(f"a slurm run has one node for now: no rank {node}")
+        folders = self._folders(handle)
+        if not 0 <= node < len(folders):
+            raise ProviderError(f"the run has {len(folders)} node(s): no rank {node}")
         host = self.host(handle.get("target") or {})
-        return host.read_from(f"{handle['run_dir']}/output.log", offset)
+        return host.read_from(f"{folders[node]}/output.log", offset)
 
     def metrics(self, handle: Handle, offset: int) -> tuple[bytes, int]:
         host = self.host(handle.get("target") or {})
@@ -325,4 +377,7 @@ class SlurmComputeProvider(Provider):
             )
 
     def fetch_outputs(self, handle: Handle, dest: Path) -> None:
-        self.host(handle.get("target") or {}).fetch_run(str(handle["run_dir"]), dest)
+        """Rank 0's folder into ``dest``, rank N's into ``dest/nodes/N`` (as ssh pools)."""
+        host = self.host(handle.get("target") or {})
+        for rank, folder in enumerate(self._folders(handle)):
+            host.fetch_run(folder, dest if rank == 0 else dest / "nodes" / str(rank))

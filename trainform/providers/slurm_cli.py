@@ -818,6 +818,20 @@ def _owned_message(arg: str, option: str) -> str:
     )
 
 
+def node_tasks_argv(node_count: int, cpus_per_node: int | None = None) -> list[str]:
+    """``srun`` inside a ``node_count``-node job, running one task on each node (a launcher
+    each; the command follows). ``--kill-on-bad-exit`` ends the other tasks (SIGTERM, then
+    SIGKILL after KillWait) when one exits non-zero, so a failed rank leaves no other rank
+    waiting at a rendezvous. ``cpus_per_node``: what the job asked per node, given to the one
+    task (srun 22.05+ no longer inherits sbatch's ``--cpus-per-task``). Options of Slurm
+    20.11-24.x."""
+    count = _positive("node_count", node_count)
+    argv = ["srun", f"--nodes={count}", f"--ntasks={count}", "--ntasks-per-node=1"]
+    if _positive("cpus_per_node", cpus_per_node) is not None:
+        argv.append(f"--cpus-per-task={cpus_per_node}")
+    return [*argv, "--kill-on-bad-exit=1"]
+
+
 def sbatch_argv(script: str, extra_args: Sequence[str] = ()) -> list[str]:
     """Submit ``script`` (a path on the submitting host); prints ``JOBID`` or
     ``JOBID;CLUSTER`` (``--parsable``)."""

@@ -17,6 +17,7 @@ a target needs nothing but an interpreter. ``RUN_DIR/spec.json`` says what to ru
      "metrics": {"loss": "loss=([0-9.]+)"}, "outputs_dir": "outputs",
      "lib_dir": "/abs/lib",              # holds trainform/tracking.py; prepended to PYTHONPATH
      "extra_env": {"TRAINFORM_NODE_RANK": "0"},
+     "node_addresses": "slurm",          # optional: see slurm_node_addresses
      "env_passthrough": ["CUDA_*", "HF_HOME"],   # optional: see inherited_environ
      "secrets": {"env": ["K"], "variables": ["K"]}}
 
@@ -1182,6 +1183,52 @@ def take_secrets(run_dir: Path) -> dict[str, dict[str, str]]:
     }
 
 
+_NODE_ADDR = re.compile(r"(?:^|\s)NodeName=(\S+)(?:\s.*)?\sNodeAddr=(\S+)")
+
+
+def parse_node_addresses(names_text: str, nodes_text: str) -> list[str]:
+    """The address of each node that ``scontrol show hostnames`` printed (``names_text``, in
+    node-rank order), from ``scontrol show node --oneliner``'s ``NodeAddr`` (``nodes_text``).
+    Raises LauncherError for a node without one."""
+    names = [line.strip() for line in names_text.splitlines() if line.strip()]
+    found: dict[str, str] = {}
+    for line in nodes_text.splitlines():
+        m = _NODE_ADDR.search(line[:20000])
+        if m:
+            found[m.group(1)] = m.group(2)
+    missing = [n for n in names if n not in found]
+    if not names or missing:
+        raise LauncherError(
+            f"scontrol gave no NodeAddr for node(s) {', '.join(missing[:5]) or '(none listed)'}"
+        )
+    return [found[n] for n in names]
+
+
+def slurm_node_addresses(environ: dict[str, str]) -> list[str]:
+    """The addresses of a Slurm job's nodes in node-rank (``SLURM_NODEID``) order: the nodes of
+    ``SLURM_JOB_NODELIST`` and each one's ``NodeAddr``, which is how slurmctld and the other
+    slurmds reach that node (node names need not resolve: a cluster may set NodeAddr to an IP,
+    and it defaults to the name where names do resolve). Runs scontrol (on every Slurm compute
+    node, also configless ones). Raises LauncherError when it cannot tell."""
+    nodelist = environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST") or ""
+    if not nodelist:
+        raise LauncherError("SLURM_JOB_NODELIST is not set: not started by Slurm")
+    outputs = []
+    for argv in (
+        ["scontrol", "show", "hostnames", nodelist],
+        ["scontrol", "show", "node", "--oneliner", nodelist],
+    ):
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LauncherError(f"cannot run {' '.join(argv[:3])}: {exc}") from None
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()[-300:]
+            raise LauncherError(f"{' '.join(argv[:3])} exited with {proc.returncode}: {err}")
+        outputs.append(proc.stdout[:8_000_000].decode(errors="replace"))
+    return parse_node_addresses(outputs[0], outputs[1])
+
+
 def _str_dict(value: object, what: str) -> dict[str, str]:
     if value is None:
         return {}
@@ -1423,6 +1470,11 @@ class _Launch:
         outputs_rel = _relative_path(spec.get("outputs_dir") or "outputs", "outputs_dir")
         user_env = _str_dict(spec.get("env"), "spec.json: 'env'")
         extra_env = _str_dict(spec.get("extra_env"), "spec.json: 'extra_env'")
+        if spec.get("node_addresses") == "slurm":  # known only once Slurm placed the job
+            addresses = slurm_node_addresses(dict(os.environ))
+            extra_env.update(MASTER_ADDR=addresses[0], TRAINFORM_NODE_IPS=",".join(addresses))
+        elif spec.get("node_addresses") is not None:
+            raise LauncherError("spec.json: 'node_addresses' must be \"slurm\" when set")
         environment = spec.get("environment") or {}
         if not isinstance(environment, dict):
             raise LauncherError("spec.json: 'environment' must be an object")
