@@ -391,4 +391,4 @@ def test_sbatch_output_and_scancel():
     with pytest.raises(s.SlurmOutputError, match="not a job id"):
         s.parse_sbatch("sbatch: error: Batch job submission failed\n")
     assert s.scancel_argv(["4", "5"]) == ["scancel", "4", "5"]
-    assert s.scancel_argv(["4"], signal="TERM") == ["scancel", "--full", "--signal=TERM", "4"]
+    assert s.scancel_argv(["4"], signal="TERM") == ["scancel", "--batch", "--signal=TERM", "4"]

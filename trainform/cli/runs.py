@@ -216,6 +216,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
             )
         if rec.get("environment"):
             lines.append(f"  environment  {rec['environment']}")
+        lines.extend(_attempt_lines(rec.get("attempts")))
         if rec.get("params"):
             lines.append("  params")
             lines.extend(
@@ -242,6 +243,26 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
             )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
         print_lines(ctx, lines)
+
+
+def _attempt_lines(attempts: object) -> list[str]:
+    """``runs show``'s lines for the attempts of a run Slurm requeued: number, host, start
+    and end, and how each ended (the status file's values, so shown inert)."""
+    if not isinstance(attempts, list) or not attempts:
+        return []
+    lines = [f"  attempts     {len(attempts)}"]
+    for a in attempts[:100]:
+        if not isinstance(a, dict):
+            continue
+        ended = f"{a.get('status') or '-'}" + (f": {a['message']}" if a.get("message") else "")
+        if a.get("ended") == "requeued":
+            ended += "; requeued by Slurm"
+        lines.append(
+            f"    {_inert(str(a.get('attempt')))}  {_inert(str(a.get('host') or '-'))}  "
+            f"{_inert(str(a.get('started') or '-'))} → {_inert(str(a.get('finished') or '-'))}  "
+            f"{_inert(ended)}"
+        )
+    return lines
 
 
 def _inert(text: str) -> str:

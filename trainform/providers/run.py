@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from trainform.config.schema import RUN
 from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import (
+    BATCH,
     DOCKER,
     MULTI_NODE,
     RUNS,
@@ -425,6 +426,33 @@ class RunProvider(WorkProvider):
                 self._release_inline({"inline_compute": inline})
             raise
 
+    def submit_runs(
+        self,
+        runs: list[tuple[str, dict[str, Any]]],
+        extra_spec: dict[str, Any] | None = None,
+        at_once: int | None = None,
+    ) -> list[Observed]:
+        """Submit ``runs`` (address, desired) of one compute together, at most ``at_once``
+        running at a time: as one batch through the compute's ``submit_many`` (a compute
+        with the BATCH capability, such as a Slurm job array). Returns each run's computed
+        attributes, in order. Raises ProviderError for a compute that has no batch form."""
+        if not runs:
+            return []
+        prepared = []
+        for address, desired in runs:
+            compute, provider = self._compute(desired)
+            if BATCH not in provider.capabilities or _is_inline(compute):
+                raise ProviderError(
+                    f"{address}: compute type {compute.get('type')!r} cannot submit runs as "
+                    "one batch"
+                )
+            prepared.append(self._prepare(address, desired, compute, provider, None, extra_spec))
+        handles = provider.submit_many([request for request, _ in prepared], at_once)
+        return [
+            {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
+            for (_, computed), handle in zip(prepared, handles, strict=True)
+        ]
+
     def _submit(
         self,
         address: str,
@@ -434,6 +462,21 @@ class RunProvider(WorkProvider):
         inline: dict[str, Any] | None,
         extra_spec: dict[str, Any] | None,
     ) -> Observed:
+        request, computed = self._prepare(address, desired, compute, provider, inline, extra_spec)
+        handle = provider.submit(request)
+        return {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
+
+    def _prepare(
+        self,
+        address: str,
+        desired: dict[str, Any],
+        compute: dict[str, Any],
+        provider: Provider,
+        inline: dict[str, Any] | None,
+        extra_spec: dict[str, Any] | None,
+    ) -> tuple[RunRequest, Observed]:
+        """Snapshot and store a run's source and build its request and computed attributes
+        (status ``submitting``), its intent announced; nothing is started yet."""
         from trainform.runs.snapshot import save_manifest, store_blobs
 
         snap = self._snapshot(desired)
@@ -486,8 +529,7 @@ class RunProvider(WorkProvider):
         _announce(
             {**computed, "expected_handle": self._expected_handle(request, compute, provider)}
         )
-        handle = provider.submit(request)
-        return {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
+        return request, computed
 
     def update(
         self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
@@ -644,7 +686,8 @@ def _with_defaults(compute: dict[str, Any], provider: Provider) -> dict[str, Any
 
 
 def _status_fields(status: dict[str, Any]) -> dict[str, Any]:
-    keys = ("status", "exit_code", "message", "started", "finished", "environment")
+    # attempts: each attempt of a run its scheduler requeued (slurm requeue = true)
+    keys = ("status", "exit_code", "message", "started", "finished", "environment", "attempts")
     return {k: status.get(k) for k in keys if k in status}
 
 

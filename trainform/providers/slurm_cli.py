@@ -74,13 +74,14 @@ def _fields(line: str, count: int, command: str, number: int) -> list[str]:
 
 
 _DURATION = re.compile(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?(?:\.\d+)?")
-_NO_LIMIT = {"infinite", "unlimited", "n/a", "none", "partition_limit", ""}
+# "INVALID": what Slurm prints for a time it cannot compute (a job whose EndTime was moved).
+_NO_LIMIT = {"infinite", "unlimited", "n/a", "none", "partition_limit", "invalid", ""}
 
 
 def parse_duration(text: str) -> int | None:
     """Seconds in a Slurm time as its commands print it: ``M:SS``, ``H:MM:SS``,
     ``D-HH:MM:SS``, ``D-HH`` or ``D-HH:MM`` (sacct may add ``.micro``). ``infinite``,
-    ``UNLIMITED``, ``n/a`` and ``Partition_Limit`` mean no limit known: ``None``. Raises
+    ``UNLIMITED``, ``n/a``, ``Partition_Limit`` and ``INVALID`` mean no limit known: ``None``. Raises
     :class:`SlurmOutputError` for anything else."""
     s = text.strip()
     if s.lower() in _NO_LIMIT:
@@ -638,6 +639,61 @@ def run_status(record: JobRecord, *, requeue: bool = True) -> tuple[str, str]:
 # sbatch
 
 
+# The signals a job's --signal may name, by Linux number: the launcher (the batch shell) handles
+# each one. TERM, INT and HUP stop the run (its grace period, then SIGKILL); the others are
+# passed on to the run, which goes on. KILL and STOP cannot be caught, so they are refused.
+JOB_SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "USR1": 10, "USR2": 12, "ALRM": 14, "TERM": 15}
+DEFAULT_SIGNAL = "B:TERM@60"
+SIGNAL_EARLY = 60
+"""Seconds before ``--signal``'s own lead that Slurm may already send it (``man sbatch``: its
+event handling has that resolution)."""
+
+_SIGNAL = re.compile(r"(?:([RB]{1,2}):)?(?:SIG)?([A-Z0-9]{1,6})(?:@(\d{1,5}))?")
+
+
+@dataclass(frozen=True)
+class JobSignal:
+    """A ``--signal`` value, checked: the signal's ``name`` (``TERM``) and how many
+    ``seconds`` before the job's time limit Slurm sends it to the batch shell."""
+
+    name: str
+    seconds: int
+    reservation: bool = False
+    """``R:``: also sent when a reservation with ``MaxStartDelay`` ends the job early."""
+
+    def __str__(self) -> str:
+        return f"{'RB' if self.reservation else 'B'}:{self.name}@{self.seconds}"
+
+
+def parse_signal(text: str) -> JobSignal:
+    """``[{R|B}:]SIG[@SECONDS]`` as sbatch's ``--signal`` reads it (``B:TERM@60``,
+    ``B:USR1@300``, ``B:10``; SECONDS defaults to 60, at most 65535). ``B:`` is required: the
+    batch shell is the launcher, which passes the signal to the run; without it Slurm signals
+    only job steps. Raises ProviderError naming what is wrong."""
+    value = str(text).strip()
+    m = _SIGNAL.fullmatch(value.upper())
+    if not m:
+        raise ProviderError(
+            f"signal {value[:40]!r} is not [B:]SIGNAL[@SECONDS], such as {DEFAULT_SIGNAL!r}"
+        )
+    flags, sig, seconds = m.group(1) or "", m.group(2), int(m.group(3) or 60)
+    if "B" not in flags or len(set(flags)) != len(flags):
+        raise ProviderError(
+            f"signal {value[:40]!r} must start with B: (as in {DEFAULT_SIGNAL!r}): Slurm then "
+            "signals the batch shell, the launcher, which passes the signal on to the run"
+        )
+    numbers = {n: name for name, n in JOB_SIGNALS.items()}
+    name = numbers.get(int(sig), "") if sig.isdigit() else sig
+    if name not in JOB_SIGNALS:
+        raise ProviderError(
+            f"signal {value[:40]!r}: {sig} is not one the launcher can pass on to the run "
+            f"(one of {', '.join(sorted(JOB_SIGNALS))})"
+        )
+    if seconds > 65535:
+        raise ProviderError(f"signal {value[:40]!r}: at most 65535 seconds before the limit")
+    return JobSignal(name, seconds, reservation="R" in flags)
+
+
 @dataclass(frozen=True)
 class SbatchOptions:
     """What a run asks of Slurm. ``mem`` is megabytes (an int) or Slurm's ``16G``/``500M``
@@ -655,7 +711,7 @@ class SbatchOptions:
     constraint: str = ""
     reservation: str = ""
     exclusive: bool = False
-    signal: str | None = "B:TERM@60"
+    signal: str | None = DEFAULT_SIGNAL
     requeue: bool = False
 
 
@@ -681,11 +737,19 @@ def _positive(option: str, value: int | None) -> int | None:
 
 
 def sbatch_directives(
-    options: SbatchOptions, *, job_name: str, output: str, chdir: str = ""
+    options: SbatchOptions,
+    *,
+    job_name: str,
+    output: str,
+    chdir: str = "",
+    array: str = "",
+    dependency: str = "",
 ) -> list[str]:
     """The ``#SBATCH`` lines of a run's batch script. ``output`` is the one log file (stderr
-    joins it); ``job_name`` and ``chdir`` are trainform's. Raises ProviderError naming the
-    option for a value Slurm would refuse or misread."""
+    joins it; ``%a`` in it is an array task's index); ``job_name`` and ``chdir`` are
+    trainform's; ``array`` is ``--array``'s value (:func:`array_spec`) and ``dependency``
+    ``--dependency``'s (``singleton``). Raises ProviderError naming the option for a value
+    Slurm would refuse or misread."""
     lines = [
         f"--job-name={_value('job_name', job_name)}",
         f"--output={_value('output', output)}",
@@ -693,6 +757,10 @@ def sbatch_directives(
     ]
     if chdir:
         lines.append(f"--chdir={_value('chdir', chdir)}")
+    if array:
+        lines.append(f"--array={_value('array', array)}")
+    if dependency:
+        lines.append(f"--dependency={_value('dependency', dependency)}")
     lines.append(f"--nodes={_positive('node_count', options.node_count)}")
     for option, number in (
         ("ntasks-per-node", options.ntasks_per_node),
@@ -720,7 +788,7 @@ def sbatch_directives(
     if options.exclusive:
         lines.append("--exclusive")
     if options.signal:
-        lines.append(f"--signal={_value('signal', options.signal)}")
+        lines.append(f"--signal={parse_signal(options.signal)}")
     lines.append("--requeue" if options.requeue else "--no-requeue")
     return [f"#SBATCH {line}" for line in lines]
 
@@ -851,12 +919,160 @@ def parse_sbatch(text: str) -> str:
 
 
 def scancel_argv(job_ids: Iterable[str], *, signal: str = "") -> list[str]:
-    """Cancel ``job_ids`` (``signal``: send that signal to the batch shell and its steps
-    instead, such as ``TERM`` before the grace period ends in a cancel)."""
+    """Cancel ``job_ids``; with ``signal`` (``TERM``), only send that signal to each job's
+    batch shell (``--batch``), the launcher, which stops its run within the run's grace
+    period and forwards the signal itself. ``--full`` would also signal the run's processes
+    directly, so they would get it twice."""
     ids = list(job_ids)
     if not ids:
         raise ValueError("scancel_argv needs at least one job id")
     argv = ["scancel"]
     if signal:
-        argv += ["--full", f"--signal={_value('signal', signal)}"]
+        argv += ["--batch", f"--signal={_value('signal', signal)}"]
     return argv + ids
+
+
+def array_spec(count: int, at_once: int | None = None) -> str:
+    """``--array``'s value for ``count`` tasks indexed from 0, at most ``at_once`` of them
+    running at a time (``0-7%2``). Raises ValueError for a count or limit under 1."""
+    if count < 1 or (at_once is not None and at_once < 1):
+        raise ValueError(f"an array needs at least one task and limit, not {count}/{at_once}")
+    limit = f"%{at_once}" if at_once is not None and at_once < count else ""
+    return f"0-{count - 1}{limit}"
+
+
+# --------------------------------------------------------------------------------------------
+# a compute's own jobs: the queue `compute show` lists and the slots max_concurrent_runs uses
+
+_QUEUE_FORMAT = "%i|%j|%T|%M|%l|%D|%P|%r|%Z"
+
+
+def queue_argv() -> list[str]:
+    """This user's jobs that ``slurmctld`` holds (pending, running, just ended), one line per
+    array task; the caller keeps those whose name is its own (``--name`` takes exact names
+    only). The working folder is last since it is a path, which may hold ``|``."""
+    return ["squeue", "--me", "--noheader", "--array", f"--format={_QUEUE_FORMAT}"]
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One line of :func:`queue_argv`'s output."""
+
+    job_id: str
+    """``12`` or, for an array task, ``12_3``."""
+    name: str
+    state: str
+    elapsed: int | None
+    time_limit: int | None
+    nodes: int
+    partition: str
+    reason: str
+    workdir: str
+
+    @property
+    def array_task(self) -> int | None:
+        """The task index of an array task (``12_3`` → 3), else None."""
+        _, sep, task = self.job_id.partition("_")
+        return int(task) if sep and task.isdigit() else None
+
+
+def parse_queue(text: str) -> list[QueuedJob]:
+    """Jobs from :func:`queue_argv`'s output."""
+    jobs = []
+    for number, line in enumerate(_lines(text, "squeue"), 1):
+        parts = line.split("|", 8)
+        if len(parts) != 9:
+            _fields(line, 9, "squeue", number)  # raises, naming the line
+        job_id, name, state, used, limit, nodes, partition, reason, workdir = (
+            p.strip() for p in parts
+        )
+        if not re.fullmatch(r"\d{1,12}(?:_\d{1,9})?", job_id):
+            raise SlurmOutputError(f"squeue printed {job_id[:40]!r} as a job id", command="squeue")
+        jobs.append(
+            QueuedJob(
+                job_id=job_id,
+                name=name,
+                state=_base_state(state),
+                elapsed=parse_duration(used),
+                time_limit=parse_duration(limit),
+                nodes=_number(nodes, "a node count", "squeue"),
+                partition=partition,
+                reason=_optional(reason),
+                workdir=workdir,
+            )
+        )
+    return jobs
+
+
+# --------------------------------------------------------------------------------------------
+# sacctmgr: the accounts and QoS a user may use
+
+SACCTMGR_UNSUPPORTED = "not running a supported accounting_storage plugin"
+"""What ``sacctmgr`` prints (stderr, exit code 1) without ``slurmdbd``: nothing to check."""
+
+ASSOC_FIELDS = ("Cluster", "Account", "User", "Partition", "QOS")
+
+
+def sacctmgr_assoc_argv(user: str) -> list[str]:
+    """``user``'s associations, one ``|``-separated line each (``-nP``: no header,
+    parsable2; these options and fields exist in Slurm 20.11 through 24.x)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}", user):
+        raise ProviderError(f"{user[:80]!r} is not a user name sacctmgr can be asked about")
+    return [
+        "sacctmgr",
+        "-nP",
+        "show",
+        "assoc",
+        f"user={user}",
+        "format=" + ",".join(ASSOC_FIELDS),
+    ]
+
+
+def sacctmgr_qos_argv() -> list[str]:
+    """Every QoS's name, one a line."""
+    return ["sacctmgr", "-nP", "show", "qos", "format=Name"]
+
+
+def sacctmgr_unsupported(output: str) -> bool:
+    """Whether sacctmgr's output says there is no accounting storage (no slurmdbd)."""
+    text = output[:10_000].lower()
+    return SACCTMGR_UNSUPPORTED in text or accounting_disabled(text)
+
+
+@dataclass(frozen=True)
+class Association:
+    """One association: ``account`` on ``cluster`` (and ``partition``, ``""`` for all) for
+    ``user``, with the QoS it may use."""
+
+    cluster: str
+    account: str
+    user: str
+    partition: str
+    qos: tuple[str, ...]
+
+
+def parse_sacctmgr_assoc(text: str) -> list[Association]:
+    """Associations from :func:`sacctmgr_assoc_argv`'s output."""
+    found = []
+    for number, line in enumerate(_lines(text, "sacctmgr"), 1):
+        cluster, account, user, partition, qos = _fields(line, 5, "sacctmgr", number)
+        if not account:
+            raise SlurmOutputError(
+                f"sacctmgr output line {number} names no account: {line[:200]!r}",
+                command="sacctmgr",
+            )
+        found.append(
+            Association(
+                cluster, account, user, partition, tuple(q for q in qos.split(",") if q.strip())
+            )
+        )
+    return found
+
+
+def parse_sacctmgr_qos(text: str) -> list[str]:
+    """QoS names from :func:`sacctmgr_qos_argv`'s output, in its order."""
+    names = []
+    for number, line in enumerate(_lines(text, "sacctmgr"), 1):
+        (name,) = _fields(line, 1, "sacctmgr", number)
+        names.append(name)
+    return names

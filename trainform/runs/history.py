@@ -30,6 +30,7 @@ RECORD_KEYS = (
     "upload",
     "logged_tags",
     "models",
+    "attempts",
 )
 
 # What collecting a run adds to its record (runs.results.read_results).

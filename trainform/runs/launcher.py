@@ -18,6 +18,7 @@ a target needs nothing but an interpreter. ``RUN_DIR/spec.json`` says what to ru
      "lib_dir": "/abs/lib",              # holds trainform/tracking.py; prepended to PYTHONPATH
      "extra_env": {"TRAINFORM_NODE_RANK": "0"},
      "node_addresses": "slurm",          # optional: see slurm_node_addresses
+     "scheduler_signal": {"name": "USR1", "within": 150},  # optional: see _Plan.signal
      "env_passthrough": ["CUDA_*", "HF_HOME"],   # optional: see inherited_environ
      "secrets": {"env": ["K"], "variables": ["K"]}}
 
@@ -51,6 +52,15 @@ processes carrying its ``TRAINFORM_LAUNCH_ID`` marker. ``launcher.py --stop RUN_
 cancels a run from outside: through its launcher, or, once that is gone, by killing what
 ``status.json`` says the run left. Exit code: 0 when the run completed, 1 otherwise, 2 for a
 bad command line.
+
+Attempts: a Slurm batch job that Slurm requeues (preemption, ``scontrol requeue``, a node that
+failed) runs its launcher again in the same folder, with ``SLURM_RESTART_COUNT`` set. That
+launcher is attempt ``1 + SLURM_RESTART_COUNT`` (``attempt`` in ``status.json``); it moves what
+the previous attempt recorded into ``attempts`` (:func:`ended_attempts`), appends to the same
+``output.log`` after an ``attempt N (requeued by Slurm)`` line, and recreates the snapshot over
+``src/`` (outputs such as checkpoints stay). A stop signal that arrives while the Slurm job is
+within ``scheduler_signal.within`` seconds of its time limit (Slurm's ``--signal`` warning, or
+its own SIGTERM at the limit) ends the run as ``timed_out``, not ``canceled``.
 """
 
 from __future__ import annotations
@@ -559,6 +569,79 @@ def _now() -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Attempts (a Slurm job that Slurm requeued runs again in the same folder)
+
+ATTEMPT_FIELDS = ("host", "started", "finished", "status", "message")
+_MAX_ATTEMPTS_KEPT = 100
+
+
+def attempt_number(environ: dict[str, str]) -> int:
+    """This launch's attempt at its run: 1, or ``1 + SLURM_RESTART_COUNT`` in a batch job
+    that Slurm requeued and started again."""
+    count = environ.get("SLURM_RESTART_COUNT", "")
+    return 1 + int(count) if count.isdigit() and len(count) < 7 else 1
+
+
+def _attempt_of(status: dict[str, Any]) -> int:
+    value = status.get("attempt")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def ended_attempts(status: dict[str, Any], attempt: int) -> list[dict[str, Any]]:
+    """The attempts before ``attempt``, given ``status`` as the previous attempt left it: those
+    it lists under ``attempts``, then that attempt itself (``ended: "requeued"``; a status that
+    is not final means its launcher was killed or its node failed). Idempotent: an attempt
+    already listed is not added again."""
+    earlier = [a for a in status.get("attempts") or [] if isinstance(a, dict)]
+    earlier = earlier[-_MAX_ATTEMPTS_KEPT:]
+    previous = _attempt_of(status)
+    if previous < attempt and not any(a.get("attempt") == previous for a in earlier):
+        entry: dict[str, Any] = {"attempt": previous, **{k: status.get(k) for k in ATTEMPT_FIELDS}}
+        if entry["status"] not in FINAL_STATUSES:
+            entry["status"] = "interrupted"
+            entry["message"] = "no outcome recorded (its launcher was killed, or its node failed)"
+        entry["ended"] = "requeued"
+        earlier.append(entry)
+    return earlier
+
+
+def all_attempts(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every attempt of a run whose status is ``status``: the ended ones, then the current one;
+    empty for a run that had only one."""
+    earlier = [a for a in status.get("attempts") or [] if isinstance(a, dict)]
+    if not earlier:
+        return []
+    return [
+        *earlier,
+        {"attempt": _attempt_of(status), **{k: status.get(k) for k in ATTEMPT_FIELDS}},
+    ]
+
+
+def slurm_time_left(environ: dict[str, str]) -> int | None:
+    """Seconds until the Slurm job this launcher runs in reaches its time limit (``squeue``'s
+    ``%L``); ``None`` outside a Slurm job, without a limit, or when squeue does not answer
+    within 5 s."""
+    job = environ.get("SLURM_JOB_ID", "")
+    if not job.isdigit():
+        return None
+    try:
+        done = subprocess.run(
+            ["squeue", "--noheader", f"--jobs={job}", "--format=%L"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # D-HH:MM:SS, H:MM:SS or M:SS (this stdlib-only file cannot use slurm_cli.parse_duration)
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", done.stdout.strip()[:40])
+    if done.returncode != 0 or not m:
+        return None
+    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+# --------------------------------------------------------------------------------------------
 # Running
 
 
@@ -570,6 +653,9 @@ class _Plan(NamedTuple):
     max_duration: float | None
     grace: float
     watch_pid: int | None  # cancel the run if this process (a sweep controller) goes away
+    # spec "scheduler_signal": a stop signal within `within` seconds of the Slurm job's time
+    # limit times the run out; `name`, if not a stop signal (USR1), is passed on to the run.
+    signal: dict[str, Any]
 
 
 class _Logs:
@@ -1260,6 +1346,11 @@ class _Launch:
         self.signal_name = ""
         self.slot_fd: int | None = None
         self.secrets: dict[str, dict[str, str]] = {}  # see take_secrets
+        self.passed: list[int] = []  # signals to pass on to the run (spec scheduler_signal)
+        self.previous: dict[int, Any] = {}  # handlers to restore when run() returns
+
+    def _on_pass(self, signum: int, frame: object) -> None:
+        self.passed.append(signum)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signals += 1
@@ -1303,7 +1394,7 @@ class _Launch:
 
     def run(self) -> int:
         logs = _Logs(self.run_dir)
-        previous: dict[signal.Signals, Any] = {}
+        previous = self.previous
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             handler = signal.getsignal(sig)
             if sig == signal.SIGHUP and handler == signal.SIG_IGN:
@@ -1321,16 +1412,26 @@ class _Launch:
             message = f"launcher error: {type(exc).__name__}: {exc} (details in {LAUNCHER_LOG})"
             return self._finish(logs, "failed", message)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             logs.close()
 
     def _run(self, logs: _Logs) -> int:
         self._take_slot()
         prior = read_status(self.run_dir)
+        attempt = attempt_number(dict(os.environ))
+        earlier = ended_attempts(prior, attempt) if attempt > 1 else []
+        if earlier:
+            last = earlier[-1]
+            logs.note(
+                f"attempt {attempt} (requeued by Slurm); attempt {last.get('attempt')} ended "
+                f"{last.get('status')}: {last.get('message') or '-'}"
+            )
         write_status(
             self.run_dir,
             status="preparing",
+            attempt=attempt,
+            attempts=earlier or None,
             launcher_pid=os.getpid(),
             host=socket.gethostname(),
             created=prior.get("created") or _now(),
@@ -1351,6 +1452,10 @@ class _Launch:
         try:
             spec = self._load_spec()
             plan = self._prepare(spec, logs)
+            passed = getattr(signal, f"SIG{plan.signal.get('name')}", None)
+            if passed is not None and passed not in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                self.previous.setdefault(passed, signal.getsignal(passed))
+                signal.signal(passed, self._on_pass)
         except LauncherError as exc:
             self.phase = "finishing"
             return self._finish(logs, "failed", str(exc), exc.detail)
@@ -1567,6 +1672,9 @@ class _Launch:
             note=logs.note,
         )
         watch = spec.get("watch_pid")
+        scheduler_signal = spec.get("scheduler_signal") or {}
+        if not isinstance(scheduler_signal, dict):
+            raise LauncherError("spec.json: 'scheduler_signal' must be an object")
         return _Plan(
             argv,
             env,
@@ -1575,6 +1683,7 @@ class _Launch:
             max_duration,
             grace,
             int(watch) if isinstance(watch, int) else None,
+            scheduler_signal,
         )
 
     def _supervise(
@@ -1604,9 +1713,23 @@ class _Launch:
             if exited_at is None:
                 for source in plan.sources:
                     source.poll(now)
+                if self.passed:
+                    names = sorted({signal.Signals(sig).name for sig in self.passed})
+                    self.passed.clear()
+                    logs.note(f"{', '.join(names)} from Slurm: passing it on to the run")
+                    for name in names:
+                        processes.signal(signal.Signals[name])
                 if reason is None and self.signals:
                     reason, signals_seen = "canceled", self.signals
                     message = f"canceled ({self.signal_name})"
+                    near = plan.signal.get("within")
+                    time_left = slurm_time_left(dict(os.environ)) if near else None
+                    if time_left is not None and isinstance(near, int) and time_left <= near:
+                        reason = "timed_out"
+                        message = (
+                            f"timed out: {self.signal_name} from Slurm "
+                            f"{_seconds(time_left)} before the job's time limit"
+                        )
                 elif reason is None and plan.watch_pid and not process_running(plan.watch_pid):
                     reason = "canceled"
                     message = f"canceled: the sweep controller (pid {plan.watch_pid}) is gone"
