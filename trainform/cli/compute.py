@@ -1,5 +1,6 @@
 """``trainform compute show|reconcile NAME``: a compute target as it is now; for a
-docker-cluster, its nodes (state, the run each serves, idle time) and its queue."""
+docker-cluster, its nodes (state, the run each serves, idle time) and its queue; for a slurm
+compute, its partitions, the queue of its jobs (with why each waits) and its nodes."""
 
 from __future__ import annotations
 
@@ -32,7 +33,10 @@ def _describe(ctx: click.Context, name: str) -> tuple[str, dict[str, Any]]:
             + (f"; {hint}" if hint else "")
             + ("" if known else " (nothing has been applied)")
         )
-    return address, open_providers(ctx, store).get(resource.provider).describe(resource)
+    info = open_providers(ctx, store).get(resource.provider).describe(resource)
+    if "jobs" in info:
+        _with_run_addresses(store, info)
+    return address, info
 
 
 def _node_lines(info: dict[str, Any]) -> list[str]:
@@ -50,6 +54,60 @@ def _node_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _duration(seconds: Any) -> str:
+    """``1-02:03:04``-style time for a number of seconds; ``-`` for none (no limit)."""
+    if not isinstance(seconds, int):
+        return "-"
+    days, rest = divmod(seconds, 86400)
+    text = f"{rest // 3600}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def _slurm_lines(info: dict[str, Any]) -> list[str]:
+    """A slurm compute's partitions, the queue of its jobs and its nodes, as tables."""
+    lines = [f"slurm {info.get('slurm_version') or '?'}", "partitions:"]
+    lines.append(
+        f"  {'PARTITION':<16} {'STATE':<6} {'NODES':>5} {'CPUS':>5} {'MEMORY':>9} "
+        f"{'GPUS':>4}  TIME LIMIT"
+    )
+    for p in info["partitions"]:
+        name = p["name"] + ("*" if p.get("default") else "")
+        lines.append(
+            f"  {name:<16} {p['state']:<6} {p['nodes']:>5} {p['cpus']:>5} "
+            f"{str(p['memory_mb']) + 'M':>9} {p['gpus']:>4}  {_duration(p['time_limit'])}"
+        )
+    lines.append(f"jobs of this compute: {len(info['jobs'])}")
+    if info["jobs"]:
+        lines.append(f"  {'JOB':<12} {'RUN':<40} {'STATE':<10} {'TIME':>9}  REASON")
+    for job in info["jobs"]:
+        run = job.get("address") or job.get("run_id") or "-"
+        if job.get("address") and job.get("run_id"):
+            run = f"{job['address']} ({job['run_id']})"
+        lines.append(
+            f"  {job['job_id']:<12} {run:<40} {job['state']:<10} "
+            f"{_duration(job['elapsed']):>9}  {job['reason'] or '-'}"
+        )
+    lines.append("nodes:")
+    lines.append(f"  {'NODE':<16} {'STATE':<12} {'CPUS':>5} {'MEMORY':>9}  PARTITIONS")
+    for n in info["nodes"]:
+        lines.append(
+            f"  {n['name']:<16} {n['state']:<12} {n['cpus']:>5} {str(n['memory_mb']) + 'M':>9}"
+            f"  {','.join(n['partitions'])}"
+            + (f"  gres {','.join(n['gres'])}" if n["gres"] else "")
+        )
+    return lines
+
+
+def _with_run_addresses(store: Any, info: dict[str, Any]) -> None:
+    """Name the run each queued job is (its address, from the run history)."""
+    ids = {job["run_id"] for job in info.get("jobs") or [] if job.get("run_id")}
+    if not ids:
+        return
+    addresses = {r["id"]: r.get("address") for r in store.runs() if r["id"] in ids}
+    for job in info["jobs"]:
+        job["address"] = addresses.get(job.get("run_id"))
+
+
 @compute.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
@@ -63,7 +121,9 @@ def compute_show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     lines = [address]
     lines += [f"  {a}" for a in info.get("actions") or []]
-    if "nodes" in info:
+    if "partitions" in info:
+        lines += _slurm_lines(info)
+    elif "nodes" in info:
         lines += _node_lines(info)
     else:
         lines += [f"  {k} = {json.dumps(v, default=str)}" for k, v in sorted(info.items())]

@@ -429,6 +429,12 @@ SWEEP = BlockSchema(
             description="An Azure ML HyperDrive YAML file giving sampling, policy, objective "
             "and limits (trial {} still gives the script and compute).",
         ),
+        "slurm_array": Attribute(
+            "bool",
+            default=False,
+            description="Submit the trials as one job array (a slurm compute; grid sampling, "
+            "or random without early_termination).",
+        ),
         "sweep_id": Attribute(computed=True, description="Id of the latest sweep."),
         "fingerprint": Attribute(computed=True, description="Hash of template, space and policy."),
         "status": Attribute(computed=True, description="running, completed, canceled, failed."),

@@ -72,6 +72,8 @@ RUNS = "runs"
 MULTI_NODE = "multi_node"
 DOCKER = "docker"
 SCALING = "scaling"
+BATCH = "batch"
+"""The compute submits several runs as one batch (``submit_many``: a Slurm job array)."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,13 @@ class Provider:
         trainform, then return at once with a handle. Waiting is the engine's job. Raises
         ProviderError (with host and command) if the run cannot be started."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+    def submit_many(self, requests: list[RunRequest], at_once: int | None = None) -> list[Handle]:
+        """Compute with the ``BATCH`` capability: submit ``requests`` (runs of this one
+        compute) as one batch that runs at most ``at_once`` of them at a time (None: no
+        limit of the caller's), returning at once with one handle per request, in order;
+        each handle then works with ``status``, ``logs`` and ``cancel`` like ``submit``'s."""
+        raise ProviderError(f"compute type {self.name!r} cannot submit runs as one batch")
 
     def status(self, handle: Handle) -> dict[str, Any]:
         """The run's status record (the launcher's ``status.json``: ``status``, ``exit_code``,

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,8 @@ def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
         if target.is_file():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        # Unique per thread too: parallel submissions of one apply copy the same blobs.
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         shutil.copyfile(source / digest[:2] / digest[2:], tmp)
         os.replace(tmp, target)
         copied += 1

@@ -160,11 +160,46 @@ class SweepProvider(WorkProvider):
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         try:
             trial = self._trial(desired)
-            self._check(self.settings(desired))
+            settings = self.settings(desired)
+            self._check(settings)
         except TrainformError as exc:
             return [str(exc)]
         run = self.providers.get("run")
-        return [f"trial: {p}" for p in run.validate(address, {**trial, "experiment": "x"})]
+        problems = [f"trial: {p}" for p in run.validate(address, {**trial, "experiment": "x"})]
+        if desired.get("slurm_array"):
+            problems += self._batch_problems(settings, trial)
+        return problems
+
+    def _batch_problems(self, settings: dict[str, Any], trial: dict[str, Any]) -> list[str]:
+        """Why the trials cannot be submitted as one batch (``slurm_array = true``): a batch
+        is submitted whole, so every trial must be known before any reports (grid sampling,
+        or random sampling that no policy steers), and the compute must take batches."""
+        from trainform.providers.base import BATCH
+
+        problems = []
+        algorithm, policy = settings["sampling"]["algorithm"], settings["policy"]["name"]
+        if algorithm == "random" and policy != "none":
+            problems.append(
+                f"slurm_array = true with random sampling cannot use early_termination policy "
+                f"{policy!r}: use grid sampling, no policy, or slurm_array = false (one job "
+                "per trial)"
+            )
+        elif algorithm not in ("grid", "random"):
+            problems.append(
+                f"slurm_array = true needs grid or random sampling, not {algorithm!r}, which "
+                "picks each trial from the results of earlier ones; use slurm_array = false"
+            )
+        compute = trial.get("compute")
+        if isinstance(compute, dict) and isinstance(compute.get("type"), str):
+            try:
+                capabilities = self.providers.get(compute["type"]).capabilities
+            except TrainformError:
+                return problems  # the trial's own validation names the unknown type
+            if BATCH not in capabilities:
+                problems.append(
+                    f"slurm_array = true needs a compute of type 'slurm', not {compute['type']!r}"
+                )
+        return problems
 
     def parameter_flags(self, desired: dict[str, Any]) -> dict[str, str | None]:
         """The flag each parameter reaches the script with (None: only where the template
@@ -276,6 +311,8 @@ class SweepProvider(WorkProvider):
             "state": self._state_location(),
             "status_file": str(folder / "status.json"),
             "parameter_flags": self.parameter_flags(desired),
+            # every trial submitted at once as one batch (a job array), not one at a time
+            "batch": bool(desired.get("slurm_array")),
         }
         (folder / "spec.json").write_text(json.dumps(spec, indent=1, default=str))
         (folder / "status.json").write_text(json.dumps({"status": "queued"}))

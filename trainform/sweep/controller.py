@@ -282,6 +282,29 @@ class Controller:
 
     # -- trials
     def _launch(self, index: int, params: dict[str, Any]) -> Trial:
+        address, desired = self._trial_run(index, params)
+        computed = self.runs.submit_run(address, desired, {"watch_pid": os.getpid()})
+        return self._started(index, params, computed)
+
+    def _launch_batch(self, max_total: int, at_once: int) -> list[Trial]:
+        """Every trial the sampler gives (up to ``max_total``), submitted as one batch that
+        runs ``at_once`` of them at a time (spec ``batch``: the compute's ``submit_many``,
+        a Slurm job array). The sampler must not depend on results (checked at plan time)."""
+        wanted: list[dict[str, Any]] = []
+        while len(wanted) < max_total:
+            params = self.sampler.suggest(len(wanted))
+            if params is None:
+                break
+            wanted.append(params)
+        runs = [self._trial_run(i, params) for i, params in enumerate(wanted)]
+        submitted = self.runs.submit_runs(runs, {"watch_pid": os.getpid()}, at_once)
+        return [
+            self._started(i, params, computed)
+            for i, (params, computed) in enumerate(zip(wanted, submitted, strict=True))
+        ]
+
+    def _trial_run(self, index: int, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The address and run attributes of trial ``index`` with ``params``."""
         desired = trial_values(self.spec["trial"], params)
         desired["env"] = {
             **(desired.get("env") or {}),
@@ -295,8 +318,11 @@ class Controller:
         desired["workspace"] = self.spec["workspace"]
         if self.spec["limits"].get("trial_max_duration"):
             desired["max_duration"] = self.spec["limits"]["trial_max_duration"]
+        return f"{self.spec['address']}[{index}]", desired
+
+    def _started(self, index: int, params: dict[str, Any], computed: dict[str, Any]) -> Trial:
+        """Record a submitted trial."""
         address = f"{self.spec['address']}[{index}]"
-        computed = self.runs.submit_run(address, desired, {"watch_pid": os.getpid()})
         computed["sweep_id"] = self.spec["sweep_id"]
         trial = Trial(index, params, computed, MetricsStream(self.runs, computed), status="queued")
         record_run(self.store, address, self.spec["workspace_address"], computed)
@@ -372,6 +398,10 @@ class Controller:
         exhausted = False
         self._record()
         try:
+            if self.spec.get("batch"):
+                self.trials = self._launch_batch(max_total, max_concurrent)
+                exhausted = True
+                self._record()
             while True:
                 running = [
                     t for t in self.trials if t.status not in TERMINAL and t.status != "stopped"
