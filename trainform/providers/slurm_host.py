@@ -9,26 +9,55 @@ commands as argument vectors (never a shell line), stages a run's folder in the 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import posixpath
 import shlex
 import shutil
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trainform.errors import ProviderError
 from trainform.providers.base import RunRequest
+from trainform.providers.ssh import (
+    SSHComputeProvider,
+    fetch_run_folder,
+    stage_remote,
+    store_remote_secrets,
+    verified_host_keys,
+)
 
 COMMAND_TIMEOUT = 60  # seconds a Slurm client command may take (slurmctld may be busy)
+T = TypeVar("T")
 
 
 class SlurmHost:
     """The contract every host implements. ``where`` names it in messages ("this machine",
-    "login ml@login:22")."""
+    "login ml@login:22"). ``slurm_conf`` (the compute's attribute, ``""`` for Slurm's
+    default) is the ``SLURM_CONF`` of every command :meth:`run` runs. After :meth:`stage`,
+    ``upload`` says what travelled to the host (``{"files", "bytes"}``), None when nothing
+    crossed a network."""
 
     where = "this machine"
+
+    def __init__(self, slurm_conf: str = "") -> None:
+        self.slurm_conf = slurm_conf
+        self.upload: dict[str, int] | None = None
+
+    def command_env(self, env: dict[str, str] | None) -> dict[str, str]:
+        """The variables a command runs with beyond the host's own: ``env`` and
+        ``SLURM_CONF`` when the compute names a slurm.conf."""
+        return {**({"SLURM_CONF": self.slurm_conf} if self.slurm_conf else {}), **(env or {})}
+
+    def host_keys(self) -> dict[str, str]:
+        """The SSH host keys verified on the way to this host, to pin in state (``{}`` for
+        this machine)."""
+        return {}
 
     def run(
         self, argv: list[str], env: dict[str, str] | None = None, input: bytes | None = None
@@ -100,7 +129,7 @@ class LocalSlurmHost(SlurmHost):
                 timeout=COMMAND_TIMEOUT,
                 input=input,
                 stdin=None if input is not None else subprocess.DEVNULL,
-                env={**launcher_environ(), **(env or {})},
+                env={**launcher_environ(), **self.command_env(env)},
             )
         except FileNotFoundError:
             raise ProviderError(
@@ -191,3 +220,122 @@ def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
         os.replace(tmp, target)
         copied += 1
     return copied
+
+
+LOGIN_OPTIONS = (
+    "port",
+    "private_key_file",
+    "private_key_passphrase",
+    "password",
+    "host_key",
+    "known_hosts",
+    "trust_on_first_use",
+    "proxy_jump",
+    "connect_timeout",
+)
+"""The ssh compute's attributes for one host that a slurm compute's ``login`` takes too."""
+
+SECRET_OPTIONS = ("password", "private_key_passphrase")
+
+
+def login_attributes(attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A slurm compute's login node (``login = "user@host"`` or ``"user@host:port"``) as the
+    attributes of an ssh compute with that one host, and its host entry (``host`` or
+    ``host:port``, the key of its pin in ``host_keys``)."""
+    user, _, host = str(attrs.get("login") or "").rpartition("@")
+    mapped = {key: attrs.get(key) for key in LOGIN_OPTIONS}
+    mapped.update(address=host, username=user, host_keys=dict(attrs.get("host_keys") or {}))
+    return host, mapped
+
+
+def host_target(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a run's handle records so that a later process reaches the same host: ``login``,
+    ``slurm_conf``, the ssh options and the pinned host keys; never a password or passphrase
+    (those stay in this process's memory, see ``SSHComputeProvider._target``)."""
+    keys = ("login", "slurm_conf", *LOGIN_OPTIONS, "host_keys")
+    return {
+        key: attrs[key] for key in keys if attrs.get(key) is not None and key not in SECRET_OPTIONS
+    }
+
+
+class LoginSlurmHost(SlurmHost):
+    """Slurm's client commands on a login node, and the shared workdir as that node sees it,
+    over SSH with the ssh compute's options and host-key rules: the connections, in-memory
+    credentials, incremental blob upload and open log streams of an
+    :class:`~trainform.providers.ssh.SSHComputeProvider` (``ssh``), which the slurm provider
+    holds. Every byte from the host is read as hostile."""
+
+    def __init__(self, ssh: SSHComputeProvider, attrs: dict[str, Any]) -> None:
+        super().__init__(str(attrs.get("slurm_conf") or ""))
+        self._ssh = ssh
+        self._host, self._target = login_attributes(attrs)
+        self.where = f"login {attrs.get('login')}"
+
+    def _conn(self) -> Any:
+        """The cached connection (reconnected when it dropped); HostKeyError, SSHAuthError
+        or ProviderError."""
+        return self._ssh._session(self._target, self._host)
+
+    def _repeatable(self, operation: Callable[[Any], T]) -> T:
+        """``operation(connection)``, again on a new connection if it dropped meanwhile."""
+        return self._ssh._with_session(self._target, self._host, operation)
+
+    def host_keys(self) -> dict[str, str]:
+        return verified_host_keys(self._host, self._conn())
+
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, input: bytes | None = None
+    ) -> tuple[int, str, str]:
+        """Run once (sbatch is not safe to repeat) in the login shell of the login node, the
+        variables set with ``env NAME=VALUE argv`` (the whole quoted by ``shlex.join``)."""
+        extra = self.command_env(env)
+        command = ["env", *(f"{k}={v}" for k, v in extra.items()), *argv] if extra else argv
+        code, out, err = self._conn().run(
+            command, input=input, timeout=COMMAND_TIMEOUT, check=False
+        )
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def prepare_workdir(self, workdir: str) -> str:
+        absolute = posixpath.normpath(workdir)
+        self._repeatable(lambda conn: conn.run(["mkdir", "-p", "--", absolute]))
+        return absolute
+
+    def stage(self, request: RunRequest, workdir: str, run_dir: str) -> str:
+        from trainform.runs.shipping import full_spec
+
+        conn = self._conn()
+        lib, self.upload = stage_remote(
+            conn, request, workdir, run_dir, self._ssh.known_set(self._host, self._target, workdir)
+        )
+        spec = full_spec(request, f"{workdir}/blobs", lib, f"{workdir}/envs")
+        spec = store_remote_secrets(conn, run_dir, spec)
+        try:
+            conn.upload_stream([("spec.json", json.dumps(spec).encode())], run_dir)
+        except BaseException:
+            self.discard_secrets(run_dir)
+            raise
+        return lib
+
+    def write_file(self, path: str, data: bytes) -> None:
+        folder, name = posixpath.split(path)
+        self._repeatable(lambda conn: conn.upload_stream([(name, data)], folder))
+
+    def read_from(self, path: str, offset: int, limit: int = 1 << 20) -> tuple[bytes, int]:
+        return self._ssh.follow(self._target, self._host, path, offset, limit)
+
+    def read_status(self, run_dir: str) -> dict[str, Any]:
+        from trainform.providers.ssh_containers import read_remote_status
+
+        return self._repeatable(lambda conn: read_remote_status(conn, run_dir))
+
+    def discard_secrets(self, run_dir: str) -> None:
+        from trainform.runs.shipping import SECRET_DIR
+
+        # Called while a failure is being raised: a host that cannot be reached now keeps
+        # the file (0600, its user's only), rather than hiding why the submission failed.
+        with contextlib.suppress(ProviderError):
+            self._conn().run(["rm", "-rf", "--", f"{run_dir}/{SECRET_DIR}"], check=False)
+
+    def fetch_run(self, run_dir: str, dest: Path) -> None:
+        self._ssh._close_streams(run_dir)
+        self._repeatable(lambda conn: fetch_run_folder(conn, run_dir, dest))

@@ -343,12 +343,9 @@ class SSHComputeProvider(Provider):
         keys: dict[str, str] = {}
         workdir = ""
         for host in self._hosts(attrs):
-            conn, fingerprint = self._connect(attrs, host, pinned)
+            conn, _ = self._connect(attrs, host, pinned)
             try:
-                keys[host] = fingerprint
-                # The bastion's key too (by its host:port), so it is pinned from now on.
-                target = conn.target.endpoint
-                keys.update({ep: fp for ep, fp in conn.fingerprints.items() if ep != target})
+                keys.update(verified_host_keys(host, conn))
                 facts[host] = json.loads(conn.python(FACTS_SCRIPT))
                 workdir = expand_home(
                     str(attrs.get("workdir") or "~/.trainform"), facts[host]["home"]
@@ -426,13 +423,7 @@ class SSHComputeProvider(Provider):
 
     # -- runs
     def submit(self, request: RunRequest) -> Handle:
-        from trainform.runs.shipping import (
-            STORE_SECRETS_SCRIPT,
-            full_spec,
-            lib_digest,
-            lib_files,
-            split_secrets,
-        )
+        from trainform.runs.shipping import full_spec
 
         compute = request.compute
         hosts = self._hosts(compute)
@@ -445,8 +436,6 @@ class SSHComputeProvider(Provider):
         workdir = str(compute.get("workdir_path") or "~/.trainform")
         target = self._run_target(compute)
         in_container = bool(request.spec["environment"].get("docker"))
-        files = lib_files()
-        lib = f"{workdir}/lib/{lib_digest(files)}"
         blobs = f"{workdir}/blobs"
         port = multinode.rendezvous_port(request.run_id)
         names = [split_host(h, int(compute.get("port") or 22))[0] for h in hosts]
@@ -459,19 +448,9 @@ class SSHComputeProvider(Provider):
             if len(hosts) > 1:
                 run_dir += f"-node{rank}"
             conn = self._session(target, host)
-            conn.run(["mkdir", "-p", lib, run_dir, blobs])
-            # A run's spec holds its environment variables (tokens): only the user may look.
-            conn.run(["chmod", "700", f"{workdir}/runs"])
-            has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
-            if has_lib != 0:
-                conn.upload_stream([*files.items(), (".complete", b"")], lib)
-            known = self._known_sets / (
-                hashlib.sha256(f"{host}\0{target.get('username')}\0{blobs}".encode()).hexdigest()[
-                    :24
-                ]
-                + ".json"
+            lib, sent = stage_remote(
+                conn, request, workdir, run_dir, self.known_set(host, target, workdir)
             )
-            sent = upload_blobs(conn, request.manifest, request.blob_dir, blobs, known)
             upload["files"] += sent["files"]
             upload["bytes"] += sent["bytes"]
             spec = full_spec(request, blobs, lib, f"{workdir}/envs")
@@ -482,12 +461,7 @@ class SSHComputeProvider(Provider):
                 machine = re.sub(r"[^A-Za-z0-9._-]", "_", str(facts.get("hostname") or host))
                 spec["slots"] = {**spec["slots"], "dir": f"{workdir}/slots/{machine}"}
             spec["extra_env"] = multinode.node_env(rank, names, port)
-            spec, secret = split_secrets(spec)
-            if secret is not None:  # 0600 in a 0700 folder, deleted by the launcher once read
-                conn.run(
-                    ["python3", "-c", STORE_SECRETS_SCRIPT, run_dir],
-                    input=json.dumps(secret).encode(),
-                )
+            spec = store_remote_secrets(conn, run_dir, spec)
             if in_container:
                 from trainform.providers import ssh_containers
 
@@ -566,21 +540,28 @@ class SSHComputeProvider(Provider):
 
     def _read(self, handle: Handle, name: str, offset: int, rank: int = 0) -> tuple[bytes, int]:
         """Up to 1 MiB of file ``name`` in the run folder of the node of rank ``rank``, from
-        ``offset``; b"" only at the end the file has now.
+        ``offset``; b"" only at the end the file has now (see :meth:`follow`)."""
+        if not 0 <= rank < len(handle["nodes"]):
+            raise ProviderError(f"the run has {len(handle['nodes'])} node(s): no rank {rank}")
+        node = handle["nodes"][rank]
+        return self.follow(handle["target"], str(node["host"]), f"{node['run_dir']}/{name}", offset)
+
+    def follow(
+        self, target: dict[str, Any], host: str, path: str, offset: int, limit: int = 1 << 20
+    ) -> tuple[bytes, int]:
+        """Up to ``limit`` bytes of the growing file ``path`` on ``host`` (reached with
+        ``target``, see :meth:`_session`) from ``offset``, and the offset after them; b"" only
+        at the end the file has now (also when it does not exist yet).
 
         Reads continue a stream (RemoteFile) that the previous read left where this one
         starts; a stream at the end it had when it opened, or whose connection dropped, is
         followed by a new one."""
-        if not 0 <= rank < len(handle["nodes"]):
-            raise ProviderError(f"the run has {len(handle['nodes'])} node(s): no rank {rank}")
-        node = handle["nodes"][rank]
-        path = f"{node['run_dir']}/{name}"
-        key = (str(node["host"]), str(handle["target"].get("username")), path)
+        key = (host, str(target.get("username")), path)
         with self._lock:
             stream = self._streams.pop(key, None)
         if stream is not None and stream.offset == offset and stream.alive():
             try:
-                data: bytes = stream.read(1 << 20)
+                data: bytes = stream.read(limit)
             except ProviderError:
                 data = b""  # the connection dropped: a new stream below
             if data:
@@ -592,17 +573,23 @@ class SSHComputeProvider(Provider):
         def start(conn: Any) -> tuple[Any, bytes]:
             stream = conn.open_file(path, offset)
             try:
-                return stream, stream.read(1 << 20)
+                return stream, stream.read(limit)
             except BaseException:
                 stream.close()
                 raise
 
-        stream, data = self._with_session(handle["target"], node["host"], start)
+        stream, data = self._with_session(target, host, start)
         if data:
             self._keep_stream(key, stream)
         else:
             stream.close()
         return data, offset + len(data)
+
+    def known_set(self, host: str, target: dict[str, Any], workdir: str) -> Path:
+        """The local file recording the blob set last sent to ``workdir``'s blob folder on
+        ``host`` as ``target``'s user (see :func:`upload_blobs`)."""
+        name = f"{host}\0{target.get('username')}\0{workdir}/blobs"
+        return self._known_sets / (hashlib.sha256(name.encode()).hexdigest()[:24] + ".json")
 
     def _keep_stream(self, key: tuple[str, str, str], stream: Any) -> None:
         """Keep ``stream`` for the next read of its file (closing any other one)."""
@@ -650,17 +637,7 @@ class SSHComputeProvider(Provider):
             where = dest if rank == 0 else dest / "nodes" / str(rank)
 
             def fetch(conn: Any, node: dict[str, Any] = node, where: Path = where) -> None:
-                run_dir = node["run_dir"]
-                spec_bytes = conn.python(READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)])
-                spec = json.loads(spec_bytes)
-                outputs = f"{run_dir}/src/{spec.get('outputs_dir') or 'outputs'}"
-                conn.run(["mkdir", "-p", outputs])
-                conn.download_tree(outputs, where / "outputs")
-                where.mkdir(parents=True, exist_ok=True)
-                # Whole, whatever their size, a piece at a time (never held in memory).
-                for name in ("output.log", "metrics.jsonl", "status.json"):
-                    conn.download_file(f"{run_dir}/{name}", where / name)
-                (where / "spec.json").write_bytes(redacted_spec(spec_bytes))
+                fetch_run_folder(conn, str(node["run_dir"]), where)
 
             # Safe to repeat: a dropped connection starts this node's copy again.
             self._with_session(handle["target"], node["host"], fetch)
@@ -671,6 +648,78 @@ class SSHComputeProvider(Provider):
                     ssh_containers.remove_leftover(conn, node)
 
                 self._with_session(handle["target"], node["host"], remove)
+
+
+def verified_host_keys(host: str, conn: Any) -> dict[str, str]:
+    """The fingerprints a connection to ``host`` verified, to pin in state: the host's own
+    (by its entry, ``host`` or ``host:port``) and its bastions' (by their ``host:port``)."""
+    target = conn.target.endpoint
+    keys = {ep: fp for ep, fp in conn.fingerprints.items() if ep != target}
+    return {**keys, host: conn.fingerprint}
+
+
+def stage_remote(
+    conn: Any, request: RunRequest, workdir: str, run_dir: str, known: Path
+) -> tuple[str, dict[str, int]]:
+    """Prepare a run on a host: create ``run_dir`` (under ``workdir/runs``, which only the
+    user may read: run specs name secrets) and the workdir's lib and blob folders, install the
+    lib once per version (a ``.complete`` marker says it arrived whole), and send the
+    snapshot's missing blobs (:func:`upload_blobs`, ``known`` its local set cache). Returns
+    the lib folder and what was sent (``{"files", "bytes"}``). Raises ProviderError."""
+    from trainform.runs.shipping import lib_digest, lib_files
+
+    files = lib_files()
+    lib = f"{workdir}/lib/{lib_digest(files)}"
+    blobs = f"{workdir}/blobs"
+    conn.run(["mkdir", "-p", lib, run_dir, blobs])
+    # A run's spec holds its environment variables (tokens): only the user may look.
+    conn.run(["chmod", "700", f"{workdir}/runs"])
+    has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
+    if has_lib != 0:
+        conn.upload_stream([*files.items(), (".complete", b"")], lib)
+    return lib, upload_blobs(conn, request.manifest, request.blob_dir, blobs, known)
+
+
+def store_remote_secrets(conn: Any, run_dir: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Write the secret values of a launcher spec into ``run_dir`` on the host (0600 in a 0700
+    folder, deleted by the launcher once read; see ``shipping.store_secrets``) and return the
+    spec without them, as it may be written to ``spec.json``."""
+    from trainform.runs.shipping import STORE_SECRETS_SCRIPT, split_secrets
+
+    spec, secret = split_secrets(spec)
+    if secret is not None:
+        conn.run(
+            ["python3", "-c", STORE_SECRETS_SCRIPT, run_dir], input=json.dumps(secret).encode()
+        )
+    return spec
+
+
+def fetch_run_folder(conn: Any, run_dir: str, where: Path) -> None:
+    """Copy a run folder's outputs, log, metrics and status from the host into ``where``,
+    with its spec redacted. Everything read is hostile: the outputs arrive by the rules of
+    :mod:`trainform.remote.tarsafe` (``download_tree``), an ``outputs_dir`` that leaves the
+    run's source folder is not followed, and files are copied a piece at a time. Safe to
+    repeat. Raises ProviderError."""
+    from trainform.remote.tarsafe import relative_folder_problem
+
+    spec_bytes = conn.python(READ_SCRIPT, [f"{run_dir}/spec.json", "0", str(1 << 24)])
+    try:
+        spec = json.loads(spec_bytes)
+    except ValueError:
+        spec = {}
+    outputs_dir = (spec.get("outputs_dir") if isinstance(spec, dict) else None) or "outputs"
+    where.mkdir(parents=True, exist_ok=True)
+    if relative_folder_problem(outputs_dir):
+        (where / "outputs").mkdir(exist_ok=True)
+        log.warning("collecting %s: skipped outputs_dir %r", run_dir, outputs_dir)
+    else:
+        outputs = f"{run_dir}/src/{outputs_dir}"
+        conn.run(["mkdir", "-p", outputs])
+        conn.download_tree(outputs, where / "outputs")
+    # Whole, whatever their size, a piece at a time (never held in memory).
+    for name in ("output.log", "metrics.jsonl", "status.json"):
+        conn.download_file(f"{run_dir}/{name}", where / name)
+    (where / "spec.json").write_bytes(redacted_spec(spec_bytes))
 
 
 def upload_blobs(

@@ -259,7 +259,7 @@ def node_status(conn: Any, node: dict[str, Any]) -> dict[str, Any]:
     the container. Once the run is over its container is removed (the status is reported as
     final only then); a container that ended (or vanished) without an outcome makes the run
     ``lost``. Idempotent."""
-    status = _read_status(conn, node["run_dir"])
+    status = read_remote_status(conn, node["run_dir"])
     container = _container(conn, node["container"])
     state = (container.attrs.get("State") or {}) if container is not None else {}
     running = state.get("Status") in ("created", "running", "restarting", "paused")
@@ -271,7 +271,7 @@ def node_status(conn: Any, node: dict[str, Any]) -> dict[str, Any]:
         return status
     if running:
         return status
-    status = _read_status(conn, node["run_dir"])  # it may have finished meanwhile
+    status = read_remote_status(conn, node["run_dir"])  # it may have finished meanwhile
     if status.get("status") in TERMINAL:
         if container is not None:
             _remove(conn, container)
@@ -293,7 +293,9 @@ def node_status(conn: Any, node: dict[str, Any]) -> dict[str, Any]:
     return {**status, "status": "lost", "message": why}
 
 
-def _read_status(conn: Any, run_dir: str) -> dict[str, Any]:
+def read_remote_status(conn: Any, run_dir: str) -> dict[str, Any]:
+    """A run folder's ``status.json`` on the host (``{}`` when absent or not a JSON object;
+    read with a size limit, since the host's bytes are not trusted)."""
     data = conn.python(READ_SCRIPT, [f"{run_dir}/status.json", "0", str(1 << 24)])
     try:
         status = json.loads(data) if data.strip() else {}
