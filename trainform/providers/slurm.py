@@ -383,12 +383,20 @@ class SlurmComputeProvider(Provider):
     def run_problems(
         self, compute: dict[str, Any], node_count: int, options: dict[str, Any] | None = None
     ) -> list[str]:
-        """The run's ``slurm { }`` values, and a request larger than any node of its
-        partition (from the recorded facts; see :func:`resources.size_problems`)."""
+        """The run's ``slurm { }`` values, a request larger than any node of its partition
+        and an ``account`` or ``qos`` there that the user does not have (from the recorded
+        facts; see :func:`resources.size_problems` and :func:`account_problems`)."""
         options = options or {}
-        return resources.option_problems(options) or resources.size_problems(
-            compute, node_count, options
+        facts = compute.get("facts")
+        refused, _ = account_problems(  # unchecked ones: the compute's plan warns of its own
+            facts if isinstance(facts, dict) else {},
+            str(options.get("account") or ""),
+            str(options.get("qos") or ""),
         )
+        return resources.option_problems(options) or [
+            *resources.size_problems(compute, node_count, options),
+            *refused,
+        ]
 
     def _attach(self, attrs: dict[str, Any], pinned: dict[str, str]) -> Observed:
         """Facts, the workdir and the host keys verified (``pinned``: those recorded)."""
@@ -427,7 +435,7 @@ class SlurmComputeProvider(Provider):
         partitions; the queue of this compute's jobs (named with :func:`job_mark`) with the
         run each one is and why it waits; the nodes. Changes nothing."""
         attrs = {**resource.attributes, **resource.computed}
-        host = self.host(resource.attributes)
+        host = self.host(attrs)  # a login node with the host keys attach pinned
         partitions = self._partitions(host)
         mark = f"{job_mark(attrs)}-"
         queue = cli.parse_queue(host.checked(cli.queue_argv()))
@@ -772,7 +780,15 @@ class SlurmComputeProvider(Provider):
             and not handle.get("requeue")
         ):
             return self._combined(handle, [with_attempts(r) for r in recorded])
-        record, why = self._job(host, str(handle["job_id"]))
+        try:
+            record, why = self._job(host, str(handle["job_id"]))
+        except ProviderError as exc:
+            # slurmctld not answering (restarted, failing over) ends no run: one its launchers
+            # report running keeps that status until Slurm answers again.
+            if not all(r.get("status") == "running" for r in recorded):
+                raise
+            kept = self._combined(handle, [with_attempts(r) for r in recorded])
+            return {**kept, "message": f"as its launcher recorded; Slurm did not answer: {exc}"}
         attempt = self._slurm_attempt(host, handle, record)
         # read again after Slurm answered: a launcher may have finished since
         return self._combined(
