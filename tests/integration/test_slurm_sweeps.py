@@ -194,8 +194,10 @@ def test_a_bandit_policy_cancels_the_job_of_a_hopeless_trial(
     assert trials[0.01]["status"] == "completed" and trials[0.01]["reports"] == 20, trials
     seen = jobs(tmp_path)
     assert "end" not in seen[1.0], seen  # it never reached its last epoch
+    # Its job was ended through Slurm (scancel signals the batch shell: CANCELLED, or
+    # FAILED when the launcher exits on SIGTERM first), long before its 20 epochs.
     job = slurm_cluster.job(seen[1.0]["SLURM_JOB_ID"])
-    assert job is not None and job.state == "CANCELLED", job
+    assert job is not None and job.state in ("CANCELLED", "FAILED"), job
     run = json.loads(ok(cli("runs", "show", trials[1.0]["run_id"], "--json")).out)
     assert run["status"] == "canceled", run
 
@@ -244,3 +246,19 @@ def test_max_concurrent_runs_is_slurms_to_enforce_and_compute_show_lists_the_que
     # Slurm held the job back, not the launcher: no slot files in the run folders' specs.
     for spec in (tmp_path / "shared" / "runs").glob("*/spec.json"):
         assert "slots" not in json.loads(spec.read_text()), spec
+
+
+def test_slurm_array_is_refused_at_plan_time_on_a_compute_without_job_arrays(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (tmp_path / "jobs").mkdir()
+    cli = CLI(folder, base_env())
+    cli.write("src/train.py", TRAIN)
+    cli.write(
+        "main.train.hcl",
+        'compute "box" {\n  type = "local"\n}\n'
+        + grid_sweep(tmp_path, array=True).replace("compute.hpc", "compute.box"),
+    )
+    failed(cli("plan"), "main.train.hcl:", "slurm_array = true needs a compute of type 'slurm'")
