@@ -141,6 +141,8 @@ def test_a_run_through_the_login_node_completes_and_a_rerun_sends_only_the_chang
     # The log was followed over SSH while the job ran (apply prints it as it comes).
     assert "step 2 of training" in apply.out and "run.train: Completed" in apply.out, apply.out
     assert compute_values(cli)["host_keys"] == {sshd.address: sshd.fingerprint}
+    described = json.loads(ok(cli("compute", "show", "hpc", "--json")).out)
+    assert "debug" in json.dumps(described), described
 
     shown = run_show(cli)
     assert shown["status"] == "completed" and shown["exit_code"] == 0, shown

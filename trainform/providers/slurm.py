@@ -5,13 +5,19 @@ is the one ``SLURM_CONF`` or the default configuration names).
 A run is one batch job that runs the stdlib launcher every target runs. Its folder is on the
 shared file system (``workdir``), so the snapshot's blobs and the lib are copied there, and
 logs, metrics, status and outputs are read from there as for a local run. Slurm's own view of
-the job (``squeue`` while it is known to ``slurmctld``, then ``sacct``) decides the status
-until the launcher records an outcome in ``status.json``.
+the job decides the status until the launcher records an outcome in ``status.json``:
+``squeue`` while it is queued or running, ``scontrol show job`` once it ended (its exit code,
+while ``slurmctld`` still holds it), then ``sacct``; without accounting storage a job Slurm
+forgot is the launcher's ``status.json`` alone, and the status says so.
+
+Attach records whether the cluster has accounting storage and the user's accounts and QoS
+(``sacctmgr``); plan refuses an ``account`` or ``qos`` the user does not have, naming the
+known ones, and warns that it cannot check them without accounting storage.
 
 A run's ``slurm { }`` block and node count become ``#SBATCH`` options; a multi-node run
 is one job whose ``srun`` starts a launcher per node (see :mod:`slurm_resources`).
 
-Not yet: requeue attempts, account and QoS checks through ``sacctmgr``.
+Not yet: requeue attempts.
 """
 
 from __future__ import annotations
@@ -277,7 +283,10 @@ class SlurmComputeProvider(Provider):
                 description="More sbatch options (not ones trainform sets itself).",
             ),
             "facts": Attribute(
-                "map", computed=True, description="Slurm's version and the partitions."
+                "map",
+                computed=True,
+                description="Slurm's version, the partitions, whether there is accounting "
+                "storage, and the user's accounts and QoS.",
             ),
             "workdir_path": Attribute(computed=True, description="Absolute path of the workdir."),
             "login": Attribute(
