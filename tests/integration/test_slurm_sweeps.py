@@ -32,6 +32,8 @@ record["start"] = time.time()
 path = os.path.join(os.environ["TEST_DIR"], f"{args.lr}.json")
 with open(path, "w") as f:
     json.dump(record, f)
+while os.environ.get("GATE") and not os.path.exists(os.environ["GATE"]):
+    time.sleep(0.1)  # held until the test opens the gate
 ceiling = 0.9 - 0.15 * abs(math.log10(args.lr) + 2)
 for epoch in range(1, args.epochs + 1):
     time.sleep(args.sleep)
@@ -70,7 +72,12 @@ def config(
     return cli
 
 
-def grid_sweep(tmp_path: Path, *, array: bool, epochs: int = 3, sleep: float = 0.1) -> str:
+def grid_sweep(
+    tmp_path: Path, *, array: bool, epochs: int = 3, sleep: float = 0.1, gate: str = ""
+) -> str:
+    """A grid sweep over LRS, two trials at a time; with `gate`, every trial waits for that
+    file before it trains."""
+    env = f'TEST_DIR = "{tmp_path / "jobs"}"' + (f', GATE = "{gate}"' if gate else "")
     return (
         'sweep "grid" {\n'
         '  experiment  = "hpc"\n'
@@ -80,7 +87,7 @@ def grid_sweep(tmp_path: Path, *, array: bool, epochs: int = 3, sleep: float = 0
         '    source_dir = "src"\n'
         '    script     = "train.py"\n'
         f'    arguments  = ["--lr", param.lr, "--epochs", "{epochs}", "--sleep", "{sleep}"]\n'
-        f'    env        = {{ TEST_DIR = "{tmp_path / "jobs"}" }}\n'
+        f"    env        = {{ {env} }}\n"
         "  }\n"
         '  sampling {\n    algorithm = "grid"\n  }\n'
         f'  parameter "lr" {{\n    distribution = "choice"\n    values = {json.dumps(LRS)}\n  }}\n'
@@ -124,8 +131,30 @@ def test_a_grid_sweep_runs_each_trial_as_its_own_job(
 def test_slurm_array_submits_the_trials_as_one_job_array(
     tmp_path: Path, slurm_cluster: SlurmCluster
 ) -> None:
-    cli = config(tmp_path, slurm_cluster, grid_sweep(tmp_path, array=True))
-    ok(cli("apply", "-auto-approve", timeout=300))
+    gate = tmp_path / "jobs" / "go"
+    cli = config(tmp_path, slurm_cluster, grid_sweep(tmp_path, array=True, gate=str(gate)))
+    ok(cli("apply", "-auto-approve", "--detach"))
+
+    # Two tasks run (held at the gate); Slurm holds the other two back (%2), and
+    # `compute show` lists all four with the trial run each one is.
+    def queued() -> list[dict] | None:
+        info = json.loads(ok(cli("compute", "show", "hpc", "--json")).out)
+        held = [j for j in info["jobs"] if j["reason"] == "JobArrayTaskLimit"]
+        return info["jobs"] if len(held) == 2 and len(info["jobs"]) == 4 else None
+
+    listed = wait_until("two array tasks held back by the array's limit", queued)
+    trials = json.loads(ok(cli("sweeps", "show", "grid", "--json")).out)["record"]["trials"]
+    assert {j["run_id"] for j in listed} == {t["run_id"] for t in trials}, (listed, trials)
+    assert {j["address"] for j in listed} == {f"sweep.grid[{i}]" for i in range(4)}, listed
+    gate.touch()
+    wait_until(
+        "the sweep to end",
+        lambda: (
+            json.loads(ok(cli("sweeps", "show", "grid", "--json")).out)["status"]
+            not in ("queued", "running")
+        ),
+        timeout=300,
+    )
     shown = completed_grid(cli)
     seen = jobs(tmp_path)
     (array_id,) = {j["SLURM_ARRAY_JOB_ID"] for j in seen.values()}
