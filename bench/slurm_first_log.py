@@ -88,8 +88,8 @@ def trainform_round(cluster: SlurmCluster, folder: Path) -> tuple[float, float]:
         [sys.executable, "-m", "trainform", "apply", "-auto-approve", "--replace", "run.first"],
         cwd=folder / "config",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
     def new_log() -> Path | None:
@@ -99,9 +99,9 @@ def trainform_round(cluster: SlurmCluster, folder: Path) -> tuple[float, float]:
     try:
         seconds = wait_for_line(new_log, start)
     finally:
-        _, err = proc.communicate(timeout=TIMEOUT)
+        out, _ = proc.communicate(timeout=TIMEOUT)
     if proc.returncode != 0:
-        raise RuntimeError(f"trainform apply exited with {proc.returncode}: {err.decode()[-2000:]}")
+        raise RuntimeError(f"trainform apply exited with {proc.returncode}: {out.decode()[-2000:]}")
     log = new_log()
     assert log is not None
     staged = (log.parent / "job.sbatch").stat().st_mtime - wall
@@ -122,13 +122,16 @@ def main() -> None:
         (folder / "config" / "main.train.hcl").write_text(config(folder / "shared"))
         cluster = start_cluster()
         try:
-            subprocess.run(  # attach the compute and run once: the rounds measure a resubmission
+            # Attach the compute and run once: the rounds measure a resubmission.
+            first = subprocess.run(
                 [sys.executable, "-m", "trainform", "apply", "-auto-approve"],
                 cwd=folder / "config",
                 env=cluster.env,
-                check=True,
-                stdout=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
             )
+            if first.returncode != 0:
+                raise RuntimeError(f"the first apply failed:\n{first.stdout}{first.stderr}")
             raw, ours, staged = [], [], []
             for n in range(args.repeat):
                 raw.append(raw_round(cluster, folder, n))
