@@ -828,11 +828,12 @@ class SlurmComputeProvider(Provider):
         """One node's status: its launcher's once it records an outcome, else the job's; but
         a run the launcher saw stopped by a signal takes the job's end when Slurm ended it
         (TIMEOUT, NODE_FAIL, ...) rather than a user."""
+        # While the job is COMPLETING (Slurm's flag hides its end state), it is still running.
         slurm_ended = (
             recorded.get("status") == "canceled"
             and record is not None
             and record.state != "FAILED"  # the launcher's own exit code after a cancel
-            and cli.run_status(record)[0] in ("timed_out", "failed")
+            and cli.run_status(record)[0] in ("timed_out", "failed", "queued", "running")
         )
         if recorded.get("status") in TERMINAL and not slurm_ended:
             return recorded
