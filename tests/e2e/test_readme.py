@@ -105,3 +105,22 @@ def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     line = block_after("**Test it**", "sh").strip()
     assert "pytest" in line and "\n" not in line
     assert line in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_slurm_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    """The "## Slurm" example's attributes and blocks are the schema's (it names a login node
+    that does not exist, so it is validated, not applied; the same options are applied on the
+    real test cluster in tests/integration/test_slurm_*.py)."""
+    (tmp_path / "main.train.hcl").write_text(block_after("## Slurm", "hcl"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('hello')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "trainform", "validate"],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 resource block(s)" in done.stdout, done.stdout

@@ -21,6 +21,8 @@ starts = out / "starts"
 n = int(starts.read_text()) + 1 if starts.exists() else 1
 starts.write_text(str(n))
 print("start", n, "restart count", os.environ.get("SLURM_RESTART_COUNT", "-"), flush=True)
+# The run's env values are secrets that travel apart from spec.json: every attempt has them.
+print("token", "ok" if os.environ.get("API_TOKEN") == "s3cret-value" else "MISSING", flush=True)
 if n == 1:
     time.sleep(600)
 print("done", n, flush=True)
@@ -39,8 +41,11 @@ time.sleep(600)
 """
 
 
-def requeue_cli(tmp_path: Path, cluster: SlurmCluster, script: str, compute: str = "") -> CLI:
-    """A configuration with a slurm compute (plus `compute` lines) and a run of `script`."""
+def requeue_cli(
+    tmp_path: Path, cluster: SlurmCluster, script: str, compute: str = "", run: str = ""
+) -> CLI:
+    """A configuration with a slurm compute (plus `compute` lines) and a run of `script`
+    (plus `run` lines)."""
     folder = tmp_path / "config"
     folder.mkdir()
     cli = CLI(folder, {**base_env(), "SLURM_CONF": str(cluster.conf)})
@@ -58,6 +63,7 @@ def requeue_cli(tmp_path: Path, cluster: SlurmCluster, script: str, compute: str
         '  source_dir   = "src"\n'
         '  script       = "train.py"\n'
         '  grace_period = "20s"\n'
+        f"{run}"
         "}\n",
     )
     return cli
@@ -88,7 +94,13 @@ def state_of(cluster: SlurmCluster, job_id: str) -> str:
 def test_a_requeued_run_runs_again_and_its_record_shows_both_attempts(
     tmp_path: Path, slurm_cluster: SlurmCluster
 ) -> None:
-    cli = requeue_cli(tmp_path, slurm_cluster, REQUEUED_SCRIPT, "  requeue = true\n")
+    cli = requeue_cli(
+        tmp_path,
+        slurm_cluster,
+        REQUEUED_SCRIPT,
+        "  requeue = true\n",
+        '  env = { API_TOKEN = "s3cret-value" }\n',
+    )
     ok(cli("apply", "-auto-approve", "--detach"))
     wait_until("the first attempt running", lambda: "start 1" in logs(cli))
     job = job_of(slurm_cluster, tmp_path)
@@ -120,6 +132,9 @@ def test_a_requeued_run_runs_again_and_its_record_shows_both_attempts(
     assert log.index("start 1 restart count -") < log.index("attempt 2 (requeued by Slurm)"), log
     assert log.index("attempt 2 (requeued by Slurm)") < log.index("start 2 restart count 1"), log
     assert "done 2" in log, log
+    # Both attempts had the secret value, which the collection then deleted.
+    assert log.count("token ok") == 2 and "MISSING" not in log, log
+    assert not list((tmp_path / "shared" / "runs").glob("**/secret")), "secrets left behind"
 
 
 def test_cancel_sends_sigterm_first_and_the_script_checkpoints(

@@ -545,7 +545,15 @@ class SlurmComputeProvider(Provider):
         # One folder per node (resources.node_dirs); the first stage sends the files.
         folders = resources.node_dirs(run_dir, request.node_count)
         specs = resources.node_specs(
-            {**request.spec, **scheduler_signal(compute)}, request.run_id, request.node_count
+            {
+                **request.spec,
+                **scheduler_signal(compute),
+                # A requeued job's next attempt needs the secret values again: they stay
+                # (0600, in the 0700 runs folder) until the run is collected.
+                "keep_secrets": bool(compute.get("requeue")),
+            },
+            request.run_id,
+            request.node_count,
         )
         lib, upload, staged = "", None, []
         try:

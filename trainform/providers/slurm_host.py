@@ -337,5 +337,6 @@ class LoginSlurmHost(SlurmHost):
             self._conn().run(["rm", "-rf", "--", f"{run_dir}/{SECRET_DIR}"], check=False)
 
     def fetch_run(self, run_dir: str, dest: Path) -> None:
+        self.discard_secrets(run_dir)  # a job that never started, or one that kept them
         self._ssh._close_streams(run_dir)
         self._repeatable(lambda conn: fetch_run_folder(conn, run_dir, dest))

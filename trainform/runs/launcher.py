@@ -1238,11 +1238,13 @@ def inherited_environ(
     return out
 
 
-def take_secrets(run_dir: Path) -> dict[str, dict[str, str]]:
+def take_secrets(run_dir: Path, keep: bool = False) -> dict[str, dict[str, str]]:
     """The run's secret values (``{"env": {...}, "variables": {...}}``) from
     ``RUN_DIR/secret/env.json``, deleting the file and its folder: on disk they live only
-    until the launcher starts. Empty if there is none. Raises LauncherError for a file that
-    is not such an object."""
+    until the launcher starts. With ``keep`` (a job the scheduler may start again in the
+    same folder, spec ``keep_secrets``) the file stays, for the next attempt, until the run
+    is collected. Empty if there is none. Raises LauncherError for a file that is not such
+    an object."""
     folder = run_dir / SECRET_DIR
     path = folder / SECRET_FILE
     try:
@@ -1253,10 +1255,11 @@ def take_secrets(run_dir: Path) -> dict[str, dict[str, str]]:
     except OSError as exc:
         raise LauncherError(f"cannot read {path}: {exc.strerror}") from None
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(str(path))
-        with contextlib.suppress(OSError):
-            os.rmdir(str(folder))
+        if not keep:
+            with contextlib.suppress(OSError):
+                os.unlink(str(path))
+            with contextlib.suppress(OSError):
+                os.rmdir(str(folder))
     try:
         data = json.loads(text)
     except ValueError:
@@ -1402,7 +1405,7 @@ class _Launch:
             previous[sig] = handler
             signal.signal(sig, self._on_signal)
         try:
-            self.secrets = take_secrets(self.run_dir)  # before waiting for a slot
+            self.secrets = take_secrets(self.run_dir, self._keeps_secrets())  # before any slot
             return self._run(logs)
         except _Canceled:
             return self._finish(logs, "canceled", f"canceled ({self.signal_name})")
@@ -1539,6 +1542,15 @@ class _Launch:
         if processes.survivors:
             logs.note(f"could not stop: {processes.describe(processes.survivors)}")
         return [pid for pid in stopped if pid != main]
+
+    def _keeps_secrets(self) -> bool:
+        """Whether the spec asks to keep the secrets file (``keep_secrets``: the scheduler
+        may run this folder again); a spec that cannot be read fails later, with its
+        error."""
+        try:
+            return bool(self._load_spec().get("keep_secrets"))
+        except LauncherError:
+            return False
 
     def _load_spec(self) -> dict[str, Any]:
         path = self.run_dir / SPEC_FILE
