@@ -64,6 +64,16 @@ class PlanError(TrainformError):
     """A plan cannot be made or applied (stale plan file, refused destroy, bad target)."""
 
 
+class PlanRefusal(PlanError):
+    """A provider refused a resource at plan time (a partition that does not exist, a
+    request larger than any node); carries the resource block's position. Planning stops
+    there, rather than going on to report what depends on the resource."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        self.diagnostics = [diagnostic]
+        super().__init__(str(diagnostic))
+
+
 class RefreshError(PlanError):
     """Refresh could not read what exists for some recorded resources (an unreachable host,
     a changed host key); carries the address -> cause of each."""

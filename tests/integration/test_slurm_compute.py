@@ -66,7 +66,11 @@ def test_a_partition_that_does_not_exist_is_refused_at_plan_time(
     tmp_path: Path, slurm_cluster: SlurmCluster
 ) -> None:
     cli = slurm_cli(tmp_path, slurm_cluster, "nope")
-    failed(cli("plan"), "compute.hpc", "partition 'nope' does not exist", "debug")
+    result = failed(cli("plan"), "compute.hpc", "partition 'nope' does not exist", "debug")
+    # Where (the compute block), and nothing about what depends on it (run.train's
+    # reference to compute.hpc): planning stops at the refusal.
+    assert "on main.train.hcl:1:1" in result.err, result.err
+    assert result.err.count("Error:") == 1, result.err
 
 
 def test_a_partition_that_is_down_is_refused_at_plan_time(

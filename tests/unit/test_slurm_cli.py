@@ -392,3 +392,14 @@ def test_sbatch_output_and_scancel():
         s.parse_sbatch("sbatch: error: Batch job submission failed\n")
     assert s.scancel_argv(["4", "5"]) == ["scancel", "4", "5"]
     assert s.scancel_argv(["4"], signal="TERM") == ["scancel", "--batch", "--signal=TERM", "4"]
+
+
+def test_a_pending_job_without_a_reason_has_no_message_of_its_own() -> None:
+    """Slurm prints reason None for a job it has not looked at yet: the status then names
+    the state alone ("PENDING"), not a made-up reason ("PENDING (pending)")."""
+    assert s.run_status(s.JobRecord(job_id="1", state="PENDING")) == ("queued", "")
+    assert s.run_status(s.JobRecord(job_id="1", state="CONFIGURING")) == ("queued", "")
+    assert s.run_status(s.JobRecord(job_id="1", state="PENDING", reason="Priority")) == (
+        "queued",
+        "Priority",
+    )

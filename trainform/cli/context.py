@@ -56,11 +56,11 @@ class Fail(Exception):
 def error_boundary(ctx: click.Context) -> Iterator[None]:
     """Turn TrainformError into a message and exit 1; other exceptions into a short report
     with the traceback saved to a file."""
-    from trainform.errors import ConfigError, LockError, TrainformError
+    from trainform.errors import ConfigError, LockError, PlanRefusal, TrainformError
 
     try:
         yield
-    except ConfigError as exc:
+    except (ConfigError, PlanRefusal) as exc:
         from dataclasses import replace
 
         from trainform.cli.render import diagnostic_lines

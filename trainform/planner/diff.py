@@ -27,7 +27,7 @@ from trainform.config.model import Evaluated, Instance, Module
 from trainform.config.schema import BlockSchema, did_you_mean
 from trainform.config.sensitivity import mask_paths, sealed_paths
 from trainform.config.values import PARAM_MARK, UNKNOWN, is_unknown
-from trainform.errors import PlanError, TrainformError
+from trainform.errors import Diagnostic, PlanError, PlanRefusal, TrainformError
 from trainform.graph import dependencies_closure
 from trainform.planner.jsonconfig import configuration_json, relevant_attributes
 from trainform.planner.jsonstate import json_type, state_json
@@ -303,7 +303,7 @@ class Planner:
         try:
             pv = provider.plan_values(inst.address, inst.attributes, prior)
         except TrainformError as exc:
-            raise PlanError(f"{inst.address}: {exc}") from None
+            raise plan_refusal(inst, exc) from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
         return pv
 
@@ -335,7 +335,7 @@ class Planner:
                     inst.address, with_sensitive_paths(desired, inst.sensitive), prior
                 )
             except TrainformError as exc:
-                raise PlanError(f"{inst.address}: {exc}") from None
+                raise plan_refusal(inst, exc) from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)
         # References to other resources show (and are stored in plans) as their addresses.
         refs = {
@@ -845,3 +845,9 @@ def schema_of(kind: str, provider: str) -> BlockSchema:
     from trainform.config.loader import resource_schema
 
     return resource_schema(kind, provider)
+
+
+def plan_refusal(inst: Instance, exc: TrainformError) -> PlanRefusal:
+    """A provider's refusal at plan time (a partition that does not exist, an unknown
+    account), at the block of the resource it is about."""
+    return PlanRefusal(Diagnostic(f"{inst.address}: {exc}", inst.resource.pos))

@@ -298,8 +298,13 @@ class SlurmComputeProvider(Provider):
                 description="Path of the cluster's slurm.conf on the machine that runs the "
                 "Slurm commands (SLURM_CONF; default: Slurm's own)."
             ),
-            # The ssh compute's options for one host, as it defines them (secrets sensitive).
-            **{name: SSHComputeProvider.schema.attributes[name] for name in LOGIN_OPTIONS},
+            # The ssh compute's options for one host, as it defines them (secrets sensitive),
+            # without defaults: they mean nothing without login (and the plan of a compute
+            # without one shows none); the ssh compute's defaults apply when they are unset.
+            **{
+                name: replace(SSHComputeProvider.schema.attributes[name], default=None)
+                for name in LOGIN_OPTIONS
+            },
             "host_keys": SSHComputeProvider.schema.attributes["host_keys"],
         },
         description="A Slurm cluster reached through this machine's Slurm client.",
@@ -354,6 +359,9 @@ class SlurmComputeProvider(Provider):
     def _login_problems(self, address: str, desired: dict[str, Any]) -> list[str]:
         login = desired.get("login")
         if not isinstance(login, str):
+            unused = [name for name in LOGIN_OPTIONS if desired.get(name) is not None]
+            if unused:
+                return [f"{', '.join(unused)} set without login: options of a login node"]
             return []
         user, _, host = login.rpartition("@")
         if not user or not host:

@@ -610,7 +610,7 @@ def run_status(record: JobRecord, *, requeue: bool = True) -> tuple[str, str]:
                 "queued",
                 f"requeued by Slurm (attempt {record.restarts + 1}); {reason or 'pending'}",
             )
-        return "queued", reason or state.lower()
+        return "queued", reason  # none yet: the provider names the state alone
     if state in _RUNNING:
         return "running", ""
     if state in _SUSPENDED:
