@@ -304,16 +304,21 @@ def test_slurm_conf_points_this_machines_client_at_the_cluster(
     assert "gpu" in compute_values(cli)["facts"]["partitions"]
 
 
-def test_a_login_without_user_or_credentials_is_refused_by_validate(tmp_path: Path) -> None:
+def test_a_login_without_user_or_credentials_or_login_options_without_login_are_refused(
+    tmp_path: Path,
+) -> None:
     cli = CLI(tmp_path, base_env())
     cli.write(
         "main.train.hcl",
         'compute "a" {\n  type = "slurm"\n  login = "login.example"\n  workdir = "/w"\n'
         '  private_key_file = "id"\n}\n'
-        'compute "b" {\n  type = "slurm"\n  login = "ml@login.example"\n  workdir = "/w"\n}\n',
+        'compute "b" {\n  type = "slurm"\n  login = "ml@login.example"\n  workdir = "/w"\n}\n'
+        'compute "c" {\n  type = "slurm"\n  workdir = "/w"\n  port = 2222\n'
+        "  trust_on_first_use = true\n}\n",
     )
     failed(
         cli("validate"),
         'compute.a: login \'login.example\' must be "user@host" or "user@host:port"',
         "compute.b: set private_key_file (preferred) or password",
+        "compute.c: port, trust_on_first_use set without login: options of a login node",
     )
