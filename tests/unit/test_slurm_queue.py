@@ -42,8 +42,10 @@ def test_array_and_dependency_directives() -> None:
 
 
 def test_queue_argv_asks_for_this_users_jobs_one_line_per_array_task() -> None:
-    argv = cli.queue_argv()
-    assert argv[:4] == ["squeue", "--me", "--noheader", "--array"], argv
+    argv = cli.queue_argv("ml")
+    assert argv[:4] == ["squeue", "--user=ml", "--noheader", "--array"], argv
+    with pytest.raises(ProviderError, match="not a user name"):
+        cli.queue_argv("ml --all")
     assert argv[-1].endswith("|%r|%Z"), argv  # the reason, then the free-form path last
 
 

@@ -455,7 +455,7 @@ class SlurmComputeProvider(Provider):
         host = self.host(attrs)  # a login node with the host keys attach pinned
         partitions = self._partitions(host)
         mark = f"{job_mark(attrs)}-"
-        queue = cli.parse_queue(host.checked(cli.queue_argv()))
+        queue = cli.parse_queue(host.checked(cli.queue_argv(slurm_user(attrs))))
         workdir = str(attrs.get("workdir_path") or attrs.get("workdir") or "")
         arrays: dict[str, list[str]] = {}
 
@@ -518,7 +518,7 @@ class SlurmComputeProvider(Provider):
         mark = job_mark(compute)
         limit = compute.get("max_concurrent_runs")
         if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit >= 1:
-            name = f"{mark}-slot{self._slot(host, mark, int(limit))}"
+            name = f"{mark}-slot{self._slot(host, slurm_user(compute), mark, int(limit))}"
             run_dir = self._stage(request, host, job_name=name, dependency="singleton")
         else:
             run_dir = self._stage(request, host, job_name=f"{mark}-{request.run_id}")
@@ -628,7 +628,7 @@ class SlurmComputeProvider(Provider):
             )
         return cli.parse_sbatch(out)
 
-    def _slot(self, host: SlurmHost, mark: str, count: int) -> int:
+    def _slot(self, host: SlurmHost, user: str, mark: str, count: int) -> int:
         """The slot (0..count-1) of this compute with the fewest of this user's jobs queued
         or running, read in one ``squeue``. Jobs of one slot share a job name and
         ``--dependency=singleton``, so Slurm runs at most one of them at a time and at most
@@ -636,7 +636,7 @@ class SlurmComputeProvider(Provider):
         Two submissions choosing at once may pick the same slot: the limit still holds."""
         load = [0] * count
         prefix = f"{mark}-slot"
-        for job in cli.parse_queue(host.checked(cli.queue_argv())):
+        for job in cli.parse_queue(host.checked(cli.queue_argv(user))):
             k = job.name[len(prefix) :] if job.name.startswith(prefix) else ""
             if k.isdigit() and int(k) < count:
                 load[int(k)] += 1

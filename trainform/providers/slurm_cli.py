@@ -947,11 +947,18 @@ def array_spec(count: int, at_once: int | None = None) -> str:
 _QUEUE_FORMAT = "%i|%j|%T|%M|%l|%D|%P|%r|%Z"
 
 
-def queue_argv() -> list[str]:
+def queue_argv(user: str) -> list[str]:
     """This user's jobs that ``slurmctld`` holds (pending, running, just ended), one line per
     array task; the caller keeps those whose name is its own (``--name`` takes exact names
     only). The working folder is last since it is a path, which may hold ``|``."""
-    return ["squeue", "--me", "--noheader", "--array", f"--format={_QUEUE_FORMAT}"]
+    # --user, which every release has, rather than --me, which older ones lack.
+    return [
+        "squeue",
+        f"--user={checked_user(user)}",
+        "--noheader",
+        "--array",
+        f"--format={_QUEUE_FORMAT}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -1013,11 +1020,17 @@ SACCTMGR_UNSUPPORTED = "not running a supported accounting_storage plugin"
 ASSOC_FIELDS = ("Cluster", "Account", "User", "Partition", "QOS")
 
 
+def checked_user(user: str) -> str:
+    """``user`` if it is a plain user name a Slurm command can be asked about."""
+    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}", user):
+        raise ProviderError(f"{user[:80]!r} is not a user name Slurm can be asked about")
+    return user
+
+
 def sacctmgr_assoc_argv(user: str) -> list[str]:
     """``user``'s associations, one ``|``-separated line each (``-nP``: no header,
     parsable2; these options and fields exist in Slurm 20.11 through 24.x)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]{0,63}", user):
-        raise ProviderError(f"{user[:80]!r} is not a user name sacctmgr can be asked about")
+    checked_user(user)
     return [
         "sacctmgr",
         "-nP",
