@@ -1,6 +1,6 @@
 """A Slurm cluster as a compute target (``compute "x" { type = "slurm" }``), through this
-machine's Slurm client (``sinfo``, ``sbatch``, ``squeue``, ``sacct``, ``scancel``; the cluster
-is the one ``SLURM_CONF`` or the default configuration names).
+machine's Slurm client or a login node's over SSH (``sinfo``, ``sbatch``, ``squeue``,
+``scontrol``, ``sacct``, ``sacctmgr``, ``scancel``; see :mod:`slurm_host`).
 
 A run is one batch job that runs the stdlib launcher every target runs. Its folder is on the
 shared file system (``workdir``), so the snapshot's blobs and the lib are copied there, and
@@ -15,9 +15,10 @@ Attach records whether the cluster has accounting storage and the user's account
 known ones, and warns that it cannot check them without accounting storage.
 
 A run's ``slurm { }`` block and node count become ``#SBATCH`` options; a multi-node run
-is one job whose ``srun`` starts a launcher per node (see :mod:`slurm_resources`).
-
-Not yet: requeue attempts.
+is one job whose ``srun`` starts a launcher per node (see :mod:`slurm_resources`). With
+``requeue`` a job Slurm requeues runs again in its folder, each attempt recorded by the
+launcher; sweeps may go as one job array (``submit_many``); ``max_concurrent_runs`` is
+Slurm's to enforce (``--dependency=singleton`` slots).
 """
 
 from __future__ import annotations
