@@ -151,3 +151,32 @@ def block_after(marker: str, lang: str, readme: Path = README) -> str:
     found = re.search(rf"^```{lang}\n(.*?)^```$", parts[1], re.S | re.M)
     assert found, f"no {lang} block after {marker!r} in {readme}"
     return found.group(1)
+
+
+def slurm_config(
+    tmp_path: Path, slurm_conf: Path, script: str, compute: str = "", run: str = ""
+) -> CLI:
+    """A configuration in ``tmp_path/config`` (``SLURM_CONF`` set to ``slurm_conf``) with a
+    slurm compute ``hpc`` whose workdir is ``tmp_path/shared`` (``compute``: more attribute
+    lines) and a run ``train`` of ``src/train.py`` = ``script`` (``run``: more lines).
+    pytest's folders are root's, as the test clusters' jobs are."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    cli = CLI(folder, {**base_env(), "SLURM_CONF": str(slurm_conf)})
+    cli.write("src/train.py", script)
+    cli.write(
+        "main.train.hcl",
+        'compute "hpc" {\n'
+        '  type    = "slurm"\n'
+        f'  workdir = "{tmp_path / "shared"}"\n'
+        f"{compute}"
+        "}\n"
+        'run "train" {\n'
+        '  experiment = "hpc"\n'
+        "  compute    = compute.hpc\n"
+        '  source_dir = "src"\n'
+        '  script     = "train.py"\n'
+        f"{run}"
+        "}\n",
+    )
+    return cli

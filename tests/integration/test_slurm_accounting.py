@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import CLI, base_env, failed, ok, wait_until
+from helpers import CLI, failed, ok, slurm_config, wait_until
 from slurm import SlurmCluster
 
 from trainform.providers.base import ProviderContext
@@ -39,26 +39,9 @@ def state(cluster: SlurmCluster, job_id: str) -> str:
 def config(tmp_path: Path, cluster: SlurmCluster, extra: str, run_extra: str = "") -> CLI:
     """A configuration with a slurm compute (`extra`: more of its attributes) and one run
     (`run_extra`: more of its attributes)."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    cli = CLI(folder, {**base_env(), "SLURM_CONF": str(cluster.conf)})
-    cli.write("src/train.py", "print('accounted', flush=True)\n")
-    cli.write(
-        "main.train.hcl",
-        'compute "hpc" {\n'
-        '  type    = "slurm"\n'
-        f'  workdir = "{tmp_path / "shared"}"\n'
-        f"{extra}"
-        "}\n"
-        'run "train" {\n'
-        '  experiment = "hpc"\n'
-        "  compute    = compute.hpc\n"
-        '  source_dir = "src"\n'
-        '  script     = "train.py"\n'
-        f"{run_extra}"
-        "}\n",
+    return slurm_config(
+        tmp_path, cluster.conf, "print('accounted', flush=True)\n", extra, run_extra
     )
-    return cli
 
 
 def test_ended_jobs_take_their_status_from_sacct(

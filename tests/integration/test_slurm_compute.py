@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import CLI, base_env, failed, ok, wait_until
+from helpers import CLI, failed, ok, slurm_config, wait_until
 from slurm import SlurmCluster
 
 SCRIPT = """\
@@ -22,27 +22,8 @@ log_metric("loss", 0.25, step=1)
 
 
 def slurm_cli(tmp_path: Path, cluster: SlurmCluster, partition: str) -> CLI:
-    """A configuration with a slurm compute on `partition` and one run, its workdir in
-    `tmp_path` (pytest's folders are root's, as the test cluster's jobs are)."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    cli = CLI(folder, {**base_env(), "SLURM_CONF": str(cluster.conf)})
-    cli.write("src/train.py", SCRIPT)
-    cli.write(
-        "main.train.hcl",
-        'compute "hpc" {\n'
-        '  type      = "slurm"\n'
-        f'  partition = "{partition}"\n'
-        f'  workdir   = "{tmp_path / "shared"}"\n'
-        "}\n"
-        'run "train" {\n'
-        '  experiment = "hpc"\n'
-        "  compute    = compute.hpc\n"
-        '  source_dir = "src"\n'
-        '  script     = "train.py"\n'
-        "}\n",
-    )
-    return cli
+    """A configuration with a slurm compute on `partition` and one run of SCRIPT."""
+    return slurm_config(tmp_path, cluster.conf, SCRIPT, f'  partition = "{partition}"\n')
 
 
 def test_a_run_on_slurm_completes_with_its_log_and_metrics(

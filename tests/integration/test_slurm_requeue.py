@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import CLI, base_env, ok, wait_until
+from helpers import CLI, ok, slurm_config, wait_until
 from slurm import SlurmCluster
 
 # Counts its starts in the outputs (which a requeued attempt keeps); the first one waits.
@@ -45,28 +45,8 @@ def requeue_cli(
     tmp_path: Path, cluster: SlurmCluster, script: str, compute: str = "", run: str = ""
 ) -> CLI:
     """A configuration with a slurm compute (plus `compute` lines) and a run of `script`
-    (plus `run` lines)."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    cli = CLI(folder, {**base_env(), "SLURM_CONF": str(cluster.conf)})
-    cli.write("src/train.py", script)
-    cli.write(
-        "main.train.hcl",
-        'compute "hpc" {\n'
-        '  type    = "slurm"\n'
-        f'  workdir = "{tmp_path / "shared"}"\n'
-        f"{compute}"
-        "}\n"
-        'run "train" {\n'
-        '  experiment   = "hpc"\n'
-        "  compute      = compute.hpc\n"
-        '  source_dir   = "src"\n'
-        '  script       = "train.py"\n'
-        '  grace_period = "20s"\n'
-        f"{run}"
-        "}\n",
-    )
-    return cli
+    with a 20 s grace period (plus `run` lines)."""
+    return slurm_config(tmp_path, cluster.conf, script, compute, '  grace_period = "20s"\n' + run)
 
 
 def shown(cli: CLI) -> dict[str, Any]:
