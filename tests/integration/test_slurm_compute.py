@@ -21,9 +21,14 @@ log_metric("loss", 0.25, step=1)
 """
 
 
-def slurm_cli(tmp_path: Path, cluster: SlurmCluster, partition: str) -> CLI:
-    """A configuration with a slurm compute on `partition` and one run of SCRIPT."""
-    return slurm_config(tmp_path, cluster.conf, SCRIPT, f'  partition = "{partition}"\n')
+def slurm_cli(
+    tmp_path: Path, cluster: SlurmCluster, partition: str, compute: str = "", run: str = ""
+) -> CLI:
+    """A configuration with a slurm compute on `partition` (plus `compute` lines) and one run
+    of SCRIPT (plus `run` lines)."""
+    return slurm_config(
+        tmp_path, cluster.conf, SCRIPT, f'  partition = "{partition}"\n{compute}', run
+    )
 
 
 def test_a_run_on_slurm_completes_with_its_log_and_metrics(
@@ -119,16 +124,10 @@ def test_a_job_slurm_has_forgotten_falls_back_to_status_json_and_says_so(
 def test_max_duration_becomes_the_jobs_time_limit_and_the_launcher_times_the_run_out(
     tmp_path: Path, slurm_cluster: SlurmCluster
 ) -> None:
-    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
-    cli.write("src/train.py", "import time\ntime.sleep(120)\n")
-    hcl = (cli.cwd / "main.train.hcl").read_text()
-    cli.write(
-        "main.train.hcl",
-        hcl.replace(
-            '  script     = "train.py"\n',
-            '  script     = "train.py"\n  max_duration = "2s"\n  grace_period = "1s"\n',
-        ),
+    cli = slurm_cli(
+        tmp_path, slurm_cluster, "debug", run='  max_duration = "2s"\n  grace_period = "1s"\n'
     )
+    cli.write("src/train.py", "import time\ntime.sleep(120)\n")
     ok(cli("apply", "-auto-approve"), code=1)
     shown = json.loads(ok(cli("runs", "show", "run.train", "--json")).out)
     assert shown["status"] == "timed_out", shown
@@ -140,13 +139,10 @@ def test_max_duration_becomes_the_jobs_time_limit_and_the_launcher_times_the_run
 def test_extra_sbatch_args_may_not_set_what_trainform_sets(
     tmp_path: Path, slurm_cluster: SlurmCluster
 ) -> None:
-    cli = slurm_cli(tmp_path, slurm_cluster, "debug")
-    hcl = (cli.cwd / "main.train.hcl").read_text()
-    cli.write(
-        "main.train.hcl",
-        hcl.replace(
-            '  type      = "slurm"\n',
-            '  type      = "slurm"\n  extra_sbatch_args = ["--comment=ok", "--ti=5"]\n',
-        ),
+    cli = slurm_cli(
+        tmp_path,
+        slurm_cluster,
+        "debug",
+        compute='  extra_sbatch_args = ["--comment=ok", "--ti=5"]\n',
     )
     failed(cli("plan"), "compute.hpc", "'--ti=5' sets --time")

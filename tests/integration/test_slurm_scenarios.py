@@ -33,16 +33,8 @@ print("released", flush=True)
 
 def waiting_cli(tmp_path: Path, cluster: SlurmCluster, partition: str = "debug") -> CLI:
     """slurm_cli's configuration whose run waits for ``tmp_path/release``."""
-    cli = slurm_cli(tmp_path, cluster, partition)
+    cli = slurm_cli(tmp_path, cluster, partition, run=f'  arguments = ["{tmp_path / "release"}"]\n')
     cli.write("src/train.py", WAITING_SCRIPT)
-    hcl = (cli.cwd / "main.train.hcl").read_text()
-    cli.write(
-        "main.train.hcl",
-        hcl.replace(
-            '  script     = "train.py"\n',
-            f'  script     = "train.py"\n  arguments  = ["{tmp_path / "release"}"]\n',
-        ),
-    )
     return cli
 
 
