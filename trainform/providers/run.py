@@ -449,7 +449,7 @@ class RunProvider(WorkProvider):
             prepared.append(self._prepare(address, desired, compute, provider, None, extra_spec))
         handles = provider.submit_many([request for request, _ in prepared], at_once)
         return [
-            {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
+            _queued(computed, handle)
             for (_, computed), handle in zip(prepared, handles, strict=True)
         ]
 
@@ -463,8 +463,7 @@ class RunProvider(WorkProvider):
         extra_spec: dict[str, Any] | None,
     ) -> Observed:
         request, computed = self._prepare(address, desired, compute, provider, inline, extra_spec)
-        handle = provider.submit(request)
-        return {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
+        return _queued(computed, provider.submit(request))
 
     def _prepare(
         self,
@@ -642,6 +641,11 @@ class RunProvider(WorkProvider):
         provider.fetch_outputs(handle, dest)
         self._release_inline(computed)
         return read_results(dest)
+
+
+def _queued(computed: Observed, handle: Handle) -> Observed:
+    """A submitted run's computed attributes: queued, with its handle and what was sent."""
+    return {**computed, "status": "queued", "handle": handle, "upload": handle.get("upload")}
 
 
 def map_changes(what: str, before: Any, after: Any) -> str:
