@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mlflow_server import TrackingServer
     from postgres import PgServer
     from slurm import SlurmCluster
+    from spark import SparkCluster
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -120,6 +121,24 @@ def slurm_accounting_cluster() -> Iterator[SlurmCluster]:
     """Another such cluster, with accounting: slurmdbd on a MariaDB server of its own, the
     accounts proj42 and other, the QoS normal and high (see tests/slurm.py)."""
     yield from _slurm(accounting=True)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[SparkCluster]:
+    """A real Spark standalone cluster (a master and one worker from the pyspark wheel, Java
+    17) on free loopback ports, for the whole session (see tests/spark.py); skipped without
+    Java or pyspark, except under CI=true."""
+    from helpers import unavailable
+    from spark import missing, start_cluster
+
+    why = missing()
+    if why:
+        unavailable(why)
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # mlflow-skinny on remote targets (an SSH login user's virtualenv, a derived image).
