@@ -1,0 +1,203 @@
+"""Spark's client side as argument vectors and parsers, with no I/O: ``spark-submit``'s command
+line, its ``--version`` banner, and a standalone master's JSON status (``/json/``).
+
+Everything parsed here comes from a cluster or a gateway and is treated as hostile: sizes are
+bounded, fields are type-checked, and anything unexpected raises SparkOutputError naming
+what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainform.errors import ProviderError
+
+MAX_STATUS = 4 << 20  # bytes of a master's JSON status read at most
+
+
+class SparkOutputError(ProviderError):
+    """A Spark command or endpoint answered something this module cannot read."""
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What a run asks of ``spark-submit`` (``None``/empty: Spark's default)."""
+
+    master: str
+    name: str
+    deploy_mode: str = "client"
+    num_executors: int | None = None
+    executor_cores: int | None = None
+    executor_memory: str = ""
+    driver_memory: str = ""
+    conf: Mapping[str, str] | None = None
+    packages: Sequence[str] = ()
+    py_files: Sequence[str] = ()
+
+
+_MEMORY = re.compile(r"[1-9][0-9]{0,8}[kmgt]?", re.IGNORECASE)
+_CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]{1,200}")
+_PACKAGE = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+")
+
+
+def submit_argv(
+    spark_submit: str, options: SubmitOptions, script: str, arguments: Sequence[str] = ()
+) -> list[str]:
+    """``spark-submit``'s argument vector for ``script`` with ``arguments`` passed as written
+    (no shell anywhere). Raises ProviderError for a value Spark would misread: a memory size
+    that is not ``512m``/``2g``-style, a conf key outside ``spark.*``, a package that is not
+    ``group:artifact:version``, a deploy mode other than client or cluster."""
+    if options.deploy_mode not in ("client", "cluster"):
+        raise ProviderError(f"deploy_mode must be client or cluster, not {options.deploy_mode!r}")
+    argv = [
+        spark_submit,
+        "--master",
+        options.master,
+        "--deploy-mode",
+        options.deploy_mode,
+        "--name",
+        options.name,
+    ]
+    for flag, number in (
+        ("--num-executors", options.num_executors),
+        ("--executor-cores", options.executor_cores),
+    ):
+        if number is not None:
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ProviderError(f"{flag[2:].replace('-', '_')} must be a whole number ≥ 1")
+            argv += [flag, str(number)]
+    for flag, size in (
+        ("--executor-memory", options.executor_memory),
+        ("--driver-memory", options.driver_memory),
+    ):
+        if size:
+            if not _MEMORY.fullmatch(size):
+                raise ProviderError(
+                    f"{flag[2:].replace('-', '_')} {size[:40]!r} must be a size such as "
+                    '"512m" or "2g"'
+                )
+            argv += [flag, size]
+    for key, value in sorted((options.conf or {}).items()):
+        if not _CONF_KEY.fullmatch(key):
+            raise ProviderError(f"conf key {key[:80]!r} is not a Spark setting (spark.*)")
+        argv += ["--conf", f"{key}={value}"]
+    if options.packages:
+        for package in options.packages:
+            if not _PACKAGE.fullmatch(package):
+                raise ProviderError(
+                    f"package {package[:80]!r} must be Maven coordinates group:artifact:version"
+                )
+        argv += ["--packages", ",".join(options.packages)]
+    if options.py_files:
+        if any("," in f for f in options.py_files):
+            raise ProviderError("a py_files path must not contain a comma")
+        argv += ["--py-files", ",".join(options.py_files)]
+    return [*argv, script, *arguments]
+
+
+_VERSION = re.compile(r"version\s+(\d+)\.(\d+)\.(\d+)")
+
+
+def parse_version(banner: str) -> tuple[int, int, int]:
+    """Spark's version from ``spark-submit --version`` (its banner, on stderr)."""
+    found = _VERSION.search(banner[:20000])
+    if found is None:
+        raise SparkOutputError("spark-submit --version printed no Spark version")
+    major, minor, patch = (int(g) for g in found.groups())
+    return major, minor, patch
+
+
+@dataclass(frozen=True)
+class Worker:
+    id: str
+    host: str
+    state: str
+    cores: int
+    cores_used: int
+    memory_mb: int
+    memory_used_mb: int
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    name: str
+    state: str
+    cores: int
+
+
+@dataclass(frozen=True)
+class MasterStatus:
+    url: str
+    status: str
+    workers: tuple[Worker, ...]
+    active: tuple[Application, ...]
+    completed: tuple[Application, ...]
+
+    @property
+    def alive(self) -> tuple[Worker, ...]:
+        return tuple(w for w in self.workers if w.state == "ALIVE")
+
+
+def _text(item: Mapping[str, Any], key: str, limit: int = 300) -> str:
+    value = item.get(key, "")
+    if not isinstance(value, str):
+        raise SparkOutputError(f"the master's status: {key} is not text")
+    return value[:limit]
+
+
+def _count(item: Mapping[str, Any], key: str) -> int:
+    value = item.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SparkOutputError(f"the master's status: {key} is not a count")
+    return value
+
+
+def _objects(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    items = data.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise SparkOutputError(f"the master's status: {key} is not a list of objects")
+    return items[:10000]
+
+
+def _application(item: Mapping[str, Any]) -> Application:
+    return Application(
+        id=_text(item, "id"),
+        name=_text(item, "name"),
+        state=_text(item, "state"),
+        cores=_count(item, "cores"),
+    )
+
+
+def parse_master_status(body: bytes) -> MasterStatus:
+    """A standalone master's ``/json/`` answer (at most MAX_STATUS bytes)."""
+    if len(body) > MAX_STATUS:
+        raise SparkOutputError(f"the master's status is larger than {MAX_STATUS} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise SparkOutputError("the master's status is not JSON") from None
+    if not isinstance(data, dict):
+        raise SparkOutputError("the master's status is not a JSON object")
+    return MasterStatus(
+        url=_text(data, "url"),
+        status=_text(data, "status"),
+        workers=tuple(
+            Worker(
+                id=_text(w, "id"),
+                host=_text(w, "host"),
+                state=_text(w, "state"),
+                cores=_count(w, "cores"),
+                cores_used=_count(w, "coresused"),
+                memory_mb=_count(w, "memory"),
+                memory_used_mb=_count(w, "memoryused"),
+            )
+            for w in _objects(data, "workers")
+        ),
+        active=tuple(_application(a) for a in _objects(data, "activeapps")),
+        completed=tuple(_application(a) for a in _objects(data, "completedapps")),
+    )
