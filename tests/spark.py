@@ -7,8 +7,8 @@ with Debian's Java 17 (`default-jre-headless`), once per test session.
   foreground as children of the test process (no `sbin/start-*.sh`: the wheel lacks them),
   with `SPARK_LOCAL_IP=127.0.0.1`, logs and the worker's folder in a temporary folder.
 - The master's JSON status is `http://127.0.0.1:<ui>/json/` (alive workers, cores, memory,
-  active and completed applications); an application is killed with a POST to
-  `/app/kill/?id=<app>&terminate=true` on the same UI.
+  active and completed applications); an application is killed with a form POST to
+  `/app/kill/` (id, terminate=true and, since Spark 4, the csrfToken its kill form carries).
 - `SparkCluster.submit_env` is what a client needs: `SPARK_HOME` (the wheel's `pyspark`
   folder), `PATH` with its `bin`, `PYSPARK_PYTHON` (the `.venv-spark` interpreter, which has
   pyspark, on driver and executors alike).
@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,9 +104,17 @@ class SparkCluster:
         return data
 
     def kill(self, app_id: str) -> None:
-        """Ask the master to kill an application (its web UI's kill action)."""
+        """Ask the master to kill an application, as its web UI's kill button does: Spark 4
+        answers 403 without the page's CSRF token, so the token is read from the master's
+        page first (each application's kill form carries one)."""
+        with urllib.request.urlopen(f"{self.ui}/", timeout=10) as answer:
+            page = answer.read(4 << 20).decode(errors="replace")
+        found = re.search(r'name="csrfToken" value="([0-9A-Za-z]+)"', page)
+        form = {"id": app_id, "terminate": "true"}
+        if found:
+            form["csrfToken"] = found.group(1)
         request = urllib.request.Request(
-            f"{self.ui}/app/kill/?id={app_id}&terminate=true", data=b"", method="POST"
+            f"{self.ui}/app/kill/", data=urllib.parse.urlencode(form).encode(), method="POST"
         )
         with urllib.request.urlopen(request, timeout=10):
             pass
