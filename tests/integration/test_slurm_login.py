@@ -320,5 +320,5 @@ def test_a_login_without_user_or_credentials_or_login_options_without_login_are_
         cli("validate"),
         'compute.a: login \'login.example\' must be "user@host" or "user@host:port"',
         "compute.b: set private_key_file (preferred) or password",
-        "compute.c: port, trust_on_first_use set without login: options of a login node",
+        "compute.c: port, trust_on_first_use set without login: options of the login node",
     )

@@ -217,6 +217,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         if rec.get("environment"):
             lines.append(f"  environment  {rec['environment']}")
         lines.extend(_attempt_lines(rec.get("attempts")))
+        lines.extend(_spark_lines(rec.get("spark"), r["status"]))
         if rec.get("params"):
             lines.append("  params")
             lines.extend(
@@ -243,6 +244,17 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
             )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
         print_lines(ctx, lines)
+
+
+def _spark_lines(spark: object, status: str) -> list[str]:
+    """``runs show``'s line for a Spark driver's application: its id, and its web UI while
+    the run runs (the driver serves it). The launcher's values: shown inert."""
+    if not isinstance(spark, dict) or not spark.get("app_id") and not spark.get("ui"):
+        return []
+    line = f"  spark app    {_inert(str(spark.get('app_id') or '(id not logged)'))}"
+    if spark.get("ui") and status in ("queued", "preparing", "running"):
+        line += f"  UI {_inert(str(spark['ui']))}"
+    return [line]
 
 
 def _attempt_lines(attempts: object) -> list[str]:

@@ -325,6 +325,35 @@ RUN = BlockSchema(
             description="What the run's Slurm job asks for (slurm compute only). Resource "
             "requests: a change does not resubmit a finished run.",
         ),
+        "spark": NestedBlock(
+            BlockSchema(
+                attributes={
+                    "deploy_mode": Attribute(
+                        default="client",
+                        description="client (the driver runs under the launcher), or cluster "
+                        "where the cluster manager runs Python drivers (YARN, Kubernetes).",
+                    ),
+                    "num_executors": Attribute("number", description="--num-executors."),
+                    "executor_cores": Attribute("number", description="--executor-cores."),
+                    "executor_memory": Attribute(description='--executor-memory, such as "2g".'),
+                    "driver_memory": Attribute(description='--driver-memory, such as "1g".'),
+                    "conf": Attribute(
+                        "map(string)", default={}, description="spark.* settings (--conf)."
+                    ),
+                    "packages": Attribute(
+                        "list(string)", default=[], description="Maven coordinates (--packages)."
+                    ),
+                    "py_files": Attribute(
+                        "list(string)",
+                        default=[],
+                        description="Zips, eggs or .py files of the snapshot (--py-files; its "
+                        "Python files are shipped anyway).",
+                    ),
+                }
+            ),
+            description="How the run's Spark application is submitted (spark compute only). "
+            "Part of the fingerprint, except executor_memory and driver_memory.",
+        ),
     },
     description="A training run: snapshotted, launched, watched; its logs, metrics and outputs "
     "collected.",

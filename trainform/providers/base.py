@@ -219,6 +219,17 @@ class Provider:
         none."""
         return []
 
+    def environment_problems(self, compute: dict[str, Any], requirements: list[str]) -> list[str]:
+        """Why a run whose environment installs ``requirements`` (pip lines) could never
+        work on this compute (a spark compute: a pyspark pin other than the cluster's), as
+        messages; checked at plan time. The default finds none."""
+        return []
+
+    def launcher_here(self, compute: dict[str, Any]) -> bool:
+        """Whether a run's launcher runs on this machine (then it can watch a process of
+        it, a sweep controller, by pid). The default: no."""
+        return False
+
     def container_problems(self, compute: dict[str, Any], node_count: int) -> list[str]:
         """For compute with :data:`DOCKER`: why a run in a container could not run there
         (say its hosts' facts show no usable Docker engine), as messages; checked at plan

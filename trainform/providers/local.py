@@ -202,6 +202,9 @@ class LocalComputeProvider(Provider):
             return ["max_concurrent_runs must be at least 1"]
         return []
 
+    def launcher_here(self, compute: dict[str, Any]) -> bool:
+        return True
+
     def _observed(self, desired: dict[str, Any]) -> Observed:
         workdir = desired.get("workdir") or str(self.context.data_dir / "local")
         return {"facts": self.facts(), "workdir_path": os.path.abspath(workdir)}

@@ -33,6 +33,7 @@ BUILTIN = {
     "ssh": "trainform.providers.ssh:SSHComputeProvider",
     "docker-cluster": "trainform.providers.docker_cluster:DockerClusterProvider",
     "slurm": "trainform.providers.slurm:SlurmComputeProvider",
+    "spark": "trainform.providers.spark:SparkComputeProvider",
 }
 
 

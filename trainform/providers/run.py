@@ -152,12 +152,20 @@ class RunProvider(WorkProvider):
                 "pool (hosts = [...]) or a cluster for multi-node runs"
             )
         else:
-            problems.extend(provider.run_problems(compute, nodes, desired.get("slurm") or None))
-        if desired.get("slurm") is not None and ctype != "slurm":
-            problems.append(
-                f"a slurm {{ }} block sets Slurm's options of a run on slurm compute, but "
-                f"{compute.get('address') or 'the compute'} is of type {ctype!r}: remove it"
+            problems.extend(
+                provider.run_problems(compute, nodes, _options(desired, compute) or None)
             )
+        for block in OPTION_BLOCKS:
+            if desired.get(block) is not None and ctype != block:
+                problems.append(
+                    f"a {block} {{ }} block sets the options of a run on {block} compute, but "
+                    f"{compute.get('address') or 'the compute'} is of type {ctype!r}: remove it"
+                )
+        if ctype == "spark" and desired.get("command"):
+            problems.append("a run on spark compute sets script (the driver), not command")
+        with contextlib.suppress(OSError):  # a missing requirements_file: its own error
+            reqs = runspec.requirements(desired.get("environment"), self.context.config_dir)
+            problems.extend(provider.environment_problems(compute, reqs))
         source = self._source(desired)
         if not source.is_dir():
             problems.append(f"source_dir {desired.get('source_dir')!r} is not a folder ({source})")
@@ -487,7 +495,7 @@ class RunProvider(WorkProvider):
         run_id = new_run_id(address)
         spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
         spec.update(extra_spec or {})
-        if compute["type"] != "local":
+        if not provider.launcher_here(compute):
             # A pid names a process of this machine only: a launcher elsewhere (an SSH host, a
             # cluster node's container) cannot watch the sweep controller by it.
             spec.pop("watch_pid", None)
@@ -499,7 +507,7 @@ class RunProvider(WorkProvider):
             manifest=manifest.to_dict(),
             blob_dir=blobs,
             node_count=int(desired.get("node_count") or 1),
-            options=dict(desired.get("slurm") or {}),
+            options=_options(desired, compute),
         )
         computed: Observed = {
             "run_id": run_id,
@@ -676,6 +684,17 @@ def _no_containers(environment: str, ctype: object) -> str:
     )
 
 
+OPTION_BLOCKS = ("slurm", "spark")
+"""A run's blocks of options for one compute type, each named as the type."""
+
+
+def _options(desired: dict[str, Any], compute: dict[str, Any]) -> dict[str, Any]:
+    """The run's block for its compute's type (``slurm { }``, ``spark { }``), ``{}``
+    without one."""
+    ctype = compute.get("type")
+    return dict(desired.get(ctype) or {}) if ctype in OPTION_BLOCKS else {}
+
+
 def _is_inline(compute: dict[str, Any]) -> bool:
     """A run's own compute { ... } block, rather than a reference to a compute resource."""
     return not isinstance(compute.get("address"), str)
@@ -690,8 +709,18 @@ def _with_defaults(compute: dict[str, Any], provider: Provider) -> dict[str, Any
 
 
 def _status_fields(status: dict[str, Any]) -> dict[str, Any]:
-    # attempts: each attempt of a run its scheduler requeued (slurm requeue = true)
-    keys = ("status", "exit_code", "message", "started", "finished", "environment", "attempts")
+    # attempts: each attempt of a run its scheduler requeued (slurm requeue = true);
+    # spark: a Spark driver's application id and web UI
+    keys = (
+        "status",
+        "exit_code",
+        "message",
+        "started",
+        "finished",
+        "environment",
+        "attempts",
+        "spark",
+    )
     return {k: status.get(k) for k in keys if k in status}
 
 

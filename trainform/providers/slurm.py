@@ -52,12 +52,13 @@ from trainform.providers.base import (
     RunRequest,
 )
 from trainform.providers.slurm_host import (
-    LOGIN_OPTIONS,
     LocalSlurmHost,
     LoginSlurmHost,
     SlurmHost,
     host_target,
     login_attributes,
+    login_problems,
+    login_schema,
 )
 from trainform.providers.ssh import SSHComputeProvider
 from trainform.runs import nodes as multinode
@@ -290,30 +291,23 @@ class SlurmComputeProvider(Provider):
                 "storage, and the user's accounts and QoS.",
             ),
             "workdir_path": Attribute(computed=True, description="Absolute path of the workdir."),
-            "login": Attribute(
-                description='A login node, "user@host" or "user@host:port", that runs the '
-                "Slurm commands and sees the workdir, reached over SSH with the ssh compute's "
-                "options and host-key rules (default: this machine's Slurm client)."
+            **login_schema(
+                "login",
+                'A login node, "user@host" or "user@host:port", that runs the Slurm commands '
+                "and sees the workdir, reached over SSH with the ssh compute's options and "
+                "host-key rules (default: this machine's Slurm client).",
             ),
             "slurm_conf": Attribute(
                 description="Path of the cluster's slurm.conf on the machine that runs the "
                 "Slurm commands (SLURM_CONF; default: Slurm's own)."
             ),
-            # The ssh compute's options for one host, as it defines them (secrets sensitive),
-            # without defaults: they mean nothing without login (and the plan of a compute
-            # without one shows none); the ssh compute's defaults apply when they are unset.
-            **{
-                name: replace(SSHComputeProvider.schema.attributes[name], default=None)
-                for name in LOGIN_OPTIONS
-            },
-            "host_keys": SSHComputeProvider.schema.attributes["host_keys"],
         },
         description="A Slurm cluster reached through this machine's Slurm client.",
     )
 
     # -- validation and lifecycle
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
-        problems = self._login_problems(address, desired)
+        problems = login_problems(self._ssh, address, desired)
         n = desired.get("max_concurrent_runs")
         if isinstance(n, (int, float)) and n < 1:
             problems.append("max_concurrent_runs must be at least 1")
@@ -356,18 +350,6 @@ class SlurmComputeProvider(Provider):
         """Keeps the login node's password or passphrase in this process's memory."""
         if desired.get("login"):
             self._ssh.remember(address, login_attributes(desired)[1])
-
-    def _login_problems(self, address: str, desired: dict[str, Any]) -> list[str]:
-        login = desired.get("login")
-        if not isinstance(login, str):
-            unused = [name for name in LOGIN_OPTIONS if desired.get(name) is not None]
-            if unused:
-                return [f"{', '.join(unused)} set without login: options of a login node"]
-            return []
-        user, _, host = login.rpartition("@")
-        if not user or not host:
-            return [f'login {login!r} must be "user@host" or "user@host:port"']
-        return self._ssh.validate(address, login_attributes(desired)[1])
 
     def _partitions(self, host: SlurmHost) -> list[cli.Partition]:
         return cli.parse_sinfo(host.checked(cli.sinfo_argv()))

@@ -19,9 +19,11 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trainform.config.schema import Attribute
 from trainform.errors import ProviderError
 from trainform.providers.base import RunRequest
 from trainform.providers.ssh import (
@@ -238,11 +240,42 @@ LOGIN_OPTIONS = (
 SECRET_OPTIONS = ("password", "private_key_passphrase")
 
 
-def login_attributes(attrs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A slurm compute's login node (``login = "user@host"`` or ``"user@host:port"``) as the
-    attributes of an ssh compute with that one host, and its host entry (``host`` or
-    ``host:port``, the key of its pin in ``host_keys``)."""
-    user, _, host = str(attrs.get("login") or "").rpartition("@")
+def login_schema(key: str, description: str) -> dict[str, Attribute]:
+    """The attributes of a compute reached through one SSH host named by ``key`` (a slurm
+    compute's ``login``, a spark compute's ``gateway``): the ssh compute's options for one
+    host, as it defines them (secrets sensitive) but without defaults: they mean nothing
+    without ``key`` (and the plan of a compute without one shows none); the ssh compute's
+    defaults apply when they are unset. And the pinned ``host_keys``."""
+    attributes = SSHComputeProvider.schema.attributes
+    return {
+        key: Attribute(description=description),
+        **{name: replace(attributes[name], default=None) for name in LOGIN_OPTIONS},
+        "host_keys": attributes["host_keys"],
+    }
+
+
+def login_problems(
+    ssh: SSHComputeProvider, address: str, desired: dict[str, Any], key: str = "login"
+) -> list[str]:
+    """What is wrong with a compute's SSH host (``key``: the attribute naming it) and its
+    options; options set without the host are refused."""
+    login = desired.get(key)
+    if not isinstance(login, str):
+        unused = [name for name in LOGIN_OPTIONS if desired.get(name) is not None]
+        if unused:
+            return [f"{', '.join(unused)} set without {key}: options of the {key} node"]
+        return []
+    user, _, host = login.rpartition("@")
+    if not user or not host:
+        return [f'{key} {login!r} must be "user@host" or "user@host:port"']
+    return ssh.validate(address, login_attributes(desired, key)[1])
+
+
+def login_attributes(attrs: dict[str, Any], key: str = "login") -> tuple[str, dict[str, Any]]:
+    """A slurm compute's login node (``login = "user@host"`` or ``"user@host:port"``; another
+    compute's host named by ``key``) as the attributes of an ssh compute with that one host,
+    and its host entry (``host`` or ``host:port``, the key of its pin in ``host_keys``)."""
+    user, _, host = str(attrs.get(key) or "").rpartition("@")
     mapped = {key: attrs.get(key) for key in LOGIN_OPTIONS}
     mapped.update(address=host, username=user, host_keys=dict(attrs.get("host_keys") or {}))
     return host, mapped

@@ -201,3 +201,140 @@ def parse_master_status(body: bytes) -> MasterStatus:
         active=tuple(_application(a) for a in _objects(data, "activeapps")),
         completed=tuple(_application(a) for a in _objects(data, "completedapps")),
     )
+
+
+# Run by the host's Python (``python3 -c PROBE_SCRIPT SPARK_HOME WORKDIR``): where Spark is
+# (the given folder, else SPARK_HOME, else the pyspark package, else spark-submit on PATH),
+# its version from its files (no JVM: refresh stays fast), and the workdir made and made
+# absolute (``~`` expanded). Prints one JSON object.
+PROBE_SCRIPT = r"""
+import glob, json, os, re, shutil, sys
+given, workdir = sys.argv[1], sys.argv[2]
+home = given or os.environ.get("SPARK_HOME", "")
+if not home:
+    try:
+        import pyspark
+        home = os.path.dirname(pyspark.__file__)
+    except Exception:
+        exe = shutil.which("spark-submit")
+        if exe:
+            home = os.path.dirname(os.path.dirname(os.path.realpath(exe)))
+home = os.path.abspath(os.path.expanduser(home)) if home else ""
+submit = os.path.join(home, "bin", "spark-submit") if home else ""
+version = ""
+def first(pattern, text):
+    found = re.search(pattern, text)
+    return found.group(1) if found else ""
+try:
+    with open(os.path.join(home, "RELEASE")) as f:
+        version = first(r"Spark ([0-9]+\.[0-9]+\.[0-9]+)", f.read(4096))
+except OSError:
+    pass
+if not version:
+    for jar in sorted(glob.glob(os.path.join(home, "jars", "spark-core_*.jar"))):
+        version = first(r"-([0-9]+\.[0-9]+\.[0-9]+)\.jar$", jar) or version
+if not version:
+    try:
+        with open(os.path.join(home, "version.py")) as f:
+            version = first(r"__version__[^\"']*[\"']([0-9]+\.[0-9]+\.[0-9]+)", f.read(4096))
+    except OSError:
+        pass
+path = os.path.abspath(os.path.expanduser(workdir))
+error = ""
+try:
+    os.makedirs(path, exist_ok=True)
+except OSError as exc:
+    error = "cannot create workdir %s: %s" % (path, exc.strerror)
+print(json.dumps({
+    "home": home,
+    "submit": submit if submit and os.access(submit, os.X_OK) else "",
+    "version": version,
+    "workdir": path,
+    "workdir_error": error,
+    "cpus": os.cpu_count() or 1,
+}))
+"""
+
+# ``python3 -c MASTER_SCRIPT status UI`` prints a standalone master's JSON status (at most
+# MAX_STATUS + 1 bytes); ``... kill UI APP_ID`` asks it to kill an application as its web
+# UI's kill button does (Spark 4 wants the page's CSRF token: read from the page first).
+# Exit 3: the master did not answer (the reason on stderr).
+MASTER_SCRIPT = r"""
+import re, sys, urllib.parse, urllib.request
+action, ui = sys.argv[1], sys.argv[2].rstrip("/")
+try:
+    if action == "status":
+        with urllib.request.urlopen(ui + "/json/", timeout=10) as answer:
+            sys.stdout.write(answer.read(MAX_STATUS_BYTES).decode("utf-8", "replace"))
+    else:
+        with urllib.request.urlopen(ui + "/", timeout=10) as answer:
+            page = answer.read(4 << 20).decode("utf-8", "replace")
+        form = {"id": sys.argv[3], "terminate": "true"}
+        found = re.search(r'name="csrfToken" value="([0-9A-Za-z_-]+)"', page)
+        if found:
+            form["csrfToken"] = found.group(1)
+        data = urllib.parse.urlencode(form).encode()
+        with urllib.request.urlopen(urllib.request.Request(ui + "/app/kill/", data=data), timeout=10):
+            pass
+except Exception as exc:
+    sys.stderr.write(type(exc).__name__ + ": " + str(exc))
+    sys.exit(3)
+""".replace("MAX_STATUS_BYTES", str(MAX_STATUS + 1))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What :data:`PROBE_SCRIPT` found on a host."""
+
+    home: str
+    submit: str
+    version: str
+    workdir: str
+    workdir_error: str
+    cpus: int
+
+
+def parse_probe(out: str) -> Probe:
+    """:data:`PROBE_SCRIPT`'s answer (hostile: from a host)."""
+    try:
+        data = json.loads(out.strip().splitlines()[-1] if out.strip() else "")
+    except ValueError:
+        raise SparkOutputError("the Spark probe printed no JSON") from None
+    if not isinstance(data, dict):
+        raise SparkOutputError("the Spark probe printed no JSON object")
+    cpus = data.get("cpus")
+    return Probe(
+        home=_text(data, "home", 4096),
+        submit=_text(data, "submit", 4096),
+        version=_text(data, "version", 40),
+        workdir=_text(data, "workdir", 4096),
+        workdir_error=_text(data, "workdir_error", 500),
+        cpus=cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1,
+    )
+
+
+def master_kind(master: str) -> str:
+    """``standalone`` (``spark://``), ``local`` (``local``, ``local[N]``, ``local[*]``),
+    ``yarn``, ``k8s`` (``k8s://``), or ``""`` for anything else."""
+    if master.startswith("spark://"):
+        return "standalone"
+    if re.fullmatch(r"local(\[([0-9]{1,4}|\*)(,[0-9]{1,4})?\])?", master):
+        return "local"
+    if master == "yarn":
+        return "yarn"
+    if master.startswith("k8s://"):
+        return "k8s"
+    return ""
+
+
+def local_cores(master: str, cpus: int) -> int:
+    """The cores a ``local[...]`` master uses on a host with ``cpus``."""
+    found = re.fullmatch(r"local\[([0-9]{1,4})(,[0-9]{1,4})?\]", master)
+    return int(found.group(1)) if found else (1 if master == "local" else cpus)
+
+
+def default_ui(master: str) -> str:
+    """A standalone master's web UI by Spark's default port (8080) on the master's host."""
+    rest = master[len("spark://") :].split(",")[0]
+    host = rest.rpartition(":")[0] if ":" in rest else rest
+    return f"http://{host}:8080"

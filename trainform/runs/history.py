@@ -31,6 +31,7 @@ RECORD_KEYS = (
     "logged_tags",
     "models",
     "attempts",
+    "spark",
 )
 
 # What collecting a run adds to its record (runs.results.read_results).

@@ -513,6 +513,32 @@ def _replace_in_scripts(bin_dir: Path, old: str, new: str) -> None:
 # Status
 
 
+def zip_python_files(src: Path, dest: Path, skip: str) -> int:
+    """Zip the ``.py`` files under ``src`` (not under its ``skip`` folder, the outputs; no
+    symbolic link followed) into ``dest``, by their paths relative to ``src``. Returns how
+    many went in."""
+    import zipfile
+
+    count = 0
+    partial = dest.with_name(f".{dest.name}.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder, dirs, files in os.walk(src):
+            rel_dir = os.path.relpath(folder, src)
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if os.path.normpath(os.path.join(rel_dir, d)) != os.path.normpath(skip)
+                and not os.path.islink(os.path.join(folder, d))
+            )
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                if name.endswith(".py") and not os.path.islink(path):
+                    archive.write(path, os.path.normpath(os.path.join(rel_dir, name)))
+                    count += 1
+    os.replace(partial, dest)
+    return count
+
+
 def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``run_dir/status.json`` and return the merged status.
 
@@ -1683,6 +1709,9 @@ class _Launch:
             stream_path=self.run_dir / METRICS_FILE,
             note=logs.note,
         )
+        spark = spec.get("spark")
+        if spark is not None:
+            sources.append(self._spark_driver(spark, src, outputs_rel, python, env, logs))
         watch = spec.get("watch_pid")
         scheduler_signal = spec.get("scheduler_signal") or {}
         if not isinstance(scheduler_signal, dict):
@@ -1697,6 +1726,35 @@ class _Launch:
             int(watch) if isinstance(watch, int) else None,
             scheduler_signal,
         )
+
+    def _spark_driver(
+        self,
+        spark: object,
+        src: Path,
+        outputs_rel: str,
+        python: str,
+        env: dict[str, str],
+        logs: _Logs,
+    ) -> Source:
+        """A spark compute's run (spec ``spark``: ``{"zip": NAME}``): the command is
+        ``spark-submit``, whose ``--py-files`` names ``../NAME``, a zip of the snapshot's
+        Python files made here so that the executors import the run's modules too. The
+        driver and the executors run the environment's interpreter (``PYSPARK_PYTHON``,
+        ``PYSPARK_DRIVER_PYTHON``) unless the run's variables name others: on a cluster it
+        must exist on every worker at the same path. Returns the source that finds the
+        application's id and UI in the driver's log."""
+        from trainform.capture.spark import SparkApp
+
+        if not isinstance(spark, dict) or not isinstance(spark.get("zip"), str):
+            raise LauncherError("spec.json: 'spark' must be an object with a 'zip' name")
+        name = _relative_path(spark["zip"], "spark zip")
+        if "/" in name:
+            raise LauncherError("spec.json: the spark zip must be a file name")
+        zip_python_files(src, self.run_dir / name, skip=outputs_rel)
+        env.setdefault("PYSPARK_PYTHON", python)
+        env.setdefault("PYSPARK_DRIVER_PYTHON", python)
+        logs.diag(f"the snapshot's Python files zipped into {name} for --py-files")
+        return SparkApp(lambda found: write_status(self.run_dir, spark=found))
 
     def _supervise(
         self,

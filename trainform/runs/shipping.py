@@ -33,7 +33,7 @@ LIB_FILES = {
     "trainform/tracking.py": PACKAGE / "tracking.py",
     **{
         f"trainform/capture/{name}": PACKAGE / "capture" / name
-        for name in ("__init__.py", "logs.py", "mlflow.py")
+        for name in ("__init__.py", "logs.py", "mlflow.py", "spark.py")
     },
 }
 

@@ -21,6 +21,7 @@ from trainform.units import parse_duration
 # Attributes whose change means a new run: everything that decides the result. Tags, wait,
 # max_duration and metrics regexes do not change what the script computes.
 FINGERPRINTED = ("script", "command", "env", "node_count")
+SPARK_LIMITS = ("executor_memory", "driver_memory")  # a run's spark { } values that are limits
 
 
 def requirements(environment: dict[str, Any] | None, config_dir: Path) -> list[str]:
@@ -130,6 +131,8 @@ def fingerprint(
     }
     if desired.get("env_passthrough") is not None:  # only then: others keep their fingerprints
         data["env_passthrough"] = list(desired["env_passthrough"])
+    if desired.get("spark") is not None:  # only then; its limits (memory) are left out
+        data["spark"] = {k: v for k, v in desired["spark"].items() if k not in SPARK_LIMITS}
     places = {_input_place(str(p), data) for p in desired.get(SENSITIVE_PATHS) or ()}
     places.discard(None)
     if places:
