@@ -123,7 +123,10 @@ def _clip(text: str, limit: int) -> str:
 class Source:
     """One way a run's script logs. The launcher calls :meth:`feed` with the run's output as
     it arrives, :meth:`poll` while the run runs, and :meth:`finish` once, after its process
-    exited. Each writes what it found to its :class:`Stream` and flushes it."""
+    exited. Each writes what it found to its :class:`Stream` and flushes it. ``failure``:
+    what the output says went wrong (a failed run's status message adds it)."""
+
+    failure = ""
 
     def feed(self, data: bytes) -> None:
         """Bytes the run wrote to stdout/stderr (any boundaries)."""

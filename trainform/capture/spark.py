@@ -39,6 +39,7 @@ _REST_ID = re.compile(r"(?:local|app|application)[-_][0-9]{1,20}(?:[-_][0-9]{1,2
 MAX_LINE = 4096  # longer lines are cut; Spark's own lines are short
 ASK_EVERY = 2.0  # seconds between questions to the driver's REST API
 ASK_TIMES = 5
+MAX_FAILURE = 300  # characters of an exception line kept for the status message
 
 
 class SparkApp(Source):
@@ -54,15 +55,27 @@ class SparkApp(Source):
         self.asked = 0
         self.next_ask = 0.0
         self.reported: dict[str, Any] = {}
+        self.in_traceback = False
 
     def feed(self, data: bytes) -> None:
-        if self.app_id and self.ui:
-            return
         for line in self.lines.feed(data):
             self._line(line)
         self._report()
 
     def _line(self, line: str) -> None:
+        # A Python traceback's exception line: the first unindented line after it. The
+        # driver's ends Spark's lines; one from an executor is nested in the driver's, and
+        # is the last one: the cause.
+        if line.startswith("Traceback (most recent call last):"):
+            self.in_traceback = True
+            return
+        if self.in_traceback and line[:1] not in (" ", "\t"):
+            self.in_traceback = False
+            if re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line):
+                self.failure = line[:MAX_FAILURE]
+            return
+        if self.app_id and self.ui:
+            return
         if "Spark" not in line and "application" not in line and "Server created" not in line:
             return
         match = _APP_ID.search(line)

@@ -249,7 +249,7 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
 def _spark_lines(spark: object, status: str) -> list[str]:
     """``runs show``'s line for a Spark driver's application: its id, and its web UI while
     the run runs (the driver serves it). The launcher's values: shown inert."""
-    if not isinstance(spark, dict) or not spark.get("app_id") and not spark.get("ui"):
+    if not isinstance(spark, dict) or (not spark.get("app_id") and not spark.get("ui")):
         return []
     line = f"  spark app    {_inert(str(spark.get('app_id') or '(id not logged)'))}"
     if spark.get("ui") and status in ("queued", "preparing", "running"):

@@ -1861,7 +1861,8 @@ class _Launch:
         if code == 0:
             return "completed", "exit code 0"
         if code > 0:
-            return "failed", f"exit code {code}"
+            why = next((source.failure for source in plan.sources if source.failure), "")
+            return "failed", f"exit code {code}" + (f": {why}" if why else "")
         return "failed", f"killed by signal {signal.Signals(-code).name}"
 
 
