@@ -220,3 +220,31 @@ def start_cluster(folder: Path | None = None) -> SparkCluster:
         cluster.stop()
         raise
     return cluster
+
+
+def compute_block(cluster: SparkCluster | None, name: str = "spark", extra: str = "") -> str:
+    """HCL of a spark compute for ``cluster`` (``None``: a ``local[2]`` master) with the
+    wheel's Spark, drivers bound to loopback and no console progress bars; ``extra`` adds
+    lines inside the block."""
+    master = cluster.master if cluster is not None else "local[2]"
+    ui = f'\n  master_ui  = "{cluster.ui}"' if cluster is not None else ""
+    return f"""
+compute "{name}" {{
+  type       = "spark"
+  master     = "{master}"{ui}
+  spark_home = "{spark_home()}"
+  env        = {{ SPARK_LOCAL_IP = "127.0.0.1" }}
+  conf       = {{ "spark.ui.showConsoleProgress" = "false" }}
+{extra}}}
+"""
+
+
+def environment_block(name: str = "py") -> str:
+    """HCL of a user-managed environment: `.venv-spark`'s interpreter, which has pyspark
+    (the driver's and, through PYSPARK_PYTHON, the executors')."""
+    return f"""
+environment "{name}" {{
+  python       = "{spark_python()}"
+  user_managed = true
+}}
+"""
