@@ -342,6 +342,14 @@ class Provider:
         ProviderError (with host and command) if the run cannot be started."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
 
+    def expected_handle(self, request: RunRequest) -> Handle | None:
+        """The handle :meth:`submit` will return for ``request``, as far as it is known
+        before the launch (launcher pids ``None``), recorded with the intent to submit: a run
+        whose apply was cut off before its handle was recorded is looked up through
+        :meth:`status` with it. None (the default) where a run cannot be looked up that way:
+        it is then reported lost."""
+        return None
+
     def submit_many(self, requests: list[RunRequest], at_once: int | None = None) -> list[Handle]:
         """Compute with the ``BATCH`` capability: submit ``requests`` (runs of this one
         compute) as one batch that runs at most ``at_once`` of them at a time (None: no

@@ -248,6 +248,14 @@ class LocalComputeProvider(Provider):
             "launcher_start": process_start_time(proc.pid),
         }
 
+    def expected_handle(self, request: RunRequest) -> Handle | None:
+        """``WORKDIR/runs/RUN_ID``, where the launcher writes its ``status.json`` (None for a
+        run in a container)."""
+        if request.spec["environment"].get("docker"):
+            return None
+        workdir = Path(str(request.compute.get("workdir_path") or self.context.data_dir / "local"))
+        return {"run_dir": str(workdir / "runs" / request.run_id), "launcher_pid": None}
+
     def status(self, handle: Handle) -> dict[str, Any]:
         from trainform.runs.launcher import read_status
 

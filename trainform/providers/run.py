@@ -367,44 +367,6 @@ class RunProvider(WorkProvider):
                 }
             time.sleep(0.25)
 
-    def _expected_handle(
-        self, request: RunRequest, compute: dict[str, Any], provider: Provider
-    ) -> Handle | None:
-        """The handle ``provider.submit(request)`` will return, as far as it is known before
-        the launch (launcher pids unknown): where the launcher writes its ``status.json``,
-        by the layout of the built-in local and ssh compute (``WORKDIR/runs/RUN_ID``, with
-        ``-nodeR`` per node of a pool). None where a run cannot be looked up that way."""
-        from trainform.providers.local import LocalComputeProvider
-        from trainform.providers.ssh import SSHComputeProvider
-
-        if request.spec["environment"].get("docker"):
-            return None
-        if type(provider) is LocalComputeProvider:
-            workdir = Path(str(compute.get("workdir_path") or self.context.data_dir / "local"))
-            return {"run_dir": str(workdir / "runs" / request.run_id), "launcher_pid": None}
-        if type(provider) is SSHComputeProvider:
-            hosts = provider._hosts(compute)[: request.node_count]
-            remote = str(compute.get("workdir_path") or "~/.trainform")
-            folder = f"{remote}/runs/{request.run_id}"
-            secret = ("password", "private_key_passphrase")
-            return {
-                "nodes": [
-                    {
-                        "host": host,
-                        "run_dir": folder + (f"-node{rank}" if len(hosts) > 1 else ""),
-                        "launcher_pid": None,
-                    }
-                    for rank, host in enumerate(hosts)
-                ],
-                "target": {
-                    k: v for k, v in provider._run_target(compute).items() if k not in secret
-                },
-                "upload": None,
-                "log_shown": 0,
-                "log_shown_by_rank": [0] * len(hosts),
-            }
-        return None
-
     def settled(self, computed: dict[str, Any]) -> bool:
         """A run is settled once it ended and its outputs were collected."""
         return computed.get("status") in TERMINAL and computed.get("outputs_path") is not None
@@ -533,9 +495,7 @@ class RunProvider(WorkProvider):
         }
         # The intent is recorded before anything starts on the target, so that a run whose
         # apply dies before it records the handle is found there (see _find_submitted).
-        _announce(
-            {**computed, "expected_handle": self._expected_handle(request, compute, provider)}
-        )
+        _announce({**computed, "expected_handle": provider.expected_handle(request)})
         return request, computed
 
     def update(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from trainform.config.schema import Attribute, BlockSchema
@@ -390,8 +391,6 @@ class SparkComputeProvider(Provider):
         return self._local, common
 
     def submit(self, request: RunRequest) -> Handle:
-        from dataclasses import replace
-
         spec = dict(request.spec)
         script = spec.pop("script", None)
         if not isinstance(script, str) or spec.get("command"):
@@ -418,6 +417,14 @@ class SparkComputeProvider(Provider):
         provider, compute = self.runner(request.compute)
         handle = provider.submit(replace(request, compute=compute, spec=spec))
         return {**handle, "spark": self._application_target(request.compute)}
+
+    def expected_handle(self, request: RunRequest) -> Handle | None:
+        """The local or ssh compute's, with the application's target."""
+        provider, compute = self.runner(request.compute)
+        expected = provider.expected_handle(replace(request, compute=compute))
+        if expected is None:
+            return None
+        return {**expected, "spark": self._application_target(request.compute)}
 
     def _application_target(self, compute: dict[str, Any]) -> dict[str, Any]:
         """What a handle records to reach the application later: the master, its UI, and
@@ -462,6 +469,8 @@ class SparkComputeProvider(Provider):
         if not isinstance(app, str) or not app.startswith("app-"):
             return
         host = self.host(target)
+        if app not in {a.id for a in self.master_status(target, host).active}:
+            return  # it ended with its driver (the master refuses to kill what is not active)
         code, _, err = host.run(
             [self._python(target), "-c", cli.MASTER_SCRIPT, "kill", str(target["master_ui"]), app]
         )

@@ -503,6 +503,32 @@ class SSHComputeProvider(Provider):
             "log_shown_by_rank": [node.get("log_shown", 0) for node in nodes],
         }
 
+    def expected_handle(self, request: RunRequest) -> Handle | None:
+        """Each node's run folder (``WORKDIR/runs/RUN_ID``, ``-nodeR`` per node of a pool)
+        and the target without secrets (None for a run in containers)."""
+        if request.spec["environment"].get("docker"):
+            return None
+        hosts = self._hosts(request.compute)[: request.node_count]
+        remote = str(request.compute.get("workdir_path") or "~/.trainform")
+        folder = f"{remote}/runs/{request.run_id}"
+        secret = ("password", "private_key_passphrase")
+        return {
+            "nodes": [
+                {
+                    "host": host,
+                    "run_dir": folder + (f"-node{rank}" if len(hosts) > 1 else ""),
+                    "launcher_pid": None,
+                }
+                for rank, host in enumerate(hosts)
+            ],
+            "target": {
+                k: v for k, v in self._run_target(request.compute).items() if k not in secret
+            },
+            "upload": None,
+            "log_shown": 0,
+            "log_shown_by_rank": [0] * len(hosts),
+        }
+
     def _node_status(self, handle: Handle, node: dict[str, Any]) -> dict[str, Any]:
         if "container" in node:
             from trainform.providers import ssh_containers
