@@ -211,9 +211,13 @@ class SparkComputeProvider(Provider):
             return "~/.trainform/spark"
         return str(self.context.data_dir / "spark")
 
-    def _attach(self, attrs: dict[str, Any], pinned: dict[str, str], check: bool) -> Observed:
+    def _attach(
+        self, attrs: dict[str, Any], pinned: dict[str, str], check: bool, found: str = ""
+    ) -> Observed:
         """Facts, the workdir and the host keys (``pinned``: those recorded). ``check``
-        (attach, not refresh): also run ``spark-submit --version``, a JVM's start."""
+        (attach, not refresh): also run ``spark-submit --version``, a JVM's start.
+        ``found``: the Spark folder attach found, looked at first when ``spark_home`` is
+        unset (no pyspark import on each refresh)."""
         host = self.host({**attrs, "host_keys": pinned})
         probe = cli.parse_probe(
             host.checked(
@@ -221,7 +225,7 @@ class SparkComputeProvider(Provider):
                     self._python(attrs),
                     "-c",
                     cli.PROBE_SCRIPT,
-                    str(attrs.get("spark_home") or ""),
+                    str(attrs.get("spark_home") or found),
                     self._workdir(attrs),
                 ]
             )
@@ -286,7 +290,10 @@ class SparkComputeProvider(Provider):
 
     def read(self, resource: ResourceState) -> Observed | None:
         pinned = resource.computed.get("host_keys") or {}
-        return {**resource.computed, **self._attach(resource.attributes, pinned, check=False)}
+        facts = resource.computed.get("facts")
+        found = str(facts.get("spark_home") or "") if isinstance(facts, dict) else ""
+        observed = self._attach(resource.attributes, pinned, check=False, found=found)
+        return {**resource.computed, **observed}
 
     def update(
         self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
