@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from trainform.cli.context import error_boundary, open_providers, open_store, print_lines
+from trainform.cli.loglines import inert
 from trainform.errors import TrainformError
 
 
@@ -98,6 +99,41 @@ def _slurm_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _spark_lines(store: Any, address: str, info: dict[str, Any]) -> list[str]:
+    """A spark compute's master, workers and applications (each named by the run of this
+    compute whose driver it was, from the run history), as tables. Names come from the
+    cluster: inert."""
+    facts = info.get("facts") or {}
+    lines = [
+        f"spark {facts.get('spark_version') or '?'}, master {inert(str(info.get('master')))}"
+        + (f" ({facts['master_status']})" if facts.get("master_status") else "")
+    ]
+    if "workers" not in info:
+        return [*lines, f"  cores {facts.get('cores', '?')}"]
+    runs = {
+        r["record"]["spark"]["app_id"]: r.get("address")
+        for r in store.runs()
+        if r["record"].get("compute_address") == address
+        and isinstance(r["record"].get("spark"), dict)
+        and r["record"]["spark"].get("app_id")
+    }
+    lines.append("workers:")
+    lines.append(f"  {'WORKER':<44} {'STATE':<8} {'CORES':>7} {'MEMORY (MB)':>13}")
+    for w in info["workers"]:
+        lines.append(
+            f"  {inert(w['id']):<44} {inert(w['state']):<8} {w['cores']:>7} {w['memory_mb']:>13}"
+        )
+    lines.append("applications:")
+    lines.append(f"  {'APPLICATION':<28} {'STATE':<10} {'CORES':>5}  RUN (NAME)")
+    for a in info["applications"]:
+        run = runs.get(a["id"]) or "-"
+        lines.append(
+            f"  {inert(a['id']):<28} {inert(a['state']):<10} {a['cores']:>5}  "
+            f"{run} ({inert(a['name'])})"
+        )
+    return lines
+
+
 def _with_run_addresses(store: Any, info: dict[str, Any]) -> None:
     """Name the run each queued job is (its address, from the run history)."""
     ids = {job["run_id"] for job in info.get("jobs") or [] if job.get("run_id")}
@@ -123,6 +159,9 @@ def compute_show(ctx: click.Context, name: str, as_json: bool) -> None:
     lines += [f"  {a}" for a in info.get("actions") or []]
     if "partitions" in info:
         lines += _slurm_lines(info)
+    elif "master" in info:
+        with error_boundary(ctx):
+            lines += _spark_lines(open_store(ctx), address, info)
     elif "nodes" in info:
         lines += _node_lines(info)
     else:

@@ -54,3 +54,10 @@ def shown(line: str, colour: bool = False) -> str:
     made visible and inert, colour kept with ``colour`` (then reset at the end)."""
     text = neutralise(line, colour)
     return text + "\x1b[0m" if colour and "\x1b" in text else text
+
+
+def inert(text: str) -> str:
+    """Text a run or a target gave (names, paths: hostile), as one line of inert Rich text."""
+    from rich.markup import escape
+
+    return escape(neutralise(str(text)).replace("\n", " ").replace("\t", " "))

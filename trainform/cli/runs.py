@@ -22,6 +22,7 @@ from trainform.cli.context import (
     open_store,
     print_lines,
 )
+from trainform.cli.loglines import inert
 from trainform.errors import TrainformError
 
 ACTIVE = ("queued", "preparing", "running")
@@ -233,13 +234,13 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
         if rec.get("logged_tags"):
             lines.append("  tags         (logged by the script)")
             lines.extend(
-                f"    {_inert(k)} = {escape(json.dumps(v))}"
+                f"    {inert(k)} = {escape(json.dumps(v))}"
                 for k, v in sorted(rec["logged_tags"].items())
             )
         if rec.get("models"):
             lines.append("  models       (flavors): folder in the outputs")
             lines.extend(
-                f"    {_inert(m['name'])} ({_inert(', '.join(m['flavors']))}): {_inert(m['path'])}"
+                f"    {inert(m['name'])} ({inert(', '.join(m['flavors']))}): {inert(m['path'])}"
                 for m in rec["models"]
             )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
@@ -251,9 +252,9 @@ def _spark_lines(spark: object, status: str) -> list[str]:
     the run runs (the driver serves it). The launcher's values: shown inert."""
     if not isinstance(spark, dict) or (not spark.get("app_id") and not spark.get("ui")):
         return []
-    line = f"  spark app    {_inert(str(spark.get('app_id') or '(id not logged)'))}"
+    line = f"  spark app    {inert(str(spark.get('app_id') or '(id not logged)'))}"
     if spark.get("ui") and status in ("queued", "preparing", "running"):
-        line += f"  UI {_inert(str(spark['ui']))}"
+        line += f"  UI {inert(str(spark['ui']))}"
     return [line]
 
 
@@ -270,20 +271,11 @@ def _attempt_lines(attempts: object) -> list[str]:
         if a.get("ended") == "requeued":
             ended += "; requeued by Slurm"
         lines.append(
-            f"    {_inert(str(a.get('attempt')))}  {_inert(str(a.get('host') or '-'))}  "
-            f"{_inert(str(a.get('started') or '-'))} → {_inert(str(a.get('finished') or '-'))}  "
-            f"{_inert(ended)}"
+            f"    {inert(str(a.get('attempt')))}  {inert(str(a.get('host') or '-'))}  "
+            f"{inert(str(a.get('started') or '-'))} → {inert(str(a.get('finished') or '-'))}  "
+            f"{inert(ended)}"
         )
     return lines
-
-
-def _inert(text: str) -> str:
-    """Text a run logged (names, paths: hostile), as one line of inert Rich text."""
-    from rich.markup import escape
-
-    from trainform.runs.watch import neutralise
-
-    return escape(neutralise(str(text)).replace("\n", " ").replace("\t", " "))
 
 
 @runs.command("logs")

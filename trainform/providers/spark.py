@@ -308,7 +308,7 @@ class SparkComputeProvider(Provider):
         """The recorded facts and, for a standalone master, its live status: workers and
         the running and finished applications."""
         attrs = {**resource.attributes, **resource.computed}
-        shown = dict(resource.computed)
+        shown = {**resource.computed, "master": attrs.get("master")}
         if cli.master_kind(str(attrs.get("master"))) == "standalone":
             status = self.master_status(attrs, self.host(attrs))
             shown["workers"] = [
