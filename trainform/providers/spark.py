@@ -219,6 +219,7 @@ class SparkComputeProvider(Provider):
         ``found``: the Spark folder attach found, looked at first when ``spark_home`` is
         unset (no pyspark import on each refresh)."""
         host = self.host({**attrs, "host_keys": pinned})
+        standalone = cli.master_kind(str(attrs["master"])) == "standalone"
         probe = cli.parse_probe(
             host.checked(
                 [
@@ -227,6 +228,7 @@ class SparkComputeProvider(Provider):
                     cli.PROBE_SCRIPT,
                     str(attrs.get("spark_home") or found),
                     self._workdir(attrs),
+                    self.master_ui(attrs) if standalone else "",
                 ]
             )
         )
@@ -253,8 +255,10 @@ class SparkComputeProvider(Provider):
             "spark_submit": probe.submit,
             "master_kind": cli.master_kind(str(attrs["master"])),
         }
-        if facts["master_kind"] == "standalone":
-            status = self.master_status(attrs, host)
+        if standalone:
+            if probe.master_error:
+                raise self._no_answer(attrs, host, probe.master_error)
+            status = cli.parse_master_status(probe.master.encode())
             alive = status.alive
             facts.update(
                 master_status=status.status,
@@ -279,11 +283,14 @@ class SparkComputeProvider(Provider):
         ui = self.master_ui(attrs)
         code, out, err = host.run([self._python(attrs), "-c", cli.MASTER_SCRIPT, "status", ui])
         if code != 0:
-            raise ProviderError(
-                f"the Spark master's status at {ui}/json/ did not answer on {host.where}: "
-                f"{err.strip()[-300:]}"
-            )
+            raise self._no_answer(attrs, host, err)
         return cli.parse_master_status(out.encode())
+
+    def _no_answer(self, attrs: dict[str, Any], host: SlurmHost, why: str) -> ProviderError:
+        return ProviderError(
+            f"the Spark master {attrs.get('master')} did not answer: its status at "
+            f"{self.master_ui(attrs)}/json/, asked from {host.where}: {why.strip()[-300:]}"
+        )
 
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return self._attach(desired, {}, check=True)

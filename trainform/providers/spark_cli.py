@@ -203,11 +203,22 @@ def parse_master_status(body: bytes) -> MasterStatus:
     )
 
 
-# Run by the host's Python (``python3 -c PROBE_SCRIPT SPARK_HOME WORKDIR``): where Spark is
-# (the given folder, else SPARK_HOME, else the pyspark package, else spark-submit on PATH),
-# its version from its files (no JVM: refresh stays fast), and the workdir made and made
-# absolute (``~`` expanded). Prints one JSON object.
-PROBE_SCRIPT = r"""
+# Both host scripts read a standalone master's JSON status (at most MAX_STATUS + 1 bytes).
+_MASTER_JSON = r"""
+def master_json(ui):
+    import urllib.request
+    with urllib.request.urlopen(ui.rstrip("/") + "/json/", timeout=10) as answer:
+        return answer.read(MAX_STATUS_BYTES).decode("utf-8", "replace")
+""".replace("MAX_STATUS_BYTES", str(MAX_STATUS + 1))
+
+# Run by the host's Python (``python3 -c PROBE_SCRIPT SPARK_HOME WORKDIR [MASTER_UI]``): where
+# Spark is (the given folder, else SPARK_HOME, else the pyspark package, else spark-submit on
+# PATH), its version from its files (no JVM: refresh stays fast), the workdir made and made
+# absolute (``~`` expanded), and with MASTER_UI the master's JSON status (``master``) or why
+# it did not answer (``master_error``): one process per refresh. Prints one JSON object.
+PROBE_SCRIPT = (
+    _MASTER_JSON
+    + r"""
 import glob, json, os, re, shutil, sys
 given, workdir = sys.argv[1], sys.argv[2]
 home = given or os.environ.get("SPARK_HOME", "")
@@ -245,7 +256,15 @@ try:
     os.makedirs(path, exist_ok=True)
 except OSError as exc:
     error = "cannot create workdir %s: %s" % (path, exc.strerror)
+master = master_error = ""
+if len(sys.argv) > 3 and sys.argv[3]:
+    try:
+        master = master_json(sys.argv[3])
+    except Exception as exc:
+        master_error = type(exc).__name__ + ": " + str(exc)
 print(json.dumps({
+    "master": master,
+    "master_error": master_error[:500],
     "home": home,
     "submit": submit if submit and os.access(submit, os.X_OK) else "",
     "version": version,
@@ -254,18 +273,20 @@ print(json.dumps({
     "cpus": os.cpu_count() or 1,
 }))
 """
+)
 
-# ``python3 -c MASTER_SCRIPT status UI`` prints a standalone master's JSON status (at most
-# MAX_STATUS + 1 bytes); ``... kill UI APP_ID`` asks it to kill an application as its web
-# UI's kill button does (Spark 4 wants the page's CSRF token: read from the page first).
-# Exit 3: the master did not answer (the reason on stderr).
-MASTER_SCRIPT = r"""
+# ``python3 -c MASTER_SCRIPT status UI`` prints a standalone master's JSON status;
+# ``... kill UI APP_ID`` asks it to kill an application as its web UI's kill button does
+# (Spark 4 wants the page's CSRF token: read from the page first). Exit 3: the master did not
+# answer (the reason on stderr).
+MASTER_SCRIPT = (
+    _MASTER_JSON
+    + r"""
 import re, sys, urllib.parse, urllib.request
 action, ui = sys.argv[1], sys.argv[2].rstrip("/")
 try:
     if action == "status":
-        with urllib.request.urlopen(ui + "/json/", timeout=10) as answer:
-            sys.stdout.write(answer.read(MAX_STATUS_BYTES).decode("utf-8", "replace"))
+        sys.stdout.write(master_json(ui))
     else:
         with urllib.request.urlopen(ui + "/", timeout=10) as answer:
             page = answer.read(4 << 20).decode("utf-8", "replace")
@@ -279,7 +300,8 @@ try:
 except Exception as exc:
     sys.stderr.write(type(exc).__name__ + ": " + str(exc))
     sys.exit(3)
-""".replace("MAX_STATUS_BYTES", str(MAX_STATUS + 1))
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -292,6 +314,8 @@ class Probe:
     workdir: str
     workdir_error: str
     cpus: int
+    master: str = ""  # the master's JSON status, as text
+    master_error: str = ""
 
 
 def parse_probe(out: str) -> Probe:
@@ -310,6 +334,8 @@ def parse_probe(out: str) -> Probe:
         workdir=_text(data, "workdir", 4096),
         workdir_error=_text(data, "workdir_error", 500),
         cpus=cpus if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > 0 else 1,
+        master=_text(data, "master", MAX_STATUS + 1),
+        master_error=_text(data, "master_error", 500),
     )
 
 
