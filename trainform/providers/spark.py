@@ -275,7 +275,11 @@ class SparkComputeProvider(Provider):
         return {str(k): str(v) for k, v in (attrs.get("env") or {}).items()}
 
     def master_ui(self, attrs: dict[str, Any]) -> str:
-        return str(attrs.get("master_ui") or cli.default_ui(str(attrs["master"]))).rstrip("/")
+        """A standalone master's web UI (``""`` for other masters)."""
+        master = str(attrs.get("master") or "")
+        if cli.master_kind(master) != "standalone":
+            return ""
+        return str(attrs.get("master_ui") or cli.default_ui(master)).rstrip("/")
 
     def master_status(self, attrs: dict[str, Any], host: SlurmHost) -> cli.MasterStatus:
         """The standalone master's JSON status, fetched by the machine that runs
@@ -338,17 +342,23 @@ class SparkComputeProvider(Provider):
     def run_problems(
         self, compute: dict[str, Any], node_count: int, options: dict[str, Any] | None = None
     ) -> list[str]:
-        """The run's ``spark { }`` values; cluster deploy mode where the manager cannot run
-        a Python driver (standalone, local)."""
+        """The run's ``spark { }`` values; cluster deploy mode but on YARN (standalone and
+        local masters cannot run a Python driver in the cluster; on Kubernetes cancel could
+        not stop the driver's pod)."""
         options = options or {}
         problems = []
         mode = options.get("deploy_mode") or "client"
         kind = cli.master_kind(str(compute.get("master") or ""))
-        if mode == "cluster" and kind in ("standalone", "local"):
+        if mode == "cluster" and kind != "yarn":
+            why = (
+                "trainform could not stop its driver on cancel"
+                if kind == "k8s"
+                else "Spark cannot run a Python driver in the cluster there"
+            )
             problems.append(
-                f'deploy_mode = "cluster": a {kind} master cannot run a Python driver in the '
-                'cluster; use deploy_mode = "client" (the driver runs under trainform\'s '
-                "launcher on the machine that runs spark-submit)"
+                f'deploy_mode = "cluster" needs a yarn master; with a {kind} master {why}: '
+                'use deploy_mode = "client" (the driver runs under trainform\'s launcher on '
+                "the machine that runs spark-submit)"
             )
         try:
             self._submit_argv(compute, options, "run", "script.py")
@@ -445,7 +455,8 @@ class SparkComputeProvider(Provider):
         the gateway's options (no secret)."""
         return {
             "master": compute.get("master"),
-            "master_ui": self.master_ui(compute) if compute.get("master") else "",
+            "master_ui": self.master_ui(compute),
+            "env": self._env(compute),  # HADOOP_CONF_DIR: where yarn finds the cluster
             **(
                 {
                     "gateway": compute["gateway"],
@@ -473,16 +484,20 @@ class SparkComputeProvider(Provider):
 
     def cancel(self, handle: Handle) -> None:
         """Stops the driver through its launcher (the run ends ``canceled``), then kills
-        the application on a standalone master, so its executors stop even if the driver
-        cannot say goodbye. Idempotent."""
+        the application on the cluster, so its executors stop even if the driver cannot
+        say goodbye: through a standalone master's kill action, or ``yarn application
+        -kill`` (a YARN driver in cluster mode outlives spark-submit). Idempotent."""
         self._inner(handle).cancel(handle)
         target = handle.get("spark") or {}
-        if cli.master_kind(str(target.get("master") or "")) != "standalone":
-            return
+        kind = cli.master_kind(str(target.get("master") or ""))
         app = (self.status(handle).get("spark") or {}).get("app_id")
-        if not isinstance(app, str) or not app.startswith("app-"):
+        if not isinstance(app, str):
             return
         host = self.host(target)
+        if kind == "yarn" and re.fullmatch(r"application_[0-9]+_[0-9]+", app):
+            host.checked(["yarn", "application", "-kill", app], self._env(target))
+        if kind != "standalone" or not app.startswith("app-"):
+            return
         if app not in {a.id for a in self.master_status(target, host).active}:
             return  # it ended with its driver (the master refuses to kill what is not active)
         code, _, err = host.run(
