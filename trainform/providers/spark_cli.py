@@ -294,6 +294,11 @@ try:
         found = re.search(r'name="csrfToken" value="([0-9A-Za-z_-]+)"', page)
         if found:
             form["csrfToken"] = found.group(1)
+        else:  # no kill form on the page: is the application still active?
+            import json
+            active = json.loads(master_json(ui)).get("activeapps") or []
+            if sys.argv[3] not in [a.get("id") for a in active if isinstance(a, dict)]:
+                sys.exit(0)  # it ended meanwhile: nothing to kill
         data = urllib.parse.urlencode(form).encode()
         with urllib.request.urlopen(urllib.request.Request(ui + "/app/kill/", data=data), timeout=10):
             pass
