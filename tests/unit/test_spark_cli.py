@@ -124,3 +124,104 @@ def test_the_master_status_is_read_with_types_checked() -> None:
 def test_a_hostile_master_status_is_refused(body: bytes) -> None:
     with pytest.raises(c.SparkOutputError):
         c.parse_master_status(body)
+
+
+# -- the probe's answer, master kinds, local cores, the master's default UI ---------------------
+
+PROBE = {
+    "home": "/opt/spark",
+    "submit": "/opt/spark/bin/spark-submit",
+    "version": "4.3.0",
+    "workdir": "/w",
+    "workdir_error": "",
+    "cpus": 8,
+}
+
+
+def test_the_probes_answer_is_its_last_line() -> None:
+    probe = c.parse_probe("a banner the login shell printed\n" + json.dumps(PROBE) + "\n")
+    assert probe == c.Probe("/opt/spark", "/opt/spark/bin/spark-submit", "4.3.0", "/w", "", 8)
+
+
+@pytest.mark.parametrize(
+    "out",
+    ["", "   \n", "not json", json.dumps(PROBE) + "\ntrailing junk", "[1, 2]", '"text"', "null"],
+)
+def test_a_probe_answer_that_is_no_json_object_is_refused(out: str) -> None:
+    with pytest.raises(c.SparkOutputError, match="the Spark probe printed no JSON"):
+        c.parse_probe(out)
+
+
+@pytest.mark.parametrize("key", ["home", "submit", "version", "workdir", "workdir_error"])
+@pytest.mark.parametrize("value", [5, None, ["/x"], {"a": 1}, True])
+def test_probe_fields_that_are_not_text_are_refused(key: str, value: object) -> None:
+    with pytest.raises(c.SparkOutputError, match=f"{key} is not text"):
+        c.parse_probe(json.dumps({**PROBE, key: value}))
+
+
+@pytest.mark.parametrize("cpus", [0, -3, "8", 2.5, True, None, [8]])
+def test_a_probe_cpu_count_that_is_not_a_positive_whole_number_is_one(cpus: object) -> None:
+    assert c.parse_probe(json.dumps({**PROBE, "cpus": cpus})).cpus == 1
+
+
+def test_probe_fields_are_cut_and_missing_ones_are_empty() -> None:
+    probe = c.parse_probe(json.dumps({"home": "h" * 100000, "version": "9" * 1000}))
+    assert len(probe.home) == 4096 and len(probe.version) == 40
+    assert (probe.submit, probe.workdir, probe.workdir_error, probe.cpus) == ("", "", "", 1)
+
+
+@pytest.mark.parametrize(
+    ("master", "kind"),
+    [
+        ("spark://h:7077", "standalone"),
+        ("spark://a:7077,b:7077", "standalone"),
+        ("local", "local"),
+        ("local[2]", "local"),
+        ("local[*]", "local"),
+        ("local[4,2]", "local"),
+        ("local[*,3]", "local"),
+        ("yarn", "yarn"),
+        ("k8s://https://k:6443", "k8s"),
+        ("mesos://x", ""),
+        ("local[]", ""),
+        ("local[two]", ""),
+        ("local[99999]", ""),
+        ("local[2] ", ""),
+        (" yarn", ""),
+        ("YARN", ""),
+        ("", ""),
+    ],
+)
+def test_master_kind(master: str, kind: str) -> None:
+    assert c.master_kind(master) == kind
+
+
+@pytest.mark.parametrize(
+    ("master", "cores"),
+    [("local", 1), ("local[2]", 2), ("local[4,2]", 4), ("local[*]", 8), ("local[*,3]", 8)],
+)
+def test_local_cores(master: str, cores: int) -> None:
+    assert c.local_cores(master, 8) == cores
+
+
+@pytest.mark.parametrize(
+    ("master", "ui"),
+    [
+        ("spark://h:7077", "http://h:8080"),
+        ("spark://10.0.0.5", "http://10.0.0.5:8080"),
+        ("spark://a:7077,b:7077", "http://a:8080"),
+        ("spark://[::1]:7077", "http://[::1]:8080"),
+    ],
+)
+def test_the_default_ui_is_port_8080_of_the_first_masters_host(master: str, ui: str) -> None:
+    assert c.default_ui(master) == ui
+
+
+def test_the_probe_carries_the_masters_status_or_why_it_did_not_answer() -> None:
+    status = json.dumps(STATUS)
+    probe = c.parse_probe(json.dumps({**PROBE, "master": status}))
+    assert c.parse_master_status(probe.master.encode()).alive[0].cores == 2
+    probe = c.parse_probe(json.dumps({**PROBE, "master_error": "URLError: refused" * 100}))
+    assert probe.master == "" and len(probe.master_error) == 500
+    with pytest.raises(c.SparkOutputError, match="master is not text"):
+        c.parse_probe(json.dumps({**PROBE, "master": {"workers": []}}))
