@@ -183,6 +183,9 @@ def test_probe_fields_are_cut_and_missing_ones_are_empty() -> None:
         ("yarn", "yarn"),
         ("k8s://https://k:6443", "k8s"),
         ("mesos://x", ""),
+        ("spark://", ""),  # no host
+        ("spark://h:7077/x", ""),
+        ("spark://h:port", ""),
         ("local[]", ""),
         ("local[two]", ""),
         ("local[99999]", ""),

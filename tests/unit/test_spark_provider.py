@@ -37,7 +37,9 @@ from trainform.providers.spark import SparkComputeProvider, pinned_pyspark, vers
         (["numpy==2.0.0", "pyspark==3.5.1", "pyspark==4.3.0"], "3.5.1"),  # the first pin
         (["pyspark>=3"], ""),
         (["pyspark~=4.3.0"], ""),
-        (["pyspark==4.*"], ""),
+        (["pyspark==4.*"], "4.*"),  # a wildcard: any 4 release
+        (["pyspark==3.5.1.post1"], "3.5.1.post1"),
+        (["pyspark==4.3.0rc1"], "4.3.0rc1"),
         (["pyspark"], ""),
         (["pyspark-stubs==3.0.0"], ""),
         (["spark==3.5.1"], ""),
@@ -51,7 +53,16 @@ def test_pinned_pyspark(requirements: list[str], pinned: str) -> None:
 
 @pytest.mark.parametrize(
     ("pinned", "cluster"),
-    [("4.3.0", "4.3.0"), ("4.3", "4.3.0"), ("", "4.3.0"), ("3.5.1", "")],
+    [
+        ("4.3.0", "4.3.0"),
+        ("4.3", "4.3.0"),
+        ("4.3.*", "4.3.1"),
+        ("4.*", "4.3.0"),
+        ("4.3.0rc1", "4.3.0"),
+        ("4.3.0.post1", "4.3.0"),
+        ("", "4.3.0"),
+        ("3.5.1", ""),
+    ],
 )
 def test_a_pin_that_matches_or_nothing_to_compare_is_no_problem(pinned: str, cluster: str) -> None:
     assert version_problem(pinned, cluster) == ""
@@ -59,7 +70,15 @@ def test_a_pin_that_matches_or_nothing_to_compare_is_no_problem(pinned: str, clu
 
 @pytest.mark.parametrize(
     ("pinned", "cluster"),
-    [("3.5.1", "4.3.0"), ("4.3.1", "4.3.0"), ("4.2", "4.3.0"), ("3", "4.3.0")],
+    [
+        ("3.5.1", "4.3.0"),
+        ("4.3.1", "4.3.0"),
+        ("4.2", "4.3.0"),
+        ("3", "4.3.0"),
+        ("4", "4.3.0"),  # pip reads ==4 as 4.0.0
+        ("4.3", "4.3.1"),
+        ("5.*", "4.3.0"),
+    ],
 )
 def test_a_pin_that_differs_names_both_versions(pinned: str, cluster: str) -> None:
     problem = version_problem(pinned, cluster)

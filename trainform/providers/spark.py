@@ -60,11 +60,16 @@ from trainform.providers.slurm_host import (
 from trainform.providers.ssh import SSHComputeProvider
 
 SNAPSHOT_ZIP = "snapshot-py.zip"  # in the run folder: the snapshot's Python files
-_PIN = re.compile(r"\s*pyspark(?:\[[^\]]*\])?\s*===?\s*([0-9]+(?:\.[0-9]+){0,2})\s*(?:;.*)?$", re.I)
+_PIN = re.compile(
+    r"\s*pyspark(?:\[[^\]]*\])?\s*===?\s*([0-9]+(?:\.[0-9]+)*(?:\.\*|[A-Za-z0-9.+!-]*))"
+    r"\s*(?:;.*)?$",
+    re.I,
+)
 
 
 def pinned_pyspark(requirements: list[str]) -> str:
-    """The version a ``pyspark==X.Y.Z`` line pins (``""`` when none does)."""
+    """The version a ``pyspark==...`` line pins, as written (``4.3.0``, ``4.3``, ``4.3.*``,
+    ``4.3.0rc1``); ``""`` when none does."""
     for line in requirements:
         found = _PIN.match(str(line))
         if found:
@@ -72,13 +77,25 @@ def pinned_pyspark(requirements: list[str]) -> str:
     return ""
 
 
+def _release(version: str) -> list[int]:
+    """The release numbers of a version, padded to three (``4.3`` is 4.3.0, as pip reads it)."""
+    numbers = [int(n) for n in re.findall(r"[0-9]+", version.split("*")[0].split("rc")[0])[:3]]
+    return numbers + [0] * (3 - len(numbers))
+
+
 def version_problem(pinned: str, cluster: str) -> str:
     """Why a pyspark pinned at ``pinned`` cannot drive a cluster at ``cluster`` (``""``:
-    it can): the parts the pin names must match."""
+    it can). ``==4.3`` is 4.3.0, as pip reads it; ``==4.3.*`` any 4.3 release; a pre- or
+    post-release suffix counts as its release."""
     if not pinned or not cluster:
         return ""
-    want = pinned.split(".")
-    if cluster.split(".")[: len(want)] == want:
+    want = re.match(r"[0-9]+(?:\.[0-9]+)*", pinned)
+    assert want is not None  # the pin pattern starts with a number
+    parts = [int(n) for n in want.group(0).split(".")]
+    have = _release(cluster)
+    if pinned.endswith(".*") and have[: len(parts)] == parts:
+        return ""
+    if not pinned.endswith(".*") and _release(want.group(0)) == have:
         return ""
     return (
         f"the environment pins pyspark {pinned}, but the Spark cluster runs {cluster}: "

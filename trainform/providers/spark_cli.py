@@ -347,7 +347,9 @@ def parse_probe(out: str) -> Probe:
 def master_kind(master: str) -> str:
     """``standalone`` (``spark://``), ``local`` (``local``, ``local[N]``, ``local[*]``),
     ``yarn``, ``k8s`` (``k8s://``), or ``""`` for anything else."""
-    if master.startswith("spark://"):
+    if re.fullmatch(
+        r"spark://[A-Za-z0-9.-]+(:[0-9]{1,5})?(,[A-Za-z0-9.-]+(:[0-9]{1,5})?)*", master
+    ):
         return "standalone"
     if re.fullmatch(r"local(\[([0-9]{1,4}|\*)(,[0-9]{1,4})?\])?", master):
         return "local"
