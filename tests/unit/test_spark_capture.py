@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -334,34 +335,73 @@ def _local_app(port: int) -> tuple[SparkApp, list[dict[str, Any]]]:
     return app, reports
 
 
+def _until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_a_local_drivers_id_comes_from_its_rest_api(driver: tuple[int, type[_Driver]]) -> None:
     port, handler = driver
     handler.answer = json.dumps([{"id": "local-1764771234567", "name": "x"}]).encode()
     app, reports = _local_app(port)
     app.poll(100.0)
+    _until(lambda: bool(app.asked_id))  # asked by a thread: poll never waits on the driver
+    app.poll(101.0)
     assert handler.asked == ["/api/v1/applications"]
     assert reports == [{"app_id": "local-1764771234567"}]
     app.poll(200.0)  # known: not asked again
     assert len(handler.asked) == 1
 
 
+def test_a_driver_slow_to_answer_is_asked_again_until_it_names_the_id(
+    driver: tuple[int, type[_Driver]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, handler = driver
+    monkeypatch.setattr(capture, "ASK_EVERY", 0.05)
+    app, reports = _local_app(port)
+    app.poll(0.0)
+    _until(lambda: len(handler.asked) >= 3)  # "[]": Spark is starting up
+    handler.answer = json.dumps([{"id": "local-1764771234567"}]).encode()
+    _until(lambda: bool(app.asked_id))
+    app.finish()
+    assert reports == [{"app_id": "local-1764771234567"}]
+
+
 @pytest.mark.parametrize(
     "answer",
     [b"[]", b"{}", b"not json", b'[{"id": "local-1; rm -rf /"}]', b'[{"id": 5}]', b"[1]"],
 )
-def test_a_driver_that_answers_no_id_is_asked_a_few_times_at_most(
-    driver: tuple[int, type[_Driver]], answer: bytes
+def test_a_driver_that_answers_no_id_is_asked_for_a_bounded_time(
+    driver: tuple[int, type[_Driver]], answer: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port, handler = driver
     handler.answer = answer
+    monkeypatch.setattr(capture, "ASK_EVERY", 0.02)
+    monkeypatch.setattr(capture, "ASK_SECONDS", 0.3)
     app, reports = _local_app(port)
-    now = 0.0
-    for _ in range(capture.ASK_TIMES * 3):
-        app.poll(now)
-        app.poll(now)  # twice at the same moment: one question
-        now += capture.ASK_EVERY
-    assert len(handler.asked) == capture.ASK_TIMES
+    app.poll(0.0)
+    app.poll(0.0)  # one asker, whatever the polls
+    assert app.asker is not None
+    app.asker.join(5)
+    assert not app.asker.is_alive()  # it gave up
+    assert len(handler.asked) >= 2
+    app.poll(1.0)
     assert app.app_id == "" and reports == []
+
+
+def test_finish_stops_the_asker(
+    driver: tuple[int, type[_Driver]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, _ = driver
+    monkeypatch.setattr(capture, "ASK_EVERY", 0.05)
+    app, _ = _local_app(port)
+    app.poll(0.0)
+    app.finish()
+    assert app.asker is not None
+    app.asker.join(5)
+    assert not app.asker.is_alive()
 
 
 def test_nobody_is_asked_before_the_port_is_known_or_once_the_id_is(

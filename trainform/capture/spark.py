@@ -10,7 +10,9 @@ log (Spark's log4j lines on stderr) is the run's output. It names the applicatio
     ... INFO NettyBlockTransferService: Server created on 10.0.0.5:37079
 
 A local master (``local[N]``) logs no application id: once the UI's port is known, the driver's
-own REST API (``/api/v1/applications`` on this host) is asked for it, a few times at most.
+own REST API (``/api/v1/applications`` on this host) is asked for it, by a thread (the driver
+may take tens of seconds to answer, and the launcher's loop must not wait on it), every
+ASK_EVERY seconds for ASK_SECONDS at most.
 
 What is found is handed to ``found`` (the launcher writes it into ``status.json`` as ``spark``:
 ``{"app_id", "ui"}``), so ``runs show`` and cancel know the application. The output is the
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +42,8 @@ _DRIVER_HOST = re.compile(r"Server created on ([A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F
 _REST_ID = re.compile(r"(?:local|app|application)[-_][0-9]{1,20}(?:[-_][0-9]{1,20})?")
 MAX_LINE = 4096  # longer lines are cut; Spark's own lines are short
 ASK_EVERY = 2.0  # seconds between questions to the driver's REST API
-ASK_TIMES = 5
+ASK_SECONDS = 180.0  # how long a local driver's REST API is asked for its id
+ASK_TIMEOUT = 5.0  # seconds one question may take
 MAX_FAILURE = 300  # characters of an exception line kept for the status message
 
 
@@ -52,8 +57,9 @@ class SparkApp(Source):
         self.ui = ""
         self.port = 0
         self.host = ""
-        self.asked = 0
-        self.next_ask = 0.0
+        self.asker: threading.Thread | None = None
+        self.asked_id = ""  # set by the asker thread
+        self.done = threading.Event()
         self.reported: dict[str, Any] = {}
         self.in_traceback = False
 
@@ -94,16 +100,29 @@ class SparkApp(Source):
             self.ui = f"http://{self.host}:{self.port}"
 
     def poll(self, now: float) -> None:
-        if self.app_id or not self.port or self.asked >= ASK_TIMES or now < self.next_ask:
+        if self.asked_id and not self.app_id:
+            self.app_id = self.asked_id
+            self._report()
+        if self.app_id or not self.port or self.asker is not None:
             return
-        self.asked += 1
-        self.next_ask = now + ASK_EVERY
-        self.app_id = _ask_driver(self.port)
-        self._report()
+        self.asker = threading.Thread(target=self._ask, args=(self.port,), daemon=True)
+        self.asker.start()
+
+    def _ask(self, port: int) -> None:
+        deadline = time.monotonic() + ASK_SECONDS
+        while not self.done.is_set() and time.monotonic() < deadline:
+            found = _ask_driver(port)
+            if found:
+                self.asked_id = found
+                return
+            self.done.wait(ASK_EVERY)
 
     def finish(self) -> None:
+        self.done.set()
         for line in self.lines.rest():
             self._line(line)
+        if self.asked_id and not self.app_id:
+            self.app_id = self.asked_id
         self._report()
 
     def _report(self) -> None:
@@ -117,7 +136,7 @@ def _ask_driver(port: int) -> str:
     """The application id from the driver's REST API on this host, or ``""``."""
     url = f"http://127.0.0.1:{port}/api/v1/applications"
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as answer:
+        with urllib.request.urlopen(url, timeout=ASK_TIMEOUT) as answer:
             apps = json.loads(answer.read(1 << 16))
     except (OSError, ValueError):
         return ""
