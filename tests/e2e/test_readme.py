@@ -1,12 +1,14 @@
 """The README's own commands, run verbatim: the "Try it" line (a new venv, the install, and the
 quick-start example applied end to end) in a copy of the repository, and the "A first
 configuration" sequence (init, validate, plan, apply answered "yes" on a terminal, show,
-destroy answered "yes") on the README's configuration. The CI recipe, the state restore
+destroy answered "yes") on the README's configuration; the "## Spark" section's examples
+validated, and its laptop commands run examples/spark on a real local[2] master. The CI recipe, the state restore
 recipe and the state backend, workspace and version commands are run verbatim in
 test_cli_forms.py, test_state_backup.py and test_readme_state.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -17,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import base_env, block_after
+from helpers import base_env, block_after, unavailable
+from spark import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,3 +127,65 @@ def test_the_slurm_example_is_a_valid_configuration(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 resource block(s)" in done.stdout, done.stdout
+
+
+def test_the_spark_examples_are_valid_configurations(tmp_path: Path) -> None:
+    """The "## Spark" section's standalone and gateway examples are the schema's (they name
+    hosts that do not exist, so they are validated, not applied; a real standalone cluster
+    is attached in tests/integration/test_spark_*.py, and the laptop example below runs)."""
+    for marker, blocks in (("## Spark", 3), ("**A gateway.**", 1)):
+        folder = tmp_path / str(blocks)
+        (folder / "src").mkdir(parents=True)
+        (folder / "src" / "features.py").write_text("print('features')\n")
+        (folder / "main.train.hcl").write_text(block_after(marker, "hcl"))
+        done = subprocess.run(
+            [sys.executable, "-m", "trainform", "validate"],
+            cwd=folder,
+            env=base_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"{blocks} resource block(s)" in done.stdout, done.stdout
+
+
+def test_the_spark_laptop_commands_run_examples_spark_verbatim(tmp_path: Path) -> None:
+    """The "On a laptop" commands, verbatim, from a folder holding a copy of examples/spark and
+    the repository's `.venv-spark` (pyspark 4.3, as scripts/install-test-deps makes it): the
+    word count runs on a real local[2] master with that interpreter, its helper module
+    imported by the executors from the snapshot's zip, and its counts collected."""
+    if missing():
+        unavailable(missing())
+    script = block_after("**On a laptop**", "sh")
+    shutil.copytree(ROOT / "examples" / "spark", tmp_path / "examples" / "spark")
+    shutil.rmtree(tmp_path / "examples" / "spark" / ".trainform", ignore_errors=True)
+    (tmp_path / ".venv-spark").symlink_to(ROOT / ".venv-spark")
+    env = base_env()
+    env.pop("SPARK_HOME", None)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    done = subprocess.run(
+        ["sh", "-c", "set -e\n" + script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert "Apply complete!" in out, out[-6000:]
+    assert "run.words" in out and "| it: 8" in out, out[-6000:]
+    # runs show: the application (a local master's id comes from the driver's REST API,
+    # which a driver slowed by a loaded machine may not answer in time: "(id not logged)")
+    assert re.search(r"spark app +(local-[0-9]+|\(id not logged\))", out), out[-6000:]
+    assert "completed" in out, out[-6000:]
+    counts = re.findall(r"^\S*/outputs/counts\.json$", done.stdout.replace('"', ""), re.M)
+    assert counts, out[-6000:]
+    assert json.loads(Path(counts[-1]).read_text()) == {
+        "it": 8,
+        "of": 8,
+        "the": 8,
+        "was": 8,
+        "age": 2,
+    }
