@@ -36,13 +36,14 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from helpers import free_ports
 
 NODES = ("n1", "n2")
 PROGRAMS = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol")
@@ -59,18 +60,6 @@ def missing_programs(accounting: bool = False) -> list[str]:
     path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
     wanted = PROGRAMS + (ACCOUNTING_PROGRAMS if accounting else ())
     return [p for p in wanted if shutil.which(p, path=path) is None]
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now (all sockets are
-    held open together so that the kernel cannot hand out one port twice)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
 
 
 def _this_machine() -> tuple[int, int]:
@@ -536,7 +525,7 @@ def start_cluster(folder: Path | None = None, accounting: bool = False) -> Slurm
     root = Path(tempfile.mkdtemp(prefix="trainform-slurm-", dir=folder))
     # Readable by all: other local users' clients read slurm.conf and reach the munge socket.
     root.chmod(0o755)
-    ctld, slurmd, dbd, mysql, *node_ports = _free_ports(4 + len(NODES))
+    ctld, slurmd, dbd, mysql, *node_ports = free_ports(4 + len(NODES))
     cpus, memory = _this_machine()
     cluster = SlurmCluster(root, ctld, slurmd, dict(zip(NODES, node_ports)), cpus, memory)
     if accounting:

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from helpers import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-spark"
@@ -56,17 +57,6 @@ def missing() -> str:
     if spark_home() is None:
         return "pyspark is not installed in .venv-spark: run scripts/install-test-deps"
     return ""
-
-
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (held together while chosen)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
 
 
 @dataclass
@@ -206,7 +196,7 @@ def start_cluster(folder: Path | None = None) -> SparkCluster:
     home = spark_home()
     if home is None:
         raise RuntimeError(missing())
-    port, ui_port, worker_ui_port = _free_ports(3)
+    port, ui_port, worker_ui_port = free_ports(3)
     cluster = SparkCluster(
         folder=folder or Path(tempfile.mkdtemp(prefix="trainform-spark-")),
         home=home,
