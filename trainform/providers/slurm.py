@@ -1,6 +1,6 @@
 """A Slurm cluster as a compute target (``compute "x" { type = "slurm" }``), through this
 machine's Slurm client or a login node's over SSH (``sinfo``, ``sbatch``, ``squeue``,
-``scontrol``, ``sacct``, ``sacctmgr``, ``scancel``; see :mod:`slurm_host`).
+``scontrol``, ``sacct``, ``sacctmgr``, ``scancel``; see :mod:`hosts`).
 
 A run is one batch job that runs the stdlib launcher every target runs. Its folder is on the
 shared file system (``workdir``), so the snapshot's blobs and the lib are copied there, and
@@ -51,10 +51,10 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
-from trainform.providers.slurm_host import (
-    LocalSlurmHost,
-    LoginSlurmHost,
-    SlurmHost,
+from trainform.providers.hosts import (
+    CommandHost,
+    LocalHost,
+    SSHHost,
     host_target,
     login_attributes,
     login_problems,
@@ -142,6 +142,12 @@ def scheduler_signal(compute: dict[str, Any]) -> dict[str, Any]:
     return {"scheduler_signal": {"name": sig.name, "within": sig.seconds + cli.SIGNAL_EARLY + 30}}
 
 
+def slurm_env(attrs: dict[str, Any]) -> dict[str, str]:
+    """``SLURM_CONF`` when the compute names a slurm.conf: Slurm's commands read it."""
+    conf = attrs.get("slurm_conf")
+    return {"SLURM_CONF": str(conf)} if conf else {}
+
+
 def slurm_user(attrs: dict[str, Any]) -> str:
     """The user whose jobs these are: the login node's user, else this process's user."""
     login = attrs.get("login")
@@ -150,7 +156,7 @@ def slurm_user(attrs: dict[str, Any]) -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def accounting_facts(host: SlurmHost, user: str) -> dict[str, Any]:
+def accounting_facts(host: CommandHost, user: str) -> dict[str, Any]:
     """What attach records about accounting: ``accounting`` (whether the cluster has
     accounting storage, slurmdbd), and ``user``'s ``accounts`` and ``qos`` (sorted; ``None``
     when unknown: no accounting, or sacctmgr failed, ``accounting_error`` then says why).
@@ -338,20 +344,22 @@ class SlurmComputeProvider(Provider):
         # Reaches login nodes: its connections, credentials and log streams are reused.
         self._ssh = SSHComputeProvider(context)
 
-    def host(self, attrs: dict[str, Any]) -> SlurmHost:
+    def host(self, attrs: dict[str, Any]) -> CommandHost:
         """Where this compute's Slurm commands run and its workdir is reached: the login node
         when ``login`` is set, else this machine (``attrs``: a compute's attributes, with
         the ``host_keys`` to pin, or a run handle's ``target``)."""
         if attrs.get("login"):
-            return LoginSlurmHost(self._ssh, attrs)
-        return LocalSlurmHost(str(attrs.get("slurm_conf") or ""))
+            return SSHHost(self._ssh, attrs, env=slurm_env(attrs))
+        return LocalHost(
+            slurm_env(attrs), "install the Slurm client (Debian: slurm-client) or set login"
+        )
 
     def remember(self, address: str, desired: dict[str, Any]) -> None:
         """Keeps the login node's password or passphrase in this process's memory."""
         if desired.get("login"):
             self._ssh.remember(address, login_attributes(desired)[1])
 
-    def _partitions(self, host: SlurmHost) -> list[cli.Partition]:
+    def _partitions(self, host: CommandHost) -> list[cli.Partition]:
         return cli.parse_sinfo(host.checked(cli.sinfo_argv()))
 
     def plan_values(
@@ -518,7 +526,7 @@ class SlurmComputeProvider(Provider):
         }
 
     def _stage(
-        self, request: RunRequest, host: SlurmHost, *, job_name: str, dependency: str = ""
+        self, request: RunRequest, host: CommandHost, *, job_name: str, dependency: str = ""
     ) -> str:
         """Create the run's folder with its spec, blobs, lib, batch script and a ``queued``
         status; returns the folder. The script also runs as one task of a job array (its
@@ -589,7 +597,7 @@ class SlurmComputeProvider(Provider):
         )
 
     def _sbatch(
-        self, request: RunRequest, host: SlurmHost, script: str, run_dirs: list[str]
+        self, request: RunRequest, host: CommandHost, script: str, run_dirs: list[str]
     ) -> str:
         """``sbatch`` a staged script; the job id. If Slurm refuses it, the secrets of the
         runs in ``run_dirs`` are discarded and ProviderError says why."""
@@ -611,7 +619,7 @@ class SlurmComputeProvider(Provider):
             )
         return cli.parse_sbatch(out)
 
-    def _slot(self, host: SlurmHost, user: str, mark: str, count: int) -> int:
+    def _slot(self, host: CommandHost, user: str, mark: str, count: int) -> int:
         """The slot (0..count-1) of this compute with the fewest of this user's jobs queued
         or running, read in one ``squeue``. Jobs of one slot share a job name and
         ``--dependency=singleton``, so Slurm runs at most one of them at a time and at most
@@ -694,7 +702,7 @@ class SlurmComputeProvider(Provider):
             for i, d in enumerate(run_dirs)
         ]
 
-    def _squeue(self, host: SlurmHost, job_ids: list[str]) -> dict[str, cli.JobRecord]:
+    def _squeue(self, host: CommandHost, job_ids: list[str]) -> dict[str, cli.JobRecord]:
         """The jobs of ``job_ids`` slurmctld still holds (one squeue): queued, running, and
         ended ones until MinJobAge."""
         code, out, err = host.run(cli.squeue_argv(job_ids))
@@ -710,7 +718,7 @@ class SlurmComputeProvider(Provider):
         }
 
     def _accounted(
-        self, host: SlurmHost, job_ids: list[str], listed: dict[str, cli.JobRecord]
+        self, host: CommandHost, job_ids: list[str], listed: dict[str, cli.JobRecord]
     ) -> dict[str, tuple[cli.JobRecord | None, str]]:
         """Ended or forgotten jobs from accounting (one sacct); without accounting storage,
         squeue's ``listed`` record where there is one, else None with why."""
@@ -735,7 +743,7 @@ class SlurmComputeProvider(Provider):
         return found
 
     def jobs(
-        self, host: SlurmHost, job_ids: list[str]
+        self, host: CommandHost, job_ids: list[str]
     ) -> dict[str, tuple[cli.JobRecord | None, str]]:
         """Slurm's view of many jobs at once, for callers that poll many runs: one squeue
         for all of them, then one sacct for those that are no longer queued or running.
@@ -752,7 +760,7 @@ class SlurmComputeProvider(Provider):
             found.update(self._accounted(host, rest, listed))
         return found
 
-    def _job(self, host: SlurmHost, job_id: str) -> tuple[cli.JobRecord | None, str]:
+    def _job(self, host: CommandHost, job_id: str) -> tuple[cli.JobRecord | None, str]:
         """The job as Slurm reports it, or None with why not: squeue while it is queued or
         running; once it ended, ``scontrol show job`` while slurmctld still holds it (until
         MinJobAge; it has the exit code, also without accounting), then sacct."""
@@ -810,7 +818,7 @@ class SlurmComputeProvider(Provider):
         )
 
     def _slurm_attempt(
-        self, host: SlurmHost, handle: Handle, record: cli.JobRecord | None
+        self, host: CommandHost, handle: Handle, record: cli.JobRecord | None
     ) -> int | None:
         """The attempt Slurm is at with a requeue job it still queues or runs (``Restarts``
         + 1, from ``scontrol show job``); ``None`` for other jobs."""
@@ -909,7 +917,7 @@ class SlurmComputeProvider(Provider):
                     return  # ended, or ending (COMPLETING is "running" still)
         self._scancel(host, job_id)
 
-    def _scancel(self, host: SlurmHost, job_id: str, signal: str = "") -> None:
+    def _scancel(self, host: CommandHost, job_id: str, signal: str = "") -> None:
         code, _, err = host.run(cli.scancel_argv([job_id], signal=signal))
         if code != 0 and not cli.invalid_job_id(err):
             raise ProviderError(

@@ -47,16 +47,16 @@ from trainform.providers.base import (
     ResourceState,
     RunRequest,
 )
-from trainform.providers.local import LocalComputeProvider
-from trainform.providers.slurm_host import (
-    LocalSlurmHost,
-    LoginSlurmHost,
-    SlurmHost,
+from trainform.providers.hosts import (
+    CommandHost,
+    LocalHost,
+    SSHHost,
     host_target,
     login_attributes,
     login_problems,
     login_schema,
 )
+from trainform.providers.local import LocalComputeProvider
 from trainform.providers.ssh import SSHComputeProvider
 
 SNAPSHOT_ZIP = "snapshot-py.zip"  # in the run folder: the snapshot's Python files
@@ -168,14 +168,12 @@ class SparkComputeProvider(Provider):
         self._ssh = SSHComputeProvider(context)  # the gateway's connections and credentials
 
     # -- where commands run
-    def host(self, attrs: dict[str, Any]) -> SlurmHost:
+    def host(self, attrs: dict[str, Any]) -> CommandHost:
         """The machine that runs spark-submit: the gateway (``attrs``: the compute's
         attributes with the ``host_keys`` to pin, or a handle's ``target``) or this one."""
         if attrs.get("gateway"):
-            host = LoginSlurmHost(self._ssh, {**attrs, "login": attrs["gateway"]})
-            host.where = f"gateway {attrs['gateway']}"
-            return host
-        return LocalSlurmHost()
+            return SSHHost(self._ssh, attrs, "gateway")
+        return LocalHost(missing="install it, or set gateway to a machine that has it")
 
     def launcher_here(self, compute: dict[str, Any]) -> bool:
         return not compute.get("gateway")
@@ -200,7 +198,7 @@ class SparkComputeProvider(Provider):
         if isinstance(n, (int, float)) and n < 1:
             problems.append("max_concurrent_runs must be at least 1")
         for key in desired.get("conf") or {}:
-            if not re.fullmatch(r"spark\.[A-Za-z0-9_.-]{1,200}", str(key)):
+            if not cli.CONF_KEY.fullmatch(str(key)):
                 problems.append(f"conf key {str(key)[:80]!r} is not a Spark setting (spark.*)")
         for key in desired.get("env") or {}:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", str(key)):
@@ -298,7 +296,7 @@ class SparkComputeProvider(Provider):
             return ""
         return str(attrs.get("master_ui") or cli.default_ui(master)).rstrip("/")
 
-    def master_status(self, attrs: dict[str, Any], host: SlurmHost) -> cli.MasterStatus:
+    def master_status(self, attrs: dict[str, Any], host: CommandHost) -> cli.MasterStatus:
         """The standalone master's JSON status, fetched by the machine that runs
         spark-submit (the master's UI may be reachable from there only)."""
         ui = self.master_ui(attrs)
@@ -307,7 +305,7 @@ class SparkComputeProvider(Provider):
             raise self._no_answer(attrs, host, err)
         return cli.parse_master_status(out.encode())
 
-    def _no_answer(self, attrs: dict[str, Any], host: SlurmHost, why: str) -> ProviderError:
+    def _no_answer(self, attrs: dict[str, Any], host: CommandHost, why: str) -> ProviderError:
         return ProviderError(
             f"the Spark master {attrs.get('master')} did not answer: its status at "
             f"{self.master_ui(attrs)}/json/, asked from {host.where}: {why.strip()[-300:]}"
@@ -477,7 +475,7 @@ class SparkComputeProvider(Provider):
             **(
                 {
                     "gateway": compute["gateway"],
-                    **host_target({**compute, "login": compute["gateway"]}),
+                    **host_target(compute),
                 }
                 if compute.get("gateway")
                 else {}

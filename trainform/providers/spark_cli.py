@@ -40,7 +40,7 @@ class SubmitOptions:
 
 
 _MEMORY = re.compile(r"[1-9][0-9]{0,8}[kmgt]?", re.IGNORECASE)
-_CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]{1,200}")
+CONF_KEY = re.compile(r"spark\.[A-Za-z0-9_.-]{1,200}")
 _PACKAGE = re.compile(r"[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+:[A-Za-z0-9_.+-]+")
 
 
@@ -82,7 +82,7 @@ def submit_argv(
                 )
             argv += [flag, size]
     for key, value in sorted((options.conf or {}).items()):
-        if not _CONF_KEY.fullmatch(key):
+        if not CONF_KEY.fullmatch(key):
             raise ProviderError(f"conf key {key[:80]!r} is not a Spark setting (spark.*)")
         argv += ["--conf", f"{key}={value}"]
     if options.packages:

@@ -1,10 +1,12 @@
-"""Where a slurm compute's Slurm client commands run and its shared folder is reached: this
-machine (``LocalSlurmHost``) or, with ``login`` set, a login node over SSH (the login host
-class, with the ssh compute's options and host-key rules).
+"""The machine a compute's client commands run on and its folders are reached from: this
+machine (``LocalHost``) or one host over SSH (``SSHHost``, with the ssh compute's options and
+host-key rules): a slurm compute's ``login`` node, a spark compute's ``gateway``.
 
-The provider (`providers/slurm.py`) only speaks to a :class:`SlurmHost`: it runs Slurm's
-commands as argument vectors (never a shell line), stages a run's folder in the shared
-``workdir`` and reads files back from it. Paths are POSIX strings on the host's side.
+The slurm provider (`providers/slurm.py`) only speaks to a :class:`CommandHost`: it runs
+Slurm's commands as argument vectors (never a shell line), stages a run's folder in the
+shared ``workdir`` and reads files back from it; the spark provider runs its probe, the
+master's status and kill requests, and ``yarn`` through one. Paths are POSIX strings on the
+host's side.
 """
 
 from __future__ import annotations
@@ -34,27 +36,28 @@ from trainform.providers.ssh import (
     verified_host_keys,
 )
 
-COMMAND_TIMEOUT = 60  # seconds a Slurm client command may take (slurmctld may be busy)
+COMMAND_TIMEOUT = 60  # seconds a client command may take (slurmctld may be busy)
 T = TypeVar("T")
 
 
-class SlurmHost:
+class CommandHost:
     """The contract every host implements. ``where`` names it in messages ("this machine",
-    "login ml@login:22"). ``slurm_conf`` (the compute's attribute, ``""`` for Slurm's
-    default) is the ``SLURM_CONF`` of every command :meth:`run` runs. After :meth:`stage`,
-    ``upload`` says what travelled to the host (``{"files", "bytes"}``), None when nothing
-    crossed a network."""
+    "login ml@login:22"). ``env``: variables of every command :meth:`run` runs (a slurm
+    compute's ``SLURM_CONF``). ``missing``: what to do when a command is not installed,
+    for the message. After :meth:`stage`, ``upload`` says what travelled to the host
+    (``{"files", "bytes"}``), None when nothing crossed a network."""
 
     where = "this machine"
 
-    def __init__(self, slurm_conf: str = "") -> None:
-        self.slurm_conf = slurm_conf
+    def __init__(self, env: dict[str, str] | None = None, missing: str = "") -> None:
+        self.env = dict(env or {})
+        self.missing = missing
         self.upload: dict[str, int] | None = None
 
     def command_env(self, env: dict[str, str] | None) -> dict[str, str]:
-        """The variables a command runs with beyond the host's own: ``env`` and
-        ``SLURM_CONF`` when the compute names a slurm.conf."""
-        return {**({"SLURM_CONF": self.slurm_conf} if self.slurm_conf else {}), **(env or {})}
+        """The variables a command runs with beyond the host's own: the host's, then
+        ``env``."""
+        return {**self.env, **(env or {})}
 
     def host_keys(self) -> dict[str, str]:
         """The SSH host keys verified on the way to this host, to pin in state (``{}`` for
@@ -115,9 +118,9 @@ class SlurmHost:
         raise NotImplementedError
 
 
-class LocalSlurmHost(SlurmHost):
-    """This machine's Slurm client (``SLURM_CONF`` or the default configuration) and a shared
-    folder mounted here."""
+class LocalHost(CommandHost):
+    """This machine's client commands (Slurm's, with ``SLURM_CONF`` or the default
+    configuration; Spark's) and folders (a shared one mounted here)."""
 
     def run(
         self, argv: list[str], env: dict[str, str] | None = None, input: bytes | None = None
@@ -135,14 +138,14 @@ class LocalSlurmHost(SlurmHost):
             )
         except FileNotFoundError:
             raise ProviderError(
-                f"{argv[0]} is not installed on this machine: install the Slurm client "
-                "(Debian: slurm-client) or set login",
+                f"{argv[0]} is not installed on this machine"
+                + (f": {self.missing}" if self.missing else ""),
                 command=argv[0],
             ) from None
         except subprocess.TimeoutExpired:
             raise ProviderError(
                 f"{shlex.join(argv)[:200]} did not answer within {COMMAND_TIMEOUT} s "
-                "(is slurmctld up?)",
+                "on this machine",
                 command=argv[0],
             ) from None
         return (
@@ -291,18 +294,25 @@ def host_target(attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class LoginSlurmHost(SlurmHost):
-    """Slurm's client commands on a login node, and the shared workdir as that node sees it,
-    over SSH with the ssh compute's options and host-key rules: the connections, in-memory
-    credentials, incremental blob upload and open log streams of an
-    :class:`~trainform.providers.ssh.SSHComputeProvider` (``ssh``), which the slurm provider
-    holds. Every byte from the host is read as hostile."""
+class SSHHost(CommandHost):
+    """Client commands on one host (a Slurm login node, a Spark gateway), and the folders as
+    that host sees them, over SSH with the ssh compute's options and host-key rules: the
+    connections, in-memory credentials, incremental blob upload and open log streams of an
+    :class:`~trainform.providers.ssh.SSHComputeProvider` (``ssh``), which the compute's
+    provider holds. ``key``: the attribute of ``attrs`` that names the host (``login``,
+    ``gateway``). Every byte from the host is read as hostile."""
 
-    def __init__(self, ssh: SSHComputeProvider, attrs: dict[str, Any]) -> None:
-        super().__init__(str(attrs.get("slurm_conf") or ""))
+    def __init__(
+        self,
+        ssh: SSHComputeProvider,
+        attrs: dict[str, Any],
+        key: str = "login",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(env)
         self._ssh = ssh
-        self._host, self._target = login_attributes(attrs)
-        self.where = f"login {attrs.get('login')}"
+        self._host, self._target = login_attributes(attrs, key)
+        self.where = f"{key} {attrs.get(key)}"
 
     def _conn(self) -> Any:
         """The cached connection (reconnected when it dropped); HostKeyError, SSHAuthError
