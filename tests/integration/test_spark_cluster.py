@@ -5,7 +5,6 @@ master's kill action ends an application so that no executor is left."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from helpers import base_env, wait_until
@@ -76,7 +75,7 @@ def test_the_masters_kill_action_leaves_no_executor(
             lambda: [a["id"] for a in spark_cluster.status()["activeapps"]],
             timeout=180,
         )[0]
-        time.sleep(2)  # executors up
+        wait_until("its executor holding the cores", lambda: spark_cluster.status()["coresused"])
         spark_cluster.kill(app)
         wait_until("no active application", lambda: not spark_cluster.status()["activeapps"])
         assert spark_cluster.status()["coresused"] == 0
