@@ -517,3 +517,37 @@ def test_zip_python_files_skips_a_nested_outputs_folder_and_replaces_the_zip(
     assert zip_python_files(empty, dest, skip="outputs") == 0
     with zipfile.ZipFile(dest) as archive:
         assert archive.namelist() == []
+
+
+# -- what a run's folder says about its application -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ({"app_id": "app-20261203164025-0000", "ui": "http://h:4040"}, None),
+        ({"app_id": "local-1764771234567"}, None),
+        (
+            {"app_id": "application_1700000000000_0001", "extra": "x" * 10},
+            {"app_id": "application_1700000000000_0001"},
+        ),
+        ({"app_id": "app-1; rm -rf /", "ui": "javascript:alert(1)"}, "absent"),
+        ({"app_id": ["app-1-2"], "ui": "http://h:4040/" + "a" * 10}, "absent"),
+        ("app-1-2", "absent"),
+    ],
+)
+def test_the_application_a_run_folder_names_is_kept_only_as_its_patterns_allow(
+    provider: SparkComputeProvider, tmp_path: Path, written: Any, kept: Any
+) -> None:
+    """``status.json`` is in the run's folder, which the run can write: its ``spark`` is
+    hostile, and reaches state, ``runs show`` and cancel only as the patterns allow."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "status.json").write_text(
+        json.dumps({"status": "completed", "exit_code": 0, "spark": written})
+    )
+    status = provider.status({"run_dir": str(run_dir), "launcher_pid": 0, "spark": {}})
+    if kept == "absent":
+        assert "spark" not in status, status
+    else:
+        assert status["spark"] == (written if kept is None else kept), status

@@ -67,6 +67,12 @@ _PIN = re.compile(
 )
 
 
+_SPARK_FIELDS = {
+    "app_id": re.compile(r"(?:app|application|local)[-_][0-9]{1,20}(?:[-_][0-9]{1,20})?"),
+    "ui": re.compile(r"https?://[A-Za-z0-9.:\[\]-]{1,300}"),
+}
+
+
 def pinned_pyspark(requirements: list[str]) -> str:
     """The version a ``pyspark==...`` line pins, as written (``4.3.0``, ``4.3``, ``4.3.*``,
     ``4.3.0rc1``); ``""`` when none does."""
@@ -486,7 +492,21 @@ class SparkComputeProvider(Provider):
         return self._ssh if "nodes" in handle else self._local
 
     def status(self, handle: Handle) -> dict[str, Any]:
-        return self._inner(handle).status(handle)
+        """The launcher's status; its ``spark`` (the application's id and UI, from a file
+        in the run's folder, which the run could write) kept only as the patterns allow."""
+        status = self._inner(handle).status(handle)
+        found = status.pop("spark", None)
+        if isinstance(found, dict):
+            kept = {
+                key: value
+                for key, value in found.items()
+                if key in _SPARK_FIELDS
+                and isinstance(value, str)
+                and _SPARK_FIELDS[key].fullmatch(value)
+            }
+            if kept:
+                status["spark"] = kept
+        return status
 
     def logs(self, handle: Handle, offset: int, node: int = 0) -> tuple[bytes, int]:
         return self._inner(handle).logs(handle, offset, node)
