@@ -314,3 +314,25 @@ def test_a_spark_home_without_spark_fails_attach_naming_the_folder(
     )
     assert "set spark_home to Spark's folder" in result.all, result.all
     assert "compute.spark" in result.all, result.all
+
+
+def test_a_sensitive_value_in_the_computes_env_is_refused_without_showing_it(cli: CLI) -> None:
+    """A spark compute's env and conf go into state, run handles and spark-submit's command
+    line: a sensitive value there is refused at plan time (file:line), and not shown."""
+    cli.write("src/train.py", "print(1)\n")
+    text = (
+        'variable "tok" {\n  type = string\n  sensitive = true\n  default = "s3cr3t-value"\n}\n'
+        'compute "spark" {\n'
+        '  type   = "spark"\n'
+        '  master = "local[2]"\n'
+        "  env    = { TOKEN = var.tok }\n"
+        "}\n" + run_block('  script = "train.py"\n')
+    )
+    cli.write("main.train.hcl", text)
+    result = failed(
+        cli("plan"),
+        f"main.train.hcl:{line_of(text, 'compute ')}",
+        "env.TOKEN is sensitive",
+        "give secrets to the run's env",
+    )
+    assert "s3cr3t-value" not in result.all

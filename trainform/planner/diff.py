@@ -301,7 +301,9 @@ class Planner:
         if type(provider).plan_values is Provider.plan_values:
             return PlanValues()  # most providers have nothing to say; skip the call
         try:
-            pv = provider.plan_values(inst.address, inst.attributes, prior)
+            pv = provider.plan_values(
+                inst.address, with_sensitive_paths(inst.attributes, inst.sensitive), prior
+            )
         except TrainformError as exc:
             raise plan_refusal(inst, exc) from None
         self.warnings.extend(f"{inst.address}: {w}" for w in pv.warnings)

@@ -146,11 +146,13 @@ class PlanValues:
 
 
 SENSITIVE_PATHS = "__sensitive_paths__"
-"""The reserved key of a run's or sweep's ``desired`` listing its sensitive paths."""
+"""The reserved key of ``desired`` listing its sensitive paths: a run's or sweep's, and what
+any provider's ``plan_values`` is given."""
 
 
 def with_sensitive_paths(desired: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """``desired`` as the planner and engine give it to run and sweep providers: with the
+    """``desired`` as the planner and engine give it to run and sweep providers (and the
+    planner to every provider's ``plan_values``): with the
     sorted sensitive ``paths`` (an instance's, such as ``env.TOKEN`` or
     ``environment.variables.KEY``) under :data:`SENSITIVE_PATHS`, or as it is if there are
     none. Never stored: state records attributes from the configuration, not from this."""

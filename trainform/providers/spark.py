@@ -39,6 +39,7 @@ from trainform.errors import ProviderError
 from trainform.providers import spark_cli as cli
 from trainform.providers.base import (
     RUNS,
+    SENSITIVE_PATHS,
     Handle,
     Observed,
     PlanValues,
@@ -217,6 +218,21 @@ class SparkComputeProvider(Provider):
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
+        """Refuses a sensitive value in ``env`` or ``conf``: they are recorded in state (as
+        sealed markers, which a run would then get instead of the value), in run handles and
+        on spark-submit's command line. The gateway gets the ssh compute's advice."""
+        secret = [
+            str(path)
+            for path in desired.get(SENSITIVE_PATHS) or ()
+            if str(path).startswith(("env.", "conf."))
+        ]
+        if secret:
+            raise ProviderError(
+                f"{', '.join(secret)} is sensitive, but a spark compute's env and conf are "
+                "recorded in state and run handles and passed on spark-submit's command line: "
+                "give secrets to the run's env (or environment variables) instead",
+                address=address,
+            )
         if desired.get("gateway"):  # the ssh compute's advice (keys over passwords)
             return self._ssh.plan_values(address, login_attributes(desired, "gateway")[1], None)
         return PlanValues()
