@@ -78,7 +78,7 @@ def compile_patterns(metrics: dict[str, Any]) -> dict[str, tuple[Pattern[str], i
     return {str(name): compile_pattern(str(name), entry) for name, entry in metrics.items()}
 
 
-class _Lines:
+class Lines:
     """Output bytes, arriving with any boundaries, as complete non-blank lines, each cut into
     pieces of at most ``limit`` bytes."""
 
@@ -128,7 +128,7 @@ class LogPatterns(Source):
         self.stream = stream
         self.patterns = compile_patterns(patterns)
         self.counts = {name: 0 for name in self.patterns}
-        self.lines = _Lines(MAX_PATTERN_LINE)
+        self.lines = Lines(MAX_PATTERN_LINE)
         self.window: deque[str] = deque(
             maxlen=max((n for _, n in self.patterns.values()), default=1)
         )
@@ -224,7 +224,7 @@ class AzureMLOffline(Source):
         self.outputs = outputs
         self.version = version
         self.note = note
-        self.lines = _Lines(MAX_VALUE_TEXT)
+        self.lines = Lines(MAX_VALUE_TEXT)
         self.counts: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.noted: set[str] = set()

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from trainform.capture import Source
-from trainform.capture.logs import _Lines
+from trainform.capture.logs import Lines
 
 _APP_ID = re.compile(
     r"(?:app ID|Submitted application) ((?:app|application)[-_][0-9]{1,20}[-_][0-9]{1,20})\b"
@@ -52,7 +52,7 @@ class SparkApp(Source):
 
     def __init__(self, found: Callable[[dict[str, Any]], object]) -> None:
         self.found = found
-        self.lines = _Lines(MAX_LINE)
+        self.lines = Lines(MAX_LINE)
         self.app_id = ""
         self.ui = ""
         self.port = 0
