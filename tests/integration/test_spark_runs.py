@@ -222,6 +222,16 @@ def test_a_word_count_over_a_snapshot_file_is_collected_and_its_app_is_on_the_ma
     assert app_id not in app_ids(spark_cluster, "activeapps")
 
 
+def test_compute_show_names_the_run_whose_driver_each_application_was(
+    word_count: WordCount,
+) -> None:
+    """As the README shows it: `trainform compute show spark` (the block's name)."""
+    app_id = word_count.shown["spark"]["app_id"]
+    text = ok(word_count.cli("compute", "show", "spark")).out
+    line = next((line for line in text.splitlines() if app_id in line), "")
+    assert re.search(r"FINISHED\s+\d+\s+run\.job \(", line), text
+
+
 def test_executors_import_the_snapshots_modules_from_its_zip(word_count: WordCount) -> None:
     executor = json.loads((word_count.outputs / "result.json").read_text())["executor"]
     # Imported by the executor from the zip of the snapshot's Python files, not the folder.
