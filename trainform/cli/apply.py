@@ -81,16 +81,22 @@ def _run_apply(
                     and e.message != "detached"
                 ):
                     what = "Completed"
-                print_lines(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
+                if e.message == "reused":
+                    print_lines(
+                        ctx,
+                        f"{escape(c.address)}: Reused: its inputs came out as its last run "
+                        "read them, so it was not resubmitted",
+                    )
+                else:
+                    print_lines(ctx, f"{escape(c.address)}: {what} after {e.elapsed:.1f}s")
             elif e.kind == "failed" and "\n" in e.message:
                 # a run whose log was streamed: why, with its last lines, comes once, at the end
                 print_lines(ctx, f"[red]{escape(c.address)}: failed after {e.elapsed:.1f}s[/red]")
             elif e.kind == "failed":
                 print_lines(ctx, f"[red]{escape(c.address)}: failed: {escape(e.message)}[/red]")
             elif e.kind == "skipped":
-                print_lines(
-                    ctx, f"[yellow]{escape(c.address)}: skipped (a dependency failed)[/yellow]"
-                )
+                why = f"not started: {e.message}" if e.message else "a dependency failed"
+                print_lines(ctx, f"[yellow]{escape(c.address)}: skipped ({escape(why)})[/yellow]")
             elif e.kind == "submitted":
                 print_lines(
                     ctx,
@@ -171,7 +177,9 @@ def _run_apply(
         for addr, msg in sorted(result.failed.items()):
             print_lines(ctx, f"  [red]failed[/red]  {escape(addr)}: {escape(msg)}")
         for addr in result.skipped:
-            print_lines(ctx, f"  [yellow]skipped[/yellow] {escape(addr)}")
+            upstream = result.skipped_because.get(addr)
+            why = f" (not started: {upstream} failed)" if upstream else ""
+            print_lines(ctx, f"  [yellow]skipped[/yellow] {escape(addr)}{escape(why)}")
         for addr in result.not_started:
             print_lines(ctx, f"  [yellow]not started[/yellow] {escape(addr)}")
         print_lines(ctx, "State records exactly what was done; run the command again to continue.")

@@ -130,7 +130,7 @@ class ConsoleScope:
 
         def recorded(inst: Instance) -> dict[str, Any]:
             rs = prior.get(inst.address)
-            keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+            keys = inst.resource.schema.published()
             return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
 
         from trainform.state.backend import selected_workspace

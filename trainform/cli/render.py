@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from trainform.errors import Diagnostic
 from trainform.planner.types import Change, Plan
+from trainform.providers.base import AWAITED
 from trainform.state import secrets
 
 SYMBOLS = {
@@ -120,6 +121,8 @@ def _titles(c: Change) -> list[str]:
 def _title(c: Change) -> str:
     if c.actions == ("create",) or c.actions == ("delete",):
         base = f"will be {past(c.verb)}"
+    elif c.actions == ("update",) and c.verb == "resubmit" and AWAITED in c.changed:
+        return f"# {c.address} {c.reason} (decided by apply once they are known)"
     elif c.actions == ("update",) and c.verb == "resubmit":
         return f"# {c.address} will be resubmitted: {c.reason}"
     elif c.actions == ("update",):  # the reason may say why (a cluster healing lost nodes)

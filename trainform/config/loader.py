@@ -45,6 +45,7 @@ from trainform.providers.registry import is_provider, provider_class, provider_n
 FIXED_PROVIDERS = {
     "workspace": "workspace",
     "environment": "environment",
+    "dataset": "dataset",
     "run": "run",
     "sweep": "sweep",
 }
@@ -116,6 +117,7 @@ def _schema_for_path(path: list[str]) -> S.BlockSchema | None:
         "output": S.OUTPUT,
         "workspace": S.WORKSPACE,
         "environment": S.ENVIRONMENT,
+        "dataset": S.DATASET,
         "run": S.RUN,
         "sweep": S.SWEEP,
     }.get(path[0])
@@ -769,6 +771,8 @@ def resource_schema(kind: str, provider: str) -> S.BlockSchema:
         return S.WORKSPACE
     if kind == "environment":
         return S.ENVIRONMENT
+    if kind == "dataset":
+        return S.DATASET
     if kind == "run":
         return S.RUN
     if kind == "sweep":

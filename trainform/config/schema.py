@@ -35,6 +35,9 @@ class Attribute:
     sensitive: bool = False
     force_new: bool = False
     computed: bool = False
+    # A user attribute whose value other blocks read as the provider recorded it: a run's
+    # ``outputs`` are paths in its block and content ids in ``run.prep.outputs["x"]``.
+    published: bool = False
     allowed: tuple[Any, ...] = ()
     description: str = ""
     path: str = ""
@@ -51,6 +54,11 @@ class BlockSchema:
 
     def user_attributes(self) -> dict[str, Attribute]:
         return {k: a for k, a in self.attributes.items() if not a.computed}
+
+    def published(self) -> list[str]:
+        """The attributes other blocks read as the provider recorded them: the computed ones
+        and the ``published`` user attributes."""
+        return [k for k, a in self.attributes.items() if a.computed or a.published]
 
 
 @dataclass(frozen=True)
@@ -283,6 +291,30 @@ RUN = BlockSchema(
             '{ pattern = "...", lines = N } to match the newest N lines (N <= 10) joined by \\n.',
         ),
         "outputs_dir": Attribute(default="outputs", description="Folder collected as outputs."),
+        "outputs": Attribute(
+            "map(string)",
+            published=True,
+            description="Named outputs: name -> a path in the run's folder, inside outputs_dir "
+            '(features = "outputs/features"). Other runs take them as inputs '
+            '(run.NAME.outputs["features"]); a declared output the run did not produce fails it.',
+        ),
+        "inputs": Attribute(
+            "map",
+            description='Data the run reads: name -> dataset.NAME or run.NAME.outputs["x"]. '
+            "Found at TRAINFORM_INPUT_<NAME>, read-only; their content is in the fingerprint.",
+        ),
+        "input_mode": Attribute(
+            default="copy",
+            allowed=("copy", "link"),
+            description="copy: the inputs are placed in the run's folder (linked to the "
+            "target's blob store where the file system allows, never written); link: a "
+            "dataset whose source already sits on the target's file system is used in place.",
+        ),
+        "input_args": Attribute(
+            "bool",
+            default=False,
+            description="Also pass each input as `--NAME PATH` after the arguments.",
+        ),
         "tags": Attribute("map(string)", default={}, description="Labels."),
         "wait": Attribute("bool", default=True, description="Wait for the run to finish."),
         "grace_period": Attribute(
@@ -538,7 +570,25 @@ SWEEP = BlockSchema(
     description="A hyperparameter sweep: many trials of one run template over a search space.",
 )
 
-RESOURCE_KINDS = ("workspace", "compute", "environment", "run", "sweep")
+DATASET = BlockSchema(
+    attributes={
+        "source": Attribute(
+            required=True,
+            description="A folder or file on this machine (relative to the configuration), "
+            'or an http(s) URL with sha256, or "ssh://HOST/PATH" on a compute\'s host '
+            '(input_mode = "link" only).',
+        ),
+        "sha256": Attribute(description="The sha256 of an http(s) source (required there)."),
+        "description": Attribute(description="Free text."),
+        "id": Attribute(computed=True, description="The content id (hash of the manifest)."),
+        "files": Attribute("number", computed=True, description="Files in the dataset."),
+        "bytes": Attribute("number", computed=True, description="Total size in bytes."),
+    },
+    description="Data runs read: content-addressed (a manifest of file hashes), moved to a "
+    "target once and shared by every run there.",
+)
+
+RESOURCE_KINDS = ("workspace", "compute", "environment", "dataset", "run", "sweep")
 TOP_LEVEL_LABELS = {
     "trainform": 0,
     "variable": 1,
@@ -547,6 +597,7 @@ TOP_LEVEL_LABELS = {
     "workspace": 1,
     "compute": 1,
     "environment": 1,
+    "dataset": 1,
     "run": 1,
     "sweep": 1,
     "module": 1,

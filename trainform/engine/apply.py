@@ -23,6 +23,7 @@ from trainform.engine.settle import adopt_submitted, settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
 from trainform.providers.base import (
+    AWAITED,
     TERMINAL,
     ResourceState,
     awaited_values,
@@ -54,6 +55,11 @@ class ApplyResult:
     not_started: list[str] = field(default_factory=list)
     interrupted: bool = False
     detached: list[str] = field(default_factory=list)  # runs left running (Ctrl-C, --detach)
+    # changes that waited on others and were not needed after all (a run whose inputs came
+    # out unchanged)
+    reused: list[str] = field(default_factory=list)
+    # skipped change -> the failed change it depended on
+    skipped_because: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     check_warnings: list[str] = field(default_factory=list)  # check blocks, after apply
 
@@ -157,7 +163,7 @@ def _recorded(
 ) -> dict[str, Any]:
     """An instance's computed attributes as recorded in ``state`` (unknown where not yet)."""
     prior = state.get(inst.address)
-    computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+    computed = inst.resource.schema.published()
     if prior is None:
         return {k: UNKNOWN for k in computed}
     return awaited_values(providers.get(prior.provider), prior.computed, computed)
@@ -209,6 +215,7 @@ class Engine:
         self._wake: Future[None] = Future()
         self._closing = False
         self._intended: dict[str, dict[str, Any]] = {}  # address -> intent, until recorded
+        self._changes: dict[str, Change] = {}
 
     def apply(self, plan: Plan, command: str) -> ApplyResult:
         """Apply every change of ``plan``. Never raises for a provider failure: failures are
@@ -258,7 +265,7 @@ class Engine:
                 self.store.remove_resource(addr)
 
     def _walk(self, plan: Plan, result: ApplyResult) -> None:
-        changes = {c.address: c for c in plan.resource_changes}
+        changes = self._changes = {c.address: c for c in plan.resource_changes}
         pending = _order(list(changes.values()))
         blocked: set[str] = set()
         # future -> (change, start time, instance, phase): phase "apply" calls the provider;
@@ -268,7 +275,8 @@ class Engine:
         def release(change: Change, elapsed: float) -> None:
             result.succeeded.append(change.address)
             detached = change.address in result.detached
-            self.on_event(Event("done", change, elapsed, "detached" if detached else ""))
+            note = "reused" if change.address in result.reused else ""
+            self.on_event(Event("done", change, elapsed, "detached" if detached else note))
             for w in pending.values():
                 w.discard(change.address)
 
@@ -348,18 +356,21 @@ class Engine:
                     elif failure := self._postcondition_failure(change, inst):
                         self._fail(change, failure, result, pending, blocked, elapsed)
                         continue
+                    elif AWAITED in change.changed:
+                        result.reused.append(change.address)
                     release(change, elapsed)
             if self.cancel.is_set():  # even if all was done, runs were left unwatched
                 result.interrupted = True
                 result.not_started.extend(sorted(pending))
 
-    @staticmethod
-    def _is_submission(change: Change, computed: dict[str, Any] | None) -> bool:
-        return (
-            change.kind in ("run", "sweep")
-            and bool(computed)
-            and ("create" in change.actions or "rerun" in change.changed)
-        )
+    def _is_submission(self, change: Change, computed: dict[str, Any] | None) -> bool:
+        """Whether applying the change started work the engine awaits (see
+        ``Provider.awaits``)."""
+        if not computed or change.actions == DELETE:
+            return False
+        prior = self._prior.get(change.address)
+        provider = self.providers.get(change.provider)
+        return provider.awaits(computed, prior.computed if prior is not None else None)
 
     def _watch(
         self, change: Change, computed: dict[str, Any]
@@ -426,6 +437,10 @@ class Engine:
             for addr in [a for a, w in pending.items() if failed in w]:
                 del pending[addr]
                 result.skipped.append(addr)
+                result.skipped_because[addr] = change.address
+                self.on_event(
+                    Event("skipped", self._changes[addr], message=f"{change.address} failed")
+                )
                 blocked.add(addr)
                 stack.append(addr)
 

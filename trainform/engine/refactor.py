@@ -254,7 +254,7 @@ def record(store: StateStore, plan: Plan) -> None:
 
 
 def unknown_facts(inst: Instance) -> dict[str, Any]:
-    return {k: UNKNOWN for k, a in inst.resource.schema.attributes.items() if a.computed}
+    return {k: UNKNOWN for k in inst.resource.schema.published()}
 
 
 def rekey(observations: Observations, prepared: Prepared) -> Observations:

@@ -71,7 +71,7 @@ def plan_digest(plan: Plan) -> str:
 
 def _prior_computed(prior: dict[str, ResourceState], inst: Instance) -> dict[str, Any]:
     rs = prior.get(inst.address)
-    keys = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+    keys = inst.resource.schema.published()
     return {k: (rs.computed.get(k, UNKNOWN) if rs else UNKNOWN) for k in keys}
 
 
@@ -86,7 +86,7 @@ def validate_config(directory: Path, inputs: VariableInputs) -> Module:
     evaluator = Evaluator(module, variables, functions)
 
     def unknown_facts(inst: Instance) -> dict[str, Any]:
-        return {k: UNKNOWN for k, a in inst.resource.schema.attributes.items() if a.computed}
+        return {k: UNKNOWN for k in inst.resource.schema.published()}
 
     evaluated = evaluator.run(unknown_facts)
     providers = Providers(ProviderContext(module.directory, module.directory / DATA_DIR))

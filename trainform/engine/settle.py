@@ -28,12 +28,13 @@ def settle_run(
     cannot be reached now keeps ``outputs_path`` null (so it stays unsettled) and is
     collected by a later refresh."""
     from trainform.runs.history import record_run, workspace_of
+    from trainform.runs.watch import collected_fields
 
     results = None
     if observed.get("status") in TERMINAL and observed.get("run_id"):
         try:
             results = providers.get(rs.provider).collect(observed)
-            observed = {**observed, "outputs_path": results["outputs_path"]}
+            observed = {**observed, **collected_fields(results)}
         except TrainformError:
             results = None
     if observed.get("run_id"):

@@ -46,6 +46,7 @@ from trainform.planner.types import (
     leaving_change,
 )
 from trainform.providers.base import (
+    AWAITED,
     TERMINAL,
     PlanValues,
     Provider,
@@ -57,7 +58,7 @@ from trainform.providers.registry import Providers
 from trainform.runs.spec import FINGERPRINTED
 from trainform.state import secrets
 
-PLANNED_KINDS = ("workspace", "compute", "environment", "run", "sweep")
+PLANNED_KINDS = ("workspace", "compute", "environment", "dataset", "run", "sweep")
 
 
 @dataclass
@@ -156,9 +157,11 @@ class Planner:
     def resolve(self, inst: Instance) -> dict[str, Any]:
         change = self._plan_instance(inst)
         self.changes[inst.address] = change
-        computed = [k for k, a in inst.resource.schema.attributes.items() if a.computed]
+        computed = inst.resource.schema.published()
         if "rerun" in change.changed:  # a new run: only what the plan computed is known
-            return {k: (change.after or {}).get(k, UNKNOWN) for k in computed}
+            attrs = inst.resource.schema.attributes
+            after = change.after or {}
+            return {k: after.get(k, UNKNOWN) if attrs[k].computed else UNKNOWN for k in computed}
         if change.actions in (NOOP, UPDATE):
             known = self._current_computed(inst.address)
             if self.providers is None:
@@ -371,7 +374,7 @@ class Planner:
             if res.kind == "sweep"
             else f"run {current.get('run_id')}"
         )
-        fp_changed = bool(pv.computed) and current.get("fingerprint") != pv.computed.get(
+        fp_changed = "fingerprint" in pv.computed and current.get("fingerprint") != pv.computed.get(
             "fingerprint"
         )
         if fp_changed and self.renamed_blocks and self.providers is not None:
@@ -397,6 +400,8 @@ class Planner:
             before=before, after=after, before_sensitive=sealed_paths(prior.attributes), **base
         )
         if status in ("queued", "preparing", "running") and prior.status != "pending":
+            if pv.awaits and not forced:  # decided by the next apply, once it has ended
+                return Change(actions=NOOP, verb="no-op", reason=f"is running ({run})", **common)
             if fp_changed or forced:
                 why = inputs if fp_changed else "replacement was requested"
                 return Change(
@@ -420,6 +425,7 @@ class Planner:
                 )
             return Change(actions=NOOP, verb="no-op", reason=f"is running ({run})", **common)
         reason = ""
+        awaited = False
         if prior.status == "pending":
             reason = "was left half-submitted by an interrupted apply"
         elif fp_changed:
@@ -435,6 +441,8 @@ class Planner:
             reason = f"the last submission of {inst.address} failed"
         elif forced:
             reason = "requested with -replace"
+        elif pv.awaits:
+            reason, awaited = inputs, True
         if reason:
             shown: list[str] = [
                 k
@@ -451,7 +459,7 @@ class Planner:
             return Change(
                 actions=UPDATE,
                 verb="resubmit",
-                changed=("rerun", *others, *shown, *fresh),
+                changed=("rerun", *((AWAITED,) if awaited else ()), *others, *shown, *fresh),
                 reason=reason,
                 after_unknown=tuple(sorted({*after_unknown, *fresh})),
                 **common,
@@ -838,6 +846,8 @@ def recorded_values(prior: ResourceState, observed: dict[str, Any] | None = None
     :func:`public_values`), secrets masked (None), computed values as ``observed`` by a
     refresh (else as recorded), references to other resources by address."""
     current = {**prior.computed, **(observed or {})}
+    # A published attribute (a run's outputs) shows as configured, not as recorded.
+    current = {k: v for k, v in current.items() if k not in prior.attributes}
     values = {**_mask(prior.attributes, sealed_paths(prior.attributes)), **current}
     public = public_values(prior.kind, prior.provider, values)
     return {k: _as_reference(v) for k, v in public.items()}

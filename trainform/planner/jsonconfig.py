@@ -36,8 +36,8 @@ from trainform.config.source import Expr, RawBlock, Template
 from trainform.config.values import FunctionContext, is_unknown
 from trainform.errors import TrainformError
 
-# The resource kinds the JSON formats show (datasets are not planned resources).
-JSON_KINDS = ("workspace", "compute", "environment", "run", "sweep")
+# The resource kinds the JSON formats show.
+JSON_KINDS = ("workspace", "compute", "environment", "dataset", "run", "sweep")
 PROVIDER_HOST = "registry.trainform.dev/trainform"
 
 

@@ -112,6 +112,14 @@ class RunRequest:
     node_count: int = 1
     options: dict[str, Any] = field(default_factory=dict)
 
+    def blob_hashes(self) -> list[str]:
+        """Every blob the run needs on its target, sorted: its snapshot's files and its
+        inputs' (the spec's ``inputs``, each with its manifest)."""
+        manifests = [self.manifest, *(i["manifest"] for i in self.spec.get("inputs") or ())]
+        return sorted(
+            {e["sha256"] for m in manifests for e in m["entries"] if e.get("kind") == "file"}
+        )
+
 
 Handle = dict[str, Any]
 """Where a submitted run lives on its target (JSON-serialisable; kept in state)."""
@@ -143,6 +151,14 @@ class PlanValues:
     computed: dict[str, Any] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # What the change waits on to decide whether it happens at all (a run's inputs made by
+    # runs that run first): the plan shows it as possible, and apply decides.
+    awaits: tuple[str, ...] = ()
+
+
+AWAITED = "awaited"
+"""In a change's ``changed``: the change happens only if what it waits on (``awaits``) comes
+out different; the provider's ``update`` decides once it is known."""
 
 
 SENSITIVE_PATHS = "__sensitive_paths__"
@@ -318,6 +334,12 @@ class Provider:
         stopped early) and the lines to show if the work failed: the last log lines (a
         multi-node run's, per failing rank under a ``rank N (node):`` line)."""
         raise ProviderError(f"{self.name!r} resources do no work to watch")
+
+    def awaits(self, computed: dict[str, Any], prior: dict[str, Any] | None) -> bool:
+        """Whether a create or update that returned ``computed`` (``prior`` before it)
+        started work the engine waits on through :meth:`watch` before the resource's
+        dependents start (a submitted run). Most resources are done when created."""
+        return False
 
     def settled(self, computed: dict[str, Any]) -> bool:
         """Whether the work a create started has ended and its results are recorded in

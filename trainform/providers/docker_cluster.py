@@ -999,7 +999,7 @@ def _start_on_node(
     blobs = f"{WORKDIR}/blobs"
     run_dir = f"{WORKDIR}/runs/{request.run_id}"
     launcher = f"{lib}/launcher.py"
-    wanted = sorted({e["sha256"] for e in request.manifest["entries"] if e.get("kind") == "file"})
+    wanted = request.blob_hashes()
     spec = full_spec(request, blobs, lib, f"{WORKDIR}/envs")
     spec.pop("slots", None)  # a node serves one run at a time
     if extra_env:

@@ -16,10 +16,8 @@ import json
 import os
 import posixpath
 import shlex
-import shutil
 import socket
 import subprocess
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -164,13 +162,13 @@ class LocalHost(CommandHost):
 
     def stage(self, request: RunRequest, workdir: str, run_dir: str) -> str:
         from trainform.providers.local import start_failed
-        from trainform.runs.shipping import discard_secrets, install_lib, write_spec
+        from trainform.runs.shipping import copy_blobs, discard_secrets, install_lib, write_spec
 
         root, folder = Path(workdir), Path(run_dir)
         try:
             folder.mkdir(parents=True)
             lib = install_lib(root / "lib")
-            copy_blobs(request.manifest, request.blob_dir, root / "blobs")
+            copy_blobs(request.blob_hashes(), request.blob_dir, root / "blobs")
             write_spec(
                 folder, request, blob_dir=root / "blobs", lib_dir=lib, cache_dir=root / "envs"
             )
@@ -207,24 +205,6 @@ class LocalHost(CommandHost):
         from trainform.runs.shipping import collect_run_folder
 
         collect_run_folder(Path(run_dir), dest)
-
-
-def copy_blobs(manifest: dict[str, Any], source: Path, dest: Path) -> int:
-    """Copy the manifest's blobs that ``dest`` lacks from ``source`` (both laid out
-    ``ab/cdef...``); each arrives whole (copied aside, then renamed). Returns how many were
-    copied."""
-    copied = 0
-    for digest in sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"}):
-        target = dest / digest[:2] / digest[2:]
-        if target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Unique per thread too: parallel submissions of one apply copy the same blobs.
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        shutil.copyfile(source / digest[:2] / digest[2:], tmp)
-        os.replace(tmp, target)
-        copied += 1
-    return copied
 
 
 LOGIN_OPTIONS = (

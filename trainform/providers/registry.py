@@ -28,6 +28,7 @@ BUILTIN = {
     "local": "trainform.providers.local:LocalComputeProvider",
     "workspace": "trainform.providers.workspace:WorkspaceProvider",
     "environment": "trainform.providers.environment:EnvironmentProvider",
+    "dataset": "trainform.providers.dataset:DatasetProvider",
     "run": "trainform.providers.run:RunProvider",
     "sweep": "trainform.providers.sweep:SweepProvider",
     "ssh": "trainform.providers.ssh:SSHComputeProvider",

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from trainform.config.schema import RUN
 from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import (
+    AWAITED,
     BATCH,
     DOCKER,
     MULTI_NODE,
@@ -35,6 +36,7 @@ from trainform.providers.base import (
     RunRequest,
 )
 from trainform.providers.registry import Providers
+from trainform.runs import inputs as data
 from trainform.runs import spec as runspec
 from trainform.runs.history import stamp
 from trainform.state import secrets as secrets_
@@ -55,9 +57,17 @@ class WorkProvider(Provider):
 
     verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
 
+    ident = "run_id"  # what names one submission
+
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
         self.providers = Providers(context)
+
+    def awaits(self, computed: dict[str, Any], prior: dict[str, Any] | None) -> bool:
+        """A new submission is awaited; the same one returned again (nothing to resubmit)
+        is not."""
+        ident = computed.get(self.ident)
+        return bool(ident) and ident != (prior or {}).get(self.ident)
 
 
 class RunProvider(WorkProvider):
@@ -177,6 +187,12 @@ class RunProvider(WorkProvider):
                     parse_duration(desired[key])
                 except ValueError as exc:
                     problems.append(f"{key}: {exc}")
+        problems.extend(data.input_problems(desired.get("inputs"), desired.get("input_mode")))
+        problems.extend(
+            data.output_problems(
+                desired.get("outputs"), str(desired.get("outputs_dir") or "outputs")
+            )
+        )
         problems.extend(runspec.check_metric_patterns(desired.get("metrics") or {}))
         problems.extend(runspec.check_env_passthrough(desired.get("env_passthrough")))
         outputs_dir = desired.get("outputs_dir")
@@ -208,6 +224,15 @@ class RunProvider(WorkProvider):
 
         snap = self._snapshot(desired)
         manifest = snap.manifest
+        pending = data.pending_inputs(desired.get("inputs"))
+        if pending and prior is not None:
+            # Known once the runs that make them end: the fingerprint as it would be with
+            # the inputs the last run read tells whether anything else changed.
+            before = prior.attributes.get("inputs") or {}
+            desired = {
+                **desired,
+                "inputs": {**desired["inputs"], **{k: before.get(k) for k in pending}},
+            }
         fp = runspec.fingerprint(
             desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
         )
@@ -216,6 +241,22 @@ class RunProvider(WorkProvider):
             "snapshot_id": manifest.id,
             "snapshot_files": manifest.file_count,
         }
+        if pending and (prior is None or prior.computed.get("fingerprint") == fp):
+            origins = sorted(
+                {data.origin(prior.attributes.get("inputs", {}).get(k)) for k in pending}
+                if prior is not None
+                else set()
+            )
+            computed.pop("fingerprint")
+            return PlanValues(
+                computed,
+                (
+                    "may be resubmitted, depending on "
+                    + (" and ".join(f"{o}'s outputs" for o in origins if o) or "its inputs"),
+                ),
+                tuple(snap.warnings),
+                awaits=tuple(pending),
+            )
         reasons: list[str] = []
         env_spec = runspec.environment_spec(desired.get("environment"), self.context.config_dir)
         image = env_spec.get("docker") or {}
@@ -253,6 +294,12 @@ class RunProvider(WorkProvider):
                 ):
                     reasons.append(f"{key} changed")
             reasons.append(map_changes("env", before.get("env"), desired.get("env")))
+            reasons.extend(data.input_changes(before.get("inputs"), desired.get("inputs")))
+            from trainform.planner.diff import attribute_changed
+
+            for key in ("input_mode", "input_args", "outputs"):
+                if attribute_changed(before.get(key), desired.get(key)):
+                    reasons.append(f"{key} changed")
             old_environment = before.get("environment")
             new_environment = desired.get("environment")
             if isinstance(new_environment, dict):
@@ -456,6 +503,13 @@ class RunProvider(WorkProvider):
         save_manifest(manifest, store / "snapshots" / "manifests")
         run_id = new_run_id(address)
         spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
+        if desired.get("inputs"):
+            spec["inputs"] = data.stage_inputs(
+                desired["inputs"], self.context.config_dir, self.context.data_dir, store
+            )
+            spec["input_args"] = bool(desired.get("input_args"))
+        if desired.get("outputs"):
+            spec["declared_outputs"] = dict(desired["outputs"])
         spec.update(extra_spec or {})
         if not provider.launcher_here(compute):
             # A pid names a process of this machine only: a launcher elsewhere (an SSH host, a
@@ -492,6 +546,10 @@ class RunProvider(WorkProvider):
             "created": stamp(),
             "exit_code": None,
             "outputs_path": None,
+            "outputs": None,
+            "address": address,
+            "declared_outputs": desired.get("outputs") or None,
+            "outputs_dir": desired.get("outputs_dir") or "outputs",
         }
         # The intent is recorded before anything starts on the target, so that a run whose
         # apply dies before it records the handle is found there (see _find_submitted).
@@ -501,9 +559,20 @@ class RunProvider(WorkProvider):
     def update(
         self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
     ) -> Observed:
-        if "rerun" in changed:
+        if "rerun" in changed and not (AWAITED in changed and self._unchanged(desired, prior)):
             return self.create(address, desired)
         return dict(prior.computed)
+
+    def _unchanged(self, desired: dict[str, Any], prior: ResourceState) -> bool:
+        """Whether a completed run whose resubmission waited on other runs' outputs is up
+        to date after all: those outputs came out as its last run read them."""
+        if prior.computed.get("status") != "completed":
+            return False
+        manifest = self._snapshot(desired).manifest
+        fp = runspec.fingerprint(
+            desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
+        )
+        return bool(fp == prior.computed.get("fingerprint"))
 
     def delete(self, prior: ResourceState) -> None:
         """Cancel the run if it is still going and wait until it has stopped (the grace
@@ -605,10 +674,21 @@ class RunProvider(WorkProvider):
         from trainform.runs.results import read_results
 
         provider, handle = self._target(computed)
-        dest = Path(str(computed["workspace_path"])) / "runs" / str(computed["run_id"])
+        store = Path(str(computed["workspace_path"]))
+        dest = store / "runs" / str(computed["run_id"])
         provider.fetch_outputs(handle, dest)
         self._release_inline(computed)
-        return read_results(dest)
+        results = read_results(dest)
+        results["outputs"] = {}
+        if computed.get("status") == "completed":
+            results["outputs"] = data.collect_outputs(
+                computed.get("declared_outputs") or {},
+                str(computed.get("outputs_dir") or "outputs"),
+                dest / "outputs",
+                store,
+                {"address": computed.get("address"), "run_id": computed.get("run_id")},
+            )
+        return results
 
 
 def _queued(computed: Observed, handle: Handle) -> Observed:

@@ -703,7 +703,7 @@ def stage_remote(
     has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
     if has_lib != 0:
         conn.upload_stream([*files.items(), (".complete", b"")], lib)
-    return lib, upload_blobs(conn, request.manifest, request.blob_dir, blobs, known)
+    return lib, upload_blobs(conn, request.blob_hashes(), request.blob_dir, blobs, known)
 
 
 def store_remote_secrets(conn: Any, run_dir: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -750,12 +750,12 @@ def fetch_run_folder(conn: Any, run_dir: str, where: Path) -> None:
 
 def upload_blobs(
     conn: Any,
-    manifest: dict[str, Any],
+    wanted: list[str],
     blob_dir: Path,
     remote: str,
     known: Path | None = None,
 ) -> dict[str, int]:
-    """Send the manifest's blobs (from ``blob_dir``) that the host's blob folder ``remote``
+    """Send the blobs ``wanted`` (sorted hashes, from ``blob_dir``) that the host's blob folder ``remote``
     lacks, in one stream; returns ``{"files", "bytes"}`` sent (bytes: the query and the tar
     stream). Idempotent: blobs arrive whole or not at all, so after an interruption a second
     call sends only the rest.
@@ -763,7 +763,6 @@ def upload_blobs(
     ``known`` is a local file naming the last blob set sent to this host; the query then
     carries only the difference from it (a few hashes after a small change) instead of every
     hash of the snapshot."""
-    wanted = sorted({e["sha256"] for e in manifest["entries"] if e.get("kind") == "file"})
     set_id = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:32]
     sets = posixpath.join(posixpath.dirname(remote.rstrip("/")) or ".", "sets")
     base = _known_set(known)

@@ -38,6 +38,7 @@ class SweepProvider(WorkProvider):
     name = "sweep"
     kind = "sweep"
     schema = SWEEP
+    ident = "sweep_id"
 
     # -- what the sweep is
     def settings(self, desired: dict[str, Any]) -> dict[str, Any]:

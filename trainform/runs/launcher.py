@@ -132,13 +132,16 @@ class _Canceled(BaseException):
 # Snapshot
 
 
-def materialise(manifest: dict[str, Any], blob_dir: Path, dest: Path) -> None:
+def materialise(manifest: dict[str, Any], blob_dir: Path, dest: Path, link: bool = False) -> None:
     """Recreate the snapshot described by ``manifest`` under ``dest`` (created if needed).
 
     Files are copied from ``blob_dir`` and checked against their sha256 while copying; each
     lands under its own name only once verified, with its ``mode`` applied. Links are
     recreated as symbolic links after all files. Entries already present in ``dest`` are
     replaced; other files there are left alone.
+
+    ``link`` (an input's data): files are hard links to their blobs where the file system
+    allows (no copy, no read; the blob's size is checked), read-only as the blobs are.
 
     Raises :class:`LauncherError`, naming the entry, for: a path that is absolute or climbs out
     of ``dest``; a missing blob or one whose content does not match; a link whose target is
@@ -159,7 +162,7 @@ def materialise(manifest: dict[str, Any], blob_dir: Path, dest: Path) -> None:
         rel = _relative_path(entry.get("path"), "snapshot path")
         kind = entry.get("kind", "file")
         if kind == "file":
-            _place_file(entry, rel, blob_dir, dest, checked_dirs)
+            _place_file(entry, rel, blob_dir, dest, checked_dirs, link)
         elif kind == "dir":
             _make_dirs(dest, rel, rel, checked_dirs)
         elif kind in ("link", "symlink"):
@@ -230,7 +233,7 @@ def _make_dirs(dest: Path, rel_dir: str, for_entry: str, checked: set[str]) -> N
 
 
 def _place_file(
-    entry: dict[str, Any], rel: str, blob_dir: Path, dest: Path, checked: set[str]
+    entry: dict[str, Any], rel: str, blob_dir: Path, dest: Path, checked: set[str], link: bool
 ) -> None:
     digest = entry.get("sha256")
     if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
@@ -246,6 +249,8 @@ def _place_file(
         raise LauncherError(f"snapshot file {rel}: a directory is in the way")
     blob = blob_dir / digest[:2] / digest[2:]
     tmp = path.parent / f".{path.name}.trainform-{os.getpid()}"
+    if link and _linked(blob, rel, size, tmp, path):
+        return
     hasher = hashlib.sha256()
     copied = 0
     try:
@@ -276,6 +281,117 @@ def _place_file(
     finally:
         if tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+
+
+def _linked(blob: Path, rel: str, size: object, tmp: Path, path: Path) -> bool:
+    """Place ``path`` as a hard link to ``blob``; False where the file system does not allow
+    it (another device, a mount, a file system without links): then it is copied."""
+    try:
+        found = os.stat(str(blob)).st_size
+    except FileNotFoundError:
+        raise LauncherError(f"input file {rel}: its blob {blob} is missing") from None
+    if isinstance(size, int) and not isinstance(size, bool) and size != found:
+        raise LauncherError(f"input file {rel}: expected {size} bytes, its blob has {found}")
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.link(str(blob), str(tmp))
+    except OSError:
+        return False
+    os.replace(str(tmp), str(path))
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: data a run reads (datasets, other runs' outputs), read-only
+
+INPUTS_DIR = "inputs"
+_INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Input(NamedTuple):
+    name: str
+    path: Path  # what TRAINFORM_INPUT_<NAME> names: the folder, or a one-file input's file
+    root: Path  # the folder that holds it
+    stamps: dict[str, tuple[int, int, int]]  # relative path -> (size, mtime_ns, inode)
+
+
+def place_inputs(spec_inputs: object, blob_dir: Path, run_dir: Path) -> list[Input]:
+    """Materialise spec ``inputs`` (``[{"name", "manifest", "file"}]``) under
+    ``run_dir/inputs/NAME``, read-only: files are hard links to the blob store where the
+    run cannot write them (the launcher is not root, so file modes hold), copies otherwise,
+    so that a root run writing into an input cannot reach the store. Returns what is needed
+    to tell afterwards whether the run changed them (:func:`changed_inputs`)."""
+    if spec_inputs is None:
+        return []
+    if not isinstance(spec_inputs, list):
+        raise LauncherError("spec.json: 'inputs' must be a list")
+    placed = []
+    link = os.geteuid() != 0
+    for item in spec_inputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise LauncherError(f"spec.json: input {item!r} has no name")
+        name = item["name"]
+        if not _INPUT_NAME.fullmatch(name):
+            raise LauncherError(f"spec.json: input name {name!r} is not an identifier")
+        root = run_dir / INPUTS_DIR / name
+        if root.exists():  # a requeued attempt: placed again from the blobs
+            _make_writable(root)
+            shutil.rmtree(str(root))
+        materialise(item.get("manifest") or {}, blob_dir, root, link=link)
+        stamps = _stamps(root)
+        one = item.get("file")
+        path = root / _relative_path(one, "input file") if one is not None else root
+        for folder, _dirs, _files in os.walk(str(root)):
+            os.chmod(folder, 0o555)
+        if not link:
+            for rel in stamps:
+                os.chmod(str(root / rel), 0o444)
+        placed.append(Input(name, path, root, _stamps(root)))
+    return placed
+
+
+def _stamps(root: Path) -> dict[str, tuple[int, int, int]]:
+    found = {}
+    for folder, _dirs, files in os.walk(str(root)):
+        for name in files:
+            full = os.path.join(folder, name)
+            st = os.lstat(full)
+            found[os.path.relpath(full, str(root))] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def _make_writable(root: Path) -> None:
+    for folder, _dirs, _files in os.walk(str(root)):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, 0o755)
+
+
+def changed_inputs(inputs: list[Input], blob_dir: Path) -> list[str]:
+    """The input files (``NAME/PATH``) the run added, removed or wrote; a changed file that
+    was a link to a blob is taken out of the blob store, which then gets it again."""
+    changed = []
+    for item in inputs:
+        now = _stamps(item.root) if item.root.is_dir() else {}
+        for rel in sorted(set(now) | set(item.stamps)):
+            if now.get(rel) != item.stamps.get(rel):
+                changed.append(f"{item.name}/{rel}")
+                old = item.stamps.get(rel)
+                if old is not None and now.get(rel) is not None:
+                    _drop_blob_of(blob_dir, old[2])
+    return changed
+
+
+def _drop_blob_of(blob_dir: Path, inode: int) -> None:
+    """Remove from the blob store the blob that is inode ``inode`` (a linked input file the
+    run wrote into as root), so no other run reads the changed bytes."""
+    for folder, _dirs, files in os.walk(str(blob_dir)):
+        for name in files:
+            full = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.lstat(full).st_ino == inode:
+                    os.unlink(full)
+                    return
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,6 +798,9 @@ class _Plan(NamedTuple):
     # spec "scheduler_signal": a stop signal within `within` seconds of the Slurm job's time
     # limit times the run out; `name`, if not a stop signal (USR1), is passed on to the run.
     signal: dict[str, Any]
+    inputs: list[Input] = []
+    blob_dir: Path = Path()
+    declared: dict[str, str] = {}  # the run's named outputs: name -> path in its folder
 
 
 class _Logs:
@@ -1516,6 +1635,7 @@ class _Launch:
                 **processes.fields(),
             )
             status, message = self._supervise(proc, plan, logs, processes)
+            status, message = self._check_data(plan, status, message)
         finally:
             if proc.returncode is None:  # the launcher itself failed: take the run down with it
                 processes.stop(keep=proc.pid)
@@ -1534,6 +1654,29 @@ class _Launch:
             exit_code=code,
             signal=signal.Signals(-code).name if code < 0 else None,
         )
+
+    def _check_data(self, plan: _Plan, status: str, message: str) -> tuple[str, str]:
+        """A run that wrote into its inputs fails (whatever its exit code), and so does a
+        completed run that did not produce one of its declared outputs."""
+        changed = changed_inputs(plan.inputs, plan.blob_dir)
+        for item in plan.inputs:
+            _make_writable(item.root)  # read-only while the run runs; removable after
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            return "failed", (
+                f"the run changed its input data, which is read-only: {', '.join(changed[:3])}"
+                f"{more} (the dataset itself is untouched)"
+            )
+        if status != "completed":
+            return status, message
+        missing = [
+            f"{name} ({rel})"
+            for name, rel in plan.declared.items()
+            if not os.path.lexists(str(plan.cwd / rel))
+        ]
+        if missing:
+            return "failed", f"declared output {', '.join(missing)} was not produced"
+        return status, message
 
     def _processes(self, plan: _Plan, logs: _Logs) -> RunProcesses:
         """Where the run's processes will be tracked: a cgroup of its own if one can be made,
@@ -1647,6 +1790,13 @@ class _Launch:
         src = self.run_dir / SRC_DIR
         materialise(spec.get("manifest") or {}, Path(blob_dir), src)
         logs.diag(f"snapshot recreated in {src}")
+        inputs = place_inputs(spec.get("inputs"), Path(blob_dir), self.run_dir)
+        for item in inputs:
+            logs.diag(f"input {item.name} placed in {item.path} (read-only)")
+        declared = {
+            str(name): _relative_path(path, f"output {name}")
+            for name, path in _str_dict(spec.get("declared_outputs"), "outputs").items()
+        }
 
         python, how = prepare_environment(environment, logs.environment)
         write_status(self.run_dir, environment=how, python=python)
@@ -1669,6 +1819,9 @@ class _Launch:
                 raise LauncherError("spec.json: 'command' must be a non-empty list of strings")
             head = python if command[0] in ("python", "python3") else command[0]
             argv = [head, *command[1:], *arguments]
+        if spec.get("input_args"):
+            for item in inputs:
+                argv += [f"--{item.name}", str(item.path)]
 
         outputs = src / outputs_rel
         outputs.mkdir(parents=True, exist_ok=True)
@@ -1682,6 +1835,7 @@ class _Launch:
                 "TRAINFORM_OUTPUT_DIR": str(outputs),
                 "TRAINFORM_METRICS_FILE": str(self.run_dir / METRICS_FILE),
                 "PYTHONUNBUFFERED": "1",
+                **{f"TRAINFORM_INPUT_{item.name.upper()}": str(item.path) for item in inputs},
             }
         )
         lib_dir = spec.get("lib_dir")
@@ -1725,6 +1879,9 @@ class _Launch:
             grace,
             int(watch) if isinstance(watch, int) else None,
             scheduler_signal,
+            inputs,
+            Path(blob_dir),
+            declared,
         )
 
     def _spark_driver(

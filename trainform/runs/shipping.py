@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -247,3 +248,26 @@ def redacted_spec(data: bytes) -> bytes:
             for key in values:
                 values[key] = "(redacted)"
     return json.dumps(spec, indent=1).encode()
+
+
+def copy_blobs(hashes: list[str], source: Path, dest: Path) -> int:
+    """Copy the blobs ``hashes`` that blob folder ``dest`` lacks from ``source`` (both laid
+    out ``ab/cdef...``); each arrives whole (copied aside, then renamed) and read-only.
+    Returns how many were copied."""
+    copied = 0
+    for digest in hashes:
+        target = dest / digest[:2] / digest[2:]
+        if target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Unique per thread too: parallel submissions of one apply copy the same blobs.
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            shutil.copyfile(source / digest[:2] / digest[2:], tmp)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        copied += 1
+    return copied

@@ -318,9 +318,11 @@ def snapshot(
     cache_path: Path,
     max_bytes: int = 300 * 1024**2,
     max_files: int = 2000,
+    plain: bool = False,
 ) -> SnapshotResult:
     """Snapshot ``source_dir`` into a manifest, using (and updating) the hash cache at
-    ``cache_path``. Blocks until done; reads the tree, writes only the cache.
+    ``cache_path``. Blocks until done; reads the tree, writes only the cache. ``plain`` (a
+    dataset): no ignore file is read and no git facts are gathered.
 
     What is kept: every regular file and symbolic link not matched by the ignore rules. The
     rules come from the first of ``.trainignore``, ``.amlignore``, ``.gitignore`` found at the
@@ -356,9 +358,9 @@ def snapshot(
     if not os.path.isdir(root):
         raise SnapshotError(f"source folder {source_dir} is not a folder")
 
-    git_probe = _GitProbe(root)  # git runs while we walk
+    git_probe = None if plain else _GitProbe(root)  # git runs while we walk
     try:
-        ignore_file, match = _load_ignore(root)
+        ignore_file, match = (None, None) if plain else _load_ignore(root)
         cache = _HashCache(Path(cache_path), root)
         previous = cache.load()
         skipped: list[str] = []
@@ -372,9 +374,10 @@ def snapshot(
             state, hashed = _update(walk, signature, previous, started_ns - _RACY_NS)
             cache.store(state)
         manifest = Manifest._lazy(state.rows, state.id, state.file_count, state.total_size)
-        git = git_probe.result()
+        git = None if git_probe is None else git_probe.result()
     finally:
-        git_probe.close()
+        if git_probe is not None:
+            git_probe.close()
 
     warnings = [*skipped, *cache.warnings]
     if state.file_count > max_files or state.total_size > max_bytes:

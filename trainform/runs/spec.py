@@ -131,6 +131,14 @@ def fingerprint(
     }
     if desired.get("env_passthrough") is not None:  # only then: others keep their fingerprints
         data["env_passthrough"] = list(desired["env_passthrough"])
+    if desired.get("inputs"):  # only then; by content, never by the run that made them
+        from trainform.runs.inputs import input_ids
+
+        data["inputs"] = input_ids(desired["inputs"])
+        data["input_mode"] = desired.get("input_mode") or "copy"
+        data["input_args"] = bool(desired.get("input_args"))
+    if desired.get("outputs"):  # what the run must produce
+        data["outputs"] = dict(desired["outputs"])
     if desired.get("spark") is not None:  # only then; its limits (memory) are left out
         data["spark"] = {k: v for k, v in desired["spark"].items() if k not in SPARK_LIMITS}
     places = {_input_place(str(p), data) for p in desired.get(SENSITIVE_PATHS) or ()}

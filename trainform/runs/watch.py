@@ -269,7 +269,7 @@ def follow(
         if log not in unfinished:
             log.flush(on_line)
     results = provider.collect(computed)
-    computed["outputs_path"] = results["outputs_path"]
+    computed.update(collected_fields(results))
     folder = Path(str(computed.get("workspace_path"))) / "runs" / str(computed.get("run_id"))
     for log in unfinished:
         # Still written after the run ended, faster than it was read: the rest comes from
@@ -285,6 +285,12 @@ def follow(
             )
         log.flush(on_line)
     return computed, results, _summary(compute, handle, computed, logs)
+
+
+def collected_fields(results: dict[str, Any]) -> dict[str, Any]:
+    """What a run's collection adds to its computed attributes: where its outputs are, and
+    its named outputs' content."""
+    return {k: results[k] for k in ("outputs_path", "outputs") if k in results}
 
 
 def _summary(

@@ -31,6 +31,7 @@ from trainform.runs.history import record_run, stamp
 from trainform.runs.metrics_stream import MetricsStream
 from trainform.runs.results import read_points
 from trainform.runs.spec import argument_string
+from trainform.runs.watch import collected_fields
 from trainform.state.backend import open_location
 from trainform.state.store import StateStore
 
@@ -355,7 +356,7 @@ class Controller:
 
     def _finish_trial(self, trial: Trial) -> None:
         results = self.runs.collect(trial.computed)
-        trial.computed["outputs_path"] = results["outputs_path"]
+        trial.computed.update(collected_fields(results))
         for warning in record_run(
             self.store,
             f"{self.spec['address']}[{trial.index}]",
