@@ -74,6 +74,27 @@ def to_dot(edges: Mapping[str, Iterable[str]], reduce: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+_PIPELINE_SHAPES = {"dataset": "cylinder", "run": "box", "sweep": "box3d"}
+
+
+def pipeline_to_dot(nodes: Iterable[str], edges: Iterable[tuple[str, str, str]]) -> str:
+    """A Graphviz DOT rendering of data flow: ``nodes`` (datasets, runs, sweeps) and
+    ``edges`` (producer, consumer, label), pointing the way the data goes."""
+    lines = [
+        "digraph pipeline {",
+        "  rankdir = LR;",
+        '  node [fontname = "Helvetica"];',
+        '  edge [fontname = "Helvetica", fontsize = 10];',
+    ]
+    for node in sorted(set(nodes)):
+        kind = node.split(".")[-2] if node.count(".") >= 1 else ""
+        lines.append(f'  "{node}" [shape = {_PIPELINE_SHAPES.get(kind, "box")}];')
+    for a, b, label in sorted(set(edges)):
+        lines.append(f'  "{a}" -> "{b}" [label = "{label}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 # Per action: the symbol `trainform plan` shows, and the node's colours and style in DOT.
 _PLAN_STYLES = {
     ("create",): ("+", "#e6f4ea", "#1e8e3e", "filled"),

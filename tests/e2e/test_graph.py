@@ -100,3 +100,58 @@ def test_plain_graph_is_unchanged_and_a_bad_type_is_a_usage_error(cli):
     assert '"var.team"' in dot and "label" not in dot  # the dependency graph, as before
     bad = cli("graph", "-type=apply")
     assert bad.code == 1 and "Invalid value" in bad.err
+
+
+PIPELINE = """\
+compute "box" { type = "local" }
+dataset "raw" { source = "data" }
+run "prep" {
+  experiment = "p"
+  compute    = compute.box
+  script     = "prep.py"
+  inputs     = { raw = dataset.raw }
+  outputs    = { features = "outputs/features" }
+}
+run "train" {
+  experiment = "p"
+  compute    = compute.box
+  script     = "train.py"
+  inputs     = { features = run.prep.outputs["features"] }
+}
+sweep "tune" {
+  experiment = "p"
+  sampling {
+    algorithm = "grid"
+  }
+  parameter "lr" {
+    distribution = "choice"
+    values       = [0.1]
+  }
+  objective {
+    metric = "loss"
+    goal   = "minimize"
+  }
+  trial {
+    compute    = compute.box
+    script     = "train.py"
+    inputs     = { features = run.prep.outputs["features"], raw = dataset.raw }
+  }
+}
+"""
+
+
+def test_pipeline_graph_draws_datasets_runs_and_the_named_outputs_between_them(cli):
+    cli.write("main.train.hcl", PIPELINE)
+    (cli.cwd / "data").mkdir()
+    for name in ("prep.py", "train.py"):
+        cli.write(name, "print(1)\n")
+    dot = ok(cli("graph", "-type=pipeline")).out
+    assert dot.startswith("digraph pipeline {")
+    assert '"dataset.raw" [shape = cylinder];' in dot
+    assert '"run.prep" [shape = box];' in dot and '"sweep.tune" [shape = box3d];' in dot
+    assert "compute.box" not in dot  # data flow only
+    assert '"dataset.raw" -> "run.prep" [label = "raw"];' in dot
+    assert '"run.prep" -> "run.train" [label = "features"];' in dot
+    assert '"run.prep" -> "sweep.tune" [label = "features"];' in dot
+    assert '"dataset.raw" -> "sweep.tune" [label = "raw"];' in dot
+    assert not (cli.cwd / ".trainform" / "state.db").exists()  # nothing was planned

@@ -473,6 +473,9 @@ def _trial_schema() -> BlockSchema:
         "outputs_dir",
         "grace_period",
         "tags",
+        "inputs",
+        "input_mode",
+        "input_args",
     )
     attrs = {k: RUN.attributes[k] for k in keep}
     attrs["max_duration"] = Attribute(
