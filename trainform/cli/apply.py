@@ -77,7 +77,7 @@ def _run_apply(
                 what = past(verb).capitalize()
                 if (
                     c.kind in ("run", "sweep")
-                    and verb in ("submit", "resubmit")
+                    and verb in ("submit", "resubmit", "await")
                     and e.message != "detached"
                 ):
                     what = "Completed"
@@ -137,6 +137,8 @@ def _run_apply(
     counts = {"add": 0, "change": 0, "destroy": 0}
     changes = {c.address: c for c in the_plan.resource_changes}
     for addr in result.succeeded:
+        if addr in result.reused:  # nothing changed after all
+            continue
         c = changes[addr]
         counts["add"] += "create" in c.actions
         counts["destroy"] += "delete" in c.actions

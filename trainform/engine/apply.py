@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trainform.config.address import config_block_of, selects
@@ -19,7 +19,6 @@ from trainform.config.model import Evaluated, Instance
 from trainform.config.values import UNKNOWN, is_unknown
 from trainform.engine import refactor
 from trainform.engine.recorded import resource_state
-from trainform.engine.settle import adopt_submitted, settle_run
 from trainform.errors import ProviderError, TrainformError
 from trainform.planner.types import DELETE, Change, Plan
 from trainform.providers.base import (
@@ -27,6 +26,7 @@ from trainform.providers.base import (
     TERMINAL,
     ResourceState,
     awaited_values,
+    recording_intents,
     reporting,
     with_sensitive_paths,
 )
@@ -58,6 +58,8 @@ class ApplyResult:
     # changes that waited on others and were not needed after all (a run whose inputs came
     # out unchanged)
     reused: list[str] = field(default_factory=list)
+    # work an earlier apply left going that this one waited for (its dependents read it)
+    awaited: list[str] = field(default_factory=list)
     # skipped change -> the failed change it depended on
     skipped_because: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -255,10 +257,10 @@ class Engine:
         for addr, computed in plan.refreshed.items():
             rs = prior.get(addr)
             if rs is not None and addr not in touched and computed != rs.computed:
-                if adopt_submitted(self.store, self.providers, rs, computed) is not None:
+                provider = self.providers.get(rs.provider)
+                if provider.adopt(self.store, rs, computed) is not None:
                     continue
-                if rs.kind == "run":
-                    computed = settle_run(self.store, self.providers, rs, computed)
+                computed = provider.settle(self.store, rs, computed)
                 self.store.put_resource(_with(rs, computed=computed))
         for addr in plan.gone:
             if addr in prior and addr not in touched:
@@ -266,14 +268,18 @@ class Engine:
 
     def _walk(self, plan: Plan, result: ApplyResult) -> None:
         changes = self._changes = {c.address: c for c in plan.resource_changes}
-        pending = _order(list(changes.values()))
+        awaited = self._unsettled_upstreams(plan, changes)
+        pending = _order([*changes.values(), *(c for c, _, _ in awaited)])
         blocked: set[str] = set()
         # future -> (change, start time, instance, phase): phase "apply" calls the provider;
         # phase "watch" follows a submitted run to its end.
         running: dict[Future[Any], tuple[Change, float, Instance | None, str]] = {}
 
         def release(change: Change, elapsed: float) -> None:
-            result.succeeded.append(change.address)
+            if change.address in changes:  # not work an earlier apply started, awaited here
+                result.succeeded.append(change.address)
+            else:
+                result.awaited.append(change.address)
             detached = change.address in result.detached
             note = "reused" if change.address in result.reused else ""
             self.on_event(Event("done", change, elapsed, "detached" if detached else note))
@@ -281,6 +287,11 @@ class Engine:
                 w.discard(change.address)
 
         with ThreadPoolExecutor(max_workers=self.parallelism) as pool, self._recording_intents():
+            for upstream, instance, computed in awaited:  # started by an earlier apply
+                del pending[upstream.address]
+                self.on_event(Event("start", upstream))
+                watcher = pool.submit(self._watch, upstream, computed)
+                running[watcher] = (upstream, time.monotonic(), instance, "watch")
             while pending or running:
                 if not self.cancel.is_set():
                     ready = [a for a, w in pending.items() if not w]
@@ -339,12 +350,12 @@ class Engine:
                             self._fail(change, failure, result, pending, blocked, elapsed)
                         elif change.address not in result.detached:
                             release(change, elapsed)
-                        else:  # interrupted while watching: the run goes on by itself
+                        elif change.address in changes:  # interrupted: it goes on by itself
                             result.succeeded.append(change.address)
                         continue
                     self._record_success(change, inst, outcome)
                     if self._is_submission(change, outcome) and inst is not None:
-                        ident = outcome.get("run_id") or outcome.get("sweep_id")
+                        ident = outcome.get(self.providers.get(change.provider).ident)
                         self.on_event(Event("submitted", change, elapsed, str(ident)))
                         if not self.detach and inst.attributes.get("wait", True):
                             watcher = pool.submit(self._watch, change, outcome)
@@ -362,6 +373,38 @@ class Engine:
             if self.cancel.is_set():  # even if all was done, runs were left unwatched
                 result.interrupted = True
                 result.not_started.extend(sorted(pending))
+
+    def _unsettled_upstreams(
+        self, plan: Plan, changes: dict[str, Change]
+    ) -> list[tuple[Change, Instance, dict[str, Any]]]:
+        """Work an earlier apply started and left going (``--detach``, Ctrl-C) that a change
+        of this plan depends on (a run reading its outputs): each as a change to await
+        (verb ``await``), its instance and its current computed attributes. Awaiting it
+        starts at once; its dependents start when it settles, as within one apply."""
+        if self.detach or self.desired is None:
+            return []
+        wanted = {dep for c in changes.values() for dep in c.depends_on}
+        found = []
+        for c in plan.changes:
+            prior = self._prior.get(c.address)
+            if (
+                c.address in changes
+                or prior is None
+                or config_block_of(c.address) not in {config_block_of(d) for d in wanted}
+            ):
+                continue
+            provider = self.providers.get(prior.provider)
+            computed = {**prior.computed, **self._refreshed.get(c.address, {})}
+            if (
+                not provider.does_work
+                or provider.settled(computed)
+                or provider.submitting(computed)
+            ):
+                continue
+            if computed.get("status") in TERMINAL:
+                continue  # ended: refresh settles it
+            found.append((replace(c, verb="await"), self.desired.get(c.address), computed))
+        return found
 
     def _is_submission(self, change: Change, computed: dict[str, Any] | None) -> bool:
         """Whether applying the change started work the engine awaits (see
@@ -394,30 +437,19 @@ class Engine:
         outcome: tuple[dict[str, Any], Any, list[str]],
         result: ApplyResult,
     ) -> str:
-        """Persist a watched run's end; return a failure message, or "" if it completed (or
-        was left running because the user interrupted)."""
-        from trainform.runs.history import record_run, workspace_of
-
+        """Persist the end of watched work; return a failure message, or "" if it completed
+        (or was left running because the user interrupted)."""
         computed, results, tail = outcome
         assert inst is not None
         self.store.put_resource(resource_state(inst, computed, "ready"))
-        if change.kind == "run":
-            workspace = workspace_of(inst.attributes)
-            for warning in record_run(self.store, change.address, workspace, computed, results):
-                self.on_event(Event("warning", change, message=warning))  # an MLflow export
+        provider = self.providers.get(change.provider)
+        for warning in provider.record(
+            self.store, change.address, inst.attributes, computed, results
+        ):
+            self.on_event(Event("warning", change, message=warning))  # an MLflow export
         if results is None:
             result.detached.append(change.address)
-            return ""
-        if computed.get("status") == "completed":
-            return ""
-        if change.kind == "sweep":
-            return f"sweep {computed.get('sweep_id')} {computed.get('status')}: {computed.get('message')}"
-        # The watcher bounds the tail: a multi-node run's holds each failing rank's lines.
-        lines = "\n".join(f"    {line}" for line in tail)
-        message = f"run {computed.get('run_id')} {computed.get('status')}"
-        if computed.get("message"):
-            message += f": {computed['message']}"
-        return message + (f"\n  last log lines:\n{lines}" if lines else "")
+        return provider.outcome(computed, results, tail)
 
     def _fail(
         self,
@@ -466,12 +498,13 @@ class Engine:
         running unrecorded, and must be neither started twice nor forgotten. Raises
         TrainformError."""
         prior = self._prior.get(change.address)
-        if prior is None or prior.kind != "run" or prior.computed.get("status") != "submitting":
+        if prior is None:
             return
-        if prior.computed.get("handle"):
+        provider = self.providers.get(prior.provider)
+        if not provider.submitting(prior.computed):
             return
         observed = self._refreshed.get(change.address) or {}
-        resolved = adopt_submitted(self.store, self.providers, prior, observed)
+        resolved = provider.adopt(self.store, prior, observed)
         if resolved is not None:
             self._prior[change.address] = resolved[0]
             if change.actions == DELETE or resolved[0].status == "pending":
@@ -482,7 +515,7 @@ class Engine:
             )
         where = prior.computed.get("compute_address") or prior.computed.get("compute_provider")
         raise TrainformError(
-            f"run {prior.computed.get('run_id')} was being submitted to "
+            f"{prior.kind} {prior.computed.get(provider.ident)} was being submitted to "
             f"{where} when an apply stopped, and whether it started there is not known yet; "
             "run `trainform plan` with refresh and the lock (which looks it up there)"
             + (
@@ -503,16 +536,13 @@ class Engine:
             return f"{change.address}: its postconditions could not be evaluated: {exc}"
 
     def _execute(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
-        from trainform.providers.run import recording_intents
+        def report(message: str) -> None:
+            self.on_event(Event("progress", change, message=message))
 
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(
-                reporting(lambda message: self.on_event(Event("progress", change, message=message)))
-            )
-            if change.kind == "run":
-                stack.enter_context(
-                    recording_intents(lambda intent: self._await_intent(change, inst, intent))
-                )
+        with (
+            reporting(report),
+            recording_intents(lambda intent: self._await_intent(change, inst, intent)),
+        ):
             return self._execute_change(change, inst)
 
     @contextlib.contextmanager
@@ -564,15 +594,14 @@ class Engine:
             box.done.set()
 
     def _record_intent(self, change: Change, inst: Instance | None, intent: dict[str, Any]) -> None:
-        """Record that a run is about to be launched, before it is: state says ``pending``
-        with its id, target and where its launcher will be, and the run history has it as
-        ``submitting``. An apply that dies from here until its handle is recorded leaves a
-        run that refresh finds (see ``RunProvider.read`` and ``adopt_submitted``)."""
-        from trainform.runs.history import record_run, workspace_of
-
+        """Record that work is about to be started, before it is: state says ``pending``
+        with its id, target and where its launcher will be, and the provider records it
+        (a run's history has it as ``submitting``). An apply that dies from here until its
+        handle is recorded leaves work that refresh finds (see ``Provider.adopt``)."""
         assert inst is not None
         self.store.put_resource(resource_state(inst, intent, "pending"))
-        record_run(self.store, change.address, workspace_of(inst.attributes), intent)
+        provider = self.providers.get(change.provider)
+        provider.record(self.store, change.address, inst.attributes, intent)
         self._intended[change.address] = intent
 
     def _execute_change(self, change: Change, inst: Instance | None) -> dict[str, Any] | None:
@@ -585,7 +614,7 @@ class Engine:
                 return None
             assert inst is not None
             attrs = inst.attributes
-            if inst.resource.kind in ("run", "sweep"):  # their fingerprints hide secrets
+            if provider.sensitive_inputs:
                 attrs = with_sensitive_paths(attrs, inst.sensitive)
             if change.actions == ("update",):
                 assert prior is not None
@@ -606,19 +635,20 @@ class Engine:
     ) -> None:
         if change.actions == DELETE:
             prior = self._prior.get(change.address)
-            if prior is not None and prior.kind == "run" and prior.computed.get("run_id"):
+            provider = self.providers.get(prior.provider) if prior is not None else None
+            if prior is not None and provider is not None and provider.does_work:
                 with contextlib.suppress(TrainformError):  # history is best effort here
-                    observed = self.providers.get(prior.provider).read(prior) or prior.computed
-                    settle_run(self.store, self.providers, prior, observed)
+                    observed = provider.read(prior) or prior.computed
+                    if observed != prior.computed:
+                        provider.settle(self.store, prior, observed)
             self.store.remove_resource(change.address)
             return
         assert inst is not None
         self._intended.pop(change.address, None)
         self.store.put_resource(resource_state(inst, computed or {}, "ready"))
-        if change.kind == "run" and computed and computed.get("run_id"):
-            from trainform.runs.history import record_run, workspace_of
-
-            record_run(self.store, change.address, workspace_of(inst.attributes), computed)
+        if computed:
+            provider = self.providers.get(change.provider)
+            provider.record(self.store, change.address, inst.attributes, computed)
 
     def _record_failure(self, change: Change, inst: Instance | None, message: str = "") -> None:
         if change.actions == DELETE or inst is None:
@@ -626,10 +656,9 @@ class Engine:
         prior = self._prior.get(change.address)
         intent = self._intended.pop(change.address, None)
         if intent is not None:  # the submission failed after its intent was recorded
-            from trainform.runs.history import record_run, workspace_of
-
             failed = {**intent, "status": "not_started", "message": f"not started: {message}"}
-            record_run(self.store, change.address, workspace_of(inst.attributes), failed)
+            provider = self.providers.get(change.provider)
+            provider.record(self.store, change.address, inst.attributes, failed)
             if "create" not in change.actions:  # a resubmission: the last run stays recorded
                 self.store.put_resource(prior or resource_state(inst, {}, "tainted"))
         if "create" in change.actions:
@@ -667,6 +696,4 @@ def record_outputs(
 
 
 def _with(rs: ResourceState, **changes: Any) -> ResourceState:
-    from dataclasses import replace
-
     return replace(rs, **changes)

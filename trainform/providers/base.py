@@ -39,6 +39,7 @@ from trainform.errors import ProviderError
 
 if TYPE_CHECKING:
     from trainform.state.backend import BackendSpec
+    from trainform.state.store import StateStore
 
 Observed = dict[str, Any]
 
@@ -218,6 +219,13 @@ class Provider:
     schema: ClassVar[BlockSchema] = BlockSchema()
     capabilities: ClassVar[frozenset[str]] = frozenset()
     verbs: ClassVar[dict[str, str]] = {"create": "create", "delete": "destroy"}
+    # create and update are given ``desired`` with its sensitive paths (see
+    # with_sensitive_paths): a run's fingerprint hides secrets by them
+    sensitive_inputs: ClassVar[bool] = False
+    # Its resources are work a create starts and the engine awaits (runs, sweeps); the
+    # computed attribute ``ident`` names one piece of it (a run id)
+    does_work: ClassVar[bool] = False
+    ident: ClassVar[str] = "id"
     parallel_reads: ClassVar[bool] = True
 
     def __init__(self, context: ProviderContext) -> None:
@@ -348,6 +356,46 @@ class Provider:
         ``(known after apply)``. Pure. Resources that do no work are always settled."""
         return True
 
+    def record(
+        self,
+        store: StateStore,
+        address: str,
+        attributes: dict[str, Any],
+        computed: dict[str, Any],
+        results: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Record what the work produced beside the resource's state (a run's history row,
+        with ``results`` once it ended); called on the intent to start it, when it started,
+        when it ended and when it was found ended. Returns warnings (an export that
+        failed). The default records nothing."""
+        return []
+
+    def outcome(self, computed: dict[str, Any], results: Any, tail: list[str]) -> str:
+        """Why watched work did not complete, with ``tail`` (its last log lines); "" if it
+        completed or was left running (``results`` None)."""
+        return ""
+
+    def settle(
+        self, store: StateStore, prior: ResourceState, observed: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``observed`` (a refresh of ``prior``), with the results of work that ended
+        while nobody watched collected and recorded (:meth:`record`), exactly as if apply
+        had waited for it. The default has nothing to settle."""
+        return observed
+
+    def adopt(
+        self, store: StateStore, prior: ResourceState, observed: dict[str, Any]
+    ) -> tuple[ResourceState, str] | None:
+        """Resolve work whose apply stopped between recording the intent to start it and
+        recording its handle, from what refresh ``observed``: the new record (written to
+        ``store``) and a note, or None if ``prior`` is not such work or is still unresolved
+        (see :meth:`submitting`)."""
+        return None
+
+    def submitting(self, computed: dict[str, Any]) -> bool:
+        """Whether ``computed`` records the intent to start work, but no handle yet."""
+        return False
+
     def detach(self, computed: dict[str, Any]) -> dict[str, Any]:
         """Let the work a create started go on without trainform watching; return the
         computed attributes (e.g. with a background process's pid). The default does
@@ -415,3 +463,28 @@ class Provider:
         """Copy the run's outputs folder, log, metrics and status into ``dest``. Nothing is
         written outside ``dest``, whatever names the target reports."""
         raise ProviderError(f"compute type {self.name!r} cannot run work")
+
+
+# -- intents: work about to be started, recorded before it is ---------------------------------
+
+_intents = threading.local()
+
+
+@contextlib.contextmanager
+def recording_intents(record: Callable[[Observed], None]) -> Iterator[None]:
+    """Within the block, a run submitted from this thread calls ``record(computed)`` with
+    its intent (run id, target, where its launcher will be, status ``submitting``) before
+    anything is started on the target; if ``record`` raises, nothing is started."""
+    previous = getattr(_intents, "record", None)
+    _intents.record = record
+    try:
+        yield
+    finally:
+        _intents.record = previous
+
+
+def announce(intent: Observed) -> None:
+    """Record the intent to start work (see :func:`recording_intents`), if recorded here."""
+    record = getattr(_intents, "record", None)
+    if record is not None:
+        record(intent)

@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,12 +34,14 @@ from trainform.providers.base import (
     ProviderContext,
     ResourceState,
     RunRequest,
+    announce,
 )
 from trainform.providers.registry import Providers
 from trainform.runs import inputs as data
 from trainform.runs import spec as runspec
 from trainform.runs.history import stamp
 from trainform.state import secrets as secrets_
+from trainform.state.store import StateStore
 from trainform.units import parse_duration
 
 NOT_SUPPORTED_YET = ("conda_file",)
@@ -57,7 +59,9 @@ class WorkProvider(Provider):
 
     verbs: ClassVar[dict[str, str]] = {"create": "submit", "delete": "cancel"}
 
-    ident = "run_id"  # what names one submission
+    ident = "run_id"
+    does_work = True
+    sensitive_inputs = True  # fingerprints hide secrets
 
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
@@ -68,6 +72,16 @@ class WorkProvider(Provider):
         is not."""
         ident = computed.get(self.ident)
         return bool(ident) and ident != (prior or {}).get(self.ident)
+
+    def outcome(self, computed: dict[str, Any], results: Any, tail: list[str]) -> str:
+        if results is None or computed.get("status") == "completed":
+            return ""
+        # The watcher bounds the tail: a multi-node run's holds each failing rank's lines.
+        lines = "\n".join(f"    {line}" for line in tail)
+        message = f"{self.kind} {computed.get(self.ident)} {computed.get('status')}"
+        if computed.get("message"):
+            message += f": {computed['message']}"
+        return message + (f"\n  last log lines:\n{lines}" if lines else "")
 
 
 class RunProvider(WorkProvider):
@@ -414,6 +428,72 @@ class RunProvider(WorkProvider):
                 }
             time.sleep(0.25)
 
+    def record(
+        self,
+        store: StateStore,
+        address: str,
+        attributes: dict[str, Any],
+        computed: dict[str, Any],
+        results: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """The run's row in the run history (its results once it ended; an MLflow export
+        that failed is a warning)."""
+        from trainform.runs.history import record_run, workspace_of
+
+        if not computed.get("run_id"):
+            return []
+        return record_run(store, address, workspace_of(attributes), computed, results)
+
+    def settle(
+        self, store: StateStore, prior: ResourceState, observed: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A run that ended unwatched (``--detach``, Ctrl-C, ``runs cancel``, a dead
+        launcher): its results collected into the artifact store and its history row
+        brought up to date. A run whose target cannot be reached now keeps
+        ``outputs_path`` null (so it stays unsettled) and is collected by a later refresh."""
+        from trainform.runs.watch import collected_fields
+
+        results = None
+        if observed.get("status") in TERMINAL and observed.get("run_id"):
+            try:
+                results = self.collect(observed)
+                observed = {**observed, **collected_fields(results)}
+            except TrainformError:
+                results = None
+        self.record(store, prior.address, prior.attributes, observed, results)
+        return observed
+
+    def submitting(self, computed: dict[str, Any]) -> bool:
+        return computed.get("status") == "submitting" and not computed.get("handle")
+
+    def adopt(
+        self, store: StateStore, prior: ResourceState, observed: dict[str, Any]
+    ) -> tuple[ResourceState, str] | None:
+        """A run recorded as being submitted (its apply stopped in between), resolved from
+        what refresh found (see :meth:`read`): found on its target, it is adopted
+        (``ready``, settled if it ended); never started, or on a target that cannot be
+        searched, it stays ``pending``, so the plan submits it again."""
+        from dataclasses import replace
+
+        if not self.submitting(prior.computed):
+            return None
+        run = f"run {observed.get('run_id')}"
+        if observed.get("handle"):
+            computed = self.settle(store, prior, observed)
+            new = replace(prior, status="ready", computed=computed)
+            note = (
+                f"{run} was started by an apply that stopped before recording it; adopted "
+                f"({computed.get('status')})"
+            )
+        elif observed.get("status") in ("not_started", "lost") and observed.get("run_id"):
+            self.record(store, prior.address, prior.attributes, observed)
+            new = replace(prior, status="pending", computed=observed)
+            note = f"{run}: {observed.get('message')}; it will be submitted again"
+        else:
+            return None
+        store.put_resource(new)
+        return new, note
+
     def settled(self, computed: dict[str, Any]) -> bool:
         """A run is settled once it ended and its outputs were collected."""
         return computed.get("status") in TERMINAL and computed.get("outputs_path") is not None
@@ -553,7 +633,7 @@ class RunProvider(WorkProvider):
         }
         # The intent is recorded before anything starts on the target, so that a run whose
         # apply dies before it records the handle is found there (see _find_submitted).
-        _announce({**computed, "expected_handle": provider.expected_handle(request)})
+        announce({**computed, "expected_handle": provider.expected_handle(request)})
         return request, computed
 
     def update(
@@ -772,27 +852,6 @@ no status after this long never started."""
 
 NO_PID = (1 << 22) + 1
 """Above Linux's largest pid_max: never a live process (a launcher pid not known yet)."""
-
-_intents = threading.local()
-
-
-@contextlib.contextmanager
-def recording_intents(record: Callable[[Observed], None]) -> Iterator[None]:
-    """Within the block, a run submitted from this thread calls ``record(computed)`` with
-    its intent (run id, target, where its launcher will be, status ``submitting``) before
-    anything is started on the target; if ``record`` raises, nothing is started."""
-    previous = getattr(_intents, "record", None)
-    _intents.record = record
-    try:
-        yield
-    finally:
-        _intents.record = previous
-
-
-def _announce(intent: Observed) -> None:
-    record = getattr(_intents, "record", None)
-    if record is not None:
-        record(intent)
 
 
 def _launched(provider: Provider, expected: Handle) -> tuple[Handle | None, bool, bool]:

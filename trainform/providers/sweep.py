@@ -40,6 +40,13 @@ class SweepProvider(WorkProvider):
     schema = SWEEP
     ident = "sweep_id"
 
+    def outcome(self, computed: dict[str, Any], results: Any, tail: list[str]) -> str:
+        if results is None or computed.get("status") == "completed":
+            return ""
+        return (
+            f"sweep {computed.get('sweep_id')} {computed.get('status')}: {computed.get('message')}"
+        )
+
     # -- what the sweep is
     def settings(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Space, sampling, objective, policy and limits, from the blocks or from a
