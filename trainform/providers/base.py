@@ -116,7 +116,8 @@ class RunRequest:
     def blob_hashes(self) -> list[str]:
         """Every blob the run needs on its target, sorted: its snapshot's files and its
         inputs' (the spec's ``inputs``, each with its manifest)."""
-        manifests = [self.manifest, *(i["manifest"] for i in self.spec.get("inputs") or ())]
+        inputs = self.spec.get("inputs") or ()
+        manifests = [self.manifest, *(i["manifest"] for i in inputs if "manifest" in i)]
         return sorted(
             {e["sha256"] for m in manifests for e in m["entries"] if e.get("kind") == "file"}
         )

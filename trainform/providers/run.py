@@ -202,6 +202,10 @@ class RunProvider(WorkProvider):
                 except ValueError as exc:
                     problems.append(f"{key}: {exc}")
         problems.extend(data.input_problems(desired.get("inputs"), desired.get("input_mode")))
+        if desired.get("input_mode") == "link":
+            problems.extend(
+                data.link_problems(desired.get("inputs"), provider.launcher_here(compute))
+            )
         problems.extend(
             data.output_problems(
                 desired.get("outputs"), str(desired.get("outputs_dir") or "outputs")
@@ -585,7 +589,11 @@ class RunProvider(WorkProvider):
         spec = runspec.launcher_spec(run_id, address, desired, self.context.config_dir)
         if desired.get("inputs"):
             spec["inputs"] = data.stage_inputs(
-                desired["inputs"], self.context.config_dir, self.context.data_dir, store
+                desired["inputs"],
+                self.context.config_dir,
+                self.context.data_dir,
+                store,
+                link=desired.get("input_mode") == "link",
             )
             spec["input_args"] = bool(desired.get("input_args"))
         if desired.get("outputs"):

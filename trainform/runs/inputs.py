@@ -287,7 +287,8 @@ def keep(content: Content, store: Path) -> None:
 def input_problems(inputs: Any, mode: Any) -> list[str]:
     """What is wrong with a run's ``inputs`` map: names, and values that are not a dataset
     or another run's named output."""
-    if inputs is None or is_unknown(inputs):
+    # A map with unknown values (a dataset not defined yet) still has known names to check.
+    if inputs is None or (is_unknown(inputs) and not isinstance(inputs, dict)):
         return []
     if not isinstance(inputs, dict):
         return ['inputs must be a map of name -> dataset.NAME or run.NAME.outputs["x"]']
@@ -311,11 +312,6 @@ def input_problems(inputs: Any, mode: Any) -> list[str]:
                 f"input {name} must be a dataset (dataset.NAME) or a named output of another "
                 f'run (run.NAME.outputs["x"]), not {type(value).__name__} {value!r}'[:300]
             )
-    if mode == "link":
-        problems.append(
-            'input_mode = "link" uses data already on the target (an ssh:// dataset), which '
-            'is not supported yet: use input_mode = "copy"'
-        )
     return problems
 
 
@@ -363,14 +359,34 @@ def input_changes(before: Any, after: Any) -> list[str]:
     return reasons
 
 
+def link_problems(inputs: Any, here: bool) -> list[str]:
+    """Why ``input_mode = "link"`` cannot be used for these inputs on a compute whose
+    launcher runs on this machine (``here``) or not."""
+    if not here:
+        return [
+            'input_mode = "link" uses a dataset where it sits, so the run must run on this '
+            "machine (local compute, or spark compute without a gateway); elsewhere use "
+            'input_mode = "copy"'
+        ]
+    if not isinstance(inputs, dict):
+        return []
+    return [
+        f'input {name}: input_mode = "link" links datasets only; {origin(value)} is a run\'s '
+        'output (use input_mode = "copy")'
+        for name, value in sorted(inputs.items())
+        if isinstance(value, dict) and value.get("run_id")
+    ]
+
+
 def stage_inputs(
-    inputs: dict[str, Any], config_dir: Path, data_dir: Path, store: Path
+    inputs: dict[str, Any], config_dir: Path, data_dir: Path, store: Path, link: bool = False
 ) -> list[dict[str, Any]]:
     """Make sure every input's blobs are in the run's workspace ``store`` and return the
     launcher's ``inputs`` (``[{"name", "manifest", "file"}]``). A dataset is hashed again
     (one stat per unchanged file) and must still be what the plan saw. Raises ProviderError
-    naming the input otherwise."""
-    staged = []
+    naming the input otherwise. With ``link``, a dataset is not stored: its item names the
+    folder (``path``) the launcher uses where it is, read-only."""
+    staged: list[dict[str, Any]] = []
     for name, value in sorted(inputs.items()):
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
             raise ProviderError(f"input {name}: its content is not known")
@@ -384,6 +400,9 @@ def stage_inputs(
                     f"input {name}: {value.get('address')} ({value.get('source')}) changed "
                     "since it was planned; run `trainform plan` again"
                 )
+            if link:
+                staged.append({"name": name, "path": str(content.root), "file": content.file})
+                continue
             keep(content, store)
             manifest, file = content.manifest, content.file
         staged.append({"name": name, "manifest": manifest.to_dict(), "file": file})

@@ -314,41 +314,116 @@ class Input(NamedTuple):
     path: Path  # what TRAINFORM_INPUT_<NAME> names: the folder, or a one-file input's file
     root: Path  # the folder that holds it
     stamps: dict[str, tuple[int, int, int]]  # relative path -> (size, mtime_ns, inode)
+    linked: bool = False  # the user's own folder (input_mode = "link"): never chmod-ed
 
 
 def place_inputs(spec_inputs: object, blob_dir: Path, run_dir: Path) -> list[Input]:
     """Materialise spec ``inputs`` (``[{"name", "manifest", "file"}]``) under
-    ``run_dir/inputs/NAME``, read-only: files are hard links to the blob store where the
-    run cannot write them (the launcher is not root, so file modes hold), copies otherwise,
-    so that a root run writing into an input cannot reach the store. Returns what is needed
-    to tell afterwards whether the run changed them (:func:`changed_inputs`)."""
+    ``run_dir/inputs/NAME``, read-only. Files are hard links to the blob store (no copy)
+    where the run cannot write them: the launcher is not root (file modes hold), or it is
+    and ``inputs`` is mounted read-only for it and the run (a mount namespace of their
+    own). Otherwise they are copies, so a root run writing into an input cannot reach the
+    store. Returns what is needed to tell afterwards whether the run changed them
+    (:func:`changed_inputs`)."""
     if spec_inputs is None:
         return []
     if not isinstance(spec_inputs, list):
         raise LauncherError("spec.json: 'inputs' must be a list")
-    placed = []
-    link = os.geteuid() != 0
+    items = []
     for item in spec_inputs:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise LauncherError(f"spec.json: input {item!r} has no name")
-        name = item["name"]
-        if not _INPUT_NAME.fullmatch(name):
-            raise LauncherError(f"spec.json: input name {name!r} is not an identifier")
-        root = run_dir / INPUTS_DIR / name
-        if root.exists():  # a requeued attempt: placed again from the blobs
-            _make_writable(root)
-            shutil.rmtree(str(root))
-        materialise(item.get("manifest") or {}, blob_dir, root, link=link)
-        stamps = _stamps(root)
-        one = item.get("file")
-        path = root / _relative_path(one, "input file") if one is not None else root
-        for folder, _dirs, _files in os.walk(str(root)):
-            os.chmod(folder, 0o555)
+        if not _INPUT_NAME.fullmatch(item["name"]):
+            raise LauncherError(f"spec.json: input name {item['name']!r} is not an identifier")
+        items.append(item)
+    if not items:
+        return []
+    root_user = os.geteuid() == 0
+    private = root_user and _private_mounts()
+    stored = [item for item in items if "path" not in item]
+    placed = [_place_input(item, blob_dir, run_dir, not root_user or private) for item in stored]
+    if stored and private and not _mount_readonly(run_dir / INPUTS_DIR):
+        placed = [_place_input(item, blob_dir, run_dir, False) for item in stored]
+    return placed + [_linked_input(item, run_dir, private) for item in items if "path" in item]
+
+
+def _linked_input(item: dict[str, Any], run_dir: Path, private: bool) -> Input:
+    """An input used where it sits (``input_mode = "link"``: spec ``path``, a folder of
+    this machine): mounted read-only at ``inputs/NAME`` where the launcher may (root), else
+    named as it is, its files' stamps kept to tell whether the run wrote into it."""
+    source = item.get("path")
+    if not isinstance(source, str) or not os.path.isabs(source) or not os.path.isdir(source):
+        raise LauncherError(f"input {item['name']}: {source!r} is not a folder on this machine")
+    one = item.get("file")
+    if private:
+        mount_at = run_dir / INPUTS_DIR / item["name"]
+        mount_at.mkdir(parents=True, exist_ok=True)
+        if _mount_readonly(mount_at, Path(source)):
+            path = mount_at / _relative_path(one, "input file") if one is not None else mount_at
+            return Input(item["name"], path, mount_at, _stamps(mount_at))
+    root = Path(source)
+    path = root / _relative_path(one, "input file") if one is not None else root
+    stamps = _stamps(root) if one is None else {one: _stamps(root).get(one, (0, 0, 0))}
+    return Input(item["name"], path, root, stamps, linked=True)
+
+
+def _place_input(item: dict[str, Any], blob_dir: Path, run_dir: Path, link: bool) -> Input:
+    root = run_dir / INPUTS_DIR / item["name"]
+    if root.exists():  # a requeued attempt, or copies instead of links: placed again
+        _make_writable(root)
+        shutil.rmtree(str(root))
+    materialise(item.get("manifest") or {}, blob_dir, root, link=link)
+    one = item.get("file")
+    path = root / _relative_path(one, "input file") if one is not None else root
+    for folder, _dirs, files in os.walk(str(root)):
+        os.chmod(folder, 0o555)
         if not link:
-            for rel in stamps:
-                os.chmod(str(root / rel), 0o444)
-        placed.append(Input(name, path, root, _stamps(root)))
-    return placed
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o444)
+    return Input(item["name"], path, root, _stamps(root))
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _private_mounts() -> bool:
+    """Give this process (and the run it starts) a mount namespace of its own whose mounts
+    never reach the machine's; False where that is not allowed (no CAP_SYS_ADMIN, as in
+    most containers)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = _libc()
+        if libc.unshare(_CLONE_NEWNS) != 0:
+            return False
+        return bool(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _mount_readonly(folder: Path, source: Path | None = None) -> bool:
+    """Bind-mount ``source`` (default: ``folder`` itself) read-only at ``folder`` (in the
+    private namespace): even root gets "Read-only file system" writing into it."""
+    path = os.fsencode(str(folder))
+    origin = os.fsencode(str(source)) if source is not None else path
+    try:
+        libc = _libc()
+        if libc.mount(origin, path, None, _MS_BIND | _MS_REC, None) != 0:
+            return False
+        if libc.mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None) == 0:
+            return True
+        libc.umount2(path, 0)
+    except (OSError, AttributeError):
+        pass
+    return False
 
 
 def _stamps(root: Path) -> dict[str, tuple[int, int, int]]:
@@ -377,7 +452,7 @@ def changed_inputs(inputs: list[Input], blob_dir: Path) -> list[str]:
             if now.get(rel) != item.stamps.get(rel):
                 changed.append(f"{item.name}/{rel}")
                 old = item.stamps.get(rel)
-                if old is not None and now.get(rel) is not None:
+                if old is not None and now.get(rel) is not None and not item.linked:
                     _drop_blob_of(blob_dir, old[2])
     return changed
 
@@ -1660,12 +1735,18 @@ class _Launch:
         completed run that did not produce one of its declared outputs."""
         changed = changed_inputs(plan.inputs, plan.blob_dir)
         for item in plan.inputs:
-            _make_writable(item.root)  # read-only while the run runs; removable after
+            if not item.linked:
+                _make_writable(item.root)  # read-only while the run runs; removable after
         if changed:
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            where = (
+                "the linked dataset's own files changed"
+                if any(item.linked for item in plan.inputs)
+                else "the dataset itself is untouched"
+            )
             return "failed", (
                 f"the run changed its input data, which is read-only: {', '.join(changed[:3])}"
-                f"{more} (the dataset itself is untouched)"
+                f"{more} ({where})"
             )
         if status != "completed":
             return status, message
