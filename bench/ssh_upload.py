@@ -91,7 +91,8 @@ def trainform_upload(bench: BenchServer, src: Path, local: Path, workdir: str) -
     restart = time.perf_counter()
     with SSHConnection(bench.target) as conn:
         known = local / "known-set.json"  # as a run's submit keeps it per host
-        sent = upload_blobs(conn, manifest.to_dict(), local / "blobs", f"{workdir}/blobs", known)
+        wanted = sorted({e.sha256 for e in manifest.entries if e.kind == "file"})
+        sent = upload_blobs(conn, wanted, local / "blobs", f"{workdir}/blobs", known)
     seconds = snapshotted - start + time.perf_counter() - restart
     return Transfer(seconds, sent["bytes"], sent["files"], stored - snapshotted)
 
