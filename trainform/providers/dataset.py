@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainform.config.schema import DATASET
-from trainform.errors import TrainformError
+from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import Observed, PlanValues, Provider, ResourceState
 from trainform.runs import inputs as data
 
@@ -25,6 +25,11 @@ class DatasetProvider(Provider):
         return data.dataset_problems(desired, self.context.config_dir)
 
     def _content(self, desired: dict[str, Any]) -> data.Content:
+        # Planning hashes the source before validate runs: an http(s) source without a
+        # (well-formed) sha256 must be refused before it is fetched.
+        problems = data.dataset_problems(desired, self.context.config_dir)
+        if problems:
+            raise ProviderError("; ".join(problems))
         content = data.dataset_content(
             desired, self.context.config_dir, self.context.data_dir / "cache"
         )
