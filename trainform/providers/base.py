@@ -47,24 +47,33 @@ _reporter = threading.local()
 
 
 @contextlib.contextmanager
-def reporting(listener: Callable[[str], None]) -> Iterator[None]:
-    """Within the block, :func:`report` calls from this thread reach ``listener`` (the engine
-    shows them under the resource being changed)."""
-    previous = getattr(_reporter, "listener", None)
-    _reporter.listener = listener
+def _listening(local: threading.local, listener: Callable[[Any], None]) -> Iterator[None]:
+    """Within the block, ``listener`` is this thread's ``local.listener``."""
+    previous = getattr(local, "listener", None)
+    local.listener = listener
     try:
         yield
     finally:
-        _reporter.listener = previous
+        local.listener = previous
+
+
+def _tell(local: threading.local, value: Any) -> None:
+    listener = getattr(local, "listener", None)
+    if listener is not None:
+        listener(value)
+
+
+def reporting(listener: Callable[[str], None]) -> contextlib.AbstractContextManager[None]:
+    """Within the block, :func:`report` calls from this thread reach ``listener`` (the engine
+    shows them under the resource being changed)."""
+    return _listening(_reporter, listener)
 
 
 def report(message: str) -> None:
     """Tell the user how a long step of a create or update goes (an upload's progress, an
     image build's output). Providers never print; this is how they are heard. Does nothing
     when nobody listens."""
-    listener = getattr(_reporter, "listener", None)
-    if listener is not None:
-        listener(message)
+    _tell(_reporter, message)
 
 
 # Optional capabilities a provider may declare; the planner rejects, at plan time, a run that
@@ -466,26 +475,39 @@ class Provider:
         raise ProviderError(f"compute type {self.name!r} cannot run work")
 
 
+class Definition(Provider):
+    """Base of providers whose resources define something trainform reads (an environment,
+    a dataset): creating one records what it is, updating one defines it again, deleting one
+    forgets it."""
+
+    verbs: ClassVar[dict[str, str]] = {"create": "define", "delete": "forget"}
+
+    def read(self, resource: ResourceState) -> Observed | None:
+        return dict(resource.computed)
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        return self.create(address, desired)
+
+    def delete(self, prior: ResourceState) -> None:
+        return None
+
+
 # -- intents: work about to be started, recorded before it is ---------------------------------
 
 _intents = threading.local()
 
 
-@contextlib.contextmanager
-def recording_intents(record: Callable[[Observed], None]) -> Iterator[None]:
+def recording_intents(
+    record: Callable[[Observed], None],
+) -> contextlib.AbstractContextManager[None]:
     """Within the block, a run submitted from this thread calls ``record(computed)`` with
     its intent (run id, target, where its launcher will be, status ``submitting``) before
     anything is started on the target; if ``record`` raises, nothing is started."""
-    previous = getattr(_intents, "record", None)
-    _intents.record = record
-    try:
-        yield
-    finally:
-        _intents.record = previous
+    return _listening(_intents, record)
 
 
 def announce(intent: Observed) -> None:
     """Record the intent to start work (see :func:`recording_intents`), if recorded here."""
-    record = getattr(_intents, "record", None)
-    if record is not None:
-        record(intent)
+    _tell(_intents, intent)

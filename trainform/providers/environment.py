@@ -10,17 +10,16 @@ from typing import Any
 from trainform.config.schema import ENVIRONMENT
 from trainform.errors import ProviderError
 from trainform.extras import missing
-from trainform.providers.base import Observed, Provider, ResourceState
+from trainform.providers.base import Definition, Observed
 
 
-class EnvironmentProvider(Provider):
+class EnvironmentProvider(Definition):
     """Defines environments. Creating one checks the files it names and records its hash."""
 
     name = "environment"
     kind = "environment"
     schema = ENVIRONMENT
     parallel_reads = False
-    verbs = {"create": "define", "delete": "forget"}
 
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         problems = []
@@ -58,16 +57,5 @@ class EnvironmentProvider(Provider):
                     raise ProviderError(f"cannot read {key} {value!r}: {exc.strerror}") from None
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
-    def read(self, resource: ResourceState) -> Observed | None:
-        return dict(resource.computed)
-
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return {"hash": self.content_hash(desired)}
-
-    def update(
-        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
-    ) -> Observed:
-        return self.create(address, desired)
-
-    def delete(self, prior: ResourceState) -> None:
-        return None
