@@ -2,7 +2,8 @@
 quick-start example applied end to end) in a copy of the repository, and the "A first
 configuration" sequence (init, validate, plan, apply answered "yes" on a terminal, show,
 destroy answered "yes") on the README's configuration; the "## Spark" section's examples
-validated, and its laptop commands run examples/spark on a real local[2] master. The CI recipe, the state restore
+validated, and its laptop commands run examples/spark on a real local[2] master; the "## Pipelines
+and data" commands run examples/pipeline (reuse with early cutoff included). The CI recipe, the state restore
 recipe and the state backend, workspace and version commands are run verbatim in
 test_cli_forms.py, test_state_backup.py and test_readme_state.py."""
 
@@ -189,3 +190,44 @@ def test_the_spark_laptop_commands_run_examples_spark_verbatim(tmp_path: Path) -
         "was": 8,
         "age": 2,
     }
+
+
+def test_the_pipeline_section_shows_examples_pipeline_and_its_commands_run_verbatim(
+    tmp_path: Path,
+) -> None:
+    """The "## Pipelines and data" configuration is examples/pipeline's, and the section's
+    commands, verbatim, in a folder holding a copy of it: prep and train run; after a change
+    to prep's code only, plan says train may be resubmitted and apply reuses it (prep's
+    rows came out the same); after a row added to the data, both run again and the model
+    has seen it."""
+    example = ROOT / "examples" / "pipeline"
+    assert block_after("## Pipelines and data", "hcl") == (example / "main.train.hcl").read_text()
+    script = block_after("## Pipelines and data", "sh")
+    shutil.copytree(example, tmp_path / "examples" / "pipeline")
+    shutil.rmtree(tmp_path / "examples" / "pipeline" / ".trainform", ignore_errors=True)
+    env = base_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    done = subprocess.run(
+        ["sh", "-c", "set -e\n" + script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert "prep: 6 rows from 2 files" in out, out[-6000:]
+    assert "train: sales = 5.22 * temp + 30.66 (6 rows)" in out, out[-6000:]
+    assert "# run.prep will be resubmitted: prep.py changed" in out, out[-6000:]
+    assert (
+        "# run.train may be resubmitted, depending on run.prep's outputs "
+        "(decided by apply once they are known)"
+    ) in out, out[-6000:]
+    assert (
+        "run.train: Reused: its inputs came out as its last run read them, "
+        "so it was not resubmitted"
+    ) in out, out[-6000:]
+    assert "train: sales = 5.17 * temp + 31.47 (7 rows)" in out, out[-6000:]
+    assert out.count("Apply complete!") == 3, out[-6000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"a": 5.166, "b": 31.466, "rows": 7}
