@@ -103,6 +103,23 @@ def apply(folder: Path, expect: str) -> float:
     return seconds
 
 
+def plan(folder: Path) -> float:
+    """Seconds of `trainform plan` in ``folder`` (nothing to do: the dataset hashed through
+    the hash cache, one stat a file)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "trainform", "plan"],
+        cwd=folder,
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or "No changes" not in done.stdout:
+        raise SystemExit(f"plan in {folder} failed or has changes:\n{done.stdout}{done.stderr}")
+    return seconds
+
+
 def upload(folder: Path) -> tuple[int, int]:
     """The last run's recorded upload: (files, bytes)."""
     done = subprocess.run(
@@ -190,7 +207,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--mib", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=5, help="rounds of (b)")
+    parser.add_argument("--repeat", type=int, default=7, help="rounds of (b)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     if shutil.which("rsync") is None:
@@ -227,6 +244,10 @@ def main() -> None:
                 touch_code(without, i)
                 bare.append(apply(without, "files: 0"))
             reuse_sent = upload(withd)
+            plans, bare_plans = [], []
+            for _ in range(args.repeat):
+                plans.append(plan(withd))
+                bare_plans.append(plan(without))
 
             # (c) one ~1 MiB file rewritten
             size = rewrite_one(paths, seed=1)
@@ -257,6 +278,11 @@ def main() -> None:
         f"(best {min(ours):.2f}), sent {reuse_sent[0]:,} files {reuse_sent[1]:,} B "
         f"| same run without the dataset {mb:.2f} s (best {min(bare):.2f}) "
         f"| +{mo - mb:.2f} s | < +0.5 s | {'yes' if mo - mb < 0.5 else 'no'} |"
+    )
+    po, pb = statistics.median(plans), statistics.median(bare_plans)
+    print(
+        f"| (b') of which `plan`, nothing to do (median of {args.repeat}) | {po:.2f} s "
+        f"| without the dataset {pb:.2f} s | +{po - pb:.2f} s | | |"
     )
     print(
         f"| (c) one file of {size:,} B rewritten | {changed:.2f} s, sent "
