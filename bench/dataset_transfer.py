@@ -170,37 +170,40 @@ def profile(bench: BenchServer, data: Path, scratch: Path) -> None:
     from trainform.runs.snapshot import snapshot, store_blobs
 
     local = scratch / "profile"
-    os.sync()
-    t0 = time.perf_counter()
-    manifest = snapshot(data, local / "hashes", max_files=10**9, max_bytes=10**12).manifest
-    t1 = time.perf_counter()
-    store_blobs(manifest, data, local / "blobs")
-    t2 = time.perf_counter()
-    os.sync()
     remote = bench.remote_dir("bench-dataset-profile-")
-    wanted = sorted({e.sha256 for e in manifest.entries if e.kind == "file"})
-    with SSHConnection(bench.target) as conn:
-        t3 = time.perf_counter()
-        sent = upload_blobs(conn, wanted, local / "blobs", f"{remote}/blobs", local / "known.json")
-        t4 = time.perf_counter()
-        channel = _Channel(conn, ["sh", "-c", "cat > /dev/null"], None, "bench")
-        sink = _CountingSink(channel, None)
-        with tarfile.open(fileobj=sink, mode="w|", bufsize=_CHUNK) as tar:
-            for h in wanted:
-                add_to_tar(tar, f"{h[:2]}/{h[2:]}", local / "blobs" / h[:2] / h[2:])
-        channel.chan.shutdown_write()
-        while channel.read():
-            pass
-        channel.finish()
-        channel.close()
-        t5 = time.perf_counter()
+    try:
+        os.sync()
+        t0 = time.perf_counter()
+        manifest = snapshot(data, local / "hashes", max_files=10**9, max_bytes=10**12).manifest
+        t1 = time.perf_counter()
+        store_blobs(manifest, data, local / "blobs")
+        t2 = time.perf_counter()
+        os.sync()
+        wanted = sorted({e.sha256 for e in manifest.entries if e.kind == "file"})
+        with SSHConnection(bench.target) as conn:
+            t3 = time.perf_counter()
+            blobs = local / "blobs"
+            sent = upload_blobs(conn, wanted, blobs, f"{remote}/blobs", local / "known.json")
+            t4 = time.perf_counter()
+            channel = _Channel(conn, ["sh", "-c", "cat > /dev/null"], None, "bench")
+            sink = _CountingSink(channel, None)
+            with tarfile.open(fileobj=sink, mode="w|", bufsize=_CHUNK) as tar:
+                for h in wanted:
+                    add_to_tar(tar, f"{h[:2]}/{h[2:]}", blobs / h[:2] / h[2:])
+            channel.chan.shutdown_write()
+            while channel.read():
+                pass
+            channel.finish()
+            channel.close()
+            t5 = time.perf_counter()
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+        shutil.rmtree(remote, ignore_errors=True)
     print(
         f"profile: hashing {t1 - t0:.2f} s, local store copy {t2 - t1:.2f} s, "
         f"query + tar stream into the host's blob folder {t4 - t3:.2f} s "
         f"({sent['bytes']:,} B), the same tar stream into cat > /dev/null {t5 - t4:.2f} s"
     )
-    shutil.rmtree(local, ignore_errors=True)
-    shutil.rmtree(remote, ignore_errors=True)
 
 
 def main() -> None:
@@ -216,6 +219,7 @@ def main() -> None:
     MIB = 1 << 20
     scratch = Path(tempfile.mkdtemp(prefix="trainform-bench-dataset-", dir="/tmp"))
     scratch.chmod(0o755)
+    remotes: list[str] = []  # the host's folders, removed however the bench ends
     try:
         with bench_server() as bench:
             withd, without = scratch / "with", scratch / "without"
@@ -227,6 +231,7 @@ def main() -> None:
             remote_with = bench.remote_dir("bench-dataset-")
             remote_without = bench.remote_dir("bench-dataset-none-")
             rsync_dest = bench.remote_dir("bench-dataset-rsync-")
+            remotes += [remote_with, remote_without, rsync_dest]
             (withd / "main.train.hcl").write_text(config(bench, remote_with, True))
             (without / "main.train.hcl").write_text(config(bench, remote_without, False))
 
@@ -257,9 +262,9 @@ def main() -> None:
 
             if args.profile:
                 profile(bench, withd / "data", scratch)
-            for path in (remote_with, remote_without, rsync_dest):
-                shutil.rmtree(path, ignore_errors=True)
     finally:
+        for path in remotes:
+            shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
 
     mo, mb = statistics.median(ours), statistics.median(bare)
