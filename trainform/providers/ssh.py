@@ -10,6 +10,7 @@ holds their salted hashes (see ``schema``: they are sensitive).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -703,7 +704,13 @@ def stage_remote(
     has_lib, _, _ = conn.run(["test", "-f", f"{lib}/.complete"], check=False)
     if has_lib != 0:
         conn.upload_stream([*files.items(), (".complete", b"")], lib)
-    return lib, upload_blobs(conn, request.blob_hashes(), request.blob_dir, blobs, known)
+    # One upload at a time into a host's blob folder (trials of a sweep, runs of one
+    # apply, two applies): the second asks what is missing once the first has sent it, so
+    # a dataset used by many runs travels once.
+    known.parent.mkdir(parents=True, exist_ok=True)
+    with open(known.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return lib, upload_blobs(conn, request.blob_hashes(), request.blob_dir, blobs, known)
 
 
 def store_remote_secrets(conn: Any, run_dir: str, spec: dict[str, Any]) -> dict[str, Any]:
