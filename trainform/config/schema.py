@@ -582,6 +582,11 @@ DATASET = BlockSchema(
             '(input_mode = "link" only).',
         ),
         "sha256": Attribute(description="The sha256 of an http(s) source (required there)."),
+        "compute": Attribute(
+            "any",
+            description="For an ssh:// source: the ssh compute (compute.NAME) whose host holds "
+            "the data; runs on that compute use it in place.",
+        ),
         "description": Attribute(description="Free text."),
         "id": Attribute(computed=True, description="The content id (hash of the manifest)."),
         "files": Attribute("number", computed=True, description="Files in the dataset."),

@@ -8,7 +8,14 @@ from typing import Any
 
 from trainform.config.schema import DATASET
 from trainform.errors import ProviderError, TrainformError
-from trainform.providers.base import Observed, PlanValues, Provider, ResourceState
+from trainform.providers.base import (
+    Observed,
+    PlanValues,
+    Provider,
+    ProviderContext,
+    ResourceState,
+)
+from trainform.providers.registry import Providers
 from trainform.runs import inputs as data
 
 
@@ -21,6 +28,10 @@ class DatasetProvider(Provider):
     schema = DATASET
     verbs = {"create": "define", "delete": "forget"}
 
+    def __init__(self, context: ProviderContext) -> None:
+        super().__init__(context)
+        self.providers = Providers(context)  # an ssh:// source is hashed on its host
+
     def validate(self, address: str, desired: dict[str, Any]) -> list[str]:
         return data.dataset_problems(desired, self.context.config_dir)
 
@@ -30,8 +41,11 @@ class DatasetProvider(Provider):
         problems = data.dataset_problems(desired, self.context.config_dir)
         if problems:
             raise ProviderError("; ".join(problems))
+        ssh = (
+            self.providers.get("ssh") if data.source_kind(str(desired["source"])) == "ssh" else None
+        )
         content = data.dataset_content(
-            desired, self.context.config_dir, self.context.data_dir / "cache"
+            desired, self.context.config_dir, self.context.data_dir / "cache", ssh
         )
         from trainform.runs.snapshot import save_manifest
 

@@ -204,7 +204,9 @@ class RunProvider(WorkProvider):
         problems.extend(data.input_problems(desired.get("inputs"), desired.get("input_mode")))
         if desired.get("input_mode") == "link":
             problems.extend(
-                data.link_problems(desired.get("inputs"), provider.launcher_here(compute))
+                data.link_problems(
+                    desired.get("inputs"), provider.launcher_here(compute), compute.get("address")
+                )
             )
         problems.extend(
             data.output_problems(
@@ -594,6 +596,7 @@ class RunProvider(WorkProvider):
                 self.context.data_dir,
                 store,
                 link=desired.get("input_mode") == "link",
+                ssh=self.providers.get("ssh"),
             )
             spec["input_args"] = bool(desired.get("input_args"))
         if desired.get("outputs"):

@@ -68,10 +68,9 @@ def dataset_problems(desired: dict[str, Any], config_dir: Path) -> list[str]:
         elif not isinstance(sha, str) or not SHA256.fullmatch(sha.lower()):
             problems.append("sha256 must be 64 hexadecimal digits")
     elif kind == "ssh":
-        problems.append(
-            "ssh:// dataset sources are not supported yet: copy the data to this machine, or "
-            "serve it over http(s) with its sha256"
-        )
+        from trainform.runs.host_datasets import source_problems
+
+        problems.extend(source_problems(source, desired.get("compute"), sha))
     else:
         if sha:
             problems.append("sha256 is for http(s) sources; a local source is hashed as it is")
@@ -92,18 +91,26 @@ def _shown(url: str) -> str:
 
 @dataclass(frozen=True)
 class Content:
-    """A dataset's content: its manifest, and the folder its files are read from."""
+    """A dataset's content: its manifest, and the folder its files are read from (on
+    ``host``, the ssh compute host entry of an ssh:// source, when set; else here)."""
 
     manifest: Manifest
     root: Path
     file: str | None  # the one file's name, for a dataset that is a file
+    host: str | None = None
 
 
-def dataset_content(desired: dict[str, Any], config_dir: Path, cache_dir: Path) -> Content:
+def dataset_content(
+    desired: dict[str, Any], config_dir: Path, cache_dir: Path, ssh: Any = None
+) -> Content:
     """Hash a dataset's source (an unchanged folder costs one stat per file, through the
-    snapshot hash cache; an http(s) source is fetched once into ``cache_dir/downloads``).
-    Raises ProviderError naming the source when it is missing or does not match."""
+    snapshot hash cache; an http(s) source is fetched once into ``cache_dir/downloads``; an
+    ssh:// source is hashed on its host through ``ssh``, the ssh compute provider, with a
+    cache there). Raises ProviderError naming the source when it is missing or does not
+    match."""
     source = str(desired.get("source"))
+    if source_kind(source) == "ssh":
+        return _host_content(source, desired.get("compute"), ssh)
     if source_kind(source) == "http":
         path = download(source, str(desired.get("sha256") or "").lower(), cache_dir)
         return _file_content(path, cache_dir)
@@ -119,6 +126,21 @@ def dataset_content(desired: dict[str, Any], config_dir: Path, cache_dir: Path) 
     except SnapshotError as exc:
         raise ProviderError(f"dataset source {source!r}: {exc}") from None
     raise ProviderError(f"dataset source {source!r} does not exist ({path})")
+
+
+def _host_content(source: str, compute: Any, ssh: Any) -> Content:
+    from pathlib import PurePosixPath
+
+    from trainform.runs.host_datasets import hash_on_host, split_source
+
+    if not isinstance(compute, dict) or ssh is None:
+        raise ProviderError(f"dataset source {source!r}: its ssh compute is not known")
+    manifest, is_file = hash_on_host(source, compute, ssh)
+    host, path = split_source(source)
+    if is_file:
+        folder = PurePosixPath(path)
+        return Content(manifest, Path(str(folder.parent)), folder.name, host)
+    return Content(manifest, Path(path), None, host)
 
 
 def _file_content(path: Path, cache_dir: Path) -> Content:
@@ -277,6 +299,11 @@ def collect_outputs(
 
 def keep(content: Content, store: Path) -> None:
     """Put a content's blobs and manifest in a workspace's store (idempotent)."""
+    if content.host is not None:
+        raise ProviderError(
+            f"{content.root} sits on {content.host}: it is used there in place "
+            '(input_mode = "link"), never copied'
+        )
     store_blobs(content.manifest, content.root, store / "snapshots" / "blobs")
     save_manifest(content.manifest, store / "snapshots" / "manifests")
 
@@ -305,6 +332,11 @@ def input_problems(inputs: Any, mode: Any) -> list[str]:
         if upper in names:
             problems.append(f"inputs {names[upper]!r} and {name!r} are the same variable {upper}")
         names[upper] = str(name)
+        if _on_host(value) and mode != "link":  # known before the dataset is hashed
+            problems.append(
+                f"input {name}: {origin(value)} sits on its compute's host ({value['source']}) "
+                'and is used there in place: set input_mode = "link" and run on that compute'
+            )
         if is_unknown(value):
             continue
         if not isinstance(value, dict) or "id" not in value:
@@ -313,6 +345,11 @@ def input_problems(inputs: Any, mode: Any) -> list[str]:
                 f'run (run.NAME.outputs["x"]), not {type(value).__name__} {value!r}'[:300]
             )
     return problems
+
+
+def _on_host(value: Any) -> bool:
+    """Whether an input is an ssh:// dataset (data on an ssh compute's host)."""
+    return isinstance(value, dict) and source_kind(str(value.get("source") or "")) == "ssh"
 
 
 def input_ids(inputs: Any) -> dict[str, Any]:
@@ -359,33 +396,59 @@ def input_changes(before: Any, after: Any) -> list[str]:
     return reasons
 
 
-def link_problems(inputs: Any, here: bool) -> list[str]:
-    """Why ``input_mode = "link"`` cannot be used for these inputs on a compute whose
-    launcher runs on this machine (``here``) or not."""
-    if not here:
-        return [
-            'input_mode = "link" uses a dataset where it sits, so the run must run on this '
-            "machine (local compute, or spark compute without a gateway); elsewhere use "
-            'input_mode = "copy"'
-        ]
+def link_problems(inputs: Any, here: bool, compute: Any = None) -> list[str]:
+    """Why ``input_mode = "link"`` cannot be used for these inputs on a run's ``compute``
+    (its address) whose launcher runs on this machine (``here``) or not: a dataset of this
+    machine needs ``here``; an ssh:// dataset needs the run on the dataset's own compute."""
     if not isinstance(inputs, dict):
-        return []
-    return [
-        f'input {name}: input_mode = "link" links datasets only; {origin(value)} is a run\'s '
-        'output (use input_mode = "copy")'
-        for name, value in sorted(inputs.items())
-        if isinstance(value, dict) and value.get("run_id")
-    ]
+        return [] if here else [NOT_HERE]
+    problems = []
+    local = False
+    for name, value in sorted(inputs.items()):
+        if not isinstance(value, dict) or is_unknown(value.get("source")):
+            local = True
+        elif value.get("run_id"):
+            problems.append(
+                f'input {name}: input_mode = "link" links datasets only; {origin(value)} is a '
+                'run\'s output (use input_mode = "copy")'
+            )
+        elif _on_host(value):
+            owner = value.get("compute")
+            where = owner.get("address") if isinstance(owner, dict) else None
+            if not where or where != compute:
+                problems.append(
+                    f"input {name}: {origin(value)} sits on the host of {where} "
+                    f"({value.get('source')}), so the run must run on {where}, not on "
+                    f"{compute or 'this compute'}"
+                )
+        else:
+            local = True
+    if local and not here:
+        problems.insert(0, NOT_HERE)
+    return problems
+
+
+NOT_HERE = (
+    'input_mode = "link" uses a dataset where it sits, so the run must run on this machine '
+    "(local compute, or spark compute without a gateway), or on the ssh compute whose host "
+    'holds an ssh:// dataset; elsewhere use input_mode = "copy"'
+)
 
 
 def stage_inputs(
-    inputs: dict[str, Any], config_dir: Path, data_dir: Path, store: Path, link: bool = False
+    inputs: dict[str, Any],
+    config_dir: Path,
+    data_dir: Path,
+    store: Path,
+    link: bool = False,
+    ssh: Any = None,
 ) -> list[dict[str, Any]]:
     """Make sure every input's blobs are in the run's workspace ``store`` and return the
     launcher's ``inputs`` (``[{"name", "manifest", "file"}]``). A dataset is hashed again
     (one stat per unchanged file) and must still be what the plan saw. Raises ProviderError
     naming the input otherwise. With ``link``, a dataset is not stored: its item names the
-    folder (``path``) the launcher uses where it is, read-only."""
+    folder (``path``) the launcher uses where it is, read-only (an ssh:// dataset: the folder
+    on its host, hashed again there through ``ssh``, the ssh compute provider)."""
     staged: list[dict[str, Any]] = []
     for name, value in sorted(inputs.items()):
         if not isinstance(value, dict) or not isinstance(value.get("id"), str):
@@ -394,7 +457,7 @@ def stage_inputs(
             manifest = _stored_manifest(name, value, store)
             file = value.get("file")
         else:
-            content = dataset_content(value, config_dir, data_dir / "cache")
+            content = dataset_content(value, config_dir, data_dir / "cache", ssh)
             if content.manifest.id != value["id"]:
                 raise ProviderError(
                     f"input {name}: {value.get('address')} ({value.get('source')}) changed "
