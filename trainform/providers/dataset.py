@@ -9,9 +9,9 @@ from typing import Any
 from trainform.config.schema import DATASET
 from trainform.errors import ProviderError, TrainformError
 from trainform.providers.base import (
+    Definition,
     Observed,
     PlanValues,
-    Provider,
     ProviderContext,
     ResourceState,
 )
@@ -19,14 +19,13 @@ from trainform.providers.registry import Providers
 from trainform.runs import inputs as data
 
 
-class DatasetProvider(Provider):
+class DatasetProvider(Definition):
     """Defines datasets. Refresh re-hashes the source, so a changed folder is seen by every
     run that reads it at plan time."""
 
     name = "dataset"
     kind = "dataset"
     schema = DATASET
-    verbs = {"create": "define", "delete": "forget"}
 
     def __init__(self, context: ProviderContext) -> None:
         super().__init__(context)
@@ -90,11 +89,3 @@ class DatasetProvider(Provider):
 
     def create(self, address: str, desired: dict[str, Any]) -> Observed:
         return data.content_summary(self._content(desired).manifest)
-
-    def update(
-        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
-    ) -> Observed:
-        return self.create(address, desired)
-
-    def delete(self, prior: ResourceState) -> None:
-        return None

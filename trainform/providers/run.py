@@ -637,7 +637,6 @@ class RunProvider(WorkProvider):
             "created": stamp(),
             "exit_code": None,
             "outputs_path": None,
-            "outputs": None,
             "address": address,
             "declared_outputs": desired.get("outputs") or None,
             "outputs_dir": desired.get("outputs_dir") or "outputs",
@@ -770,7 +769,8 @@ class RunProvider(WorkProvider):
         provider.fetch_outputs(handle, dest)
         self._release_inline(computed)
         results = read_results(dest)
-        results["outputs"] = {}
+        # A run that did not complete has no named outputs: expressions reading them stay
+        # unknown (its dependents were not started), never an error.
         if computed.get("status") == "completed":
             results["outputs"] = data.collect_outputs(
                 computed.get("declared_outputs") or {},

@@ -23,6 +23,7 @@ from typing import Any
 
 from trainform.config.values import is_unknown
 from trainform.errors import ProviderError
+from trainform.providers.base import report
 from trainform.runs.snapshot import (
     Entry,
     Manifest,
@@ -36,6 +37,7 @@ from trainform.runs.snapshot import (
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_DOWNLOAD = 1 << 40  # an http(s) source larger than this is refused
+PROGRESS_FROM = 64 << 20  # inputs at least this large say so while they are stored
 
 
 # -- datasets --------------------------------------------------------------------------------
@@ -276,14 +278,16 @@ def collect_outputs(
         if rel is None or not (rel + "/").startswith(base + "/"):
             continue
         place = collected / rel[len(base) + 1 :]
+        # Each collected run is a new folder: its hashes are not worth caching.
         try:
-            if place.is_dir() and not place.is_symlink():
-                snap = snapshot(place, store / "cache" / "hashes.db", 1 << 62, 1 << 62, plain=True)
-                content = Content(snap.manifest, place, None)
-            elif place.is_file() and not place.is_symlink():
-                content = _file_content(place, store / "cache")
-            else:
-                continue
+            with tempfile.TemporaryDirectory(prefix="trainform-outputs-") as cache:
+                if place.is_dir() and not place.is_symlink():
+                    snap = snapshot(place, Path(cache) / "h", 1 << 62, 1 << 62, plain=True)
+                    content = Content(snap.manifest, place, None)
+                elif place.is_file() and not place.is_symlink():
+                    content = _file_content(place, Path(cache))
+                else:
+                    continue
         except SnapshotError as exc:
             raise ProviderError(f"output {name} of run {run.get('run_id')}: {exc}") from None
         keep(content, store)
@@ -466,6 +470,12 @@ def stage_inputs(
             if link:
                 staged.append({"name": name, "path": str(content.root), "file": content.file})
                 continue
+            if content.manifest.total_size >= PROGRESS_FROM:
+                report(
+                    f"input {name}: storing {content.manifest.file_count} file(s), "
+                    f"{content.manifest.total_size / (1 << 20):.1f} MiB, in the workspace's "
+                    "store (only what it lacks is copied)"
+                )
             keep(content, store)
             manifest, file = content.manifest, content.file
         staged.append({"name": name, "manifest": manifest.to_dict(), "file": file})
