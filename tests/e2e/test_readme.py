@@ -230,4 +230,27 @@ def test_the_pipeline_section_shows_examples_pipeline_and_its_commands_run_verba
     ) in out, out[-6000:]
     assert "train: sales = 5.17 * temp + 31.47 (7 rows)" in out, out[-6000:]
     assert out.count("Apply complete!") == 3, out[-6000:]
+    assert '"run.prep" -> "run.train" [label = "features"];' in out, out[-6000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"a": 5.166, "b": 31.466, "rows": 7}
+
+
+def test_the_pipeline_sections_ssh_dataset_is_a_valid_configuration(tmp_path: Path) -> None:
+    """The "Data that stays where it is" example, beside the ssh compute it names (a host
+    that does not exist: validated, not planned; tests/integration/test_ssh_datasets.py
+    hashes and links a real one)."""
+    (tmp_path / "id_ed25519").write_text("not read by validate\n")
+    (tmp_path / "main.train.hcl").write_text(
+        'compute "gpu" {\n  type     = "ssh"\n  hosts    = ["gpu1.lab.example"]\n  username = "ml"\n'
+        '  private_key_file = "id_ed25519"\n}\n\n'
+        + block_after("**Data that stays where it is.**", "hcl")
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "trainform", "validate"],
+        cwd=tmp_path,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 resource block(s)" in done.stdout, done.stdout
