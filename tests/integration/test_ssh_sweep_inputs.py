@@ -1,8 +1,12 @@
-"""A sweep whose trials read a dataset on an ssh compute, through the real CLI against a real
-OpenSSH server on 127.0.0.1 (tfuser): three grid trials submitted at once
-(`max_concurrent_runs = 3` on the sweep and on the compute) all read the same ~600 kB
-dataset (each waits until all three have started), and the host is sent it once, not once per trial: the bytes the trials' uploads
-recorded add up to less than twice the dataset."""
+"""Runs that share a dataset on an ssh compute, through the real CLI against a real OpenSSH
+server on 127.0.0.1 (tfuser): the host is sent the ~600 kB dataset once, not once per run
+(the bytes their uploads recorded add up to less than twice the dataset), for
+
+- three grid trials of a sweep (`max_concurrent_runs = 3` on the sweep and on the compute),
+  which run at the same time (each waits until all three have started); the controller
+  submits them one after another, so each finds what the previous one sent;
+- three runs of one apply, which the engine submits in parallel: without the file lock
+  around a host's blob folder (commit 754476e) two of them sent the whole dataset."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from test_ssh_compute import (  # noqa: F401 (reap_runs: an autouse fixture for 
     ENVIRONMENT,
     compute_block,
     reap_runs,
+    upload_of,
 )
 
 if TYPE_CHECKING:  # fixtures' types; pytest provides the objects
@@ -113,4 +118,45 @@ def test_three_concurrent_trials_share_one_transfer_of_their_dataset(
         uploads.append(run["upload"])
     sent = sum(int(u["bytes"]) for u in uploads)
     # The dataset went to the host once; the trials that waited for the lock found it there.
+    assert SIZE <= sent < 2 * SIZE, (SIZE, uploads)
+
+
+def run_blocks(meet: str) -> str:
+    """Three runs of the trial script in one apply, each reading the dataset."""
+    return "".join(
+        f'run "r{i}" {{\n'
+        '  experiment   = "ssh-sweep-inputs"\n'
+        "  compute      = compute.box\n"
+        "  environment  = environment.system\n"
+        '  source_dir   = "src"\n'
+        '  script       = "train.py"\n'
+        f'  arguments    = ["--lr", "{lr}"]\n'
+        '  max_duration = "2m"\n'
+        "  inputs       = { raw = dataset.raw }\n"
+        f'  env          = {{ MEET_DIR = "{meet}" }}\n'
+        "}\n"
+        for i, lr in enumerate(LRS)
+    )
+
+
+def test_three_runs_of_one_apply_share_one_transfer_of_their_dataset(
+    cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str
+) -> None:
+    for name, data in DATA.items():
+        (cli.cwd / "data").mkdir(exist_ok=True)
+        (cli.cwd / "data" / name).write_bytes(data)
+    cli.write("src/train.py", TRIAL)
+    cli.write(
+        "main.train.hcl",
+        compute_block(sshd, f"{remote_tmp}/tf", key=user_key, max_concurrent_runs=3)
+        + ENVIRONMENT
+        + 'dataset "raw" {\n  source = "data"\n}\n'
+        + run_blocks(f"{remote_tmp}/meet"),
+    )
+    applied = ok(cli("apply", "-auto-approve", timeout=300))
+    uploads = []
+    for i in range(len(LRS)):
+        assert f"run.r{i}: Completed" in applied.out, applied.all
+        uploads.append(upload_of(cli, f"run.r{i}"))
+    sent = sum(int(u["bytes"]) for u in uploads)
     assert SIZE <= sent < 2 * SIZE, (SIZE, uploads)
