@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,30 @@ def report(message: str) -> None:
     image build's output). Providers never print; this is how they are heard. Does nothing
     when nobody listens."""
     _tell(_reporter, message)
+
+
+PROGRESS_EVERY = 1.0  # seconds between progress reports
+
+
+def byte_progress(what: str, total: int) -> Callable[[int], None]:
+    """A callback taking the bytes done so far that reports ``what: X of Y MiB (N%)`` about
+    once a second, and once at 100% (:func:`report`). Thread-safe."""
+    last = [0.0]  # when the last report was; -1 once 100% has been reported
+    lock = threading.Lock()
+    mib = 1 << 20
+
+    def progress(done: int) -> None:
+        now = time.monotonic()
+        with lock:
+            if last[0] < 0 or (now - last[0] < PROGRESS_EVERY and done < total):
+                return
+            last[0] = -1.0 if done >= total else now
+        done = min(done, total)
+        report(
+            f"{what}: {done / mib:.1f} of {total / mib:.1f} MiB ({100 * done // max(total, 1)}%)"
+        )
+
+    return progress
 
 
 # Optional capabilities a provider may declare; the planner rejects, at plan time, a run that

@@ -38,7 +38,7 @@ from trainform.providers.base import (
     ProviderContext,
     ResourceState,
     RunRequest,
-    report,
+    byte_progress,
 )
 from trainform.remote.scripts import MISSING_DELTA_SCRIPT, READ_SCRIPT, STATUS_SCRIPT
 from trainform.runs import nodes as multinode
@@ -797,7 +797,6 @@ def upload_blobs(
 
 
 PROGRESS_FROM = 16 << 20  # uploads at least this large report their progress
-PROGRESS_EVERY = 1.0  # seconds between progress reports
 
 
 def _progress(payload: list[tuple[str, Path]]) -> Callable[[int], None] | None:
@@ -805,20 +804,7 @@ def _progress(payload: list[tuple[str, Path]]) -> Callable[[int], None] | None:
     total = sum(path.stat().st_size for _, path in payload)
     if total < PROGRESS_FROM:
         return None
-    last = [0.0]  # when the last report was; -1 once 100% has been reported
-    mib = 1 << 20
-
-    def progress(sent: int) -> None:
-        now = time.monotonic()
-        if last[0] >= 0 and (now - last[0] >= PROGRESS_EVERY or sent >= total):
-            last[0] = -1.0 if sent >= total else now
-            done = min(sent, total)
-            report(
-                f"uploading {len(payload)} file(s): {done / mib:.1f} of {total / mib:.1f} MiB "
-                f"({100 * done // total}%)"
-            )
-
-    return progress
+    return byte_progress(f"uploading {len(payload)} file(s)", total)
 
 
 def _known_set(path: Path | None) -> tuple[str, list[str]] | None:

@@ -17,13 +17,14 @@ import re
 import tempfile
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainform.config.values import is_unknown
 from trainform.errors import ProviderError
-from trainform.providers.base import report
+from trainform.providers.base import byte_progress
 from trainform.runs.snapshot import (
     Entry,
     Manifest,
@@ -301,14 +302,15 @@ def collect_outputs(
     return found
 
 
-def keep(content: Content, store: Path) -> None:
-    """Put a content's blobs and manifest in a workspace's store (idempotent)."""
+def keep(content: Content, store: Path, progress: Callable[[int], None] | None = None) -> None:
+    """Put a content's blobs and manifest in a workspace's store (idempotent); ``progress``
+    as :func:`store_blobs` takes it."""
     if content.host is not None:
         raise ProviderError(
             f"{content.root} sits on {content.host}: it is used there in place "
             '(input_mode = "link"), never copied'
         )
-    store_blobs(content.manifest, content.root, store / "snapshots" / "blobs")
+    store_blobs(content.manifest, content.root, store / "snapshots" / "blobs", progress)
     save_manifest(content.manifest, store / "snapshots" / "manifests")
 
 
@@ -412,10 +414,7 @@ def link_problems(inputs: Any, here: bool, compute: Any = None) -> list[str]:
         if not isinstance(value, dict) or is_unknown(value.get("source")):
             local = True
         elif value.get("run_id"):
-            problems.append(
-                f'input {name}: input_mode = "link" links datasets only; {origin(value)} is a '
-                'run\'s output (use input_mode = "copy")'
-            )
+            continue  # another run's output: placed from the store, as when copied
         elif _on_host(value):
             owner = value.get("compute")
             where = owner.get("address") if isinstance(owner, dict) else None
@@ -470,13 +469,14 @@ def stage_inputs(
             if link:
                 staged.append({"name": name, "path": str(content.root), "file": content.file})
                 continue
+            progress = None
             if content.manifest.total_size >= PROGRESS_FROM:
-                report(
-                    f"input {name}: storing {content.manifest.file_count} file(s), "
-                    f"{content.manifest.total_size / (1 << 20):.1f} MiB, in the workspace's "
-                    "store (only what it lacks is copied)"
+                progress = byte_progress(
+                    f"input {name}: storing what the workspace's store lacks of "
+                    f"{content.manifest.file_count} file(s)",
+                    content.manifest.total_size,
                 )
-            keep(content, store)
+            keep(content, store, progress)
             manifest, file = content.manifest, content.file
         staged.append({"name": name, "manifest": manifest.to_dict(), "file": file})
     return staged

@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import itemgetter
@@ -1019,13 +1019,19 @@ def blob_path(blob_dir: Path, sha256: str) -> Path:
     return blob_dir / sha256[:2] / sha256[2:]
 
 
-def store_blobs(manifest: Manifest, source_dir: Path, blob_dir: Path) -> int:
+def store_blobs(
+    manifest: Manifest,
+    source_dir: Path,
+    blob_dir: Path,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Copy into ``blob_dir`` the content of every file of ``manifest`` whose blob is missing
     (or has the wrong size, as a crash can leave); returns how many blobs were written.
 
     Each copy is hashed as it is written and renamed into place only if it matches, so a blob
     is never partial and concurrent writers are safe. Idempotent. Blobs are not fsynced.
-    Raises SnapshotError when a file changed (or vanished) since the snapshot."""
+    ``progress`` is called with the bytes of what was missing copied so far, after each
+    blob. Raises SnapshotError when a file changed (or vanished) since the snapshot."""
     wanted: dict[str, Entry] = {}
     for e in manifest.entries:
         if e.kind == "file" and e.sha256 not in wanted:
@@ -1042,9 +1048,14 @@ def store_blobs(manifest: Manifest, source_dir: Path, blob_dir: Path) -> int:
         return 0
     root = Path(source_dir)
     workers = min(os.cpu_count() or 1, len(missing))
+    done = 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blobs") as pool:
-        for future in [pool.submit(_copy_blob, e, root, blob_dir) for e in missing]:
+        futures = {pool.submit(_copy_blob, e, root, blob_dir): e.size for e in missing}
+        for future in as_completed(futures):
             future.result()
+            done += futures[future]
+            if progress is not None:
+                progress(done)
     return len(missing)
 
 
