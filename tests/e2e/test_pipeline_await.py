@@ -111,3 +111,52 @@ def test_link_mode_is_refused_on_a_compute_that_is_not_this_machine(cli: CLI) ->
     done = cli("validate")
     assert done.code == 1, done.all
     assert "must run on this machine" in done.all and "main.train.hcl:" in done.all, done.all
+
+
+SWEEP = """\
+sweep "tune" {
+  experiment = "pipes"
+  sampling {
+    algorithm = "grid"
+  }
+  parameter "lr" {
+    distribution = "choice"
+    values       = [0.1, 0.2]
+  }
+  objective {
+    metric = "rows"
+    goal   = "maximize"
+  }
+  trial {
+    compute    = compute.local
+    source_dir = "src/tune"
+    script     = "tune.py"
+    inputs     = { features = run.prep.outputs["features"] }
+  }
+}
+"""
+
+TUNE = """\
+import json, os
+p = os.environ["TRAINFORM_INPUT_FEATURES"]
+n = open(os.path.join(p, "all.txt")).read().count("row")
+with open(os.environ["TRAINFORM_METRICS_FILE"], "a") as f:
+    f.write(json.dumps({"name": "rows", "value": n, "step": 0}) + "\\n")
+"""
+
+
+def test_a_sweep_whose_inputs_come_out_unchanged_is_reused(cli: CLI) -> None:
+    pipeline(cli, more=SWEEP)
+    cli.write("src/tune/tune.py", TUNE)
+    ok(cli("apply", "-auto-approve"))
+    cli.write("src/prep/prep.py", PREP + "# a comment\n")
+    plan = ok(cli("plan")).out
+    assert (
+        "# sweep.tune may be resubmitted, depending on run.prep's outputs "
+        "(decided by apply once they are known)"
+    ) in plan, plan
+    out = ok(cli("apply", "-auto-approve")).out
+    assert "sweep.tune: Reused" in out and "run.train: Reused" in out, out
+    cli.write("data/f9.csv", "row 9\n")
+    out = ok(cli("apply", "-auto-approve")).out
+    assert "sweep.tune: Reused" not in out and "best rows 5" in out, out

@@ -67,6 +67,24 @@ class WorkProvider(Provider):
         super().__init__(context)
         self.providers = Providers(context)
 
+    def fingerprint(self, desired: dict[str, Any]) -> str:
+        """Hash of everything that decides the work's result."""
+        raise NotImplementedError
+
+    def update(
+        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
+    ) -> Observed:
+        """Submit again for a "rerun"; unless the change waited on other runs' outputs
+        (AWAITED) and they came out as the last submission read them: then nothing
+        changed after all, and the completed work stays."""
+        if "rerun" in changed and not (
+            AWAITED in changed
+            and prior.computed.get("status") == "completed"
+            and self.fingerprint(desired) == prior.computed.get("fingerprint")
+        ):
+            return self.create(address, desired)
+        return dict(prior.computed)
+
     def awaits(self, computed: dict[str, Any], prior: dict[str, Any] | None) -> bool:
         """A new submission is awaited; the same one returned again (nothing to resubmit)
         is not."""
@@ -244,15 +262,10 @@ class RunProvider(WorkProvider):
 
         snap = self._snapshot(desired)
         manifest = snap.manifest
-        pending = data.pending_inputs(desired.get("inputs"))
+        before = prior.attributes.get("inputs") if prior is not None else None
+        assumed, pending = data.assume_unchanged(desired.get("inputs"), before)
         if pending and prior is not None:
-            # Known once the runs that make them end: the fingerprint as it would be with
-            # the inputs the last run read tells whether anything else changed.
-            before = prior.attributes.get("inputs") or {}
-            desired = {
-                **desired,
-                "inputs": {**desired["inputs"], **{k: before.get(k) for k in pending}},
-            }
+            desired = {**desired, "inputs": assumed}
         fp = runspec.fingerprint(
             desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
         )
@@ -262,18 +275,10 @@ class RunProvider(WorkProvider):
             "snapshot_files": manifest.file_count,
         }
         if pending and (prior is None or prior.computed.get("fingerprint") == fp):
-            origins = sorted(
-                {data.origin(prior.attributes.get("inputs", {}).get(k)) for k in pending}
-                if prior is not None
-                else set()
-            )
             computed.pop("fingerprint")
             return PlanValues(
                 computed,
-                (
-                    "may be resubmitted, depending on "
-                    + (" and ".join(f"{o}'s outputs" for o in origins if o) or "its inputs"),
-                ),
+                (data.awaiting_reason(pending, before),),
                 tuple(snap.warnings),
                 awaits=tuple(pending),
             )
@@ -646,23 +651,11 @@ class RunProvider(WorkProvider):
         announce({**computed, "expected_handle": provider.expected_handle(request)})
         return request, computed
 
-    def update(
-        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
-    ) -> Observed:
-        if "rerun" in changed and not (AWAITED in changed and self._unchanged(desired, prior)):
-            return self.create(address, desired)
-        return dict(prior.computed)
-
-    def _unchanged(self, desired: dict[str, Any], prior: ResourceState) -> bool:
-        """Whether a completed run whose resubmission waited on other runs' outputs is up
-        to date after all: those outputs came out as its last run read them."""
-        if prior.computed.get("status") != "completed":
-            return False
+    def fingerprint(self, desired: dict[str, Any]) -> str:
         manifest = self._snapshot(desired).manifest
-        fp = runspec.fingerprint(
+        return runspec.fingerprint(
             desired, manifest.id, self.context.config_dir, self.context.fingerprint_key
         )
-        return bool(fp == prior.computed.get("fingerprint"))
 
     def delete(self, prior: ResourceState) -> None:
         """Cancel the run if it is still going and wait until it has stopped (the grace

@@ -26,6 +26,7 @@ from trainform.providers.base import (
     ResourceState,
 )
 from trainform.providers.run import WorkProvider, new_run_id
+from trainform.runs import inputs as data
 from trainform.runs import spec as runspec
 from trainform.runs.history import stamp, workspace_of
 from trainform.state.locking import process_alive, process_start_time
@@ -219,9 +220,10 @@ class SweepProvider(WorkProvider):
             names, self._trial(desired), hyperdrive=bool(desired.get("hyperdrive_config"))
         )
 
-    def _fingerprint(self, desired: dict[str, Any], snapshot_id: str) -> str:
+    def fingerprint(self, desired: dict[str, Any]) -> str:
         from trainform.sweep.controller import legacy_flags
 
+        snapshot_id = self._snapshot_id(desired)
         trial = self._trial(desired)
         data: dict[str, Any] = {
             "run": runspec.fingerprint(
@@ -244,7 +246,14 @@ class SweepProvider(WorkProvider):
     def plan_values(
         self, address: str, desired: dict[str, Any], prior: ResourceState | None
     ) -> PlanValues:
-        fp = self._fingerprint(desired, self._snapshot_id(desired))
+        trial = desired.get("trial") or {}
+        before = ((prior.attributes.get("trial") or {}) if prior is not None else {}).get("inputs")
+        assumed, pending = data.assume_unchanged(trial.get("inputs"), before)
+        if pending and prior is not None:  # see RunProvider.plan_values
+            desired = {**desired, "trial": {**trial, "inputs": assumed}}
+        fp = self.fingerprint(desired)
+        if pending and (prior is None or prior.computed.get("fingerprint") == fp):
+            return PlanValues({}, (data.awaiting_reason(pending, before),), awaits=tuple(pending))
         reasons: list[str] = []
         if prior is not None and prior.computed.get("fingerprint") not in (None, fp):
             if prior.computed.get("settings") != json.loads(
@@ -309,7 +318,7 @@ class SweepProvider(WorkProvider):
             "address": address,
             "experiment": desired["experiment"],
             "created": stamp(),
-            "fingerprint": self._fingerprint(desired, snapshot_id),
+            "fingerprint": self.fingerprint(desired),
             "trial": trial,
             **settings,
             "workspace": workspace,
@@ -338,13 +347,6 @@ class SweepProvider(WorkProvider):
             "experiment": desired["experiment"],
             "store": str(run.store(desired)),  # type: ignore[attr-defined]
         }
-
-    def update(
-        self, address: str, desired: dict[str, Any], prior: ResourceState, changed: list[str]
-    ) -> Observed:
-        if "rerun" in changed:
-            return self.create(address, desired)
-        return dict(prior.computed)
 
     def watch(
         self,

@@ -386,6 +386,25 @@ def pending_inputs(inputs: Any) -> list[str]:
     )
 
 
+def assume_unchanged(inputs: Any, before: Any) -> tuple[Any, list[str]]:
+    """``inputs`` with those whose content is not known yet (made by runs that run first)
+    taken as ``before`` (the inputs the last submission read) had them, and their names:
+    the fingerprint this gives tells whether anything else changed."""
+    pending = pending_inputs(inputs)
+    if not pending or not isinstance(before, dict):
+        return inputs, pending
+    return {**inputs, **{k: before.get(k) for k in pending}}, pending
+
+
+def awaiting_reason(pending: list[str], before: Any) -> str:
+    """The plan's reason for a change decided once pending inputs are known."""
+    old = before if isinstance(before, dict) else {}
+    origins = sorted({origin(old.get(k)) for k in pending} - {""})
+    return "may be resubmitted, depending on " + (
+        " and ".join(f"{o}'s outputs" for o in origins) or "its inputs"
+    )
+
+
 def input_changes(before: Any, after: Any) -> list[str]:
     """Plan reasons: ``input features changed (from run.prep)``, ``input x added``."""
     old = input_ids(before)
