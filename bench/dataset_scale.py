@@ -17,7 +17,6 @@ Nothing may be read into memory whole: the peaks must stay far below the dataset
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataset_transfer import SCRIPT, config, environment
+from dataset_transfer import SCRIPT, config, environment, upload
 from ssh_server import bench_server
 
 MIB = 1 << 20
@@ -151,15 +150,8 @@ def main() -> None:
             check(first, "apply", f"files: {args.files}")
             warm = timed(folder, "plan")
             check(warm, "plan after the apply", "No changes")
-            shown = subprocess.run(
-                [sys.executable, "-m", "trainform", "runs", "show", "run.count", "--json"],
-                cwd=folder,
-                env=environment(),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            sent = json.loads(shown.stdout).get("upload") or {}
+            files, sent_bytes = upload(folder)
+            sent = {"files": files, "bytes": sent_bytes}
     finally:
         for path in remotes:
             shutil.rmtree(path, ignore_errors=True)

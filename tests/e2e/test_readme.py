@@ -151,6 +151,30 @@ def test_the_spark_examples_are_valid_configurations(tmp_path: Path) -> None:
         assert f"{blocks} resource block(s)" in done.stdout, done.stdout
 
 
+def run_section(
+    folder: Path, example: str, marker: str, timeout: int
+) -> subprocess.CompletedProcess[str]:
+    """The shell block after ``marker``, verbatim, in ``folder`` holding a fresh copy of
+    ``examples/EXAMPLE``, with this interpreter's ``trainform`` first on PATH; it must
+    succeed."""
+    script = block_after(marker, "sh")
+    shutil.copytree(ROOT / "examples" / example, folder / "examples" / example)
+    shutil.rmtree(folder / "examples" / example / ".trainform", ignore_errors=True)
+    env = base_env()
+    env.pop("SPARK_HOME", None)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    done = subprocess.run(
+        ["sh", "-c", "set -e\n" + script],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    return done
+
+
 def test_the_spark_laptop_commands_run_examples_spark_verbatim(tmp_path: Path) -> None:
     """The "On a laptop" commands, verbatim, from a folder holding a copy of examples/spark and
     the repository's `.venv-spark` (pyspark 4.3, as scripts/install-test-deps makes it): the
@@ -158,23 +182,9 @@ def test_the_spark_laptop_commands_run_examples_spark_verbatim(tmp_path: Path) -
     imported by the executors from the snapshot's zip, and its counts collected."""
     if missing():
         unavailable(missing())
-    script = block_after("**On a laptop**", "sh")
-    shutil.copytree(ROOT / "examples" / "spark", tmp_path / "examples" / "spark")
-    shutil.rmtree(tmp_path / "examples" / "spark" / ".trainform", ignore_errors=True)
     (tmp_path / ".venv-spark").symlink_to(ROOT / ".venv-spark")
-    env = base_env()
-    env.pop("SPARK_HOME", None)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    done = subprocess.run(
-        ["sh", "-c", "set -e\n" + script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_section(tmp_path, "spark", "**On a laptop**", timeout=900)
     out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-6000:]
     assert "Apply complete!" in out, out[-6000:]
     assert "run.words" in out and "| it: 8" in out, out[-6000:]
     # runs show: the application (a local master's id comes from the driver's REST API,
@@ -202,21 +212,8 @@ def test_the_pipeline_section_shows_examples_pipeline_and_its_commands_run_verba
     has seen it."""
     example = ROOT / "examples" / "pipeline"
     assert block_after("## Pipelines and data", "hcl") == (example / "main.train.hcl").read_text()
-    script = block_after("## Pipelines and data", "sh")
-    shutil.copytree(example, tmp_path / "examples" / "pipeline")
-    shutil.rmtree(tmp_path / "examples" / "pipeline" / ".trainform", ignore_errors=True)
-    env = base_env()
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    done = subprocess.run(
-        ["sh", "-c", "set -e\n" + script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_section(tmp_path, "pipeline", "## Pipelines and data", timeout=600)
     out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-6000:]
     assert "prep: 6 rows from 2 files" in out, out[-6000:]
     assert "train: sales = 5.22 * temp + 30.66 (6 rows)" in out, out[-6000:]
     assert "# run.prep will be resubmitted: prep.py changed" in out, out[-6000:]

@@ -86,9 +86,9 @@ sweep "grid" {{
 """
 
 
-def test_three_concurrent_trials_share_one_transfer_of_their_dataset(
-    cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str
-) -> None:
+def configure(cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str, blocks: str) -> None:
+    """The dataset's files, the trial script, and the ssh compute (3 runs at a time), the
+    environment, the dataset and ``blocks``."""
     for name, data in DATA.items():
         (cli.cwd / "data").mkdir(exist_ok=True)
         (cli.cwd / "data" / name).write_bytes(data)
@@ -98,8 +98,14 @@ def test_three_concurrent_trials_share_one_transfer_of_their_dataset(
         compute_block(sshd, f"{remote_tmp}/tf", key=user_key, max_concurrent_runs=3)
         + ENVIRONMENT
         + 'dataset "raw" {\n  source = "data"\n}\n'
-        + SWEEP.replace("{meet}", f"{remote_tmp}/meet"),
+        + blocks,
     )
+
+
+def test_three_concurrent_trials_share_one_transfer_of_their_dataset(
+    cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str
+) -> None:
+    configure(cli, sshd, user_key, remote_tmp, SWEEP.replace("{meet}", f"{remote_tmp}/meet"))
     applied = ok(cli("apply", "-auto-approve", timeout=300))
     shown = json.loads(ok(cli("sweeps", "show", "grid", "--json")).out)
     assert shown["status"] == "completed", (shown, applied.all)
@@ -142,17 +148,7 @@ def run_blocks(meet: str) -> str:
 def test_three_runs_of_one_apply_share_one_transfer_of_their_dataset(
     cli: CLI, sshd: SSHServer, user_key: UserKey, remote_tmp: str
 ) -> None:
-    for name, data in DATA.items():
-        (cli.cwd / "data").mkdir(exist_ok=True)
-        (cli.cwd / "data" / name).write_bytes(data)
-    cli.write("src/train.py", TRIAL)
-    cli.write(
-        "main.train.hcl",
-        compute_block(sshd, f"{remote_tmp}/tf", key=user_key, max_concurrent_runs=3)
-        + ENVIRONMENT
-        + 'dataset "raw" {\n  source = "data"\n}\n'
-        + run_blocks(f"{remote_tmp}/meet"),
-    )
+    configure(cli, sshd, user_key, remote_tmp, run_blocks(f"{remote_tmp}/meet"))
     applied = ok(cli("apply", "-auto-approve", timeout=300))
     uploads = []
     for i in range(len(LRS)):
