@@ -35,6 +35,7 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
     from trainform.providers.local import start_detached, start_failed
     from trainform.remote.docker import LABEL, user_spec
     from trainform.runs.container import PLAN_FILE, container_name, container_plan
+    from trainform.runs.launcher import INPUTS_DIR
     from trainform.runs.shipping import full_spec, install_lib, split_secrets, store_secrets
 
     settings = request.spec["environment"]["docker"]
@@ -46,12 +47,19 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
         spec, secret = split_secrets(full_spec(request, request.blob_dir, lib, workdir / "envs"))
         if secret is not None:
             store_secrets(run_dir, secret)  # the launcher in the container reads it
+        mounts = [(str(lib), "ro"), (str(request.blob_dir), "ro")]
+        if spec.get("inputs"):
+            # Placed here and bind-mounted read-only: root in the container cannot write them.
+            spec["inputs"] = place_here(spec["inputs"], request.blob_dir, run_dir)
+            if any(i.get("placed") for i in spec["inputs"]):
+                mounts.append((str(run_dir / INPUTS_DIR), "ro"))
+            mounts += [(str(i["path"]), "ro") for i in spec["inputs"] if "path" in i]
         _write_json(run_dir / "spec.json", spec)
         plan = container_plan(
             run_dir=run_dir,
             image=settings,
             launcher=lib / "launcher.py",
-            mounts=[(str(lib), "ro"), (str(request.blob_dir), "ro")],
+            mounts=mounts,
             envs_root=workdir / "envs",
             slots_dir=workdir / "slots",
             labels={
@@ -72,6 +80,24 @@ def submit(request: RunRequest, workdir: Path, config_dir: Path) -> Handle:
         "supervisor_pid": proc.pid,
         "supervisor_start": process_start_time(proc.pid),
     }
+
+
+def place_here(inputs: list[dict[str, Any]], blob_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """Place a run's inputs (linked to the blob store: the caller mounts them read-only)
+    and return the spec's items for them, marked ``placed``. Raises OSError."""
+    from trainform.runs.launcher import LauncherError, place_inputs
+
+    linked = [i for i in inputs if "path" in i]  # used where they sit: the launcher's
+    try:
+        place_inputs([i for i in inputs if "path" not in i], blob_dir, run_dir, mounted=True)
+    except LauncherError as exc:
+        raise OSError(str(exc)) from None
+    placed = [
+        {"name": i["name"], "file": i.get("file"), "placed": True}
+        for i in inputs
+        if "path" not in i
+    ]
+    return placed + linked
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -317,13 +317,17 @@ class Input(NamedTuple):
     linked: bool = False  # the user's own folder (input_mode = "link"): never chmod-ed
 
 
-def place_inputs(spec_inputs: object, blob_dir: Path, run_dir: Path) -> list[Input]:
+def place_inputs(
+    spec_inputs: object, blob_dir: Path, run_dir: Path, mounted: bool = False
+) -> list[Input]:
     """Materialise spec ``inputs`` (``[{"name", "manifest", "file"}]``) under
     ``run_dir/inputs/NAME``, read-only. Files are hard links to the blob store (no copy)
     where the run cannot write them: the launcher is not root (file modes hold), or it is
     and ``inputs`` is mounted read-only for it and the run (a mount namespace of their
-    own). Otherwise they are copies, so a root run writing into an input cannot reach the
-    store. Returns what is needed to tell afterwards whether the run changed them
+    own), or the caller mounts it read-only where the run runs (``mounted``: a container's
+    bind mount). Otherwise they are copies, so a root run writing into an input cannot
+    reach the store. An item ``placed`` was placed so before the launcher started. Returns
+    what is needed to tell afterwards whether the run changed them
     (:func:`changed_inputs`)."""
     if spec_inputs is None:
         return []
@@ -338,13 +342,27 @@ def place_inputs(spec_inputs: object, blob_dir: Path, run_dir: Path) -> list[Inp
         items.append(item)
     if not items:
         return []
+    ready = [_placed_input(item, run_dir) for item in items if item.get("placed")]
+    items = [item for item in items if not item.get("placed")]
+    if not items:
+        return ready
     root_user = os.geteuid() == 0
-    private = root_user and _private_mounts()
+    private = root_user and not mounted and _private_mounts()
     stored = [item for item in items if "path" not in item]
-    placed = [_place_input(item, blob_dir, run_dir, not root_user or private) for item in stored]
+    link = not root_user or private or mounted
+    placed = ready + [_place_input(item, blob_dir, run_dir, link) for item in stored]
     if stored and private and not _mount_readonly(run_dir / INPUTS_DIR):
         placed = [_place_input(item, blob_dir, run_dir, False) for item in stored]
     return placed + [_linked_input(item, run_dir, private) for item in items if "path" in item]
+
+
+def _placed_input(item: dict[str, Any], run_dir: Path) -> Input:
+    root = run_dir / INPUTS_DIR / item["name"]
+    if not root.is_dir():
+        raise LauncherError(f"input {item['name']}: {root} was not placed")
+    one = item.get("file")
+    path = root / _relative_path(one, "input file") if one is not None else root
+    return Input(item["name"], path, root, _stamps(root))
 
 
 def _linked_input(item: dict[str, Any], run_dir: Path, private: bool) -> Input:
