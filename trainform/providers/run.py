@@ -601,7 +601,7 @@ class RunProvider(WorkProvider):
                 self.context.data_dir,
                 store,
                 link=desired.get("input_mode") == "link",
-                ssh=self.providers.get("ssh"),
+                ssh=self.providers.get("ssh") if data.on_hosts(desired["inputs"]) else None,
             )
             spec["input_args"] = bool(desired.get("input_args"))
         if desired.get("outputs"):

@@ -1,5 +1,6 @@
 """Datasets that sit on an ssh compute's host (``source = "ssh://HOST/PATH"``): hashed there,
-never copied here, and used in place by runs on that compute (``input_mode = "link"``).
+and used in place by runs on that compute (``input_mode = "link"``); a run elsewhere gets a
+copy, fetched once into the workspace's store (:func:`copy_from_host`).
 
 The host hashes its own files with a stdlib Python script (:data:`HASH_SCRIPT`) that keeps a
 cache beside the user's other caches (``~/.cache/trainform/dataset-hashes``), so an unchanged
@@ -13,11 +14,13 @@ import hashlib
 import json
 import posixpath
 import re
+import tempfile
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from trainform.errors import ProviderError
-from trainform.runs.snapshot import Manifest, SnapshotError
+from trainform.runs.snapshot import Manifest, SnapshotError, describe_changes
 
 MAX_OUTPUT = 64 << 20  # bytes of the script's answer read at most
 CACHE_DIR = "~/.cache/trainform/dataset-hashes"
@@ -175,6 +178,44 @@ def hash_on_host(source: str, compute: dict[str, Any], ssh: Any) -> tuple[Manife
     except ProviderError as exc:
         raise ProviderError(f"dataset source {source!r}: {exc}") from None
     return parse_hashes(out, source)
+
+
+def copy_from_host(
+    source: str, compute: dict[str, Any], ssh: Any, manifest: Manifest, store: Path
+) -> None:
+    """Put an ssh:// folder's blobs (``manifest``, as hashed on its host) in a workspace's
+    ``store``: nothing to do when it holds them all already; else the folder is fetched
+    through the ssh compute's session (a hostile tar stream, extracted by the rules of
+    :mod:`trainform.remote.tarsafe`) into a temporary folder, hashed here, and kept only if
+    it is exactly what the host said. Raises ProviderError."""
+    from trainform.providers.base import report
+    from trainform.runs.snapshot import blob_path, save_manifest, snapshot, store_blobs
+
+    blobs = store / "snapshots" / "blobs"
+    if all(blob_path(blobs, e.sha256).is_file() for e in manifest.entries if e.kind == "file"):
+        return
+    host, path = split_source(source)
+    report(f"fetching {source} ({manifest.file_count} file(s)) into the workspace's store")
+    entry = find_host(host, compute_hosts(compute) or [], compute)
+    if entry is None:
+        raise ProviderError(f"dataset source {source!r}: {host!r} is not a host of its compute")
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=store) as tmp:
+        folder = Path(tmp) / "data"
+        try:
+            ssh._with_session(
+                ssh._run_target(compute), entry, lambda conn: conn.download_tree(path, folder)
+            )
+            got = snapshot(folder, Path(tmp) / "hashes", 1 << 62, 1 << 62, plain=True).manifest
+        except (ProviderError, SnapshotError) as exc:
+            raise ProviderError(f"copying dataset source {source!r}: {exc}") from None
+        if got.id != manifest.id:
+            raise ProviderError(
+                f"copying dataset source {source!r}: what arrived is not what its host hashed "
+                f"({describe_changes(manifest.diff(got))}); nothing was kept"
+            )
+        store_blobs(got, folder, blobs)
+        save_manifest(got, store / "snapshots" / "manifests")
 
 
 def parse_hashes(out: bytes, source: str) -> tuple[Manifest, bool]:

@@ -338,11 +338,6 @@ def input_problems(inputs: Any, mode: Any) -> list[str]:
         if upper in names:
             problems.append(f"inputs {names[upper]!r} and {name!r} are the same variable {upper}")
         names[upper] = str(name)
-        if _on_host(value) and mode != "link":  # known before the dataset is hashed
-            problems.append(
-                f"input {name}: {origin(value)} sits on its compute's host ({value['source']}) "
-                'and is used there in place: set input_mode = "link" and run on that compute'
-            )
         if is_unknown(value):
             continue
         if not isinstance(value, dict) or "id" not in value:
@@ -351,6 +346,11 @@ def input_problems(inputs: Any, mode: Any) -> list[str]:
                 f'run (run.NAME.outputs["x"]), not {type(value).__name__} {value!r}'[:300]
             )
     return problems
+
+
+def on_hosts(inputs: Any) -> bool:
+    """Whether any of a run's inputs is an ssh:// dataset."""
+    return isinstance(inputs, dict) and any(_on_host(v) for v in inputs.values())
 
 
 def _on_host(value: Any) -> bool:
@@ -487,6 +487,20 @@ def stage_inputs(
                 )
             if link:
                 staged.append({"name": name, "path": str(content.root), "file": content.file})
+                continue
+            if content.host is not None:  # an ssh:// dataset for a run elsewhere: a copy
+                from trainform.runs.host_datasets import copy_from_host
+
+                if content.file is not None:
+                    raise ProviderError(
+                        f"input {name}: {value.get('address')} is one file on its host; "
+                        'copying one is not supported: use its folder, or input_mode = "link" '
+                        "on its compute"
+                    )
+                copy_from_host(
+                    str(value["source"]), value.get("compute") or {}, ssh, content.manifest, store
+                )
+                staged.append({"name": name, "manifest": content.manifest.to_dict(), "file": None})
                 continue
             progress = None
             if content.manifest.total_size >= PROGRESS_FROM:
