@@ -6,6 +6,7 @@ where it sits, read-only even for root."""
 from __future__ import annotations
 
 import os
+import re
 
 from helpers import CLI, ok
 from test_pipelines import PREP, TRAIN, logged, pipeline, run_id, tree_bytes
@@ -32,6 +33,10 @@ def test_a_run_left_running_by_an_earlier_apply_is_awaited_before_its_readers(cl
     assert "Resources: 0 added, 1 changed" in out, out  # train; prep was not this apply's
     plan = ok(cli("plan", "-detailed-exitcode")).out
     assert "No changes." in plan, plan
+    # runs show names what the run read and what it produced, by content
+    shown = ok(cli("runs", "show", "run.train")).out
+    assert re.search(r"^    features: [0-9a-f]{16} \(run\.prep\)$", shown, re.M), shown
+    assert re.search(r"^    model: [0-9a-f]{16}, 1 file\(s\), 5 B$", shown, re.M), shown
 
 
 LINKED = """\

@@ -244,7 +244,30 @@ def runs_show(ctx: click.Context, run: str, as_json: bool) -> None:
                 for m in rec["models"]
             )
         lines.append(f"  outputs      {escape(str(rec.get('outputs_path') or '-'))}")
+        lines.extend(_data_lines(rec.get("inputs"), rec.get("outputs")))
         print_lines(ctx, lines)
+
+
+def _data_lines(inputs: object, outputs: object) -> list[str]:
+    """``runs show``'s lines for a run's inputs (content id, where from) and named outputs
+    (content id, files, bytes)."""
+    lines = []
+    if isinstance(inputs, dict) and inputs:
+        lines.append("  inputs       content id (from)")
+        lines.extend(
+            f"    {inert(str(name))}: {inert(str(v.get('id'))[:16])} ({inert(str(v.get('from')))})"
+            for name, v in sorted(inputs.items())
+            if isinstance(v, dict)
+        )
+    if isinstance(outputs, dict) and outputs:
+        lines.append("  named outputs content id, files, bytes")
+        lines.extend(
+            f"    {inert(str(name))}: {inert(str(v.get('id'))[:16])}, {v.get('files')} file(s), "
+            f"{v.get('bytes')} B"
+            for name, v in sorted(outputs.items())
+            if isinstance(v, dict)
+        )
+    return lines
 
 
 def _spark_lines(spark: object, status: str) -> list[str]:

@@ -646,6 +646,8 @@ class RunProvider(WorkProvider):
             "declared_outputs": desired.get("outputs") or None,
             "outputs_dir": desired.get("outputs_dir") or "outputs",
         }
+        if desired.get("inputs"):
+            computed["inputs"] = data.input_summary(desired["inputs"])
         # The intent is recorded before anything starts on the target, so that a run whose
         # apply dies before it records the handle is found there (see _find_submitted).
         announce({**computed, "expected_handle": provider.expected_handle(request)})

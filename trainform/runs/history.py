@@ -32,10 +32,12 @@ RECORD_KEYS = (
     "models",
     "attempts",
     "spark",
+    "inputs",
+    "outputs",
 )
 
 # What collecting a run adds to its record (runs.results.read_results).
-RESULT_KEYS = ("outputs_path", "params", "metrics", "logged_tags", "models")
+RESULT_KEYS = ("outputs_path", "params", "metrics", "logged_tags", "models", "outputs")
 
 
 def stamp() -> str:

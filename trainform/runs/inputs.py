@@ -368,6 +368,17 @@ def input_ids(inputs: Any) -> dict[str, Any]:
     }
 
 
+def input_summary(inputs: Any) -> dict[str, Any] | None:
+    """What a run's history keeps of its inputs: name -> content id and where it came from."""
+    if not isinstance(inputs, dict) or not inputs:
+        return None
+    return {
+        str(k): {"id": v.get("id"), "from": origin(v)}
+        for k, v in sorted(inputs.items())
+        if isinstance(v, dict)
+    }
+
+
 def origin(value: Any) -> str:
     """Where an input comes from, for messages: ``dataset.wine`` or ``run.prep``."""
     if isinstance(value, dict):
