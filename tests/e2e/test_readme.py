@@ -111,6 +111,20 @@ def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     assert line in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def validated(folder: Path, blocks: int) -> None:
+    """`trainform validate` in ``folder`` succeeds and counts ``blocks`` resource blocks."""
+    done = subprocess.run(
+        [sys.executable, "-m", "trainform", "validate"],
+        cwd=folder,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{blocks} resource block(s)" in done.stdout, done.stdout
+
+
 def test_the_slurm_example_is_a_valid_configuration(tmp_path: Path) -> None:
     """The "## Slurm" example's attributes and blocks are the schema's (it names a login node
     that does not exist, so it is validated, not applied; the same options are applied on the
@@ -118,16 +132,7 @@ def test_the_slurm_example_is_a_valid_configuration(tmp_path: Path) -> None:
     (tmp_path / "main.train.hcl").write_text(block_after("## Slurm", "hcl"))
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text("print('hello')\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "trainform", "validate"],
-        cwd=tmp_path,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 resource block(s)" in done.stdout, done.stdout
+    validated(tmp_path, 2)
 
 
 def test_the_spark_examples_are_valid_configurations(tmp_path: Path) -> None:
@@ -139,16 +144,7 @@ def test_the_spark_examples_are_valid_configurations(tmp_path: Path) -> None:
         (folder / "src").mkdir(parents=True)
         (folder / "src" / "features.py").write_text("print('features')\n")
         (folder / "main.train.hcl").write_text(block_after(marker, "hcl"))
-        done = subprocess.run(
-            [sys.executable, "-m", "trainform", "validate"],
-            cwd=folder,
-            env=base_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert f"{blocks} resource block(s)" in done.stdout, done.stdout
+        validated(folder, blocks)
 
 
 def run_section(
@@ -241,13 +237,4 @@ def test_the_pipeline_sections_ssh_dataset_is_a_valid_configuration(tmp_path: Pa
         '  private_key_file = "id_ed25519"\n}\n\n'
         + block_after("**Data that stays where it is.**", "hcl")
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "trainform", "validate"],
-        cwd=tmp_path,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 resource block(s)" in done.stdout, done.stdout
+    validated(tmp_path, 2)

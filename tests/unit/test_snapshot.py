@@ -718,7 +718,9 @@ def test_save_and_load_manifest(src: Path, tmp_path: Path) -> None:
     path = save_manifest(manifest, tmp_path / "manifests")
     assert path == tmp_path / "manifests" / f"{manifest.id}.json"
     assert load_manifest(path) == manifest
+    inode = path.stat().st_ino
     assert save_manifest(manifest, tmp_path / "manifests") == path  # idempotent
+    assert path.stat().st_ino == inode  # and not written again (a large dataset's, each plan)
 
     tampered = json.loads(path.read_text())
     tampered["entries"][0]["size"] = 2

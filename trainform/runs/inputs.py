@@ -304,12 +304,8 @@ def collect_outputs(
 
 def keep(content: Content, store: Path, progress: Callable[[int], None] | None = None) -> None:
     """Put a content's blobs and manifest in a workspace's store (idempotent); ``progress``
-    as :func:`store_blobs` takes it."""
-    if content.host is not None:
-        raise ProviderError(
-            f"{content.root} sits on {content.host}: it is used there in place "
-            '(input_mode = "link"), never copied'
-        )
+    as :func:`store_blobs` takes it. Content on a host is copied by
+    :func:`~trainform.runs.host_datasets.copy_from_host` instead."""
     store_blobs(content.manifest, content.root, store / "snapshots" / "blobs", progress)
     save_manifest(content.manifest, store / "snapshots" / "manifests")
 

@@ -1089,10 +1089,13 @@ def _copy_blob(entry: Entry, root: Path, blob_dir: Path) -> None:
 
 def save_manifest(manifest: Manifest, manifest_dir: Path) -> Path:
     """Write ``manifest_dir/<id>.json`` (the :meth:`Manifest.to_dict` form) atomically and
-    return its path. Idempotent."""
+    return its path. Idempotent: a manifest already there (named by its content, written
+    whole) is not written again, so planning a large unchanged dataset writes nothing."""
     manifest_dir = Path(manifest_dir)
-    manifest_dir.mkdir(parents=True, exist_ok=True)
     dest = manifest_dir / f"{manifest.id}.json"
+    if dest.is_file():
+        return dest
+    manifest_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(dest, json.dumps(manifest.to_dict(), separators=(",", ":")).encode())
     return dest
 
